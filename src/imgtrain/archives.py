@@ -1,0 +1,152 @@
+"""Safe extraction of .zip and .tar archives: nothing lands outside the destination."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from .errors import InvalidDatasetError
+from .image_directory import list_problems
+from .imaging import is_image_name
+
+#: An archive may hold at most this many members ...
+MAX_MEMBERS = 1_000_000
+#: ... and unpack to at most this many bytes (guards against zip bombs).
+MAX_UNPACKED_BYTES = 64 * 1024**3
+
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz", ".gz", ".bz2", ".xz")
+ZIP_SUFFIXES = (".zip",)
+
+
+def archive_kind(path: Path) -> str | None:
+    """'zip', 'tar' or None, from the file name."""
+    name = path.name.lower()
+    if name.endswith(ZIP_SUFFIXES):
+        return "zip"
+    if name.endswith(TAR_SUFFIXES):
+        return "tar"
+    return None
+
+
+def _unsafe_reason(name: str) -> str | None:
+    if not name or "\x00" in name:
+        return "empty or invalid member name"
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        return "absolute path"
+    if ".." in pure.parts:
+        return "path leaves the archive ('..')"
+    return None
+
+
+def _hidden(name: str) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in PurePosixPath(name).parts)
+
+
+class _Extractor:
+    """Writes accepted members under `dest`, collecting refusals and enforcing limits."""
+
+    def __init__(self, archive: Path, dest: Path):
+        self.archive = archive
+        self.dest = dest
+        self.refused: list[str] = []
+        self.ignored: list[str] = []
+        self.members = 0
+        self.unpacked = 0
+
+    def count(self, size: int) -> None:
+        self.members += 1
+        self.unpacked += max(0, size)
+        if self.members > MAX_MEMBERS or self.unpacked > MAX_UNPACKED_BYTES:
+            raise InvalidDatasetError(
+                f"The archive {self.archive} holds more than {MAX_MEMBERS:,} members or unpacks to more "
+                f"than {MAX_UNPACKED_BYTES / 1024**3:.0f} GiB; it is refused as a possible archive bomb.",
+                hint="unpack it yourself and convert the folder.",
+            )
+
+    def accept(self, name: str) -> Path | None:
+        """The path to write member `name` to, or None to skip it."""
+        if _hidden(name):
+            return None
+        if not is_image_name(name):
+            self.ignored.append(name)
+            return None
+        target = self.dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def finish(self) -> list[str]:
+        if self.refused:
+            raise InvalidDatasetError(
+                f"The archive {self.archive} has {len(self.refused)} members that would land outside the "
+                f"output or are links; nothing was written:\n{list_problems(self.refused)}",
+                hint="repack the archive with plain files and relative paths only.",
+            )
+        return self.ignored
+
+
+def extract(archive: Path, dest: Path) -> list[str]:
+    """Extract the image files of `archive` into `dest`; return the names of non-image members skipped.
+
+    Absolute paths, '..', symlinks, hard links and device files are refused: the whole
+    archive is rejected with InvalidDatasetError naming them.
+    """
+    kind = archive_kind(archive)
+    try:
+        if kind == "zip":
+            return _extract_zip(archive, dest)
+        return _extract_tar(archive, dest)
+    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, RuntimeError, ValueError) as exc:
+        raise InvalidDatasetError(
+            f"The archive {archive} cannot be read: {type(exc).__name__}: {exc}.",
+            hint="check that the file is a complete .zip / .tar(.gz/.bz2/.xz) archive.",
+        ) from None
+
+
+def _extract_zip(archive: Path, dest: Path) -> list[str]:
+    ex = _Extractor(archive, dest)
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            ex.count(info.file_size)
+            name = info.filename.replace("\\", "/")
+            reason = _unsafe_reason(name)
+            if reason is None and stat.S_ISLNK(info.external_attr >> 16):
+                reason = "symbolic link"
+            if reason:
+                ex.refused.append(f"{info.filename}: {reason}")
+                continue
+            if info.is_dir() or ex.refused:
+                continue
+            target = ex.accept(name)
+            if target is not None:
+                with zf.open(info) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+    return ex.finish()
+
+
+def _extract_tar(archive: Path, dest: Path) -> list[str]:
+    ex = _Extractor(archive, dest)
+    with tarfile.open(archive, "r:*") as tf:
+        for member in tf:
+            ex.count(member.size)
+            reason = _unsafe_reason(member.name)
+            if reason is None and member.issym():
+                reason = f"symbolic link to {member.linkname}"
+            elif reason is None and member.islnk():
+                reason = f"hard link to {member.linkname}"
+            elif reason is None and not (member.isfile() or member.isdir()):
+                reason = "device, fifo or other special file"
+            if reason:
+                ex.refused.append(f"{member.name}: {reason}")
+                continue
+            if member.isdir() or ex.refused:
+                continue
+            target = ex.accept(member.name)
+            if target is not None:
+                src = tf.extractfile(member)
+                with src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+    return ex.finish()

@@ -1,0 +1,338 @@
+"""Convert to Image Directory: folders, archives, manifests and Azure designer directories."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import archives
+from .errors import InvalidDatasetError
+from .files import atomic_write_json, building_dir
+from .image_directory import (
+    IMAGES_DIR,
+    META_NAME,
+    ImageDirectory,
+    ImageRecord,
+    list_problems,
+    safe_relative_path,
+    write_image_directory,
+)
+from .imaging import IMAGE_EXTENSIONS, BadImage, is_image_name, open_image, to_rgb
+from .parallel import process_map
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "convert-report.json"
+_FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "PPM": ".ppm",
+                      "TIFF": ".tif", "WEBP": ".webp", "MPO": ".jpg"}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file to import: where it is, the name users know it by, its label and optional id."""
+
+    file: Path
+    source: str
+    label: str | None
+    id: int | None = None
+
+
+def convert(
+    src: str | Path,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    skip_invalid: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+) -> ImageDirectory:
+    """Turn a folder, archive, manifest or designer image directory into an imgtrain image directory.
+
+    Every image is decoded once here. Bad images raise InvalidDatasetError naming them and
+    nothing is written, unless `skip_invalid`, which leaves them out and lists them in
+    OUT/convert-report.json.
+    """
+    src, out = Path(src), Path(out)
+    if not src.exists():
+        raise InvalidDatasetError(f"The source {src} does not exist.", hint="check the path.")
+    started = time.perf_counter()
+    with building_dir(out, overwrite, inputs=[src]) as tmp:
+        candidates, ignored = _gather(src, tmp / ".extract")
+        records, bad = _import_images(candidates, tmp, workers, progress)
+        shutil.rmtree(tmp / ".extract", ignore_errors=True)
+        if bad and not skip_invalid:
+            raise InvalidDatasetError(
+                f"{len(bad)} of {len(candidates)} images in {src} cannot be used; nothing was written:\n"
+                + list_problems([f"{name}: {reason}" for name, reason in bad]),
+                hint="fix or remove these files, or pass --skip-invalid to leave them out.",
+            )
+        if not records:
+            raise InvalidDatasetError(f"None of the images in {src} can be used.", hint="check the files.")
+        classes = sorted({r.label for r in records if r.label is not None})
+        write_image_directory(tmp, classes, records)
+        atomic_write_json(
+            tmp / REPORT_NAME,
+            {
+                "format": "imgtrain.convert_report",
+                "format_version": 1,
+                "source": str(src),
+                "images": len(records),
+                "skipped": [{"source": name, "reason": reason} for name, reason in bad],
+                "ignored_non_images": ignored,
+            },
+        )
+    if bad:
+        log.warning("skipped %d invalid images; see %s", len(bad), out / REPORT_NAME)
+    if ignored:
+        log.warning("ignored %d files without an image extension, e.g. %s", len(ignored), ignored[:3])
+    log.info("converted %d images (%s) in %.1fs into %s", len(records),
+             f"{len(classes)} classes" if classes else "unlabeled", time.perf_counter() - started, out)
+    return ImageDirectory.open(out)
+
+
+def _gather(src: Path, extract_dir: Path) -> tuple[list[Candidate], list[str]]:
+    """Candidates from any supported source, plus names of non-image files ignored."""
+    if src.is_dir():
+        if (src / "_meta.yaml").is_file():
+            return _from_azure_directory(src), []
+        if (src / META_NAME).is_file():
+            return _from_image_directory(src), []
+        return _from_folder(src, src)
+    name = src.name.lower()
+    if archives.archive_kind(src):
+        ignored = archives.extract(src, extract_dir)
+        found, more = _from_folder(_unwrap(extract_dir), src, display_root=extract_dir)
+        return found, ignored + more
+    if name.endswith(".csv"):
+        return _from_csv(src), []
+    if name.endswith((".jsonl", ".json", ".ndjson")):
+        return _from_jsonl(src), []
+    raise InvalidDatasetError(
+        f"{src} is not a source imgtrain can convert.",
+        hint="give a folder, a .zip/.tar/.tar.gz/.tgz/.tar.bz2 archive, a .csv or .jsonl manifest, "
+        "or a designer image directory (with _meta.yaml).",
+    )
+
+
+def _unwrap(root: Path) -> Path:
+    """Step into an archive's single top folder when that folder holds the class folders."""
+    if not root.is_dir():
+        return root
+    entries = [p for p in root.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
+    if len(entries) == 1 and entries[0].is_dir() and any(
+        p.is_dir() and not p.name.startswith(".") for p in entries[0].iterdir()
+    ):
+        return entries[0]
+    return root
+
+
+def _from_folder(root: Path, src: Path, display_root: Path | None = None) -> tuple[list[Candidate], list[str]]:
+    """ImageFolder layout (top-level sub-folder = class) or a flat folder (unlabeled)."""
+    top_level: list[Candidate] = []
+    nested: list[Candidate] = []
+    ignored: list[str] = []
+    shown = display_root or root
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root)
+        for fname in sorted(filenames):
+            path = here / fname
+            if fname.startswith(".") or not path.is_file():
+                continue
+            display = str(src / path.relative_to(shown)) if display_root else str(path.relative_to(root))
+            if not is_image_name(fname):
+                ignored.append(display)
+            elif rel_dir.parts:
+                nested.append(Candidate(path, display, rel_dir.parts[0]))
+            else:
+                top_level.append(Candidate(path, display, None))
+    if top_level and nested:
+        raise InvalidDatasetError(
+            f"{src} mixes images at its top level ({', '.join(c.source for c in top_level[:3])}"
+            f"{', ...' if len(top_level) > 3 else ''}) with class sub-folders.",
+            hint="move every image into a class folder (SRC/<class>/<image>) for labeled data, or keep "
+            "all images at the top level for unlabeled data.",
+        )
+    found = nested or top_level
+    if not found:
+        raise InvalidDatasetError(
+            f"No images found in {src}.",
+            hint="images need one of the extensions " + ", ".join(sorted(IMAGE_EXTENSIONS)) + ".",
+        )
+    return found, ignored
+
+
+def _from_csv(manifest: Path) -> list[Candidate]:
+    rows: list[tuple[int, dict]] = []
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            fields = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
+            if "path" not in fields:
+                raise InvalidDatasetError(
+                    f"The manifest {manifest} has no 'path' column (columns: {reader.fieldnames}).",
+                    hint="start the CSV with a header line 'path,label' (label is optional).",
+                )
+            for lineno, row in enumerate(reader, 2):
+                label = row.get(fields["label"]) if "label" in fields else None
+                rows.append((lineno, {"path": row.get(fields["path"]), "label": label}))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InvalidDatasetError(f"The manifest {manifest} cannot be read: {exc}.") from None
+    return _manifest_candidates(manifest, rows)
+
+
+def _from_jsonl(manifest: Path) -> list[Candidate]:
+    rows: list[tuple[int, dict]] = []
+    problems = []
+    try:
+        with manifest.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    problems.append(f"line {lineno}: not JSON ({exc.msg})")
+                    continue
+                if not isinstance(row, dict):
+                    problems.append(f"line {lineno}: not a JSON object")
+                    continue
+                rows.append((lineno, row))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidDatasetError(f"The manifest {manifest} cannot be read: {exc}.") from None
+    if problems:
+        raise InvalidDatasetError(f"The manifest {manifest} is invalid:\n{list_problems(problems)}",
+                                  hint='write one object per line: {"path": "a/b.png", "label": "cat"}.')
+    return _manifest_candidates(manifest, rows)
+
+
+def _manifest_candidates(manifest: Path, rows: list[tuple[int, dict]]) -> list[Candidate]:
+    base = manifest.parent
+    problems: list[str] = []
+    found: list[Candidate] = []
+    for lineno, row in rows:
+        path, label = row.get("path"), row.get("label")
+        if isinstance(label, int) and not isinstance(label, bool):
+            label = str(label)
+        if isinstance(label, str):
+            label = label.strip() or None
+        if not isinstance(path, str) or not path.strip():
+            problems.append(f"line {lineno}: no path")
+        elif label is not None and not isinstance(label, str):
+            problems.append(f"line {lineno}: label {label!r} is not a string")
+        else:
+            found.append(Candidate(base / path.strip(), path.strip(), label))
+    _check_all_or_none_labeled(manifest, found, problems)
+    if problems:
+        raise InvalidDatasetError(f"The manifest {manifest} is invalid:\n{list_problems(problems)}",
+                                  hint="give every row a path, and either every row a label or none.")
+    if not found:
+        raise InvalidDatasetError(f"The manifest {manifest} lists no images.", hint="add rows 'path,label'.")
+    return found
+
+
+def _check_all_or_none_labeled(src: Path, found: list[Candidate], problems: list[str]) -> None:
+    unlabeled = [c.source for c in found if c.label is None]
+    if unlabeled and len(unlabeled) != len(found):
+        problems.extend(f"{name}: no label while other images have one" for name in unlabeled)
+
+
+def _from_azure_directory(src: Path) -> list[Candidate]:
+    """An image directory written by the Azure ML designer (_meta.yaml + images.lst + image/)."""
+    try:
+        meta = yaml.safe_load((src / "_meta.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InvalidDatasetError(f"{src / '_meta.yaml'} cannot be read: {exc}.") from None
+    if not isinstance(meta, dict) or meta.get("type") != "ImageDirectory":
+        raise InvalidDatasetError(f"{src / '_meta.yaml'} does not describe a designer ImageDirectory "
+                                  "('type: ImageDirectory').")
+    image_list = meta.get("image_list", "images.lst")
+    if not isinstance(image_list, str) or not safe_relative_path(image_list):
+        raise InvalidDatasetError(f"{src / '_meta.yaml'}: image_list {image_list!r} is not a relative path.")
+    rows = []
+    try:
+        with (src / image_list).open(encoding="utf-8") as f:
+            rows = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidDatasetError(f"{src / image_list} cannot be read: {exc}.") from None
+    found: list[Candidate] = []
+    problems: list[str] = []
+    for lineno, line in rows:
+        try:
+            row = json.loads(line)
+            name = row["image_info"]["file_name"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            problems.append(f"{image_list} line {lineno}: no image_info.file_name")
+            continue
+        label, ident = row.get("category"), row.get("id")
+        if not isinstance(name, str) or not safe_relative_path(name):
+            problems.append(f"{image_list} line {lineno}: file_name {name!r} is not a relative path inside {src}")
+        elif label is not None and not isinstance(label, str | int):
+            problems.append(f"{image_list} line {lineno}: category {label!r} is not a string")
+        else:
+            ident = ident if isinstance(ident, int) and not isinstance(ident, bool) and ident >= 0 else None
+            found.append(Candidate(src / name, name, None if label is None else str(label), ident))
+    _check_all_or_none_labeled(src, found, problems)
+    if problems:
+        raise InvalidDatasetError(f"The designer image directory {src} is invalid:\n{list_problems(problems)}")
+    if not found:
+        raise InvalidDatasetError(f"The designer image directory {src} lists no images.")
+    return found
+
+
+def _from_image_directory(src: Path) -> list[Candidate]:
+    directory = ImageDirectory.open(src)
+    return [Candidate(src / r.path, r.source or r.path, r.label, r.id) for r in directory]
+
+
+def _import_one(task: tuple[str, str]) -> tuple[str, int, int, str]:
+    """Decode one file and copy its bytes to `dest_stem` + extension: ('ok', w, h, ext) or ('bad', 0, 0, why)."""
+    file, dest_stem = task
+    try:
+        with open(file, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        return ("bad", 0, 0, f"cannot read file ({exc.strerror or exc})")
+    try:
+        img = open_image(data)
+        fmt = img.format
+        rgb = to_rgb(img)
+    except BadImage as exc:
+        return ("bad", 0, 0, str(exc))
+    except Exception as exc:  # a format quirk Pillow cannot convert: still a bad image, not a crash
+        return ("bad", 0, 0, f"cannot convert to RGB ({type(exc).__name__}: {exc})")
+    suffix = Path(file).suffix.lower()
+    ext = suffix if is_image_name(file) else _FORMAT_EXTENSIONS.get(fmt or "", ".img")
+    with open(dest_stem + ext, "wb") as f:
+        f.write(data)
+    return ("ok", rgb.width, rgb.height, ext)
+
+
+def _import_images(
+    candidates: list[Candidate], tmp: Path, workers: int | None, progress: bool
+) -> tuple[list[ImageRecord], list[tuple[str, str]]]:
+    (tmp / IMAGES_DIR).mkdir()
+    ids = [c.id for c in candidates]
+    if None in ids or len(set(ids)) != len(ids):
+        ids = list(range(len(candidates)))
+    width = max(6, len(str(len(candidates))))
+    tasks = [(str(c.file), str(tmp / IMAGES_DIR / f"{k:0{width}d}")) for k, c in enumerate(candidates)]
+    records: list[ImageRecord] = []
+    bad: list[tuple[str, str]] = []
+    results = process_map(_import_one, tasks, workers, desc="convert", progress=progress)
+    for k, (c, ident, (status, w, h, extra)) in enumerate(zip(candidates, ids, results)):
+        if status == "ok":
+            path = f"{IMAGES_DIR}/{k:0{width}d}{extra}"
+            records.append(ImageRecord(ident, path, c.label, w, h, c.source))
+        else:
+            bad.append((c.source, extra))
+    return records, bad

@@ -1,0 +1,74 @@
+"""The errors imgtrain raises: one base class carrying the designer's error code and a fix hint."""
+
+from __future__ import annotations
+
+
+class ImgtrainError(Exception):
+    """Base of every error a user can cause; `code` is the Azure ML designer's error code."""
+
+    code: str | None = None
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.hint:
+            text += f" Fix: {self.hint}"
+        if self.code:
+            text += f" (designer error {self.code})"
+        return text
+
+
+class ParameterError(ImgtrainError):
+    """A parameter is out of its range or of the wrong kind."""
+
+    code = "0008"
+
+
+class InvalidDatasetError(ImgtrainError):
+    """Input data is invalid: empty, unreadable images, mismatched label sets, bad index."""
+
+    code = "0018"
+
+
+class NotLabeledDatasetError(ImgtrainError):
+    """An image directory without labels was given where labels are required."""
+
+    code = "0024"
+
+
+class ImageExceedsLimitError(ImgtrainError):
+    """An image is larger than imgtrain accepts (decompression-bomb guard)."""
+
+    code = "0127"
+
+
+class InvalidTransformationDirectoryError(ImgtrainError):
+    """A transformation file is missing, malformed or names an unknown transform."""
+
+    code = "0158"
+
+
+class InvalidModelDirectoryError(ImgtrainError):
+    """The model input is not a valid imgtrain model directory."""
+
+    code = "0159"
+
+
+class OutputExistsError(ImgtrainError):
+    """The output path already holds something and overwriting was not asked for."""
+
+
+__all__ = [
+    "ImgtrainError",
+    "ParameterError",
+    "InvalidDatasetError",
+    "NotLabeledDatasetError",
+    "ImageExceedsLimitError",
+    "InvalidTransformationDirectoryError",
+    "InvalidModelDirectoryError",
+    "OutputExistsError",
+]

@@ -1,0 +1,297 @@
+"""The image directory format: images plus a versioned index; open, validate, write; a torch Dataset.
+
+Layout (documented in docs/formats.md)::
+
+    DIR/imgtrain-images.json   meta: format, format_version, labeled, classes, num_images
+    DIR/images.jsonl           one JSON object per image: id, path, label, width, height, source
+    DIR/images/...             the image files
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import __version__
+from .errors import InvalidDatasetError, NotLabeledDatasetError
+from .files import atomic_write_json, atomic_write_text
+from .imaging import BadImage, load_rgb
+
+META_NAME = "imgtrain-images.json"
+INDEX_NAME = "images.jsonl"
+IMAGES_DIR = "images"
+FORMAT = "imgtrain.image_directory"
+FORMAT_VERSION = 1
+MAX_LISTED = 20
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    """One image of an image directory; `path` is relative to the directory, POSIX style."""
+
+    id: int
+    path: str
+    label: str | None
+    width: int
+    height: int
+    source: str | None = None
+
+
+def list_problems(problems: Sequence[str], limit: int = MAX_LISTED) -> str:
+    """Format the first `limit` problems one per line, then how many more there are."""
+    lines = [f"  - {p}" for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"  ... and {len(problems) - limit} more")
+    return "\n".join(lines)
+
+
+def safe_relative_path(path: str) -> bool:
+    """True when `path` is relative, POSIX, and stays inside its base folder."""
+    if not path or "\\" in path or "\x00" in path:
+        return False
+    pure = PurePosixPath(path)
+    return not pure.is_absolute() and ".." not in pure.parts and pure.parts[:1] != ("",)
+
+
+def write_image_directory(root: Path, classes: Sequence[str], records: Sequence[ImageRecord]) -> None:
+    """Write the index and meta file of an image directory whose images are already in `root`."""
+    labeled = bool(records) and all(r.label is not None for r in records)
+    if not records:
+        labeled = bool(classes)
+    lines = [json.dumps(asdict(r), ensure_ascii=False) for r in records]
+    atomic_write_text(Path(root) / INDEX_NAME, "".join(line + "\n" for line in lines))
+    atomic_write_json(
+        Path(root) / META_NAME,
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "labeled": labeled,
+            "classes": list(classes),
+            "num_images": len(records),
+            "index": INDEX_NAME,
+            "created_by": f"imgtrain {__version__}",
+        },
+    )
+
+
+class ImageDirectory:
+    """An opened, validated image directory: its classes and image records."""
+
+    def __init__(self, root: Path, classes: Sequence[str], records: Sequence[ImageRecord], labeled: bool):
+        self.root = Path(root)
+        self.classes: tuple[str, ...] = tuple(classes)
+        self.records: tuple[ImageRecord, ...] = tuple(records)
+        self.labeled = labeled
+
+    @classmethod
+    def open(cls, path: str | Path) -> ImageDirectory:
+        """Open and validate the image directory at `path`; raise InvalidDatasetError saying what is wrong."""
+        root = Path(path)
+        meta = _read_meta(root)
+        classes = meta["classes"]
+        records, problems = _read_index(root, classes, meta["labeled"])
+        if not problems and len(records) != meta["num_images"]:
+            problems.append(f"{META_NAME} says {meta['num_images']} images, {INDEX_NAME} lists {len(records)}")
+        if problems:
+            raise InvalidDatasetError(
+                f"The image directory {root} is damaged ({len(problems)} problems):\n{list_problems(problems)}",
+                hint=f"recreate it with `imgtrain convert SOURCE {root} --overwrite`.",
+            )
+        return cls(root, classes, records, meta["labeled"])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[ImageRecord]:
+        return iter(self.records)
+
+    def __repr__(self) -> str:
+        kind = f"{len(self.classes)} classes" if self.labeled else "unlabeled"
+        return f"ImageDirectory({str(self.root)!r}, {len(self)} images, {kind})"
+
+    def image_path(self, index: int) -> Path:
+        """The file of the image at position `index`."""
+        return self.root / self.records[index].path
+
+    def load(self, index: int) -> Image.Image:
+        """The image at position `index` as upright 8-bit RGB."""
+        path = self.image_path(index)
+        try:
+            return load_rgb(path)
+        except BadImage as exc:
+            raise InvalidDatasetError(
+                f"Image {path} of {self.root} cannot be read: {exc}.",
+                hint=f"restore the file, or recreate the directory with `imgtrain convert`.",
+            ) from None
+
+    def class_counts(self) -> dict[str, int]:
+        """Number of images per class, in class order."""
+        counts = dict.fromkeys(self.classes, 0)
+        for r in self.records:
+            if r.label is not None:
+                counts[r.label] += 1
+        return counts
+
+    def require_labels(self, role: str = "training") -> None:
+        """Raise NotLabeledDatasetError when this directory has no labels."""
+        if not self.labeled:
+            raise NotLabeledDatasetError(
+                f"The {role} image directory {self.root} has no labels.",
+                hint="convert a folder in class-sub-folder layout (SRC/<class>/<image>) or a manifest "
+                "with a label column.",
+            )
+
+    def dataset(
+        self,
+        transform: Callable[[torch.Tensor], Any] | None = None,
+        classes: Sequence[str] | None = None,
+    ) -> ImageDataset:
+        """A torch Dataset of (image, label index) pairs; label -1 when unlabeled.
+
+        Images are uint8 CHW tensors before `transform`. `classes` maps labels to
+        indices (default: this directory's own classes).
+        """
+        return ImageDataset(self, transform, classes)
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Map-style dataset over an image directory; paths are kept in one numpy array so
+    forked data-loader workers do not copy them."""
+
+    def __init__(self, directory: ImageDirectory, transform=None, classes: Sequence[str] | None = None):
+        self.root = directory.root
+        self.transform = transform
+        self.classes = tuple(directory.classes if classes is None else classes)
+        index = {c: i for i, c in enumerate(self.classes)}
+        unknown = sorted({r.label for r in directory.records if r.label is not None} - set(index))
+        if unknown:
+            raise InvalidDatasetError(
+                f"The image directory {directory.root} has labels that are not among the classes "
+                f"{list(self.classes)}: {unknown}.",
+                hint="use image directories with the same classes.",
+            )
+        self.paths = np.array([str(directory.root / r.path) for r in directory.records])
+        self.labels = np.array(
+            [-1 if r.label is None else index[r.label] for r in directory.records], dtype=np.int64
+        )
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[Any, int]:
+        path = str(self.paths[i])
+        try:
+            img = load_rgb(Path(path))
+        except BadImage as exc:
+            raise InvalidDatasetError(f"Image {path} cannot be read: {exc}.") from None
+        tensor = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous()
+        if self.transform is not None:
+            tensor = self.transform(tensor)
+        return tensor, int(self.labels[i])
+
+
+def _read_meta(root: Path) -> dict[str, Any]:
+    meta_path = root / META_NAME
+    if not root.is_dir():
+        raise InvalidDatasetError(
+            f"{root} is not an image directory: it {'is a file' if root.exists() else 'does not exist'}.",
+            hint=f"create one with `imgtrain convert SOURCE {root}`.",
+        )
+    if not meta_path.is_file():
+        hint = f"create one with `imgtrain convert {root} OUT`."
+        raise InvalidDatasetError(f"{root} is not an imgtrain image directory: it has no {META_NAME}.", hint=hint)
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidDatasetError(f"{meta_path} cannot be read as JSON: {exc}.") from None
+    problems = []
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InvalidDatasetError(f"{meta_path} is not an imgtrain image directory meta file (format {FORMAT!r}).")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise InvalidDatasetError(
+            f"{meta_path} has format_version {version!r}; this imgtrain reads version {FORMAT_VERSION}.",
+            hint="upgrade imgtrain, or recreate the directory with this version.",
+        )
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
+        problems.append("'classes' must be a list of non-empty strings")
+    elif len(set(classes)) != len(classes):
+        problems.append("'classes' lists a class twice")
+    if not isinstance(meta.get("labeled"), bool):
+        problems.append("'labeled' must be true or false")
+    n = meta.get("num_images")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        problems.append("'num_images' must be a non-negative integer")
+    if meta.get("index", INDEX_NAME) != INDEX_NAME:
+        problems.append(f"'index' must be {INDEX_NAME!r}")
+    if problems:
+        raise InvalidDatasetError(f"{meta_path} is invalid:\n{list_problems(problems)}")
+    return meta
+
+
+def _read_index(root: Path, classes: list[str], labeled: bool) -> tuple[list[ImageRecord], list[str]]:
+    index_path = root / INDEX_NAME
+    known = set(classes)
+    records: list[ImageRecord] = []
+    problems: list[str] = []
+    seen_ids: set[int] = set()
+    try:
+        handle = index_path.open(encoding="utf-8")
+    except OSError as exc:
+        return [], [f"{INDEX_NAME} cannot be read: {exc.strerror or exc}"]
+    with handle:
+        try:
+            for lineno, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                where = f"{INDEX_NAME} line {lineno}"
+                try:
+                    raw = json.loads(line)
+                    record = ImageRecord(**raw) if isinstance(raw, dict) else None
+                except (json.JSONDecodeError, TypeError):
+                    record = None
+                if record is None:
+                    problems.append(f"{where}: not an image record")
+                    continue
+                problem = _record_problem(record, known, labeled, seen_ids)
+                if problem is None and not (root / record.path).is_file():
+                    problem = f"image file {record.path} is missing"
+                if problem:
+                    problems.append(f"{where}: {problem}")
+                    continue
+                seen_ids.add(record.id)
+                records.append(record)
+        except UnicodeDecodeError as exc:
+            problems.append(f"{INDEX_NAME} is not UTF-8 text ({exc})")
+    return records, problems
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _record_problem(r: ImageRecord, known: set[str], labeled: bool, seen_ids: set[int]) -> str | None:
+    if not _is_int(r.id) or r.id < 0:
+        return f"id {r.id!r} is not a non-negative integer"
+    if r.id in seen_ids:
+        return f"id {r.id} appears twice"
+    if not isinstance(r.path, str) or not safe_relative_path(r.path):
+        return f"path {r.path!r} is not a relative path inside the directory"
+    if not (_is_int(r.width) and _is_int(r.height) and r.width > 0 and r.height > 0):
+        return f"width/height {r.width!r}x{r.height!r} are not positive integers"
+    if r.source is not None and not isinstance(r.source, str):
+        return "source must be a string or null"
+    if labeled:
+        if not isinstance(r.label, str) or r.label not in known:
+            return f"label {r.label!r} is not one of the classes"
+    elif r.label is not None:
+        return "an unlabeled directory's images must have label null"
+    return None

@@ -1,0 +1,100 @@
+"""Decoding one image file: validation, and the one RGB conversion used everywhere."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+)
+
+#: Images with more pixels than this are refused as possible decompression bombs
+#: (Pillow's own warning threshold: about 9,500 x 9,500).
+MAX_IMAGE_PIXELS = 89_478_485
+
+# Our own limit is checked before decoding; Pillow's check would only warn below 2x.
+Image.MAX_IMAGE_PIXELS = None
+
+_EXIF_ORIENTATION = 0x0112
+_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
+
+
+class BadImage(Exception):
+    """An image file that cannot be used; the message says why."""
+
+
+def is_image_name(name: str) -> bool:
+    """True when the file name has one of the accepted image extensions, in any case."""
+    return Path(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Decode image bytes fully, refusing empty, truncated, non-image and oversized inputs."""
+    if not data:
+        raise BadImage("empty file")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except Exception as exc:  # Pillow raises many kinds for garbage input
+        raise BadImage(f"not a readable image ({type(exc).__name__}: {exc})") from None
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise BadImage(f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise BadImage(
+            f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (a decompression bomb, or an image to downscale first)"
+        )
+    try:
+        img.load()
+    except Exception as exc:
+        raise BadImage(f"image data is corrupt or truncated ({type(exc).__name__}: {exc})") from None
+    return img
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Return `img` upright and in 8-bit RGB, the same way for every source format.
+
+    EXIF orientation is applied; transparency is composited on white; 16-bit and
+    32-bit grayscale are scaled to 8 bits instead of clipped.
+    """
+    if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        img = ImageOps.exif_transpose(img)
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in _SIXTEEN_BIT_MODES or mode == "I":
+        wide = np.asarray(img).astype(np.int64)
+        return Image.fromarray(np.clip(wide // 257, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "F":
+        values = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def decode_rgb(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Decode bytes into an upright 8-bit RGB image, or raise BadImage saying why."""
+    img = open_image(data, max_pixels)
+    try:
+        return to_rgb(img)
+    except Exception as exc:
+        raise BadImage(f"cannot convert {img.mode} image to RGB ({type(exc).__name__}: {exc})") from None
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Read an image file as upright 8-bit RGB (see `to_rgb`)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise BadImage(f"cannot read file ({exc.strerror or exc})") from None
+    return decode_rgb(data)

@@ -1,0 +1,51 @@
+"""Per-image work spread over processes, with a progress bar; order is kept."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+
+def default_workers() -> int:
+    """One worker per CPU core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def _init_worker() -> None:
+    # Each worker is one core's worth of work: keep torch from starting its own thread pool.
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def process_map(
+    fn: Callable[[Any], T],
+    tasks: Sequence[Any],
+    workers: int | None = None,
+    desc: str = "",
+    progress: bool = True,
+) -> Iterator[T]:
+    """Yield fn(task) for every task, in order, computed in `workers` processes."""
+    workers = default_workers() if workers is None else workers
+    bar = tqdm(total=len(tasks), desc=desc, unit="img", disable=None if progress else True, leave=False)
+    with bar:
+        if workers <= 1 or len(tasks) < 64:
+            for task in tasks:
+                yield fn(task)
+                bar.update()
+            return
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        chunk = max(1, min(64, len(tasks) // (workers * 8)))
+        with multiprocessing.get_context(method).Pool(workers, initializer=_init_worker) as pool:
+            for result in pool.imap(fn, tasks, chunksize=chunk):
+                yield result
+                bar.update()
