@@ -1,0 +1,67 @@
+"""The end-to-end demo on scikit-learn's bundled digits (the pipeline's modules that exist so far)."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .convert import convert
+from .errors import OutputExistsError
+from .files import atomic_write_json
+from .image_directory import ImageDirectory
+from .split import split
+from .transforms import TransformSpec, init_transform
+
+log = logging.getLogger(__name__)
+
+MARKER = "imgtrain-demo.json"
+#: The designer's default transformation resizes to 256 and crops 224: far too large for
+#: 8x8 digits; this one keeps the 32 px images as they are, with no flip (a flipped 2 is no 2).
+DIGITS_TRANSFORM = TransformSpec(resize=False, center_crop=False, random_horizontal_flip=False)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Where the demo put each of its outputs."""
+
+    out: Path
+    images: ImageDirectory
+    train: ImageDirectory
+    valid: ImageDirectory
+    transform: Path
+
+
+def write_digits_folder(folder: Path, size: int = 32, limit: int | None = None) -> int:
+    """Write scikit-learn's 8x8 digits as `size`-px PNGs in class-folder layout; return the count."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images, targets = digits.images[:limit], digits.target[:limit]
+    for i, (pixels, target) in enumerate(zip(images, targets)):
+        gray = Image.fromarray(np.round(pixels * (255 / 16)).astype(np.uint8), "L")
+        path = folder / str(target) / f"digit_{i:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        gray.resize((size, size), Image.Resampling.BILINEAR).save(path)
+    return len(images)
+
+
+def run_demo(out: str | Path, limit: int | None = None, progress: bool = True) -> DemoResult:
+    """Digits -> image directory -> stratified 90/10 split -> transformation file, under `out`."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise OutputExistsError(f"{out} exists and is not an earlier demo output.", hint="choose another --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / MARKER, {"format": "imgtrain.demo", "format_version": 1})
+    with tempfile.TemporaryDirectory(prefix="imgtrain-digits-") as folder:
+        count = write_digits_folder(Path(folder), limit=limit)
+        log.info("wrote %d digit images to a temporary folder", count)
+        images = convert(folder, out / "digits", overwrite=True, progress=progress)
+    train, valid = split(images.root, out / "train", out / "valid", fraction=0.9, seed=1, overwrite=True)
+    transform = init_transform(out / "transform.json", DIGITS_TRANSFORM, overwrite=True)
+    return DemoResult(out, images, train, valid, transform)
+

@@ -1,0 +1,89 @@
+"""Split Image Directory: one image directory into two parts, stratified by class."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ParameterError
+from .files import building_dir
+from .image_directory import IMAGES_DIR, ImageDirectory, ImageRecord, write_image_directory
+
+log = logging.getLogger(__name__)
+
+
+def split_indices(labels: Sequence[str | None], fraction: float, seed: int, stratify: bool = True) -> list[int]:
+    """Positions of the first part: floor(fraction x n) of them, drawn per class when `stratify`."""
+    n = len(labels)
+    total = math.floor(fraction * n + 1e-9)
+    rng = np.random.default_rng(seed)
+    if not stratify or any(label is None for label in labels):
+        return sorted(rng.permutation(n)[:total].tolist())
+    groups: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(label, []).append(i)
+    names = sorted(groups)
+    exact = [fraction * len(groups[c]) for c in names]
+    quota = [math.floor(e + 1e-9) for e in exact]
+    # Hand the images floor() left over to the classes with the largest remainders.
+    by_remainder = sorted(range(len(names)), key=lambda k: (-(exact[k] - quota[k]), k))
+    for k in by_remainder[: total - sum(quota)]:
+        quota[k] += 1
+    chosen: list[int] = []
+    for name, q in zip(names, quota):
+        members = groups[name]
+        chosen.extend(members[j] for j in rng.permutation(len(members))[:q])
+    return sorted(chosen)
+
+
+def split(
+    src: str | Path,
+    out1: str | Path,
+    out2: str | Path,
+    *,
+    fraction: float = 0.9,
+    seed: int = 1,
+    stratify: bool = True,
+    overwrite: bool = False,
+) -> tuple[ImageDirectory, ImageDirectory]:
+    """Write the first floor(fraction x n) images to `out1` and the rest to `out2`; same seed, same split."""
+    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 <= fraction <= 1.0:
+        raise ParameterError(f"fraction must be between 0 and 1, got {fraction!r}.",
+                             hint="give the share of images for the first output, e.g. 0.9.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ParameterError(f"seed must be a non-negative integer, got {seed!r}.")
+    src, out1, out2 = Path(src), Path(out1), Path(out2)
+    if out1.resolve() == out2.resolve():
+        raise ParameterError(f"The two outputs are the same path {out1}.", hint="name two different outputs.")
+    directory = ImageDirectory.open(src)
+    first = set(split_indices([r.label for r in directory], fraction, seed, stratify and directory.labeled))
+    parts = ([], [])
+    for i, record in enumerate(directory):
+        parts[0 if i in first else 1].append(record)
+    with building_dir(out1, overwrite, [src]) as tmp1, building_dir(out2, overwrite, [src]) as tmp2:
+        for tmp, records in zip((tmp1, tmp2), parts):
+            _place_images(directory.root, tmp, records)
+            write_image_directory(tmp, directory.classes if directory.labeled else [], records)
+    for out, records in zip((out1, out2), parts):
+        if not records:
+            log.warning("%s received no images (fraction %s of %d images)", out, fraction, len(directory))
+    log.info("split %d images: %d to %s, %d to %s", len(directory), len(parts[0]), out1, len(parts[1]), out2)
+    return ImageDirectory.open(out1), ImageDirectory.open(out2)
+
+
+def _place_images(src_root: Path, dest_root: Path, records: list[ImageRecord]) -> None:
+    """Hard-link each image into place (instant, no extra space), copying where links fail."""
+    (dest_root / IMAGES_DIR).mkdir(exist_ok=True)
+    for r in records:
+        target = dest_root / r.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src_root / r.path, target)
+        except OSError:
+            shutil.copyfile(src_root / r.path, target)

@@ -1,0 +1,227 @@
+"""Init / Apply Image Transformation: a versioned transformation file <-> torchvision transforms.
+
+The file holds the designer's switches and sizes; the order in which they apply is
+fixed (the designer's order). In inference mode every random transform is dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+from .errors import InvalidDatasetError, InvalidTransformationDirectoryError, OutputExistsError, ParameterError
+from .files import atomic_write_json, building_dir
+from .image_directory import IMAGES_DIR, ImageDirectory, list_problems, write_image_directory
+from .imaging import BadImage, load_rgb
+from .parallel import process_map
+
+log = logging.getLogger(__name__)
+
+FORMAT = "imgtrain.transformation"
+FORMAT_VERSION = 1
+FILE_NAME = "transform.json"
+Mode = Literal["training", "inference"]
+MODES = ("training", "inference")
+
+# Fixed settings of the switch-only transforms (documented in docs/formats.md).
+COLOR_JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4}
+RANDOM_GRAYSCALE_P = 0.1
+RANDOM_PERSPECTIVE = {"distortion_scale": 0.5, "p": 0.5}
+RANDOM_ERASING_P = 0.5
+MAX_SIZE = 16384
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """The designer's Init Image Transformation parameters, with its defaults."""
+
+    resize: bool = True
+    size: int = 256
+    center_crop: bool = True
+    crop_size: int = 224
+    pad: bool = False
+    padding: int = 0
+    color_jitter: bool = False
+    grayscale: bool = False
+    random_resized_crop: bool = False
+    random_resized_crop_size: int = 256
+    random_crop: bool = False
+    random_crop_size: int = 224
+    random_horizontal_flip: bool = True
+    random_vertical_flip: bool = False
+    random_rotation: bool = False
+    random_rotation_degrees: float = 0
+    random_affine: bool = False
+    random_affine_degrees: float = 0
+    random_grayscale: bool = False
+    random_perspective: bool = False
+    random_erasing: bool = False
+
+    def __post_init__(self) -> None:
+        problems = spec_problems(dataclasses.asdict(self))
+        if problems:
+            raise ParameterError("Invalid transformation parameters:\n" + list_problems(problems))
+
+    def to_json(self) -> dict:
+        """The transformation file's content."""
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, "transforms": dataclasses.asdict(self)}
+
+
+_SWITCHES = {f.name for f in fields(TransformSpec) if f.type in (bool, "bool")}
+_RANDOM = {"color_jitter"} | {name for name in _SWITCHES if name.startswith("random_")}
+_RANGES = {
+    "size": (1, MAX_SIZE), "crop_size": (1, MAX_SIZE), "padding": (0, MAX_SIZE),
+    "random_resized_crop_size": (1, MAX_SIZE), "random_crop_size": (1, MAX_SIZE),
+    "random_rotation_degrees": (0, 180), "random_affine_degrees": (0, 180),
+}
+
+
+def spec_problems(values: dict) -> list[str]:
+    """What is wrong with a dict of transformation parameters (empty when valid)."""
+    problems = []
+    known = {f.name for f in fields(TransformSpec)}
+    for name in sorted(set(values) - known):
+        problems.append(f"{name!r} is not one of the designer's transformation parameters")
+    for name, value in values.items():
+        if name in _SWITCHES and not isinstance(value, bool):
+            problems.append(f"{name} must be true or false, got {value!r}")
+        elif name in _RANGES:
+            low, high = _RANGES[name]
+            integral = not name.endswith("degrees")
+            kinds = int if integral else int | float
+            if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+                kind = "an integer" if integral else "a number"
+                problems.append(f"{name} must be {kind} from {low} to {high}, got {value!r}")
+    return problems
+
+
+def init_transform(out: str | Path, spec: TransformSpec | None = None, *, overwrite: bool = False) -> Path:
+    """Write a transformation file (Init Image Transformation); an existing folder gets OUT/transform.json."""
+    spec = spec or TransformSpec()
+    out = Path(out)
+    if out.is_dir():
+        out = out / FILE_NAME
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists.", hint="choose another path, or pass --overwrite.")
+    atomic_write_json(out, spec.to_json())
+    return out
+
+
+def load_transform(path: str | Path) -> TransformSpec:
+    """Read and validate a transformation file (or a folder holding transform.json)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / FILE_NAME
+    hint = "create one with `imgtrain transform init FILE`."
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidTransformationDirectoryError(f"The transformation file {path} does not exist.", hint) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidTransformationDirectoryError(f"{path} is not a readable JSON file: {exc}.", hint) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise InvalidTransformationDirectoryError(f"{path} is not an imgtrain transformation file.", hint)
+    if data.get("format_version") != FORMAT_VERSION:
+        raise InvalidTransformationDirectoryError(
+            f"{path} has format_version {data.get('format_version')!r}; this imgtrain reads {FORMAT_VERSION}.", hint)
+    values = data.get("transforms")
+    problems = ["'transforms' must be an object"] if not isinstance(values, dict) else spec_problems(values)
+    if problems:
+        raise InvalidTransformationDirectoryError(f"{path} is invalid:\n{list_problems(problems)}", hint)
+    return TransformSpec(**values)
+
+
+def _steps(spec: TransformSpec, mode: Mode) -> list[Callable]:
+    """The torchvision transforms `spec` turns on, in the designer's order."""
+    s, use = spec, (lambda name: getattr(spec, name) and (mode == "training" or name not in _RANDOM))
+    candidates = [
+        ("resize", lambda: v2.Resize(s.size, antialias=True)),
+        ("center_crop", lambda: v2.CenterCrop(s.crop_size)),
+        ("pad", lambda: v2.Pad(s.padding)),
+        ("color_jitter", lambda: v2.ColorJitter(**COLOR_JITTER)),
+        ("grayscale", lambda: v2.Grayscale(num_output_channels=3)),
+        ("random_resized_crop", lambda: v2.RandomResizedCrop(s.random_resized_crop_size, antialias=True)),
+        ("random_crop", lambda: v2.RandomCrop(s.random_crop_size, pad_if_needed=True)),
+        ("random_horizontal_flip", lambda: v2.RandomHorizontalFlip()),
+        ("random_vertical_flip", lambda: v2.RandomVerticalFlip()),
+        ("random_rotation", lambda: v2.RandomRotation(s.random_rotation_degrees)),
+        ("random_affine", lambda: v2.RandomAffine(s.random_affine_degrees)),
+        ("random_grayscale", lambda: v2.RandomGrayscale(p=RANDOM_GRAYSCALE_P)),
+        ("random_perspective", lambda: v2.RandomPerspective(**RANDOM_PERSPECTIVE)),
+        ("random_erasing", lambda: v2.RandomErasing(p=RANDOM_ERASING_P)),
+    ]
+    return [make() for name, make in candidates if use(name)]
+
+
+def build_transform(spec: TransformSpec, mode: Mode = "training") -> Callable[[torch.Tensor], torch.Tensor]:
+    """A callable taking and returning uint8 CHW image tensors; random draws use torch's RNG."""
+    if mode not in MODES:
+        raise ParameterError(f"mode must be one of {MODES}, got {mode!r}.")
+    return v2.Compose(_steps(spec, mode))
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_transform(spec: TransformSpec, mode: Mode) -> Callable:
+    return build_transform(spec, mode)
+
+
+def _apply_one(task: tuple[TransformSpec, Mode, int, str, str]) -> tuple[int, int, str | None]:
+    spec, mode, seed, src, dest = task
+    try:
+        img = load_rgb(Path(src))
+    except BadImage as exc:
+        return 0, 0, str(exc)
+    torch.manual_seed(seed)
+    tensor = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+    out = _cached_transform(spec, mode)(tensor).permute(1, 2, 0).numpy()
+    Image.fromarray(np.ascontiguousarray(out)).save(dest, compress_level=1)
+    return out.shape[1], out.shape[0], None
+
+
+def apply_transform(
+    spec: TransformSpec | str | Path,
+    src: str | Path,
+    out: str | Path,
+    *,
+    mode: Mode = "training",
+    seed: int = 1,
+    overwrite: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+) -> ImageDirectory:
+    """Write a transformed copy of an image directory (Apply Image Transformation), images as PNG.
+
+    Each image's random draws come from (seed, image id), so the output does not depend
+    on the number of workers.
+    """
+    if not isinstance(spec, TransformSpec):
+        spec = load_transform(spec)
+    if mode not in MODES:
+        raise ParameterError(f"mode must be one of {MODES}, got {mode!r}.")
+    directory = ImageDirectory.open(src)
+    with building_dir(Path(out), overwrite, [Path(src)]) as tmp:
+        (tmp / IMAGES_DIR).mkdir()
+        names = [f"{IMAGES_DIR}/{r.id:06d}.png" for r in directory]
+        tasks = [(spec, mode, seed * 1_000_003 + r.id, str(directory.root / r.path), str(tmp / name))
+                 for r, name in zip(directory, names)]
+        results = list(process_map(_apply_one, tasks, workers, desc=f"transform ({mode})", progress=progress))
+        bad = [f"{r.path}: {err}" for r, (_, _, err) in zip(directory, results) if err]
+        if bad:
+            raise InvalidDatasetError(f"{len(bad)} images of {directory.root} cannot be read:\n{list_problems(bad)}",
+                                      hint="recreate the image directory with `imgtrain convert`.")
+        records = [dataclasses.replace(r, path=name, width=w, height=h)
+                   for r, name, (w, h, _) in zip(directory, names, results)]
+        write_image_directory(tmp, directory.classes, records)
+    log.info("transformed %d images (%s mode) into %s", len(records), mode, out)
+    return ImageDirectory.open(out)

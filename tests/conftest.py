@@ -1,0 +1,49 @@
+"""Small images made on the fly, and a way to run the CLI in-process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgtrain.cli import main
+
+
+def noise(width: int = 12, height: int = 10, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
+
+
+def make_class_folder(root: Path, counts: dict[str, int], ext: str = ".png", size=(12, 10)) -> Path:
+    """root/<class>/<i><ext> with distinct noise images."""
+    seed = 0
+    for label, count in counts.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            noise(*size, seed=seed).save(root / label / f"img{i}{ext}")
+            seed += 1
+    return root
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """Run `imgtrain ARGS` in-process; return (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
+@pytest.fixture
+def labeled_folder(tmp_path: Path) -> Path:
+    return make_class_folder(tmp_path / "src", {"cat": 6, "dog": 4})
+
+
+def tree(root: Path) -> set[str]:
+    """Every path under root, relative, for checking that nothing else was written."""
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
