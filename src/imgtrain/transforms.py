@@ -168,7 +168,8 @@ def build_transform(spec: TransformSpec, mode: Mode = "training") -> Callable[[t
     """A callable taking and returning uint8 CHW image tensors; random draws use torch's RNG."""
     if mode not in MODES:
         raise ParameterError(f"mode must be one of {MODES}, got {mode!r}.")
-    return v2.Compose(_steps(spec, mode))
+    steps = _steps(spec, mode)
+    return v2.Compose(steps) if steps else v2.Identity()
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,0 +1,111 @@
+"""The `imgtrain` command: help, exit codes, error lines, and each subcommand end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from imgtrain import ImageDirectory
+from imgtrain.cli import build_parser
+
+
+def _subparsers(parser):
+    return next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+
+
+def test_help_lists_one_subcommand_per_module(run_cli):
+    code, out, _ = run_cli("--help")
+    assert code == 0
+    for command in ("convert", "split", "transform"):
+        assert command in out
+
+
+def _all_parsers(parser):
+    yield parser
+    try:
+        sub = _subparsers(parser)
+    except StopIteration:
+        return
+    for child in sub.choices.values():
+        yield from _all_parsers(child)
+
+
+def test_every_option_shows_its_default():
+    import argparse
+
+    for parser in _all_parsers(build_parser()):
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            if not action.option_strings or action.default is argparse.SUPPRESS or action.dest in ("help", "version"):
+                continue
+            assert "%(default)" in formatter._get_help_string(action), (parser.prog, action.dest)
+        assert "(default:" in parser.format_help() or parser.prog == "imgtrain transform"
+
+
+def test_transform_init_help_shows_designer_defaults(run_cli):
+    code, out, _ = run_cli("transform", "init", "--help")
+    text = " ".join(out.split())
+    assert code == 0
+    assert "--size PIXELS target length of the shorter side for --resize (default: 256)" in text
+    assert "--crop-size PIXELS side of the center crop (default: 224)" in text
+    assert "--random-horizontal-flip, --no-random-horizontal-flip" in text
+
+
+def test_wrong_usage_exits_2(run_cli):
+    code, _, err = run_cli("split", "only-one-arg")
+    assert code == 2 and "usage:" in err
+
+
+def test_error_is_one_line_with_its_name_and_exit_1(run_cli, tmp_path):
+    code, out, err = run_cli("convert", tmp_path / "missing", tmp_path / "out")
+    assert code == 1 and out == ""
+    assert err.startswith("error: InvalidDatasetError: The source")
+    assert "Traceback" not in err and "(designer error 0018)" in err
+
+
+def test_debug_shows_the_traceback(run_cli, tmp_path):
+    code, _, err = run_cli("--debug", "convert", tmp_path / "missing", tmp_path / "out")
+    assert code == 1 and "Traceback" in err
+    code, _, err = run_cli("convert", tmp_path / "missing", tmp_path / "out", "--debug")
+    assert code == 1 and "Traceback" in err
+
+
+def test_pipeline_through_the_cli(run_cli, labeled_folder, tmp_path):
+    code, out, _ = run_cli("convert", labeled_folder, tmp_path / "all")
+    assert code == 0 and "10 images, 2 classes" in out
+    code, out, _ = run_cli("split", tmp_path / "all", tmp_path / "train", tmp_path / "valid",
+                           "--fraction", "0.5", "--seed", "3")
+    assert code == 0
+    assert len(ImageDirectory.open(tmp_path / "train")) == 5
+    code, _, _ = run_cli("transform", "init", tmp_path / "t.json", "--no-resize", "--crop-size", "8",
+                         "--random-rotation", "--random-rotation-degrees", "15")
+    assert code == 0
+    spec = json.loads((tmp_path / "t.json").read_text())["transforms"]
+    assert (spec["resize"], spec["crop_size"], spec["random_rotation"], spec["random_rotation_degrees"]) == (
+        False, 8, True, 15.0)
+    code, _, _ = run_cli("transform", "apply", tmp_path / "t.json", tmp_path / "train", tmp_path / "t8",
+                         "--mode", "inference")
+    assert code == 0
+    assert {(r.width, r.height) for r in ImageDirectory.open(tmp_path / "t8")} == {(8, 8)}
+
+
+def test_existing_output_error_names_the_fix(run_cli, labeled_folder, tmp_path):
+    run_cli("convert", labeled_folder, tmp_path / "all")
+    code, _, err = run_cli("convert", labeled_folder, tmp_path / "all")
+    assert code == 1 and "OutputExistsError" in err and "--overwrite" in err
+    code, _, _ = run_cli("convert", labeled_folder, tmp_path / "all", "--overwrite")
+    assert code == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "x"])
+def test_bad_workers_value_is_wrong_usage(run_cli, labeled_folder, tmp_path, value):
+    code, _, err = run_cli("convert", labeled_folder, tmp_path / "o", "--workers", value)
+    assert code == 2
+
+
+def test_console_script_runs_as_a_module():
+    result = subprocess.run([sys.executable, "-m", "imgtrain", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("imgtrain ")
