@@ -294,9 +294,12 @@ def _from_image_directory(src: Path) -> list[Candidate]:
     return [Candidate(src / r.path, r.source or r.path, r.label, r.id) for r in directory]
 
 
-def _import_one(task: tuple[str, str]) -> tuple[str, int, int, str]:
-    """Decode one file and copy its bytes to `dest_stem` + extension: ('ok', w, h, ext) or ('bad', 0, 0, why)."""
-    file, dest_stem = task
+def _import_one(task: tuple[str, str, bool]) -> tuple[str, int, int, str]:
+    """Decode one file and copy (or, for our own extracted files, move) it to `dest_stem` + extension.
+
+    Returns ('ok', width, height, extension) or ('bad', 0, 0, reason).
+    """
+    file, dest_stem, move = task
     try:
         with open(file, "rb") as f:
             data = f.read()
@@ -312,8 +315,11 @@ def _import_one(task: tuple[str, str]) -> tuple[str, int, int, str]:
         return ("bad", 0, 0, f"cannot convert to RGB ({type(exc).__name__}: {exc})")
     suffix = Path(file).suffix.lower()
     ext = suffix if is_image_name(file) else _FORMAT_EXTENSIONS.get(fmt or "", ".img")
-    with open(dest_stem + ext, "wb") as f:
-        f.write(data)
+    if move:
+        os.replace(file, dest_stem + ext)
+    else:
+        with open(dest_stem + ext, "wb") as f:
+            f.write(data)
     return ("ok", rgb.width, rgb.height, ext)
 
 
@@ -325,7 +331,9 @@ def _import_images(
     if None in ids or len(set(ids)) != len(ids):
         ids = list(range(len(candidates)))
     width = max(6, len(str(len(candidates))))
-    tasks = [(str(c.file), str(tmp / IMAGES_DIR / f"{k:0{width}d}")) for k, c in enumerate(candidates)]
+    staged = tmp / ".extract"  # files extracted from an archive are ours to move
+    tasks = [(str(c.file), str(tmp / IMAGES_DIR / f"{k:0{width}d}"), c.file.is_relative_to(staged))
+             for k, c in enumerate(candidates)]
     records: list[ImageRecord] = []
     bad: list[tuple[str, str]] = []
     results = process_map(_import_one, tasks, workers, desc="convert", progress=progress)
