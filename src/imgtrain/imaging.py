@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,6 @@ IMAGE_EXTENSIONS = frozenset(
 #: Images with more pixels than this are refused as possible decompression bombs
 #: (Pillow's own warning threshold: about 9,500 x 9,500).
 MAX_IMAGE_PIXELS = 89_478_485
-
-# Our own limit is checked before decoding; Pillow's check would only warn below 2x.
-Image.MAX_IMAGE_PIXELS = None
 
 _EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
@@ -37,10 +35,14 @@ def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     if not data:
         raise BadImage("empty file")
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # our own limit below refuses these images anyway
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise BadImage(f"image is a possible decompression bomb ({exc})") from None
     except Exception as exc:  # Pillow raises many kinds for garbage input
         raise BadImage(f"not a readable image ({type(exc).__name__}: {exc})") from None
-    width, height = img.size
+    width, height = img.size  # read from the header: nothing is decoded yet
     if width <= 0 or height <= 0:
         raise BadImage(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:

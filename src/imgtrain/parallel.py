@@ -6,11 +6,19 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from tqdm import tqdm
 
+from .errors import ImgtrainError
+
 T = TypeVar("T")
+
+
+class WorkerCrashedError(ImgtrainError):
+    """A worker process died (out of memory, or a crash in an image decoder)."""
 
 
 def default_workers() -> int:
@@ -34,7 +42,10 @@ def process_map(
     desc: str = "",
     progress: bool = True,
 ) -> Iterator[T]:
-    """Yield fn(task) for every task, in order, computed in `workers` processes."""
+    """Yield fn(task) for every task, in order, computed in `workers` processes.
+
+    A worker that dies ends the run with WorkerCrashedError instead of a hang.
+    """
     workers = default_workers() if workers is None else workers
     bar = tqdm(total=len(tasks), desc=desc, unit="img", disable=None if progress else True, leave=False)
     with bar:
@@ -45,7 +56,14 @@ def process_map(
             return
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         chunk = max(1, min(64, len(tasks) // (workers * 8)))
-        with multiprocessing.get_context(method).Pool(workers, initializer=_init_worker) as pool:
-            for result in pool.imap(fn, tasks, chunksize=chunk):
-                yield result
-                bar.update()
+        context = multiprocessing.get_context(method)
+        try:
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+                for result in pool.map(fn, tasks, chunksize=chunk):
+                    yield result
+                    bar.update()
+        except BrokenProcessPool:
+            raise WorkerCrashedError(
+                f"A worker process died during '{desc}' (out of memory, or a crash while decoding an image).",
+                hint="rerun with --workers 1 to see which file it was, and remove or re-save it.",
+            ) from None
