@@ -39,7 +39,8 @@ def test_every_option_shows_its_default():
     for parser in _all_parsers(build_parser()):
         formatter = parser._get_formatter()
         for action in parser._actions:
-            if not action.option_strings or action.default is argparse.SUPPRESS or action.dest in ("help", "version"):
+            if (not action.option_strings or action.default in (argparse.SUPPRESS, None) or action.required
+                    or action.dest in ("help", "version")):
                 continue
             assert "%(default)" in formatter._get_help_string(action), (parser.prog, action.dest)
         assert "(default:" in parser.format_help() or parser.prog == "imgtrain transform"

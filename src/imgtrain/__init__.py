@@ -6,6 +6,7 @@ __version__ = "0.1.0"
 
 # Imported eagerly: `imgtrain.convert` / `imgtrain.split` must be the functions, not the
 # submodules of the same names, whatever was imported first.
+from .architectures import Architecture, create_model_directory, open_untrained  # noqa: E402
 from .convert import convert  # noqa: E402
 from .errors import (  # noqa: E402
     ImageExceedsLimitError,
@@ -18,7 +19,9 @@ from .errors import (  # noqa: E402
     ParameterError,
 )
 from .image_directory import ImageDataset, ImageDirectory, ImageRecord  # noqa: E402
+from .model_directory import TrainedModel, open_model_directory  # noqa: E402
 from .split import split  # noqa: E402
+from .training import EarlyStopping, TrainConfig, train  # noqa: E402
 from .transforms import TransformSpec, apply_transform, build_transform, init_transform, load_transform  # noqa: E402
 
 __all__ = [
@@ -28,6 +31,14 @@ __all__ = [
     "ImageDirectory",
     "ImageDataset",
     "ImageRecord",
+    "Architecture",
+    "create_model_directory",
+    "open_untrained",
+    "train",
+    "TrainConfig",
+    "EarlyStopping",
+    "TrainedModel",
+    "open_model_directory",
     "TransformSpec",
     "init_transform",
     "load_transform",

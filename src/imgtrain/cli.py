@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Sequence
 
 from . import __version__
+from .architectures import DEFAULT_MODEL, FAMILIES
 from .errors import ImgtrainError
 
 TRANSFORM_HELP = {
@@ -37,8 +38,25 @@ TRANSFORM_HELP = {
 }
 
 
+class _ProgressAwareHandler(logging.Handler):
+    """Log lines printed above a running progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """Shows every option's default, except where there is none to show (required options, None)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.required or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _count(text: str) -> int:
@@ -91,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out1", metavar="OUT1", help="first part (e.g. training)")
     p.add_argument("out2", metavar="OUT2", help="second part (e.g. validation)")
     p.add_argument("--fraction", type=float, default=0.9, help="share of images in OUT1, 0-1 (count rounded down)")
-    p.add_argument("--seed", type=int, default=1, help="random seed; the same seed gives the same split")
+    p.add_argument("--seed", type=int, metavar="N", default=1, help="random seed; the same seed gives the same split")
     p.add_argument("--stratify", action=argparse.BooleanOptionalAction, default=True,
                    help="keep each class's share the same in both parts")
     p.add_argument("--overwrite", action="store_true", help="replace OUT1 / OUT2 if they exist")
@@ -131,6 +149,53 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     t.add_argument("--workers", type=_count, default=0, metavar="N", help="processes; 0 = one per CPU core")
     t.set_defaults(func=_cmd_transform_apply)
+
+    for family, option, option_help in (
+        ("densenet", "--memory-efficient", "trade speed for memory with gradient checkpointing"),
+        ("resnet", "--zero-init-residual", "zero-initialise the last BatchNorm of each residual branch"),
+    ):
+        p = sub.add_parser(family, parents=common, formatter_class=_Formatter,
+                           help=f"{'ResNet' if family == 'resnet' else 'DenseNet'}: create an untrained "
+                           "model directory",
+                           description=f"Create an untrained {family} model directory for `imgtrain train`. "
+                           "Pretrained ImageNet weights come from --weights FILE or torchvision's cache "
+                           "($TORCH_HOME/hub/checkpoints); imgtrain never downloads.")
+        p.add_argument("out", metavar="OUT", help="model directory to create")
+        p.add_argument("--model-name", choices=FAMILIES[family], default=DEFAULT_MODEL[family], help="architecture")
+        p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
+                       help="start from ImageNet weights")
+        p.add_argument("--weights", metavar="FILE", default=None,
+                       help="ImageNet weights (.safetensors or .pth state dict); default: torchvision's cache")
+        p.add_argument(option, action="store_true", help=option_help)
+        p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+        p.set_defaults(func=_cmd_architecture, family=family, option=option[2:].replace("-", "_"))
+
+    p = sub.add_parser("train", parents=common, formatter_class=_Formatter,
+                       help="Train PyTorch Model: untrained model + training/validation images -> trained model",
+                       description="Train an untrained model directory. SGD (momentum 0.9, Nesterov, weight decay "
+                       "1e-4), learning rate warmed up linearly for --warmup-epochs then decayed as "
+                       "(lr - 1e-7)(1 - t)^2 + 1e-7 per epoch; the model of the epoch with the lowest validation "
+                       "loss is saved; training stops when validation loss has not improved for --patience epochs.")
+    p.add_argument("--model", required=True, metavar="DIR", help="untrained model directory (imgtrain resnet/densenet)")
+    p.add_argument("--train", required=True, metavar="DIR", help="labeled training image directory")
+    p.add_argument("--valid", required=True, metavar="DIR", help="labeled validation image directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="trained model directory to write")
+    p.add_argument("--epochs", type=int, metavar="N", default=5, help="number of epochs (> 0)")
+    p.add_argument("--batch-size", type=int, metavar="N", default=16, help="images per batch (> 0)")
+    p.add_argument("--learning-rate", type=float, metavar="LR", default=0.001, help="initial SGD learning rate")
+    p.add_argument("--seed", type=int, metavar="N", default=1, help="random seed; the same seed gives the same weights on CPU")
+    p.add_argument("--patience", type=int, metavar="N", default=3, help="epochs without a better validation loss before stopping")
+    p.add_argument("--warmup-epochs", type=int, metavar="N", default=0, help="epochs of linear learning-rate warmup")
+    p.add_argument("--print-frequency", type=int, metavar="N", default=10, help="report progress every N batches")
+    p.add_argument("--transform", metavar="SPEC", default=None,
+                   help="transformation file (default: the designer's: resize 256, center crop 224, random "
+                   "horizontal flip)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (auto picks a GPU when there is one)")
+    p.add_argument("--workers", type=_count, default=None, metavar="N",
+                   help="data-loader processes (default: 0 on 2 cores or fewer, else up to 4)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it holds a model or an interrupted run")
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("demo", parents=common, formatter_class=_Formatter,
                        help="run the pipeline on scikit-learn's bundled digits",
@@ -183,6 +248,31 @@ def _cmd_transform_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_architecture(args: argparse.Namespace) -> int:
+    from .architectures import Architecture, create_model_directory
+
+    architecture = Architecture(args.family, args.model_name, {args.option: getattr(args, args.option)})
+    model = create_model_directory(args.out, architecture, pretrained=args.pretrained, weights=args.weights,
+                                   overwrite=args.overwrite)
+    print(f"wrote untrained model directory {model.path}: {args.model_name}, "
+          f"{'pretrained' if model.pretrained else 'not pretrained'}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import TrainConfig, train
+
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                         seed=args.seed, patience=args.patience, warmup_epochs=args.warmup_epochs,
+                         print_frequency=args.print_frequency, device=args.device, workers=args.workers,
+                         resume=args.resume, overwrite=args.overwrite)
+    history = train(args.model, args.train, args.valid, args.out, config, transform=args.transform)
+    best = min(history, key=lambda row: row["val_loss"] if row["val_loss"] == row["val_loss"] else float("inf"))
+    print(f"wrote trained model directory {args.out}: best epoch {best['epoch']} of {len(history)}, "
+          f"validation loss {best['val_loss']:.4f}, top-1 accuracy {best['val_top1']:.4f}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -202,8 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on wrong usage, 0 on --help / --version
         return int(exc.code or 0)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s: %(message)s", stream=sys.stderr, force=True)
+    handler = _ProgressAwareHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, handlers=[handler], force=True)
     try:
         return args.func(args)
     except ImgtrainError as exc:

@@ -226,3 +226,29 @@ def apply_transform(
         write_image_directory(tmp, directory.classes, records)
     log.info("transformed %d images (%s mode) into %s", len(records), mode, out)
     return ImageDirectory.open(out)
+
+
+class ModelInput:
+    """The full input pipeline of a model: the transformation (uint8), then float scaling and Normalize.
+
+    A plain picklable object, so data-loader worker processes can run it.
+    """
+
+    def __init__(self, spec: TransformSpec, mode: Mode, mean: tuple[float, ...], std: tuple[float, ...]):
+        self.transform = build_transform(spec, mode)
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        x = self.transform(image).to(torch.float32).div_(255)
+        return x.sub_(self.mean).div_(self.std)
+
+
+def output_sizes(spec: TransformSpec, sizes: set[tuple[int, int]], mode: Mode) -> set[tuple[int, int]]:
+    """The (width, height) images of the given sizes come out as: one size means they can be batched."""
+    transform = build_transform(spec, mode)
+    out = set()
+    for width, height in sorted(sizes)[:64]:
+        y = transform(torch.zeros(3, height, width, dtype=torch.uint8))
+        out.add((y.shape[-1], y.shape[-2]))
+    return out

@@ -1,0 +1,213 @@
+"""DenseNet / ResNet catalog and the untrained model directory (the designer's DenseNet and ResNet modules)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from .errors import InvalidModelDirectoryError, ParameterError
+from .files import atomic_write_json, building_dir
+
+log = logging.getLogger(__name__)
+
+MODEL_META = "imgtrain-model.json"
+UNTRAINED_FORMAT = "imgtrain.untrained_model"
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "weights.safetensors"
+
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "densenet": ("densenet121", "densenet161", "densenet169", "densenet201"),
+    "resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+               "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2"),
+}
+DEFAULT_MODEL = {"densenet": "densenet201", "resnet": "resnext101_32x8d"}
+OPTIONS = {"densenet": ("memory_efficient",), "resnet": ("zero_init_residual",)}
+HEAD = {"densenet": "classifier", "resnet": "fc"}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Old DenseNet checkpoints name layers 'norm.1' where torchvision's modules say 'norm1'.
+_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Which network, with which constructor options."""
+
+    family: str
+    model_name: str
+    options: dict[str, bool] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ParameterError(f"Unknown model family {self.family!r}; choose one of {sorted(FAMILIES)}.")
+        if self.model_name not in FAMILIES[self.family]:
+            raise ParameterError(
+                f"{self.model_name!r} is not a {self.family} model.",
+                hint=f"choose one of {', '.join(FAMILIES[self.family])}.",
+            )
+        unknown = set(self.options) - set(OPTIONS[self.family])
+        if unknown or not all(isinstance(v, bool) for v in self.options.values()):
+            raise ParameterError(f"Options {self.options} are not valid for {self.family}; "
+                                 f"known: {OPTIONS[self.family]} (true/false).")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"family": self.family, "model_name": self.model_name, "options": dict(self.options)}
+
+    @property
+    def head(self) -> str:
+        """Name of the final classifier layer."""
+        return HEAD[self.family]
+
+    def build(self, num_classes: int) -> nn.Module:
+        """A freshly initialised network with a `num_classes`-way head (uses torch's RNG)."""
+        return torchvision.models.get_model(self.model_name, weights=None, num_classes=num_classes, **self.options)
+
+
+@dataclass(frozen=True)
+class UntrainedModel:
+    """An opened untrained model directory."""
+
+    path: Path
+    architecture: Architecture
+    pretrained: bool
+    weights_source: str | None
+
+    def backbone_weights(self) -> dict[str, torch.Tensor] | None:
+        """The pretrained weights without the classifier head, or None."""
+        if not self.pretrained:
+            return None
+        try:
+            return load_file(self.path / WEIGHTS_NAME)
+        except Exception as exc:  # safetensors raises its own error types for damaged files
+            raise InvalidModelDirectoryError(f"{self.path / WEIGHTS_NAME} cannot be read: {exc}.",
+                                             hint="recreate the model directory.") from None
+
+
+def imagenet_weights_file(model_name: str) -> Path:
+    """Where torchvision keeps its ImageNet weights for `model_name` once downloaded."""
+    url = torchvision.models.get_model_weights(model_name).DEFAULT.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a .safetensors file, or a .pth/.pt file loaded without running any pickled code."""
+    try:
+        if path.suffix == ".safetensors":
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ParameterError(f"The weights file {path} cannot be read: {type(exc).__name__}: {exc}.",
+                             hint="give a .safetensors file, or a .pth holding a plain state dict.") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ParameterError(f"The weights file {path} does not hold a state dict of tensors.")
+    return {_DENSENET_KEY.sub(r"\1\2", k.removeprefix("module.")): v for k, v in state.items()}
+
+
+def load_backbone(model: nn.Module, architecture: Architecture, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Load every weight but the head's, strictly: a missing or unexpected key is an error."""
+    head = architecture.head + "."
+    weights = {k: v for k, v in weights.items() if not k.startswith(head)}
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
+    # Checkpoints older than PyTorch 0.4 have no BatchNorm batch counters: keep the model's zeros.
+    missing = sorted(k for k in set(expected) - set(weights) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(weights) if expected[k].shape != weights[k].shape)
+    if missing or unexpected or wrong:
+        details = "; ".join(f"{what}: {keys[:5]}{' ...' if len(keys) > 5 else ''}" for what, keys in
+                            (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
+        raise ParameterError(f"The weights from {source} do not fit {architecture.model_name} ({details}).",
+                             hint=f"use weights made for {architecture.model_name}.")
+    model.load_state_dict(weights, strict=False)
+
+
+def create_model_directory(
+    out: str | Path,
+    architecture: Architecture,
+    *,
+    pretrained: bool = True,
+    weights: str | Path | None = None,
+    overwrite: bool = False,
+) -> UntrainedModel:
+    """Write an untrained model directory: a JSON description plus, when pretrained, the weights."""
+    out = Path(out)
+    state, source = None, None
+    if pretrained:
+        path = Path(weights) if weights else imagenet_weights_file(architecture.model_name)
+        if not path.is_file():
+            raise ParameterError(
+                f"No pretrained weights for {architecture.model_name}: {path} does not exist "
+                "(imgtrain never downloads).",
+                hint=f"download {torchvision.models.get_model_weights(architecture.model_name).DEFAULT.url} "
+                f"to {imagenet_weights_file(architecture.model_name)}, or pass --weights FILE, or --no-pretrained.",
+            )
+        state, source = read_state_dict(path), str(path)
+        probe = architecture.build(num_classes=1000)
+        load_backbone(probe, architecture, state, source)
+        state = {k: v.contiguous() for k, v in probe.state_dict().items() if not k.startswith(architecture.head + ".")}
+    elif weights:
+        raise ParameterError("--weights was given together with --no-pretrained.", hint="drop one of them.")
+    with building_dir(out, overwrite) as tmp:
+        if state is not None:
+            save_file(state, str(tmp / WEIGHTS_NAME))
+        atomic_write_json(tmp / MODEL_META, {
+            "format": UNTRAINED_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "architecture": architecture.to_json(),
+            "pretrained": pretrained,
+            "weights": WEIGHTS_NAME if pretrained else None,
+            "weights_source": source,
+            "torchvision_version": torchvision.__version__,
+            "created_by": f"imgtrain {__version__}",
+        })
+    log.info("wrote untrained %s model directory %s%s", architecture.model_name, out,
+             f" with weights from {source}" if source else "")
+    return open_untrained(out)
+
+
+def open_untrained(path: str | Path) -> UntrainedModel:
+    """Open and validate an untrained model directory, or raise InvalidModelDirectoryError saying why."""
+    path = Path(path)
+    hint = "create one with `imgtrain resnet OUT` or `imgtrain densenet OUT`."
+    meta_path = path / MODEL_META
+    if not path.is_dir():
+        raise InvalidModelDirectoryError(f"The model input {path} is not a directory.", hint)
+    if not meta_path.is_file():
+        what = " (it is an image directory)" if (path / "imgtrain-images.json").exists() else ""
+        raise InvalidModelDirectoryError(f"The model input {path} is not a model directory: no {MODEL_META}{what}.", hint)
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidModelDirectoryError(f"{meta_path} is not readable JSON: {exc}.", hint) from None
+    if not isinstance(meta, dict) or meta.get("format") != UNTRAINED_FORMAT:
+        kind = meta.get("format") if isinstance(meta, dict) else None
+        why = "it is a trained model directory" if kind == "imgtrain.trained_model" else f"format is {kind!r}"
+        raise InvalidModelDirectoryError(f"{path} is not an untrained model directory: {why}.", hint)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise InvalidModelDirectoryError(
+            f"{meta_path} has format_version {meta.get('format_version')!r}; this imgtrain reads {FORMAT_VERSION}.", hint)
+    try:
+        arch = meta["architecture"]
+        architecture = Architecture(arch["family"], arch["model_name"], dict(arch.get("options", {})))
+        pretrained = meta["pretrained"]
+        if not isinstance(pretrained, bool):
+            raise TypeError("pretrained must be true or false")
+    except (KeyError, TypeError, ValueError, ParameterError) as exc:
+        raise InvalidModelDirectoryError(f"{meta_path} is invalid: {exc}.", hint) from None
+    if pretrained and not (path / WEIGHTS_NAME).is_file():
+        raise InvalidModelDirectoryError(f"{path} says pretrained but {WEIGHTS_NAME} is missing.", hint)
+    return UntrainedModel(path, architecture, pretrained, meta.get("weights_source"))

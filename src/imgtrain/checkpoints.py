@@ -1,0 +1,86 @@
+"""Training checkpoints: one safetensors file (tensors + JSON metadata), replaced atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .errors import ParameterError
+
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_NAME = "last.safetensors"
+FORMAT = "imgtrain.checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to continue training after `epoch` epochs, bit for bit."""
+
+    epoch: int
+    model: dict[str, torch.Tensor]
+    best: dict[str, torch.Tensor] | None
+    optimizer: dict[str, Any]
+    state: dict[str, Any]  # early stopping, history, fingerprint
+
+
+def checkpoint_path(out: Path) -> Path:
+    return Path(out) / CHECKPOINT_DIR / CHECKPOINT_NAME
+
+
+def save_checkpoint(out: Path, ckpt: Checkpoint) -> Path:
+    """Write the checkpoint next to the old one, then rename over it: a crash leaves one intact file."""
+    path = checkpoint_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v for k, v in ckpt.model.items()}
+    if ckpt.best is not None:
+        tensors |= {f"best.{k}": v for k, v in ckpt.best.items()}
+    for param_id, param_state in ckpt.optimizer["state"].items():
+        for name, value in param_state.items():
+            tensors[f"optim.{param_id}.{name}"] = value
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "epoch": ckpt.epoch,
+            "has_best": ckpt.best is not None, "param_groups": ckpt.optimizer["param_groups"], "state": ckpt.state}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"imgtrain": json.dumps(meta)})
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(out: Path) -> Checkpoint:
+    """Read the last checkpoint of a training run in `out`."""
+    path = checkpoint_path(out)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {})["imgtrain"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        raise ParameterError(f"The checkpoint {path} cannot be read: {exc}.",
+                             hint="start over with --overwrite instead of --resume.") from None
+    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        raise ParameterError(f"{path} is not an imgtrain checkpoint of version {FORMAT_VERSION}.",
+                             hint="start over with --overwrite.")
+    model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} if meta["has_best"] else None
+    optim_state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, param_id, name = key.split(".", 2)
+            optim_state.setdefault(int(param_id), {})[name] = value
+    optimizer = {"state": optim_state, "param_groups": meta["param_groups"]}
+    return Checkpoint(meta["epoch"], model, best, optimizer, meta["state"])

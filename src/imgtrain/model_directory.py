@@ -1,0 +1,171 @@
+"""The trained model directory: JSON description + safetensors weights, never pickle.
+
+    MODELDIR/imgtrain-model.json   architecture, classes, input pipeline, training parameters,
+                                   metric history, library versions
+    MODELDIR/model.safetensors     the weights (of the best epoch)
+    MODELDIR/history.jsonl         one line of metrics per epoch
+    MODELDIR/training.png          loss and accuracy per epoch
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from .architectures import MODEL_META, Architecture
+from .errors import InvalidModelDirectoryError, ParameterError
+from .files import atomic_write_json, atomic_write_text
+from .transforms import ModelInput, TransformSpec, spec_problems
+
+TRAINED_FORMAT = "imgtrain.trained_model"
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+HISTORY_NAME = "history.jsonl"
+PLOT_NAME = "training.png"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """An opened, validated trained model directory."""
+
+    path: Path
+    architecture: Architecture
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    transform: TransformSpec
+    meta: dict[str, Any]
+    weights: dict[str, torch.Tensor]
+
+    def network(self) -> nn.Module:
+        """The network with its trained weights, in eval mode, on the CPU."""
+        net = self.architecture.build(len(self.classes))
+        net.load_state_dict(self.weights, strict=True)
+        return net.eval()
+
+    def model_input(self) -> ModelInput:
+        """The inference input pipeline the model was trained with."""
+        return ModelInput(self.transform, "inference", self.mean, self.std)
+
+
+def library_versions() -> dict[str, str]:
+    return {"imgtrain": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "python": platform.python_version()}
+
+
+def write_model_directory(
+    root: Path,
+    *,
+    architecture: Architecture,
+    classes: Sequence[str],
+    weights: dict[str, torch.Tensor],
+    transform: TransformSpec,
+    mean: Sequence[float],
+    std: Sequence[float],
+    training: dict[str, Any],
+    history: list[dict[str, Any]],
+    best_epoch: int,
+) -> None:
+    """Write a trained model directory's files into `root` (a folder being built)."""
+    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(root / WEIGHTS_NAME))
+    atomic_write_text(root / HISTORY_NAME, "".join(json.dumps(row) + "\n" for row in history))
+    atomic_write_json(root / MODEL_META, {
+        "format": TRAINED_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": architecture.to_json(),
+        "classes": list(classes),
+        "input": {"transform": transform.to_json()["transforms"], "mean": list(mean), "std": list(std)},
+        "weights": WEIGHTS_NAME,
+        "best_epoch": best_epoch,
+        "training": training,
+        "history": history,
+        "library_versions": library_versions(),
+    })
+
+
+def open_model_directory(path: str | Path) -> TrainedModel:
+    """Open and validate a trained model directory; InvalidModelDirectoryError says what is wrong."""
+    path = Path(path)
+    hint = "give a directory written by `imgtrain train`."
+    meta_path = path / MODEL_META
+    if not meta_path.is_file():
+        raise InvalidModelDirectoryError(f"{path} is not a trained model directory: no {MODEL_META}.", hint)
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidModelDirectoryError(f"{meta_path} is not readable JSON: {exc}.", hint) from None
+    if not isinstance(meta, dict) or meta.get("format") != TRAINED_FORMAT:
+        kind = meta.get("format") if isinstance(meta, dict) else None
+        why = "it is an untrained model directory; train it first" if kind == "imgtrain.untrained_model" else \
+            f"its format is {kind!r}"
+        raise InvalidModelDirectoryError(f"{path} is not a trained model directory: {why}.", hint)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise InvalidModelDirectoryError(
+            f"{meta_path} has format_version {meta.get('format_version')!r}; this imgtrain reads {FORMAT_VERSION}.")
+    try:
+        arch = meta["architecture"]
+        architecture = Architecture(arch["family"], arch["model_name"], dict(arch.get("options", {})))
+        classes = _classes(meta["classes"])
+        spec_values = meta["input"]["transform"]
+        problems = spec_problems(spec_values) if isinstance(spec_values, dict) else ["transform is not an object"]
+        if problems:
+            raise ValueError("; ".join(problems))
+        transform = TransformSpec(**spec_values)
+        mean, std = _triple(meta["input"]["mean"], "mean"), _triple(meta["input"]["std"], "std")
+        if min(std) <= 0:
+            raise ValueError("std must be positive")
+    except (KeyError, TypeError, ValueError, ParameterError) as exc:
+        raise InvalidModelDirectoryError(f"{meta_path} is invalid: {exc}.", hint) from None
+    weights = _load_weights(path / WEIGHTS_NAME, architecture, len(classes))
+    return TrainedModel(path, architecture, classes, mean, std, transform, meta, weights)
+
+
+def _classes(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(c, str) and c for c in value):
+        raise ValueError("classes must be a non-empty list of names")
+    if len(set(value)) != len(value):
+        raise ValueError("classes lists a name twice")
+    return tuple(value)
+
+
+def _triple(value: Any, name: str) -> tuple[float, ...]:
+    if not isinstance(value, list) or len(value) != 3 or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"{name} must be three numbers")
+    return tuple(float(v) for v in value)
+
+
+def _load_weights(file: Path, architecture: Architecture, num_classes: int) -> dict[str, torch.Tensor]:
+    """Weights from safetensors (never unpickled), checked key by key and shape by shape."""
+    if not file.is_file():
+        raise InvalidModelDirectoryError(f"The weights file {file} is missing.", "restore it, or train again.")
+    try:
+        weights = load_file(file)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise InvalidModelDirectoryError(
+            f"{file} is not a safetensors weights file ({exc}); imgtrain never loads pickles.",
+            "restore the file written by `imgtrain train`.") from None
+    with torch.device("meta"):
+        expected = architecture.build(num_classes).state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = sorted(f"{k} {tuple(weights[k].shape)} != {tuple(expected[k].shape)}"
+                   for k in set(expected) & set(weights) if weights[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        details = "; ".join(f"{what}: {items[:3]}{' ...' if len(items) > 3 else ''}" for what, items in
+                            (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items)
+        raise InvalidModelDirectoryError(
+            f"{file} does not fit {architecture.model_name} with {num_classes} classes ({details}).",
+            "the weights and imgtrain-model.json must come from the same training run.")
+    return weights

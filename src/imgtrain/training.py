@@ -1,0 +1,377 @@
+"""Train PyTorch Model: the loop, learning-rate schedule, early stopping, checkpoints and resume.
+
+    for epoch: train_one_epoch(); metrics = evaluate(); stopper.update(); save_checkpoint()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from .architectures import IMAGENET_MEAN, IMAGENET_STD, UntrainedModel, load_backbone, open_untrained
+from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from .errors import InvalidDatasetError, OutputExistsError, ParameterError
+from .faults import crash_point
+from .files import building_dir, check_output
+from .image_directory import ImageDirectory
+from .model_directory import PLOT_NAME, write_model_directory
+from .parallel import default_workers
+from .plots import plot_history
+from .transforms import ModelInput, TransformSpec, load_transform, output_sizes
+
+log = logging.getLogger(__name__)
+
+MOMENTUM = 0.9
+WEIGHT_DECAY = 1e-4
+END_LEARNING_RATE = 1e-7
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Train PyTorch Model's parameters (the designer's names and defaults) and how to run."""
+
+    epochs: int = 5
+    batch_size: int = 16
+    learning_rate: float = 0.001
+    seed: int = 1
+    patience: int = 3
+    warmup_epochs: int = 0
+    print_frequency: int = 10
+    device: str = "auto"
+    workers: int | None = None
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("patience", 1),
+                          ("warmup_epochs", 0), ("print_frequency", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < sys.float_info.epsilon:
+            raise ParameterError(f"learning_rate must be a finite number >= {sys.float_info.epsilon:.3g}, got {lr!r}.",
+                                 hint="the designer's default is 0.001.")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ParameterError(f"device must be auto, cpu or cuda, got {self.device!r}.")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                         or self.workers < 0):
+            raise ParameterError(f"workers must be an integer >= 0, got {self.workers!r}.")
+        if self.resume and self.overwrite:
+            raise ParameterError("resume and overwrite exclude each other.", hint="choose one.")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The parameters that shape the result (not how the run is executed)."""
+        return {k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate", "seed", "patience",
+                                               "warmup_epochs")}
+
+
+def learning_rate_at(epoch: int, config: TrainConfig) -> float:
+    """The learning rate of 0-based `epoch`: linear warmup, then polynomial (power 2) decay to 1e-7."""
+    lr, warmup = config.learning_rate, config.warmup_epochs
+    if epoch < warmup:
+        return lr * (epoch + 1) / (warmup + 1)
+    progress = (epoch - warmup) / max(1, config.epochs - warmup)
+    return (lr - END_LEARNING_RATE) * (1 - progress) ** 2 + END_LEARNING_RATE
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when validation loss has not improved on the best so far for `patience` epochs."""
+
+    patience: int
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    def update(self, epoch: int, loss: float) -> bool:
+        """Record epoch's loss; True when it is a new best (NaN never is)."""
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.bad_epochs = loss, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.patience
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` is the GPU when there is one, else the CPU; asking for a missing GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ParameterError(f"device {name} was asked for, but no CUDA GPU is available.", hint="use --device cpu.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and GPU)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds each worker from the loader's generator; derive Python's and NumPy's from it.
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Every epoch's randomness comes from (seed, epoch), so a resumed run draws what the original would."""
+    return (seed * 1_000_003 + epoch * 7_919 + 17) % 2**63
+
+
+def _loader(dataset, config: TrainConfig, device: torch.device, shuffle: bool, seed: int) -> DataLoader:
+    workers = config.workers if config.workers is not None else default_loader_workers()
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, drop_last=shuffle,
+                      num_workers=workers, generator=generator, worker_init_fn=_seed_worker,
+                      pin_memory=device.type == "cuda")
+
+
+def default_loader_workers() -> int:
+    """No loader workers on small machines (they would fight the model for the cores), else up to 4."""
+    cores = default_workers()
+    return 0 if cores <= 2 else min(4, cores - 1)
+
+
+def _autocast(device: torch.device):
+    if device.type != "cuda":
+        return contextlib.nullcontext(), None
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    return torch.autocast("cuda", dtype=dtype), scaler
+
+
+def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device,
+                    epoch: int, config: TrainConfig) -> dict[str, float]:
+    """One pass over the training data; returns mean loss, top-1 accuracy and images/s."""
+    net.train()
+    criterion = nn.CrossEntropyLoss()
+    autocast, scaler = _autocast(device)
+    loss_sum, correct, seen, started = 0.0, 0, 0, time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,
+               disable=None if config.progress else True)
+    for step, (images, labels) in enumerate(bar, 1):
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            logits = net(images)
+            loss = criterion(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        loss_sum += loss.item() * len(labels)
+        correct += int((logits.argmax(1) == labels).sum())
+        seen += len(labels)
+        if step % config.print_frequency == 0:
+            rate = seen / (time.perf_counter() - started)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{rate:.0f}")
+            if bar.disable:
+                log.info("epoch %d [%d/%d] loss %.4f, %.0f images/s", epoch, step, len(loader), loss_sum / seen, rate)
+    seconds = time.perf_counter() - started
+    return {"loss": loss_sum / max(seen, 1), "top1": correct / max(seen, 1), "images_per_second": seen / seconds,
+            "seconds": seconds}
+
+
+@torch.inference_mode()
+def evaluate(net: nn.Module, loader: DataLoader, device: torch.device, num_classes: int) -> dict[str, float | None]:
+    """Validation loss, top-1 and (with more than 5 classes) top-5 accuracy."""
+    net.eval()
+    autocast, _ = _autocast(device)
+    loss_sum, top1, top5, seen = 0.0, 0, 0, 0
+    for images, labels in loader:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with autocast:
+            logits = net(images)
+        loss_sum += float(nn.functional.cross_entropy(logits.float(), labels, reduction="sum"))
+        top1 += int((logits.argmax(1) == labels).sum())
+        if num_classes > 5:
+            top5 += int((logits.topk(5, dim=1).indices == labels[:, None]).any(1).sum())
+        seen += len(labels)
+    return {"loss": loss_sum / seen, "top1": top1 / seen, "top5": top5 / seen if num_classes > 5 else None}
+
+
+def train(
+    model: str | Path,
+    train: str | Path,
+    valid: str | Path,
+    out: str | Path,
+    config: TrainConfig | None = None,
+    transform: TransformSpec | str | Path | None = None,
+) -> list[dict[str, Any]]:
+    """Train an untrained model directory on an image directory; write the best epoch's model to `out`.
+
+    Returns the metric history, one dict per epoch. `transform` defaults to the designer's
+    default transformation (resize 256, center crop 224, random horizontal flip).
+    """
+    config = config or TrainConfig()
+    spec = transform if isinstance(transform, TransformSpec) else (
+        load_transform(transform) if transform is not None else TransformSpec())
+    untrained = open_untrained(model)
+    train_dir, valid_dir = _labeled(train, "training"), _labeled(valid, "validation")
+    classes = train_dir.classes
+    _check_inputs(config, spec, train_dir, valid_dir)
+    out = Path(out)
+    inputs = [Path(model), Path(train), Path(valid)]
+    resumed = _prepare_output(out, config, inputs)
+    device = resolve_device(config.device)
+    fingerprint = {"architecture": untrained.architecture.to_json(), "pretrained": untrained.pretrained,
+                   "classes": list(classes), "train_images": len(train_dir), "valid_images": len(valid_dir),
+                   "transform": spec.to_json()["transforms"], **config.hyperparameters()}
+
+    seed_everything(config.seed)
+    net = _build_network(untrained, len(classes)).to(device)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(net.parameters(), lr=config.learning_rate, momentum=MOMENTUM, nesterov=True,
+                                weight_decay=WEIGHT_DECAY)
+    stopper, history, best, start = EarlyStopping(config.patience), [], None, 0
+    if resumed is not None:
+        _check_fingerprint(out, resumed.state["fingerprint"], fingerprint)
+        net.load_state_dict(resumed.model, strict=True)
+        optimizer.load_state_dict(resumed.optimizer)
+        stopper = EarlyStopping(**resumed.state["stopper"])
+        history, best, start = resumed.state["history"], resumed.best, resumed.epoch
+        log.info("resuming %s after epoch %d of %d", out, start, config.epochs)
+
+    train_data = train_dir.dataset(ModelInput(spec, "training", IMAGENET_MEAN, IMAGENET_STD))
+    valid_data = valid_dir.dataset(ModelInput(spec, "inference", IMAGENET_MEAN, IMAGENET_STD), classes=classes)
+    for epoch in range(start + 1, config.epochs + 1):
+        if stopper.should_stop:
+            break
+        lr = learning_rate_at(epoch - 1, config)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        seed = epoch_seed(config.seed, epoch)
+        seed_everything(seed)
+        fit = train_one_epoch(net, _loader(train_data, config, device, True, seed), optimizer, device, epoch, config)
+        val = evaluate(net, _loader(valid_data, config, device, False, seed), device, len(classes))
+        improved = stopper.update(epoch, val["loss"])
+        if improved:
+            best = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+        row = {"epoch": epoch, "lr": lr, "train_loss": fit["loss"], "train_top1": fit["top1"],
+               "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
+               "images_per_second": fit["images_per_second"], "seconds": fit["seconds"], "best": improved}
+        history.append(row)
+        log.info("epoch %d/%d: lr %.6f | train loss %.4f top-1 %.4f | valid loss %.4f top-1 %.4f%s | %.0f img/s%s",
+                 epoch, config.epochs, lr, fit["loss"], fit["top1"], val["loss"], val["top1"],
+                 "" if val["top5"] is None else f" top-5 {val['top5']:.4f}", fit["images_per_second"],
+                 " (best)" if improved else "")
+        state = {"stopper": dataclasses.asdict(stopper), "history": history, "fingerprint": fingerprint}
+        save_checkpoint(out, Checkpoint(epoch, net.state_dict(), best, optimizer.state_dict(), state))
+        crash_point("checkpoint-saved", epoch)
+        if stopper.should_stop:
+            log.info("early stopping after epoch %d: validation loss has not improved on epoch %d's %.4f for %d "
+                     "epochs", epoch, stopper.best_epoch, stopper.best_loss, config.patience)
+
+    if best is None:  # every validation loss was NaN: keep the last weights rather than none
+        best = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    training = {**config.hyperparameters(), "momentum": MOMENTUM, "nesterov": True, "weight_decay": WEIGHT_DECAY,
+                "device": str(device), "model": str(model), "train": str(train), "valid": str(valid),
+                "pretrained": untrained.pretrained, "stopped_early": stopper.should_stop}
+    with building_dir(out, overwrite=True, inputs=inputs) as tmp:
+        write_model_directory(tmp, architecture=untrained.architecture, classes=classes, weights=best,
+                              transform=spec, mean=IMAGENET_MEAN, std=IMAGENET_STD, training=training,
+                              history=history, best_epoch=stopper.best_epoch)
+        plot_history(history, tmp / PLOT_NAME)
+    log.info("wrote trained model directory %s (best epoch %d, validation loss %.4f)", out, stopper.best_epoch,
+             stopper.best_loss)
+    return history
+
+
+def _labeled(path: str | Path, role: str) -> ImageDirectory:
+    directory = ImageDirectory.open(path)
+    directory.require_labels(role)
+    if len(directory) == 0:
+        raise InvalidDatasetError(f"The {role} image directory {path} holds no images.", hint="give it some images.")
+    return directory
+
+
+def _check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirectory, valid: ImageDirectory) -> None:
+    """Everything that can be checked before any work starts."""
+    present_train = {c for c, n in train.class_counts().items() if n}
+    present_valid = {c for c, n in valid.class_counts().items() if n}
+    if len(train.classes) < 2:
+        raise InvalidDatasetError(f"The training image directory {train.root} has {len(train.classes)} class; a "
+                                  "classifier needs at least 2.", hint="add images of other classes.")
+    extra = sorted(present_valid - set(train.classes))
+    if extra:
+        raise InvalidDatasetError(
+            f"The validation image directory {valid.root} has classes the training directory {train.root} lacks: "
+            f"{extra}.", hint="remove those images from validation, or add training images of those classes.")
+    missing = sorted(present_train - present_valid)
+    if missing:
+        log.warning("training classes without validation images: %s", missing)
+    if config.batch_size > len(train):
+        raise ParameterError(f"batch_size {config.batch_size} is larger than the {len(train)} training images.",
+                             hint=f"use a batch size of at most {len(train)}.")
+    for directory, mode in ((train, "training"), (valid, "inference")):
+        sizes = output_sizes(spec, {(r.width, r.height) for r in directory}, mode)
+        if len(sizes) > 1:
+            shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
+            raise InvalidDatasetError(
+                f"Images of {directory.root} leave the {mode} transformation in {len(sizes)} sizes ({shown}), so "
+                "they cannot be batched.", hint="turn on resize with center crop (or random crop) so all come out "
+                "the same size.")
+
+
+def _prepare_output(out: Path, config: TrainConfig, inputs: list[Path]) -> Checkpoint | None:
+    """Refuse an occupied output; return the checkpoint to resume from, if resuming."""
+    check_output(out, overwrite=True, inputs=inputs)  # never write into an input
+    has_checkpoint = checkpoint_path(out).is_file()
+    if config.resume:
+        if not has_checkpoint:
+            raise ParameterError(f"There is no interrupted training run in {out} to resume.",
+                                 hint="start without --resume.")
+        return load_checkpoint(out)
+    if has_checkpoint and not config.overwrite:
+        raise OutputExistsError(f"{out} holds an interrupted training run.",
+                                hint="pass --resume to continue it, or --overwrite to start over.")
+    if config.overwrite:
+        shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
+    else:
+        check_output(out, overwrite=False)
+    return None
+
+
+def _check_fingerprint(out: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if changed:
+        raise ParameterError(
+            f"The run in {out} was started with other inputs or parameters; these differ: {', '.join(changed)}.",
+            hint="resume with the same inputs and parameters, or start over with --overwrite.")
+
+
+def _build_network(untrained: UntrainedModel, num_classes: int) -> nn.Module:
+    net = untrained.architecture.build(num_classes)
+    weights = untrained.backbone_weights()
+    if weights is not None:
+        load_backbone(net, untrained.architecture, weights, str(untrained.path))
+    return net
