@@ -47,3 +47,28 @@ def labeled_folder(tmp_path: Path) -> Path:
 def tree(root: Path) -> set[str]:
     """Every path under root, relative, for checking that nothing else was written."""
     return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def make_color_classes(root: Path, per_class: int, size: int = 16, seed: int = 0) -> Path:
+    """Learnable images: each class is a base colour plus noise."""
+    rng = np.random.default_rng(seed)
+    colors = {"red": (200, 40, 40), "green": (40, 200, 40), "blue": (40, 40, 200)}
+    for label, color in colors.items():
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.clip(np.array(color) + rng.normal(0, 40, (size, size, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_training_data(tmp_path_factory):
+    """(untrained resnet18 dir, train dir, valid dir, transform spec) shared by the training tests."""
+    import imgtrain
+
+    root = tmp_path_factory.mktemp("training-data")
+    imgtrain.convert(make_color_classes(root / "train-src", 8), root / "train", workers=1, progress=False)
+    imgtrain.convert(make_color_classes(root / "valid-src", 3, seed=1), root / "valid", workers=1, progress=False)
+    imgtrain.create_model_directory(root / "untrained", imgtrain.Architecture("resnet", "resnet18"), pretrained=False)
+    spec = imgtrain.TransformSpec(resize=False, center_crop=False)
+    return root / "untrained", root / "train", root / "valid", spec

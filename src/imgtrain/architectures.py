@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 import torchvision
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 from torch import nn
 
 from . import __version__
@@ -88,7 +88,7 @@ class UntrainedModel:
         if not self.pretrained:
             return None
         try:
-            return load_file(self.path / WEIGHTS_NAME)
+            return load((self.path / WEIGHTS_NAME).read_bytes())
         except Exception as exc:  # safetensors raises its own error types for damaged files
             raise InvalidModelDirectoryError(f"{self.path / WEIGHTS_NAME} cannot be read: {exc}.",
                                              hint="recreate the model directory.") from None
@@ -104,7 +104,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors file, or a .pth/.pt file loaded without running any pickled code."""
     try:
         if path.suffix == ".safetensors":
-            state = load_file(path)
+            state = load(path.read_bytes())
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

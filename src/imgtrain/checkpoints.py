@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError
+from safetensors.torch import load, save_file
 
 from .errors import ParameterError
 
@@ -66,10 +66,11 @@ def load_checkpoint(out: Path) -> Checkpoint:
     """Read the last checkpoint of a training run in `out`."""
     path = checkpoint_path(out)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = json.loads((f.metadata() or {})["imgtrain"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        data = path.read_bytes()
+        header_size = int.from_bytes(data[:8], "little")
+        meta = json.loads(json.loads(data[8:8 + header_size])["__metadata__"]["imgtrain"])
+        tensors = load(data)
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as exc:
         raise ParameterError(f"The checkpoint {path} cannot be read: {exc}.",
                              hint="start over with --overwrite instead of --resume.") from None
     if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:

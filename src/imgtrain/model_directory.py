@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torchvision
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 from torch import nn
 
 from . import __version__
@@ -151,7 +151,8 @@ def _load_weights(file: Path, architecture: Architecture, num_classes: int) -> d
     if not file.is_file():
         raise InvalidModelDirectoryError(f"The weights file {file} is missing.", "restore it, or train again.")
     try:
-        weights = load_file(file)
+        # Read into memory rather than memory-map: a file replaced under a running process cannot crash it.
+        weights = load(file.read_bytes())
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise InvalidModelDirectoryError(
             f"{file} is not a safetensors weights file ({exc}); imgtrain never loads pickles.",
