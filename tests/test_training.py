@@ -187,10 +187,11 @@ def test_training_loss_falls(trained):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
-def test_same_seed_gives_bit_identical_weights(small_training_data, tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_same_seed_gives_bit_identical_weights(small_training_data, tmp_path, workers):
     model, train, valid, spec = small_training_data
     for name in ("a", "b"):
-        imgtrain.train(model, train, valid, tmp_path / name, TrainConfig(**FAST), spec)
+        imgtrain.train(model, train, valid, tmp_path / name, TrainConfig(workers=workers, **FAST), spec)
     a, b = (load_file(tmp_path / name / "model.safetensors") for name in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
