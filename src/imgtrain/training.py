@@ -263,33 +263,36 @@ def train(
 
     train_data = train_dir.dataset(ModelInput(spec, "training", IMAGENET_MEAN, IMAGENET_STD))
     valid_data = valid_dir.dataset(ModelInput(spec, "inference", IMAGENET_MEAN, IMAGENET_STD), classes=classes)
-    for epoch in range(start + 1, config.epochs + 1):
-        if stopper.should_stop:
-            break
-        lr = learning_rate_at(epoch - 1, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        seed = epoch_seed(config.seed, epoch)
-        seed_everything(seed)
-        fit = train_one_epoch(net, _loader(train_data, config, device, True, seed), optimizer, device, epoch, config)
-        val = evaluate(net, _loader(valid_data, config, device, False, seed), device, len(classes))
-        improved = stopper.update(epoch, val["loss"])
-        if improved:
-            best = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
-        row = {"epoch": epoch, "lr": lr, "train_loss": fit["loss"], "train_top1": fit["top1"],
-               "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
-               "images_per_second": fit["images_per_second"], "seconds": fit["seconds"], "best": improved}
-        history.append(row)
-        log.info("epoch %d/%d: lr %.6f | train loss %.4f top-1 %.4f | valid loss %.4f top-1 %.4f%s | %.0f img/s%s",
-                 epoch, config.epochs, lr, fit["loss"], fit["top1"], val["loss"], val["top1"],
-                 "" if val["top5"] is None else f" top-5 {val['top5']:.4f}", fit["images_per_second"],
-                 " (best)" if improved else "")
-        state = {"stopper": dataclasses.asdict(stopper), "history": history, "fingerprint": fingerprint}
-        save_checkpoint(out, Checkpoint(epoch, net.state_dict(), best, optimizer.state_dict(), state))
-        crash_point("checkpoint-saved", epoch)
-        if stopper.should_stop:
-            log.info("early stopping after epoch %d: validation loss has not improved on epoch %d's %.4f for %d "
-                     "epochs", epoch, stopper.best_epoch, stopper.best_loss, config.patience)
+    try:
+        for epoch in range(start + 1, config.epochs + 1):
+            if stopper.should_stop:
+                break
+            lr = learning_rate_at(epoch - 1, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            seed = epoch_seed(config.seed, epoch)
+            seed_everything(seed)
+            fit = train_one_epoch(net, _loader(train_data, config, device, True, seed), optimizer, device, epoch, config)
+            val = evaluate(net, _loader(valid_data, config, device, False, seed), device, len(classes))
+            improved = stopper.update(epoch, val["loss"])
+            if improved:
+                best = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+            row = {"epoch": epoch, "lr": lr, "train_loss": fit["loss"], "train_top1": fit["top1"],
+                   "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
+                   "images_per_second": fit["images_per_second"], "seconds": fit["seconds"], "best": improved}
+            history.append(row)
+            log.info(_summary(row, config.epochs))
+            state = {"stopper": dataclasses.asdict(stopper), "history": history, "fingerprint": fingerprint}
+            save_checkpoint(out, Checkpoint(epoch, net.state_dict(), best, optimizer.state_dict(), state))
+            crash_point("checkpoint-saved", epoch)
+            if stopper.should_stop:
+                log.info("early stopping after epoch %d: validation loss has not improved on epoch %d's %.4f for %d "
+                         "epochs", epoch, stopper.best_epoch, stopper.best_loss, config.patience)
+    except KeyboardInterrupt:
+        done = history[-1]["epoch"] if history else 0
+        log.warning("interrupted; %s", f"rerun with --resume to continue after epoch {done}" if done
+                    else "no epoch had finished, so there is nothing to resume")
+        raise
 
     if best is None:  # every validation loss was NaN: keep the last weights rather than none
         best = {k: v.detach().cpu() for k, v in net.state_dict().items()}
@@ -304,6 +307,13 @@ def train(
     log.info("wrote trained model directory %s (best epoch %d, validation loss %.4f)", out, stopper.best_epoch,
              stopper.best_loss)
     return history
+
+
+def _summary(row: dict[str, Any], epochs: int) -> str:
+    top5 = "" if row["val_top5"] is None else f" top-5 {row['val_top5']:.4f}"
+    return (f"epoch {row['epoch']}/{epochs}: lr {row['lr']:.6f} | train loss {row['train_loss']:.4f} top-1 "
+            f"{row['train_top1']:.4f} | valid loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f}{top5} | "
+            f"{row['images_per_second']:.0f} img/s{' (best)' if row['best'] else ''}")
 
 
 def _labeled(path: str | Path, role: str) -> ImageDirectory:
