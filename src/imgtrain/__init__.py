@@ -19,7 +19,9 @@ from .errors import (  # noqa: E402
     ParameterError,
 )
 from .image_directory import ImageDataset, ImageDirectory, ImageRecord  # noqa: E402
+from .evaluation import evaluate  # noqa: E402
 from .model_directory import TrainedModel, open_model_directory  # noqa: E402
+from .scoring import Model, load_model, score  # noqa: E402
 from .split import split  # noqa: E402
 from .training import EarlyStopping, TrainConfig, train  # noqa: E402
 from .transforms import TransformSpec, apply_transform, build_transform, init_transform, load_transform  # noqa: E402
@@ -39,6 +41,10 @@ __all__ = [
     "EarlyStopping",
     "TrainedModel",
     "open_model_directory",
+    "score",
+    "load_model",
+    "Model",
+    "evaluate",
     "TransformSpec",
     "init_transform",
     "load_transform",

@@ -1,20 +1,26 @@
-"""The end-to-end demo on scikit-learn's bundled digits (the pipeline's modules that exist so far)."""
+"""The end-to-end demo on scikit-learn's bundled digits: every module, from images to metrics."""
 
 from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from .architectures import Architecture, create_model_directory
 from .convert import convert
 from .errors import OutputExistsError
 from .files import atomic_write_json
+from .evaluation import evaluate
 from .image_directory import ImageDirectory
+from .scoring import score_to_file
 from .split import split
+from .training import TrainConfig, train
 from .transforms import TransformSpec, init_transform
 
 log = logging.getLogger(__name__)
@@ -27,13 +33,18 @@ DIGITS_TRANSFORM = TransformSpec(resize=False, center_crop=False, random_horizon
 
 @dataclass(frozen=True)
 class DemoResult:
-    """Where the demo put each of its outputs."""
+    """Where the demo put each of its outputs, and the held-out metrics."""
 
     out: Path
     images: ImageDirectory
     train: ImageDirectory
     valid: ImageDirectory
     transform: Path
+    model: Path
+    scores: Path
+    report: Path
+    metrics: dict[str, Any]
+    seconds: float
 
 
 def write_digits_folder(folder: Path, size: int = 32, limit: int | None = None) -> int:
@@ -50,8 +61,9 @@ def write_digits_folder(folder: Path, size: int = 32, limit: int | None = None) 
     return len(images)
 
 
-def run_demo(out: str | Path, limit: int | None = None, progress: bool = True) -> DemoResult:
-    """Digits -> image directory -> stratified 90/10 split -> transformation file, under `out`."""
+def run_demo(out: str | Path, epochs: int = 5, limit: int | None = None, progress: bool = True) -> DemoResult:
+    """Digits -> image directory -> 90/10 split -> resnet18 -> train -> score the held-out part -> evaluate."""
+    started = time.perf_counter()
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise OutputExistsError(f"{out} exists and is not an earlier demo output.", hint="choose another --out.")
@@ -61,7 +73,13 @@ def run_demo(out: str | Path, limit: int | None = None, progress: bool = True) -
         count = write_digits_folder(Path(folder), limit=limit)
         log.info("wrote %d digit images to a temporary folder", count)
         images = convert(folder, out / "digits", overwrite=True, progress=progress)
-    train, valid = split(images.root, out / "train", out / "valid", fraction=0.9, seed=1, overwrite=True)
+    train_dir, valid_dir = split(images.root, out / "train", out / "valid", fraction=0.9, seed=1, overwrite=True)
     transform = init_transform(out / "transform.json", DIGITS_TRANSFORM, overwrite=True)
-    return DemoResult(out, images, train, valid, transform)
-
+    untrained = create_model_directory(out / "untrained", Architecture("resnet", "resnet18"), pretrained=False,
+                                       overwrite=True)
+    config = TrainConfig(epochs=epochs, overwrite=True, progress=progress)  # the module's defaults otherwise
+    train(untrained.path, train_dir.root, valid_dir.root, out / "model", config, transform=transform)
+    scores, _ = score_to_file(out / "model", valid_dir.root, out / "scores.csv", overwrite=True, progress=progress)
+    metrics = evaluate(scores, out / "report", overwrite=True)
+    return DemoResult(out, images, train_dir, valid_dir, transform, out / "model", scores, out / "report", metrics,
+                      time.perf_counter() - started)

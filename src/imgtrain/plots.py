@@ -29,6 +29,12 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
         ax.xaxis.get_major_locator().set_params(integer=True)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    from matplotlib import pyplot as plt
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     os.close(fd)
     try:
@@ -38,3 +44,52 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
         plt.close(fig)
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def plot_confusion_matrix(matrix, classes: list[str], path: Path) -> None:
+    """Counts of true (rows) against predicted (columns) classes, as a PNG heat map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    k = len(classes)
+    side = min(4 + 0.45 * k, 30)
+    fig, ax = plt.subplots(figsize=(side + 1, side), constrained_layout=True)
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    labels = [c if len(c) <= 18 else c[:17] + "…" for c in classes]
+    ax.set_xticks(range(k), labels, rotation=90 if k > 6 else 0)
+    ax.set_yticks(range(k), labels)
+    ax.set(xlabel="predicted class", ylabel="true class", title="Confusion matrix")
+    if k <= 30:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if matrix[i, j] > threshold else "black")
+    _save(fig, path)
+
+
+def plot_image_grid(items: list[tuple[str | None, str]], path: Path, title: str) -> None:
+    """Images with captions in a grid, as a PNG; unreadable or missing images show as blanks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from .imaging import BadImage, load_rgb
+
+    cols = min(4, max(1, len(items)))
+    rows = max(1, -(-len(items) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False, constrained_layout=True)
+    fig.suptitle(title if items else f"{title}: none")
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (image_path, caption) in zip(axes.flat, items):
+        try:
+            ax.imshow(load_rgb(Path(image_path)) if image_path else None)
+        except (BadImage, TypeError):
+            ax.text(0.5, 0.5, "image not found", ha="center", va="center")
+        ax.set_title(caption, fontsize=9)
+    _save(fig, path)

@@ -1,0 +1,165 @@
+"""Evaluate Model: accuracy, precision / recall / F1, log loss, confusion matrix, and plots of the errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidDatasetError, NotLabeledDatasetError
+from .files import atomic_write_json, building_dir
+from .scoring import PROBABILITY_PREFIX, SCORED_LABELS
+
+log = logging.getLogger(__name__)
+
+METRICS_NAME = "metrics.json"
+CONFUSION_JSON = "confusion_matrix.json"
+CONFUSION_PNG = "confusion_matrix.png"
+ERRORS_PNG = "most_confident_errors.png"
+EPSILON = 1e-15
+
+
+def read_scores(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """The classes (from the probability columns) and rows of a scores file (CSV or JSON lines)."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
+            with path.open(encoding="utf-8") as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+            columns = list(rows[0]) if rows else []
+        else:
+            with path.open(newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                rows = list(reader)
+                columns = reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
+        raise InvalidDatasetError(f"The scores file {path} cannot be read: {exc}.",
+                                  hint="give a file written by `imgtrain score`.") from None
+    classes = [c[len(PROBABILITY_PREFIX):] for c in columns if c.startswith(PROBABILITY_PREFIX)]
+    if not classes or SCORED_LABELS not in columns:
+        raise InvalidDatasetError(f"{path} has no '{PROBABILITY_PREFIX}<class>' / '{SCORED_LABELS}' columns.",
+                                  hint="give a file written by `imgtrain score`.")
+    if "label" not in columns:
+        raise NotLabeledDatasetError(f"The scores in {path} have no true-label column ('label').",
+                                     hint="score a labeled image directory (one converted from class folders or a "
+                                     "manifest with labels) to evaluate.")
+    if not rows:
+        raise InvalidDatasetError(f"The scores file {path} has no rows.")
+    return classes, rows
+
+
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Multi-class metrics from true class indices (n,) and probabilities (n, k) over `classes`."""
+    n, k = probs.shape
+    y_pred = probs.argmax(1)
+    matrix = np.zeros((k, k), dtype=np.int64)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    support = matrix.sum(1)
+    predicted = matrix.sum(0)
+    hits = np.diag(matrix)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, hits / np.maximum(predicted, 1), 0.0)
+        recall = np.where(support > 0, hits / np.maximum(support, 1), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
+    present = support > 0
+    weights = support / support.sum()
+    metrics: dict[str, Any] = {
+        "images": int(n),
+        "accuracy": float(hits.sum() / n),
+        "log_loss": float(-np.mean(np.log(np.clip(probs[np.arange(n), y_true], EPSILON, 1.0)))),
+        "macro_avg": {name: float(values[present].mean()) for name, values in
+                      (("precision", precision), ("recall", recall), ("f1", f1))},
+        "weighted_avg": {name: float((values * weights).sum()) for name, values in
+                         (("precision", precision), ("recall", recall), ("f1", f1))},
+        "per_class": {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                          "support": int(support[i])} for i, c in enumerate(classes)},
+        "confusion_matrix": {"classes": list(classes), "rows_are": "true class", "columns_are": "predicted class",
+                             "matrix": matrix.tolist()},
+    }
+    if k > 5:
+        top5 = np.argsort(-probs, axis=1, kind="stable")[:, :5]
+        metrics["top5_accuracy"] = float((top5 == y_true[:, None]).any(1).mean())
+    return metrics
+
+
+def _parse(rows: list[dict[str, Any]], classes: list[str]) -> tuple[np.ndarray, np.ndarray, list[int], int]:
+    """True indices, probabilities, positions of scored rows, and how many rows had no score."""
+    index = {c: i for i, c in enumerate(classes)}
+    y, probs, kept, unscored, problems = [], [], [], 0, []
+    for lineno, row in enumerate(rows, 2):
+        if row.get("error") or row.get(SCORED_LABELS) in (None, ""):
+            unscored += 1
+            continue
+        label = row.get("label")
+        if label in (None, ""):
+            raise NotLabeledDatasetError(f"Row {lineno} of the scores has no true label.",
+                                         hint="evaluate scores of a labeled image directory.")
+        label = str(label)
+        if label not in index:  # a class the model never saw: always wrong, but counted
+            index[label] = len(classes)
+            classes.append(label)
+        try:
+            p = [float(row[PROBABILITY_PREFIX + c]) for c in classes if PROBABILITY_PREFIX + c in row]
+        except (TypeError, ValueError):
+            problems.append(f"row {lineno}: probabilities are not numbers")
+            continue
+        if not all(math.isfinite(v) and 0 <= v <= 1 for v in p):
+            problems.append(f"row {lineno}: probabilities outside 0-1")
+            continue
+        y.append(index[label])
+        probs.append(p)
+        kept.append(lineno - 2)
+    if problems:
+        raise InvalidDatasetError("The scores are invalid:\n" + "\n".join(f"  - {p}" for p in problems[:20]))
+    if not y:
+        raise InvalidDatasetError("No row of the scores has a score to evaluate.")
+    width = len(classes)
+    matrix = np.array([p + [0.0] * (width - len(p)) for p in probs], dtype=np.float64)
+    return np.array(y, dtype=np.int64), matrix, kept, unscored
+
+
+def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, max_errors_shown: int = 16
+             ) -> dict[str, Any]:
+    """Evaluate a scores file; write metrics.json, the confusion matrix (JSON, PNG) and the errors grid to `out`."""
+    scores, out = Path(scores), Path(out)
+    classes, rows = read_scores(scores)
+    y_true, probs, kept, unscored = _parse(rows, classes)
+    metrics = {"format": "imgtrain.metrics", "format_version": 1, "scores": str(scores), "unscored": unscored,
+               **compute_metrics(y_true, probs, classes)}
+    from .plots import plot_confusion_matrix, plot_image_grid
+
+    with building_dir(out, overwrite, inputs=[scores]) as tmp:
+        atomic_write_json(tmp / METRICS_NAME, metrics)
+        atomic_write_json(tmp / CONFUSION_JSON, metrics["confusion_matrix"])
+        plot_confusion_matrix(np.array(metrics["confusion_matrix"]["matrix"]), classes, tmp / CONFUSION_PNG)
+        y_pred = probs.argmax(1)
+        wrong = [j for j in np.argsort(-probs.max(1), kind="stable") if y_pred[j] != y_true[j]][:max_errors_shown]
+        plot_image_grid(
+            [(rows[kept[j]].get("path"), f"true {classes[y_true[j]]}\npredicted {classes[y_pred[j]]} "
+              f"({probs[j, y_pred[j]]:.2f})") for j in wrong],
+            tmp / ERRORS_PNG, title="Most confidently wrong predictions")
+    if unscored:
+        log.warning("%d rows had no score (unreadable images) and were left out", unscored)
+    return metrics
+
+
+def summary(metrics: dict[str, Any]) -> str:
+    """A few lines for people: the headline numbers and the weakest classes."""
+    lines = [f"images evaluated:  {metrics['images']}" + (f" ({metrics['unscored']} unscored left out)"
+                                                           if metrics.get("unscored") else ""),
+             f"accuracy:          {metrics['accuracy']:.4f}"]
+    if "top5_accuracy" in metrics:
+        lines.append(f"top-5 accuracy:    {metrics['top5_accuracy']:.4f}")
+    lines += [f"log loss:          {metrics['log_loss']:.4f}",
+              "macro avg:         precision {precision:.4f}  recall {recall:.4f}  f1 {f1:.4f}".format(
+                  **metrics["macro_avg"]),
+              "weighted avg:      precision {precision:.4f}  recall {recall:.4f}  f1 {f1:.4f}".format(
+                  **metrics["weighted_avg"])]
+    worst = sorted(((v["f1"], c) for c, v in metrics["per_class"].items() if v["support"]))[:3]
+    lines.append("lowest f1:         " + ", ".join(f"{c} {f:.3f}" for f, c in worst))
+    return "\n".join(lines)

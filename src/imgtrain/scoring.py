@@ -1,0 +1,209 @@
+"""Score Image Model: per-class probabilities for every image of an image directory, streamed to a file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from .errors import InvalidDatasetError, OutputExistsError, ParameterError
+from .image_directory import ImageDirectory, list_problems
+from .imaging import BadImage, load_rgb, to_rgb
+from .model_directory import TrainedModel, open_model_directory
+from .training import default_loader_workers, resolve_device
+from .transforms import ModelInput, output_sizes
+
+log = logging.getLogger(__name__)
+
+PROBABILITY_PREFIX = "Scored Probabilities_"
+SCORED_LABELS = "Scored Labels"
+FORMATS = ("csv", "jsonl")
+
+
+def _tensor(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous()
+
+
+class Model:
+    """A trained model ready to predict: `load_model(MODELDIR).predict(image)`."""
+
+    def __init__(self, trained: TrainedModel, device: str = "auto"):
+        self.trained = trained
+        self.classes = trained.classes
+        self.device = resolve_device(device)
+        self.network = trained.network().to(self.device)
+        self.model_input: ModelInput = trained.model_input()
+
+    @torch.inference_mode()
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities (float32, on the CPU) of a batch of model inputs."""
+        logits = self.network(batch.to(self.device, non_blocking=True))
+        return torch.softmax(logits.float(), dim=1).cpu()
+
+    def predict(self, images: Image.Image | str | Path | Sequence[Image.Image | str | Path]) -> Any:
+        """Label and per-class probabilities of one image (a dict) or of a list of images (a list of dicts)."""
+        single = isinstance(images, Image.Image | str | Path)
+        batch = [images] if single else list(images)
+        tensors = []
+        for item in batch:
+            if isinstance(item, Image.Image):
+                img = to_rgb(item)
+            else:
+                try:
+                    img = load_rgb(Path(item))
+                except BadImage as exc:
+                    raise InvalidDatasetError(f"The image {item} cannot be read: {exc}.") from None
+            tensors.append(self.model_input(_tensor(img)))
+        results = []
+        for tensor in tensors:  # one at a time: images may differ in size
+            probs = self.probabilities(tensor[None])[0].tolist()
+            results.append({"label": self.classes[int(np.argmax(probs))],
+                            "probabilities": dict(zip(self.classes, probs))})
+        return results[0] if single else results
+
+
+def load_model(path: str | Path, device: str = "auto") -> Model:
+    """Open a trained model directory for prediction (validated; never unpickles anything)."""
+    return Model(open_model_directory(path), device)
+
+
+class _ScoringData(Dataset):
+    """(input tensor or None, position, error) per image: a bad image is reported, not raised."""
+
+    def __init__(self, directory: ImageDirectory, model_input: ModelInput):
+        self.paths = np.array([str(directory.root / r.path) for r in directory.records])
+        self.model_input = model_input
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str]:
+        try:
+            return self.model_input(_tensor(load_rgb(Path(str(self.paths[i]))))), i, ""
+        except BadImage as exc:
+            return None, i, str(exc)
+
+
+def _collate(items: list) -> tuple[torch.Tensor | None, list[int], list[int], list[str]]:
+    good = [(x, i) for x, i, _ in items if x is not None]
+    batch = torch.stack([x for x, _ in good]) if good else None
+    return batch, [i for _, i in good], [i for x, i, _ in items if x is None], [e for x, _, e in items if x is None]
+
+
+def score_rows(
+    model: Model,
+    directory: ImageDirectory,
+    *,
+    batch_size: int = 32,
+    workers: int | None = None,
+    skip_invalid: bool = False,
+    progress: bool = True,
+) -> Iterator[dict[str, Any]]:
+    """Yield one row per image, in the directory's order, holding only a batch in memory at a time.
+
+    Unreadable images raise InvalidDatasetError naming them (after every image was tried),
+    or with `skip_invalid` yield rows with an `error` and no probabilities.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ParameterError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    if len(output_sizes(model.trained.transform, {(r.width, r.height) for r in directory}, "inference")) > 1:
+        log.warning("images come out of the model's transformation in several sizes: scoring one at a time")
+        batch_size = 1
+    if workers is None:
+        workers = default_loader_workers()
+    loader = DataLoader(_ScoringData(directory, model.model_input), batch_size=batch_size, num_workers=workers,
+                        collate_fn=_collate, pin_memory=model.device.type == "cuda")
+    records = directory.records
+    bad: list[str] = []
+    with tqdm(total=len(directory), desc="score", unit="img", leave=False, disable=None if progress else True) as bar:
+        for batch, positions, bad_positions, errors in loader:
+            rows: dict[int, dict[str, Any]] = {}
+            if batch is not None and (skip_invalid or not bad):  # once failing, only look for more bad images
+                for i, probs in zip(positions, model.probabilities(batch).tolist()):
+                    rows[i] = _row(records[i], directory, model.classes, probs)
+            for i, error in zip(bad_positions, errors):
+                bad.append(f"{records[i].path}: {error}")
+                rows[i] = _row(records[i], directory, model.classes, None, error)
+            if skip_invalid or not bad:
+                for i in sorted(rows):
+                    yield rows[i]
+            bar.update(len(positions) + len(bad_positions))
+    if bad and not skip_invalid:
+        raise InvalidDatasetError(f"{len(bad)} images of {directory.root} cannot be read:\n{list_problems(bad)}",
+                                  hint="pass --skip-invalid to score the rest (bad images get an error row).")
+
+
+def _row(record, directory: ImageDirectory, classes: Sequence[str], probs: list[float] | None,
+         error: str | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": record.id, "path": str((directory.root / record.path).resolve()),
+                           "source": record.source}
+    if directory.labeled:
+        row["label"] = record.label
+    for k, name in enumerate(classes):
+        row[PROBABILITY_PREFIX + name] = None if probs is None else probs[k]
+    row[SCORED_LABELS] = None if probs is None else classes[int(np.argmax(probs))]
+    if error is not None:
+        row["error"] = error
+    return row
+
+
+def score(model: str | Path | Model, images: str | Path | ImageDirectory, *, batch_size: int = 32,
+          workers: int | None = None, skip_invalid: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+    """Score an image directory; return the table as a list of rows (dicts with the designer's column names)."""
+    model = model if isinstance(model, Model) else load_model(model)
+    directory = images if isinstance(images, ImageDirectory) else ImageDirectory.open(images)
+    return list(score_rows(model, directory, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid,
+                           progress=progress))
+
+
+def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path, *, fmt: str | None = None,
+                  batch_size: int = 32, workers: int | None = None, skip_invalid: bool = False,
+                  overwrite: bool = False, progress: bool = True) -> tuple[Path, int]:
+    """Stream the scores to `out` (CSV or JSON lines), which appears only once complete; return (path, rows)."""
+    out = Path(out)
+    fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv")
+    if fmt not in FORMATS:
+        raise ParameterError(f"format must be one of {FORMATS}, got {fmt!r}.")
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists.", hint="choose another --out, or pass --overwrite.")
+    model = model if isinstance(model, Model) else load_model(model)
+    directory = ImageDirectory.open(images)
+    columns = (["id", "path", "source"] + (["label"] if directory.labeled else [])
+               + [PROBABILITY_PREFIX + c for c in model.classes] + [SCORED_LABELS] + (["error"] if skip_invalid else []))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    count = 0
+    try:
+        with io.open(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, columns, extrasaction="raise") if fmt == "csv" else None
+            if writer:
+                writer.writeheader()
+            for row in score_rows(model, directory, batch_size=batch_size, workers=workers,
+                                  skip_invalid=skip_invalid, progress=progress):
+                if writer:
+                    writer.writerow(row)
+                else:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    log.info("scored %d images of %s with %s into %s", count, directory.root, model.trained.path, out)
+    return out, count
