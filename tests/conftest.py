@@ -72,3 +72,14 @@ def small_training_data(tmp_path_factory):
     imgtrain.create_model_directory(root / "untrained", imgtrain.Architecture("resnet", "resnet18"), pretrained=False)
     spec = imgtrain.TransformSpec(resize=False, center_crop=False)
     return root / "untrained", root / "train", root / "valid", spec
+
+
+@pytest.fixture(scope="session")
+def trained_model(small_training_data, tmp_path_factory):
+    """A trained model directory (1 epoch on the colour classes) and the validation directory."""
+    import imgtrain
+
+    model, train, valid, spec = small_training_data
+    out = tmp_path_factory.mktemp("scoring") / "model"
+    imgtrain.train(model, train, valid, out, imgtrain.TrainConfig(epochs=1, batch_size=8, progress=False), spec)
+    return out, valid

@@ -1,0 +1,102 @@
+"""Evaluate Model: metrics against hand-computed values, the report files, missing labels."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+import imgtrain
+from imgtrain import NotLabeledDatasetError
+from imgtrain.evaluation import compute_metrics
+
+# 5 images, 3 classes. Predictions (argmax): a, a, b, c, c; truth: a, b, b, c, a.
+PROBS = np.array([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.3, 0.1, 0.6]])
+TRUTH = np.array([0, 1, 1, 2, 0])
+
+
+def test_metrics_match_hand_computed_values():
+    m = compute_metrics(TRUTH, PROBS, ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    # a: predicted twice (1 right), true twice (1 found); b: predicted once (right), true twice; c: predicted twice
+    # (1 right), true once.
+    assert m["per_class"]["a"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    assert m["per_class"]["b"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2})
+    assert m["per_class"]["c"] == pytest.approx({"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1})
+    assert m["macro_avg"]["f1"] == pytest.approx((0.5 + 2 / 3 + 2 / 3) / 3)
+    assert m["weighted_avg"]["recall"] == pytest.approx((2 * 0.5 + 2 * 0.5 + 1 * 1.0) / 5)
+    assert m["log_loss"] == pytest.approx(-np.mean(np.log([0.7, 0.4, 0.8, 0.6, 0.3])))
+    assert m["confusion_matrix"]["matrix"] == [[1, 0, 1], [1, 1, 0], [0, 0, 1]]
+    assert "top5_accuracy" not in m
+
+
+def test_top5_accuracy_with_more_than_five_classes():
+    probs = np.full((2, 7), 0.1)
+    probs[0, 6] = 0.4  # true class 6 ranked first
+    probs[1, :5] = [0.2, 0.19, 0.18, 0.17, 0.16]  # true class 6 outside the top 5
+    m = compute_metrics(np.array([6, 6]), probs / probs.sum(1, keepdims=True), [str(i) for i in range(7)])
+    assert m["top5_accuracy"] == pytest.approx(0.5) and m["accuracy"] == pytest.approx(0.5)
+
+
+def _write_scores(path, rows, labeled=True):
+    columns = ["id", "path", "source"] + (["label"] if labeled else []) + [
+        "Scored Probabilities_a", "Scored Probabilities_b", "Scored Probabilities_c", "Scored Labels", "error"]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: v for k, v in row.items() if k in columns})
+    return path
+
+
+def _rows():
+    rows = []
+    for i, (p, t) in enumerate(zip(PROBS, TRUTH)):
+        rows.append({"id": i, "path": f"/nowhere/{i}.png", "source": f"{i}.png", "label": "abc"[t],
+                     "Scored Probabilities_a": p[0], "Scored Probabilities_b": p[1], "Scored Probabilities_c": p[2],
+                     "Scored Labels": "abc"[int(p.argmax())], "error": ""})
+    return rows
+
+
+def test_report_files_and_unscored_rows(tmp_path):
+    rows = _rows() + [{"id": 9, "path": "x", "source": "x", "label": "a", "Scored Labels": "", "error": "broken"}]
+    metrics = imgtrain.evaluate(_write_scores(tmp_path / "s.csv", rows), tmp_path / "report")
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
+        "confusion_matrix.json", "confusion_matrix.png", "metrics.json", "most_confident_errors.png"]
+    saved = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert saved["accuracy"] == pytest.approx(0.6) and saved["unscored"] == 1 and saved["images"] == 5
+    assert json.loads((tmp_path / "report" / "confusion_matrix.json").read_text())["classes"] == ["a", "b", "c"]
+    assert metrics["format_version"] == 1
+
+
+def test_true_label_unknown_to_the_model_counts_as_wrong(tmp_path):
+    rows = _rows()
+    rows[0]["label"] = "zebra"
+    metrics = imgtrain.evaluate(_write_scores(tmp_path / "s.csv", rows), tmp_path / "report")
+    assert metrics["accuracy"] == pytest.approx(2 / 5)
+    assert metrics["confusion_matrix"]["classes"] == ["a", "b", "c", "zebra"]
+    assert math.isfinite(metrics["log_loss"])
+
+
+def test_scores_without_labels_say_what_is_needed(tmp_path):
+    path = _write_scores(tmp_path / "s.csv", _rows(), labeled=False)
+    with pytest.raises(NotLabeledDatasetError, match="labeled image directory"):
+        imgtrain.evaluate(path, tmp_path / "report")
+    assert not (tmp_path / "report").exists()
+
+
+def test_not_a_scores_file(tmp_path):
+    (tmp_path / "s.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(imgtrain.InvalidDatasetError, match="imgtrain score"):
+        imgtrain.evaluate(tmp_path / "s.csv", tmp_path / "report")
+
+
+def test_score_then_evaluate_through_the_cli(run_cli, trained_model, tmp_path):
+    model, valid = trained_model
+    assert run_cli("score", "--model", model, "--data", valid, "--out", tmp_path / "s.jsonl")[0] == 0
+    code, out, err = run_cli("evaluate", "--scores", tmp_path / "s.jsonl", "--out", tmp_path / "report")
+    assert code == 0, err
+    assert "accuracy:" in out and "macro avg:" in out and str(tmp_path / "report") in out

@@ -1,0 +1,127 @@
+"""Score Image Model: the designer's columns, streaming, bad images, single-image prediction."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import types
+
+import pytest
+import torch
+from conftest import noise
+
+import imgtrain
+from imgtrain import ImageDirectory, InvalidDatasetError, OutputExistsError
+from imgtrain.scoring import score_rows, score_to_file
+
+CLASSES = ["blue", "green", "red"]
+
+
+def test_one_row_per_image_with_the_designers_columns(trained_model, tmp_path):
+    model, valid = trained_model
+    path, count = score_to_file(model, valid, tmp_path / "scores.csv", progress=False)
+    rows = list(csv.DictReader(path.open()))
+    directory = ImageDirectory.open(valid)
+    assert count == len(rows) == len(directory)
+    assert list(rows[0]) == ["id", "path", "source", "label"] + [f"Scored Probabilities_{c}" for c in CLASSES] + [
+        "Scored Labels"]
+    for row, record in zip(rows, directory):
+        assert int(row["id"]) == record.id and row["label"] == record.label
+        probs = [float(row[f"Scored Probabilities_{c}"]) for c in CLASSES]
+        assert sum(probs) == pytest.approx(1, abs=1e-5)
+        assert row["Scored Labels"] == CLASSES[probs.index(max(probs))]
+        assert (directory.root / record.path).resolve() == __import__("pathlib").Path(row["path"])
+
+
+def test_scores_use_the_models_own_inference_pipeline(trained_model):
+    model_dir, valid = trained_model
+    trained = imgtrain.open_model_directory(model_dir)
+    data = ImageDirectory.open(valid).dataset(trained.model_input(), classes=trained.classes)
+    with torch.inference_mode():
+        expected = torch.softmax(trained.network()(torch.stack([data[i][0] for i in range(len(data))])), 1)
+    rows = imgtrain.score(model_dir, valid, progress=False)
+    got = torch.tensor([[row[f"Scored Probabilities_{c}"] for c in CLASSES] for row in rows])
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
+def test_jsonl_format_and_unlabeled_data(trained_model, tmp_path):
+    model, valid = trained_model
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(3):
+        noise(16, 16, seed=i).save(flat / f"{i}.png")
+    unlabeled = imgtrain.convert(flat, tmp_path / "unlabeled", progress=False)
+    path, _ = score_to_file(model, unlabeled.root, tmp_path / "scores.jsonl", progress=False)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == 3 and "label" not in rows[0] and rows[0]["Scored Labels"] in CLASSES
+
+
+def test_rows_stream_instead_of_being_collected(trained_model, tmp_path):
+    model, valid = trained_model
+    copy = shutil.copytree(valid, tmp_path / "copy")
+    directory = ImageDirectory.open(copy)
+    rows = score_rows(imgtrain.load_model(model), directory, batch_size=2, workers=0, progress=False)
+    assert isinstance(rows, types.GeneratorType)
+    directory.image_path(len(directory) - 1).write_bytes(b"broken later")
+    first = next(rows)  # the last image has not been read yet
+    assert first["id"] == directory.records[0].id
+
+
+def _with_bad_images(valid, tmp_path):
+    copy = shutil.copytree(valid, tmp_path / "bad")
+    directory = ImageDirectory.open(copy)
+    for i in (1, 4):
+        directory.image_path(i).write_bytes(b"not an image any more")
+    return directory
+
+
+def test_unreadable_images_are_named_and_no_file_is_left(trained_model, tmp_path):
+    model, valid = trained_model
+    directory = _with_bad_images(valid, tmp_path)
+    with pytest.raises(InvalidDatasetError, match="2 images") as err:
+        score_to_file(model, directory.root, tmp_path / "out" / "scores.csv", progress=False)
+    assert directory.records[1].path in str(err.value) and "--skip-invalid" in str(err.value)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_skip_invalid_gives_bad_images_an_error_row(trained_model, tmp_path):
+    model, valid = trained_model
+    directory = _with_bad_images(valid, tmp_path)
+    path, count = score_to_file(model, directory.root, tmp_path / "scores.csv", skip_invalid=True, progress=False)
+    rows = list(csv.DictReader(path.open()))
+    assert count == len(directory)
+    assert [bool(r["error"]) for r in rows] == [i in (1, 4) for i in range(len(directory))]
+    assert rows[1]["Scored Labels"] == "" and rows[0]["Scored Labels"] in CLASSES
+
+
+def test_existing_scores_are_kept_unless_overwrite(trained_model, tmp_path):
+    model, valid = trained_model
+    (tmp_path / "scores.csv").write_text("precious")
+    with pytest.raises(OutputExistsError):
+        score_to_file(model, valid, tmp_path / "scores.csv", progress=False)
+    assert (tmp_path / "scores.csv").read_text() == "precious"
+
+
+def test_predict_single_images_paths_and_lists(trained_model):
+    model_dir, valid = trained_model
+    model = imgtrain.load_model(model_dir)
+    directory = ImageDirectory.open(valid)
+    one = model.predict(directory.image_path(0))
+    assert one["label"] in CLASSES and sum(one["probabilities"].values()) == pytest.approx(1, abs=1e-5)
+    many = model.predict([directory.load(0), str(directory.image_path(0)), noise(40, 30).convert("L")])
+    assert len(many) == 3 and many[2]["label"] in CLASSES
+    assert many[0]["probabilities"] == pytest.approx(many[1]["probabilities"])
+    assert many[0]["probabilities"] == pytest.approx(one["probabilities"])
+    with pytest.raises(InvalidDatasetError, match="cannot be read"):
+        model.predict(directory.root / "missing.png")
+
+
+def test_score_through_the_cli(run_cli, trained_model, tmp_path):
+    model, valid = trained_model
+    code, out, err = run_cli("score", "--model", model, "--data", valid, "--out", tmp_path / "s.csv",
+                             "--batch-size", "4")
+    assert code == 0, err
+    assert f"wrote 9 scores to {tmp_path / 's.csv'}" in out
+    code, _, err = run_cli("score", "--model", valid, "--data", valid, "--out", tmp_path / "t.csv")
+    assert code == 1 and "InvalidModelDirectoryError" in err
