@@ -23,7 +23,7 @@ from .errors import InvalidDatasetError, OutputExistsError, ParameterError
 from .image_directory import ImageDirectory, list_problems
 from .imaging import BadImage, load_rgb, to_rgb
 from .model_directory import TrainedModel, open_model_directory
-from .training import default_loader_workers, resolve_device
+from .training import autocast_for, default_loader_workers, resolve_device, resolve_precision
 from .transforms import ModelInput, output_sizes
 
 log = logging.getLogger(__name__)
@@ -40,17 +40,20 @@ def _tensor(img: Image.Image) -> torch.Tensor:
 class Model:
     """A trained model ready to predict: `load_model(MODELDIR).predict(image)`."""
 
-    def __init__(self, trained: TrainedModel, device: str = "auto"):
+    def __init__(self, trained: TrainedModel, device: str = "auto", precision: str = "auto"):
         self.trained = trained
         self.classes = trained.classes
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.network = trained.network().to(self.device)
         self.model_input: ModelInput = trained.model_input()
 
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Softmax probabilities (float32, on the CPU) of a batch of model inputs."""
-        logits = self.network(batch.to(self.device, non_blocking=True))
+        autocast, _ = autocast_for(self.device, self.precision)
+        with autocast:
+            logits = self.network(batch.to(self.device, non_blocking=True))
         return torch.softmax(logits.float(), dim=1).cpu()
 
     def predict(self, images: Image.Image | str | Path | Sequence[Image.Image | str | Path]) -> Any:
@@ -75,9 +78,9 @@ class Model:
         return results[0] if single else results
 
 
-def load_model(path: str | Path, device: str = "auto") -> Model:
+def load_model(path: str | Path, device: str = "auto", precision: str = "auto") -> Model:
     """Open a trained model directory for prediction (validated; never unpickles anything)."""
-    return Model(open_model_directory(path), device)
+    return Model(open_model_directory(path), device, precision)
 
 
 class _ScoringData(Dataset):

@@ -1,0 +1,78 @@
+"""Shared pieces of the benchmarks: generated data, child processes, peak memory, FLOP counts."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def make_class_folder(root: Path, count: int, size: int, classes: int = 10, seed: int = 0) -> Path:
+    """`count` learnable images in `classes` folders: a class is a coloured shape position plus noise."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        label = i % classes
+        pixels = rng.integers(0, 90, (size, size, 3), dtype=np.uint8)
+        band = slice(label * size // classes, (label + 1) * size // classes)
+        pixels[band, :, label % 3] = 230
+        folder = root / f"class{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(folder / f"{i:06d}.png" if size <= 64 else folder / f"{i:06d}.jpg")
+    return root
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(script: str, args: list[str]) -> dict:
+    """Run `script --child ...` in a fresh process and return the JSON it prints last."""
+    result = subprocess.run([sys.executable, script, *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"child {args} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def matmul_peak_gflops(dtype_name: str = "float32", n: int = 2048, seconds: float = 2.0) -> float:
+    """Achieved GFLOP/s of a large square matmul: this machine's practical peak for `dtype_name`."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def train_step_flops(model_name: str, size: int, batch: int, classes: int = 10) -> float:
+    """FLOPs of one forward + backward pass of `model_name` on a batch."""
+    import torch
+    import torchvision
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = torchvision.models.get_model(model_name, num_classes=classes)
+    x = torch.randn(batch, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        net(x).sum().backward()
+    return float(counter.get_total_flops())
+
+
+def eval_flops(model_name: str, size: int, batch: int, classes: int = 10) -> float:
+    """FLOPs of one forward pass."""
+    import torch
+    import torchvision
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = torchvision.models.get_model(model_name, num_classes=classes).eval()
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        net(torch.randn(batch, 3, size, size))
+    return float(counter.get_total_flops())

@@ -1,0 +1,125 @@
+"""Training speed: imgtrain against the plain PyTorch-tutorial loop, same model, data, epochs, batch size.
+
+    .venv/bin/python bench/train_speed.py --size 32 --images 3000 --model resnet18
+    .venv/bin/python bench/train_speed.py --size 224 --images 400 --model densenet121 --epochs 1
+
+Each run is a fresh process (its own peak memory); the two are alternated `--rounds` times
+and the ratio uses the best round of each, so a noisy neighbour does not decide it.
+Prints training images/s, ratio imgtrain / plain, validation accuracy, peak RSS, and the
+achieved FLOP/s as a fraction of this machine's float32 matmul peak (measured here too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import make_class_folder, matmul_peak_gflops, peak_rss_mb, run_child, train_step_flops  # noqa: E402
+
+
+def plain_loop(train: Path, valid: Path, args) -> dict:
+    """What a user writes from the PyTorch tutorial: ImageFolder, DataLoader defaults, SGD."""
+    import torch
+    import torchvision
+    from torchvision import datasets, transforms
+
+    torch.manual_seed(1)
+    steps = [transforms.ToTensor(), transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
+    if args.size > 64:
+        steps = [transforms.Resize(256), transforms.CenterCrop(224)] + steps
+    train_set = datasets.ImageFolder(train, transforms.Compose(steps))
+    valid_set = datasets.ImageFolder(valid, transforms.Compose(steps))
+    loader = torch.utils.data.DataLoader(train_set, batch_size=16, shuffle=True, drop_last=True)
+    net = torchvision.models.get_model(args.model, num_classes=len(train_set.classes))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    criterion = torch.nn.CrossEntropyLoss()
+    seen, seconds = 0, 0.0
+    for _ in range(args.epochs):
+        net.train()
+        start = time.perf_counter()
+        for images, labels in loader:
+            optimizer.zero_grad()
+            loss = criterion(net(images), labels)
+            loss.backward()
+            optimizer.step()
+            seen += len(labels)
+        seconds += time.perf_counter() - start
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for images, labels in torch.utils.data.DataLoader(valid_set, batch_size=16):
+            correct += int((net(images).argmax(1) == labels).sum())
+    return {"images_per_second": seen / seconds, "accuracy": correct / len(valid_set), "rss_mb": peak_rss_mb()}
+
+
+def imgtrain_loop(train: Path, valid: Path, args) -> dict:
+    import imgtrain
+
+    work = Path(tempfile.mkdtemp(prefix="imgtrain-bench-"))
+    spec = imgtrain.TransformSpec(random_horizontal_flip=False) if args.size > 64 else imgtrain.TransformSpec(
+        resize=False, center_crop=False, random_horizontal_flip=False)
+    imgtrain.create_model_directory(work / "untrained", imgtrain.Architecture(
+        "densenet" if args.model.startswith("densenet") else "resnet", args.model), pretrained=False)
+    config = imgtrain.TrainConfig(epochs=args.epochs, batch_size=16, patience=args.epochs, progress=False,
+                                  precision=args.precision)
+    history = imgtrain.train(work / "untrained", train, valid, work / "model", config, spec)
+    seen = sum(row["images_per_second"] * row["seconds"] for row in history)
+    return {"images_per_second": seen / sum(row["seconds"] for row in history), "accuracy": history[-1]["val_top1"],
+            "rss_mb": peak_rss_mb(), "precision": imgtrain.open_model_directory(work / "model").meta["training"].get(
+                "precision")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--images", type=int, default=3000)
+    parser.add_argument("--model", default="resnet18")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--child", choices=["plain", "imgtrain"])
+    parser.add_argument("--data")
+    args = parser.parse_args()
+    if args.child:
+        data = Path(args.data)
+        run = plain_loop if args.child == "plain" else imgtrain_loop
+        print(json.dumps(run(data / ("folders-train" if args.child == "plain" else "train"),
+                             data / ("folders-valid" if args.child == "plain" else "valid"), args)))
+        return
+
+    import imgtrain
+
+    with tempfile.TemporaryDirectory(prefix="imgtrain-bench-") as tmp:
+        data = Path(tmp)
+        make_class_folder(data / "folders-train", int(args.images * 0.9), args.size)
+        make_class_folder(data / "folders-valid", args.images - int(args.images * 0.9), args.size, seed=1)
+        imgtrain.convert(data / "folders-train", data / "train", progress=False)
+        imgtrain.convert(data / "folders-valid", data / "valid", progress=False)
+        common = ["--data", str(data), "--size", str(args.size), "--model", args.model, "--epochs",
+                  str(args.epochs), "--precision", args.precision]
+        results = {"plain": [], "imgtrain": []}
+        for _ in range(args.rounds):
+            for name in results:
+                results[name].append(run_child(__file__, ["--child", name, *common]))
+        peak = matmul_peak_gflops()
+    flops = train_step_flops(args.model, 224 if args.size > 64 else args.size, 16) / 16
+    print(f"train {args.model} {args.size}px, {args.images} images, {args.epochs} epoch(s), batch 16, "
+          f"{args.rounds} rounds; float32 matmul peak {peak:.0f} GFLOP/s")
+    best = {}
+    for name, runs in results.items():
+        best[name] = max(runs, key=lambda r: r["images_per_second"])
+        rates = ", ".join(f"{r['images_per_second']:.1f}" for r in runs)
+        print(f"  {name:8s}: {best[name]['images_per_second']:7.1f} img/s (rounds: {rates}); "
+              f"val accuracy {best[name]['accuracy']:.3f}; peak RSS {best[name]['rss_mb']:.0f} MB; "
+              f"{best[name]['images_per_second'] * flops / 1e9 / peak:.0%} of matmul peak"
+              + (f"; precision {best[name]['precision']}" if best[name].get("precision") else ""))
+    print(f"  ratio imgtrain / plain: {best['imgtrain']['images_per_second'] / best['plain']['images_per_second']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
