@@ -29,6 +29,12 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def default_loader_workers() -> int:
+    """No loader workers on small machines (they would fight the model for the cores), else up to 4."""
+    cores = default_workers()
+    return 0 if cores <= 2 else min(4, cores - 1)
+
+
 def _init_worker() -> None:
     # Each worker is one core's worth of work: keep torch from starting its own thread pool.
     if "torch" in sys.modules:

@@ -23,7 +23,8 @@ from .errors import InvalidDatasetError, OutputExistsError, ParameterError
 from .image_directory import ImageDirectory, list_problems
 from .imaging import BadImage, load_rgb, to_rgb
 from .model_directory import TrainedModel, open_model_directory
-from .training import autocast_for, default_loader_workers, resolve_device, resolve_precision
+from .parallel import default_loader_workers
+from .devices import autocast_for, resolve_device, resolve_precision
 from .transforms import ModelInput, output_sizes
 
 log = logging.getLogger(__name__)

@@ -5,9 +5,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import logging
 import math
 import random
@@ -26,12 +24,13 @@ from tqdm import tqdm
 
 from .architectures import IMAGENET_MEAN, IMAGENET_STD, UntrainedModel, load_backbone, open_untrained
 from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from .devices import PRECISIONS, autocast_for, resolve_device, resolve_precision
 from .errors import InvalidDatasetError, OutputExistsError, ParameterError
 from .faults import crash_point
 from .files import building_dir, check_output
 from .image_directory import ImageDirectory
 from .model_directory import PLOT_NAME, write_model_directory
-from .parallel import default_workers
+from .parallel import default_loader_workers
 from .plots import plot_history
 from .transforms import ModelInput, TransformSpec, load_transform, output_sizes
 
@@ -40,7 +39,6 @@ log = logging.getLogger(__name__)
 MOMENTUM = 0.9
 WEIGHT_DECAY = 1e-4
 END_LEARNING_RATE = 1e-7
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -118,15 +116,6 @@ class EarlyStopping:
         return self.bad_epochs >= self.patience
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` is the GPU when there is one, else the CPU; asking for a missing GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ParameterError(f"device {name} was asked for, but no CUDA GPU is available.", hint="use --device cpu.")
-    return torch.device(name)
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and GPU)."""
     random.seed(seed)
@@ -152,50 +141,6 @@ def _loader(dataset, config: TrainConfig, device: torch.device, shuffle: bool, s
     return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, drop_last=shuffle,
                       num_workers=workers, generator=generator, worker_init_fn=_seed_worker,
                       pin_memory=device.type == "cuda")
-
-
-def default_loader_workers() -> int:
-    """No loader workers on small machines (they would fight the model for the cores), else up to 4."""
-    cores = default_workers()
-    return 0 if cores <= 2 else min(4, cores - 1)
-
-
-@functools.cache
-def cpu_has_fast_bf16() -> bool:
-    """True when bf16 matrix products run at least 1.5x faster than float32 here (AVX-512 BF16 / AMX).
-
-    Measured, not guessed from CPU flags: without native support bf16 is emulated and
-    runs ~100x slower than float32.
-    """
-    a = torch.randn(256, 256)
-    timings = {}
-    for dtype in (torch.float32, torch.bfloat16):
-        x = a.to(dtype)
-        x @ x
-        start = time.perf_counter()
-        for _ in range(5):
-            x @ x
-        timings[dtype] = time.perf_counter() - start
-    return timings[torch.bfloat16] * 1.5 < timings[torch.float32]
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """The precision `auto` stands for on this device: bf16 on GPUs (fp16 where bf16 is missing) and
-    on CPUs with fast bf16; float32 otherwise."""
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_fast_bf16() else "fp32"
-
-
-def autocast_for(device: torch.device, precision: str):
-    """The autocast context and (for fp16 on a GPU) the gradient scaler of a resolved precision."""
-    if precision == "fp32":
-        return contextlib.nullcontext(), None
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 and device.type == "cuda" else None
-    return torch.autocast(device.type, dtype=dtype), scaler
 
 
 def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device,
