@@ -76,3 +76,27 @@ def eval_flops(model_name: str, size: int, batch: int, classes: int = 10) -> flo
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         net(torch.randn(batch, 3, size, size))
     return float(counter.get_total_flops())
+
+
+def alternate(script: str, args: list[str], rounds: int) -> dict[str, list[dict]]:
+    """Run the plain and the imgtrain child `rounds` times each, alternating, so drift hits both alike."""
+    results: dict[str, list[dict]] = {"plain": [], "imgtrain": []}
+    for _ in range(rounds):
+        for name in results:
+            results[name].append(run_child(script, ["--child", name, *args]))
+    return results
+
+
+def report(results: dict[str, list[dict]], flops_per_image: float, peak_gflops: float) -> None:
+    """One line per side (best round), then the ratio imgtrain / plain."""
+    best = {}
+    for name, runs in results.items():
+        best[name] = max(runs, key=lambda r: r["images_per_second"])
+        rate = best[name]["images_per_second"]
+        extra = "".join(f"; {key} {value:.3f}" if isinstance(value, float) else f"; {key} {value}"
+                        for key, value in best[name].items() if key not in ("images_per_second", "rss_mb"))
+        rounds = ", ".join(f"{r['images_per_second']:.1f}" for r in runs)
+        print(f"  {name:8s}: {rate:7.1f} img/s (rounds: {rounds}); "
+              f"peak RSS {best[name]['rss_mb']:.0f} MB; {rate * flops_per_image / 1e9 / peak_gflops:.0%} of matmul "
+              f"peak{extra}")
+    print(f"  ratio imgtrain / plain: {best['imgtrain']['images_per_second'] / best['plain']['images_per_second']:.2f}x")

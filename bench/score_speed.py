@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import eval_flops, make_class_folder, matmul_peak_gflops, peak_rss_mb, run_child  # noqa: E402
+from common import alternate, eval_flops, make_class_folder, matmul_peak_gflops, peak_rss_mb, report  # noqa: E402
 
 
 def plain_loop(folder: Path, model_dir: Path, args) -> dict:
@@ -97,22 +97,12 @@ def main() -> None:
         imgtrain.convert(data / "folders", data / "images", progress=False)
         make_model_directory(data / "model", args.model, args.size)
         common = ["--data", str(data), "--size", str(args.size), "--model", args.model]
-        results = {"plain": [], "imgtrain": []}
-        for _ in range(args.rounds):
-            for name in results:
-                results[name].append(run_child(__file__, ["--child", name, *common]))
+        results = alternate(__file__, common, args.rounds)
         peak = matmul_peak_gflops()
     flops = eval_flops(args.model, 224 if args.size > 64 else args.size, 1)
     print(f"score {args.model} {args.size}px, {args.images} images, {args.rounds} rounds; "
           f"float32 matmul peak {peak:.0f} GFLOP/s")
-    best = {}
-    for name, runs in results.items():
-        best[name] = max(runs, key=lambda r: r["images_per_second"])
-        rates = ", ".join(f"{r['images_per_second']:.1f}" for r in runs)
-        print(f"  {name:8s}: {best[name]['images_per_second']:7.1f} img/s (rounds: {rates}); "
-              f"peak RSS {best[name]['rss_mb']:.0f} MB; {best[name]['images_per_second'] * flops / 1e9 / peak:.0%} "
-              "of matmul peak")
-    print(f"  ratio imgtrain / plain: {best['imgtrain']['images_per_second'] / best['plain']['images_per_second']:.2f}x")
+    report(results, flops, peak)
 
 
 if __name__ == "__main__":

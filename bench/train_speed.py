@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import make_class_folder, matmul_peak_gflops, peak_rss_mb, run_child, train_step_flops  # noqa: E402
+from common import alternate, make_class_folder, matmul_peak_gflops, peak_rss_mb, report, train_step_flops  # noqa: E402
 
 
 def plain_loop(train: Path, valid: Path, args) -> dict:
@@ -102,23 +102,12 @@ def main() -> None:
         imgtrain.convert(data / "folders-valid", data / "valid", progress=False)
         common = ["--data", str(data), "--size", str(args.size), "--model", args.model, "--epochs",
                   str(args.epochs), "--precision", args.precision]
-        results = {"plain": [], "imgtrain": []}
-        for _ in range(args.rounds):
-            for name in results:
-                results[name].append(run_child(__file__, ["--child", name, *common]))
+        results = alternate(__file__, common, args.rounds)
         peak = matmul_peak_gflops()
     flops = train_step_flops(args.model, 224 if args.size > 64 else args.size, 16) / 16
     print(f"train {args.model} {args.size}px, {args.images} images, {args.epochs} epoch(s), batch 16, "
           f"{args.rounds} rounds; float32 matmul peak {peak:.0f} GFLOP/s")
-    best = {}
-    for name, runs in results.items():
-        best[name] = max(runs, key=lambda r: r["images_per_second"])
-        rates = ", ".join(f"{r['images_per_second']:.1f}" for r in runs)
-        print(f"  {name:8s}: {best[name]['images_per_second']:7.1f} img/s (rounds: {rates}); "
-              f"val accuracy {best[name]['accuracy']:.3f}; peak RSS {best[name]['rss_mb']:.0f} MB; "
-              f"{best[name]['images_per_second'] * flops / 1e9 / peak:.0%} of matmul peak"
-              + (f"; precision {best[name]['precision']}" if best[name].get("precision") else ""))
-    print(f"  ratio imgtrain / plain: {best['imgtrain']['images_per_second'] / best['plain']['images_per_second']:.2f}x")
+    report(results, flops, peak)
 
 
 if __name__ == "__main__":

@@ -179,10 +179,12 @@ def create_model_directory(
     return open_untrained(out)
 
 
-def open_untrained(path: str | Path) -> UntrainedModel:
-    """Open and validate an untrained model directory, or raise InvalidModelDirectoryError saying why."""
-    path = Path(path)
-    hint = "create one with `imgtrain resnet OUT` or `imgtrain densenet OUT`."
+_FORMAT_NAMES = {UNTRAINED_FORMAT: "an untrained model directory; train it first",
+                 "imgtrain.trained_model": "a trained model directory"}
+
+
+def read_model_meta(path: Path, expected_format: str, hint: str) -> dict[str, Any]:
+    """The JSON of a model directory of `expected_format` and version 1, or InvalidModelDirectoryError saying why."""
     meta_path = path / MODEL_META
     if not path.is_dir():
         raise InvalidModelDirectoryError(f"The model input {path} is not a directory.", hint)
@@ -193,13 +195,24 @@ def open_untrained(path: str | Path) -> UntrainedModel:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidModelDirectoryError(f"{meta_path} is not readable JSON: {exc}.", hint) from None
-    if not isinstance(meta, dict) or meta.get("format") != UNTRAINED_FORMAT:
-        kind = meta.get("format") if isinstance(meta, dict) else None
-        why = "it is a trained model directory" if kind == "imgtrain.trained_model" else f"format is {kind!r}"
-        raise InvalidModelDirectoryError(f"{path} is not an untrained model directory: {why}.", hint)
+    kind = meta.get("format") if isinstance(meta, dict) else None
+    if kind != expected_format:
+        why = f"it is {_FORMAT_NAMES[kind]}" if kind in _FORMAT_NAMES else f"its format is {kind!r}"
+        raise InvalidModelDirectoryError(f"{path} is not {_FORMAT_NAMES[expected_format].split(';')[0]}: {why}.",
+                                         hint)
     if meta.get("format_version") != FORMAT_VERSION:
         raise InvalidModelDirectoryError(
-            f"{meta_path} has format_version {meta.get('format_version')!r}; this imgtrain reads {FORMAT_VERSION}.", hint)
+            f"{meta_path} has format_version {meta.get('format_version')!r}; this imgtrain reads {FORMAT_VERSION}.",
+            "upgrade imgtrain, or recreate the directory with this version.")
+    return meta
+
+
+def open_untrained(path: str | Path) -> UntrainedModel:
+    """Open and validate an untrained model directory, or raise InvalidModelDirectoryError saying why."""
+    path = Path(path)
+    hint = "create one with `imgtrain resnet OUT` or `imgtrain densenet OUT`."
+    meta_path = path / MODEL_META
+    meta = read_model_meta(path, UNTRAINED_FORMAT, hint)
     try:
         arch = meta["architecture"]
         architecture = Architecture(arch["family"], arch["model_name"], dict(arch.get("options", {})))

@@ -23,7 +23,7 @@ from safetensors.torch import load, save_file
 from torch import nn
 
 from . import __version__
-from .architectures import MODEL_META, Architecture
+from .architectures import MODEL_META, Architecture, read_model_meta
 from .errors import InvalidModelDirectoryError, ParameterError
 from .files import atomic_write_json, atomic_write_text
 from .transforms import ModelInput, TransformSpec, spec_problems
@@ -99,20 +99,7 @@ def open_model_directory(path: str | Path) -> TrainedModel:
     path = Path(path)
     hint = "give a directory written by `imgtrain train`."
     meta_path = path / MODEL_META
-    if not meta_path.is_file():
-        raise InvalidModelDirectoryError(f"{path} is not a trained model directory: no {MODEL_META}.", hint)
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidModelDirectoryError(f"{meta_path} is not readable JSON: {exc}.", hint) from None
-    if not isinstance(meta, dict) or meta.get("format") != TRAINED_FORMAT:
-        kind = meta.get("format") if isinstance(meta, dict) else None
-        why = "it is an untrained model directory; train it first" if kind == "imgtrain.untrained_model" else \
-            f"its format is {kind!r}"
-        raise InvalidModelDirectoryError(f"{path} is not a trained model directory: {why}.", hint)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise InvalidModelDirectoryError(
-            f"{meta_path} has format_version {meta.get('format_version')!r}; this imgtrain reads {FORMAT_VERSION}.")
+    meta = read_model_meta(path, TRAINED_FORMAT, hint)
     try:
         arch = meta["architecture"]
         architecture = Architecture(arch["family"], arch["model_name"], dict(arch.get("options", {})))
