@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
 
 from . import __version__
 from .architectures import DEFAULT_MODEL, FAMILIES
-from .errors import ImgtrainError
+from .errors import ImgtrainError, ParameterError
 
 TRANSFORM_HELP = {
     "resize": "resize the shorter side to --size",
@@ -195,6 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="arithmetic: auto = bf16 on GPUs and on CPUs where it is measured faster, else fp32")
     p.add_argument("--workers", type=_count, default=None, metavar="N",
                    help="data-loader processes (default: 0 on 2 cores or fewer, else up to 4)")
+    p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
+                   help="data-parallel workers on this machine (torch.distributed; gloo on CPU, NCCL on GPU); the "
+                   "batch size is per worker and the learning rate is multiplied by the number of workers")
+    p.add_argument("--nnodes", type=int, default=1, metavar="M", help="machines in the job")
+    p.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's rank, 0 to M-1")
+    p.add_argument("--master-addr", default="127.0.0.1", metavar="HOST", help="address of the node-rank-0 machine")
+    p.add_argument("--master-port", type=int, default=29500, metavar="PORT", help="free port on that machine")
+    p.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT",
+                   help="c10d rendezvous endpoint instead of --master-addr/--master-port")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it holds a model or an interrupted run")
     p.set_defaults(func=_cmd_train)
@@ -291,8 +301,33 @@ def _cmd_architecture(args: argparse.Namespace) -> int:
     return 0
 
 
+LAUNCH_OPTIONS = ("--nproc-per-node", "--nnodes", "--node-rank", "--master-addr", "--master-port", "--rdzv-endpoint")
+
+
+def _without_launch_options(argv: list[str]) -> list[str]:
+    """The command line a worker runs: the launcher's own options removed."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in LAUNCH_OPTIONS:
+            skip = True
+        elif not arg.startswith(tuple(f"{o}=" for o in LAUNCH_OPTIONS)):
+            kept.append(arg)
+    return kept
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .distributed import LaunchOptions, launch
     from .training import TrainConfig, train
+
+    options = LaunchOptions(args.nproc_per_node, args.nnodes, args.node_rank, args.master_addr, args.master_port,
+                            args.rdzv_endpoint)
+    if options.nproc_per_node < 1 or options.nnodes < 1 or not 0 <= options.node_rank < options.nnodes:
+        raise ParameterError("--nproc-per-node and --nnodes must be >= 1, and --node-rank from 0 to --nnodes - 1.")
+    if options.needed and "RANK" not in os.environ:  # this process launches; the workers train (rank 0 reports)
+        launch(_without_launch_options(args.argv), options)
+        return 0
 
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          seed=args.seed, patience=args.patience, warmup_epochs=args.warmup_epochs,
@@ -300,6 +335,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          workers=args.workers,
                          resume=args.resume, overwrite=args.overwrite)
     history = train(args.model, args.train, args.valid, args.out, config, transform=args.transform)
+    if os.environ.get("RANK", "0") != "0":
+        return 0
     best = min(history, key=lambda row: row["val_loss"] if row["val_loss"] == row["val_loss"] else float("inf"))
     print(f"wrote trained model directory {args.out}: best epoch {best['epoch']} of {len(history)}, "
           f"validation loss {best['val_loss']:.4f}, top-1 accuracy {best['val_top1']:.4f}")
@@ -347,11 +384,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # argparse exits 2 on wrong usage, 0 on --help / --version
         return int(exc.code or 0)
     handler = _ProgressAwareHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, handlers=[handler], force=True)
+    worker = os.environ.get("RANK", "0") != "0"  # distributed workers other than rank 0 only warn
+    logging.basicConfig(level=logging.WARNING if args.quiet or worker else logging.INFO, handlers=[handler],
+                        force=True)
     try:
         return args.func(args)
     except ImgtrainError as exc:

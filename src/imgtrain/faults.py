@@ -1,7 +1,7 @@
 """Fault injection for crash-safety tests: IMGTRAIN_CRASH_AT=<point>:<n> kills the process there.
 
-Points: `checkpoint-saved` (after epoch n's checkpoint is on disk), `checkpoint-writing`
-(in the middle of writing epoch n's checkpoint). Unset in normal use: costs one lookup.
+Points: `checkpoint-saved` (after epoch n's checkpoint is on disk). With IMGTRAIN_CRASH_RANK=r
+only the distributed worker of that rank dies. Unset in normal use: costs one lookup.
 """
 
 from __future__ import annotations
@@ -12,5 +12,6 @@ import signal
 
 def crash_point(point: str, n: int) -> None:
     """Kill this process with SIGKILL when IMGTRAIN_CRASH_AT names this point and count."""
-    if os.environ.get("IMGTRAIN_CRASH_AT") == f"{point}:{n}":
+    rank = os.environ.get("IMGTRAIN_CRASH_RANK")
+    if os.environ.get("IMGTRAIN_CRASH_AT") == f"{point}:{n}" and rank in (None, os.environ.get("RANK", "0")):
         os.kill(os.getpid(), signal.SIGKILL)

@@ -12,6 +12,7 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
+from . import distributed
 from .architectures import IMAGENET_MEAN, IMAGENET_STD, UntrainedModel, load_backbone, open_untrained
 from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from .devices import PRECISIONS, autocast_for, resolve_device, resolve_precision
@@ -135,17 +138,26 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + 17) % 2**63
 
 
-def _loader(dataset, config: TrainConfig, device: torch.device, shuffle: bool, seed: int) -> DataLoader:
+def _loader(dataset, config: TrainConfig, device: torch.device, shuffle: bool, seed: int,
+            ctx: distributed.Context, epoch: int) -> DataLoader:
+    """Training batches (shuffled, last partial batch dropped) or validation batches; in a distributed
+    job each worker reads its own shard: a seeded DistributedSampler, or every world_size-th image."""
     workers = config.workers if config.workers is not None else default_loader_workers()
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle, drop_last=shuffle,
-                      num_workers=workers, generator=generator, worker_init_fn=_seed_worker,
+    sampler = None
+    if ctx.enabled and shuffle:
+        sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed, drop_last=True)
+        sampler.set_epoch(epoch)
+    elif ctx.enabled:
+        dataset = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      drop_last=shuffle, num_workers=workers, generator=generator, worker_init_fn=_seed_worker,
                       pin_memory=device.type == "cuda")
 
 
 def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device,
                     epoch: int, config: TrainConfig, precision: str) -> dict[str, float]:
-    """One pass over the training data; returns mean loss, top-1 accuracy and images/s."""
+    """One pass over this worker's training data; returns the loss sum, correct count, images and seconds."""
     net.train()
     criterion = nn.CrossEntropyLoss()
     autocast, scaler = autocast_for(device, precision)
@@ -175,15 +187,13 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{rate:.0f}")
             if bar.disable:
                 log.info("epoch %d [%d/%d] loss %.4f, %.0f images/s", epoch, step, len(loader), loss_sum / seen, rate)
-    seconds = time.perf_counter() - started
-    return {"loss": loss_sum / max(seen, 1), "top1": correct / max(seen, 1), "images_per_second": seen / seconds,
-            "seconds": seconds}
+    return {"loss_sum": loss_sum, "correct": correct, "seen": seen, "seconds": time.perf_counter() - started}
 
 
 @torch.inference_mode()
 def evaluate(net: nn.Module, loader: DataLoader, device: torch.device, num_classes: int,
              precision: str = "fp32") -> dict[str, float | None]:
-    """Validation loss, top-1 and (with more than 5 classes) top-5 accuracy."""
+    """Sums over this worker's validation images: loss, top-1 and top-5 hits, images."""
     net.eval()
     autocast, _ = autocast_for(device, precision)
     loss_sum, top1, top5, seen = 0.0, 0, 0, 0
@@ -196,7 +206,7 @@ def evaluate(net: nn.Module, loader: DataLoader, device: torch.device, num_class
         if num_classes > 5:
             top5 += int((logits.topk(5, dim=1).indices == labels[:, None]).any(1).sum())
         seen += len(labels)
-    return {"loss": loss_sum / seen, "top1": top1 / seen, "top5": top5 / seen if num_classes > 5 else None}
+    return {"loss_sum": loss_sum, "top1": top1, "top5": top5, "seen": seen}
 
 
 def train(
@@ -210,90 +220,126 @@ def train(
     """Train an untrained model directory on an image directory; write the best epoch's model to `out`.
 
     Returns the metric history, one dict per epoch. `transform` defaults to the designer's
-    default transformation (resize 256, center crop 224, random horizontal flip).
+    default transformation (resize 256, center crop 224, random horizontal flip). Under
+    torchrun (RANK / WORLD_SIZE set) this process is one data-parallel worker of the job.
     """
     config = config or TrainConfig()
     spec = transform if isinstance(transform, TransformSpec) else (
         load_transform(transform) if transform is not None else TransformSpec())
+    ctx = distributed.context_from_env()
     untrained = open_untrained(model)
     train_dir, valid_dir = _labeled(train, "training"), _labeled(valid, "validation")
     classes = train_dir.classes
-    _check_inputs(config, spec, train_dir, valid_dir)
+    _check_inputs(config, spec, train_dir, valid_dir, ctx.world_size)
     out = Path(out)
     inputs = [Path(model), Path(train), Path(valid)]
     resumed = _prepare_output(out, config, inputs)
-    device = resolve_device(config.device)
+    device = distributed.worker_device(resolve_device(config.device), ctx)
     precision = resolve_precision(config.precision, device)
     fingerprint = {"architecture": untrained.architecture.to_json(), "pretrained": untrained.pretrained,
                    "classes": list(classes), "train_images": len(train_dir), "valid_images": len(valid_dir),
-                   "transform": spec.to_json()["transforms"], "precision": precision, **config.hyperparameters()}
+                   "transform": spec.to_json()["transforms"], "precision": precision, "world_size": ctx.world_size,
+                   **config.hyperparameters()}
 
-    seed_everything(config.seed)
-    net = _build_network(untrained, len(classes)).to(device)
-    if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
-    # fused: one kernel for the whole update instead of several passes over every weight (measured 28 -> 11 ms
-    # per step for resnet18 on 2 CPU cores)
-    optimizer = torch.optim.SGD(net.parameters(), lr=config.learning_rate, momentum=MOMENTUM, nesterov=True,
-                                weight_decay=WEIGHT_DECAY, fused=True)
-    stopper, history, best, start = EarlyStopping(config.patience), [], None, 0
-    if resumed is not None:
-        _check_fingerprint(out, resumed.state["fingerprint"], fingerprint)
-        net.load_state_dict(resumed.model, strict=True)
-        optimizer.load_state_dict(resumed.optimizer)
-        stopper = EarlyStopping(**resumed.state["stopper"])
-        history, best, start = resumed.state["history"], resumed.best, resumed.epoch
-        log.info("resuming %s after epoch %d of %d", out, start, config.epochs)
-    log.info("training %s on %s in %s: %d training, %d validation images, %d classes", untrained.architecture.model_name,
-             device, precision, len(train_dir), len(valid_dir), len(classes))
+    with distributed.process_group(ctx, device):
+        seed_everything(config.seed)
+        net = _build_network(untrained, len(classes)).to(device)
+        if device.type == "cuda":
+            net = net.to(memory_format=torch.channels_last)
+        # fused: one kernel for the whole update instead of several passes over every weight (measured 28 -> 11
+        # ms per step for resnet18 on 2 CPU cores)
+        optimizer = torch.optim.SGD(net.parameters(), lr=config.learning_rate, momentum=MOMENTUM, nesterov=True,
+                                    weight_decay=WEIGHT_DECAY, fused=True)
+        stopper, history, best, start = EarlyStopping(config.patience), [], None, 0
+        if resumed is not None:
+            _check_fingerprint(out, resumed.state["fingerprint"], fingerprint)
+            net.load_state_dict(resumed.model, strict=True)
+            optimizer.load_state_dict(resumed.optimizer)
+            stopper = EarlyStopping(**resumed.state["stopper"])
+            history, best, start = resumed.state["history"], resumed.best, resumed.epoch
+            log.info("resuming %s after epoch %d of %d", out, start, config.epochs)
+        # Every worker holds the same weights from here on: DDP broadcasts rank 0's and averages gradients.
+        runner = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) \
+            if ctx.enabled else net
+        if ctx.is_main:
+            log.info("training %s on %s in %s%s: %d training, %d validation images, %d classes",
+                     untrained.architecture.model_name, device, precision,
+                     f" x {ctx.world_size} workers" if ctx.enabled else "", len(train_dir), len(valid_dir),
+                     len(classes))
 
-    train_data = train_dir.dataset(ModelInput(spec, "training", IMAGENET_MEAN, IMAGENET_STD))
-    valid_data = valid_dir.dataset(ModelInput(spec, "inference", IMAGENET_MEAN, IMAGENET_STD), classes=classes)
-    try:
-        for epoch in range(start + 1, config.epochs + 1):
-            if stopper.should_stop:
-                break
-            lr = learning_rate_at(epoch - 1, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            seed = epoch_seed(config.seed, epoch)
-            seed_everything(seed)
-            fit = train_one_epoch(net, _loader(train_data, config, device, True, seed), optimizer, device, epoch, config,
-                                  precision)
-            val = evaluate(net, _loader(valid_data, config, device, False, seed), device, len(classes), precision)
-            improved = stopper.update(epoch, val["loss"])
-            if improved:
-                best = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
-            row = {"epoch": epoch, "lr": lr, "train_loss": fit["loss"], "train_top1": fit["top1"],
-                   "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
-                   "images_per_second": fit["images_per_second"], "seconds": fit["seconds"], "best": improved}
-            history.append(row)
-            log.info(_summary(row, config.epochs))
-            state = {"stopper": dataclasses.asdict(stopper), "history": history, "fingerprint": fingerprint}
-            save_checkpoint(out, Checkpoint(epoch, net.state_dict(), best, optimizer.state_dict(), state))
-            crash_point("checkpoint-saved", epoch)
-            if stopper.should_stop:
-                log.info("early stopping after epoch %d: validation loss has not improved on epoch %d's %.4f for %d "
-                         "epochs", epoch, stopper.best_epoch, stopper.best_loss, config.patience)
-    except KeyboardInterrupt:
-        done = history[-1]["epoch"] if history else 0
-        log.warning("interrupted; %s", f"rerun with --resume to continue after epoch {done}" if done
-                    else "no epoch had finished, so there is nothing to resume")
-        raise
+        train_data = train_dir.dataset(ModelInput(spec, "training", IMAGENET_MEAN, IMAGENET_STD))
+        valid_data = valid_dir.dataset(ModelInput(spec, "inference", IMAGENET_MEAN, IMAGENET_STD), classes=classes)
+        try:
+            for epoch in range(start + 1, config.epochs + 1):
+                if stopper.should_stop:
+                    break
+                lr = learning_rate_at(epoch - 1, config) * ctx.world_size  # scaled with the workers, as the original
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                seed = epoch_seed(config.seed, epoch) + ctx.rank
+                seed_everything(seed)
+                fit = train_one_epoch(runner, _loader(train_data, config, device, True, seed, ctx, epoch), optimizer,
+                                      device, epoch, config, precision)
+                val = evaluate(net, _loader(valid_data, config, device, False, seed, ctx, epoch), device,
+                               len(classes), precision)
+                loss_sum, correct, seen = distributed.all_sum([fit["loss_sum"], fit["correct"], fit["seen"]], ctx,
+                                                              device)
+                v_loss, v_top1, v_top5, v_seen = distributed.all_sum(
+                    [val["loss_sum"], val["top1"], val["top5"], val["seen"]], ctx, device)
+                improved = stopper.update(epoch, v_loss / v_seen)
+                if improved:
+                    best = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+                row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / seen, "train_top1": correct / seen,
+                       "val_loss": v_loss / v_seen, "val_top1": v_top1 / v_seen,
+                       "val_top5": v_top5 / v_seen if len(classes) > 5 else None,
+                       "images_per_second": seen / fit["seconds"], "seconds": fit["seconds"], "best": improved}
+                history.append(row)
+                if ctx.is_main:
+                    log.info(_summary(row, config.epochs))
+                    state = {"stopper": dataclasses.asdict(stopper), "history": history, "fingerprint": fingerprint}
+                    save_checkpoint(out, Checkpoint(epoch, net.state_dict(), best, optimizer.state_dict(), state))
+                distributed.barrier(ctx)  # nobody runs ahead while the checkpoint is being written
+                crash_point("checkpoint-saved", epoch)
+                if stopper.should_stop and ctx.is_main:
+                    log.info("early stopping after epoch %d: validation loss has not improved on epoch %d's %.4f for "
+                             "%d epochs", epoch, stopper.best_epoch, stopper.best_loss, config.patience)
+        except RuntimeError as exc:
+            if not ctx.enabled:
+                raise
+            raise distributed.DistributedTrainingError(
+                f"Worker rank {ctx.rank} lost contact with the other workers during epoch {len(history) + 1} "
+                f"({str(exc).splitlines()[0][:200]}).", hint="see the failing worker's error; rerun with --resume "
+                "to continue from the last checkpoint.") from None
+        except KeyboardInterrupt:
+            done = history[-1]["epoch"] if history else 0
+            log.warning("interrupted; %s", f"rerun with --resume to continue after epoch {done}" if done
+                        else "no epoch had finished, so there is nothing to resume")
+            raise
 
-    if best is None:  # every validation loss was NaN: keep the last weights rather than none
-        best = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+        if ctx.is_main:
+            _save_model(out, inputs, untrained, classes, best or net.state_dict(), spec, config, device, precision,
+                        ctx, stopper, history)
+        distributed.barrier(ctx)
+    return history
+
+
+def _save_model(out: Path, inputs: list[Path], untrained: UntrainedModel, classes: Sequence[str],
+                best: dict[str, torch.Tensor], spec: TransformSpec, config: TrainConfig, device: torch.device,
+                precision: str, ctx: distributed.Context, stopper: EarlyStopping, history: list[dict[str, Any]]) -> None:
+    """Write the trained model directory as a whole, replacing `out` (and its checkpoint) at once."""
+    model, train, valid = inputs
     training = {**config.hyperparameters(), "momentum": MOMENTUM, "nesterov": True, "weight_decay": WEIGHT_DECAY,
-                "device": str(device), "precision": precision, "model": str(model), "train": str(train), "valid": str(valid),
-                "pretrained": untrained.pretrained, "stopped_early": stopper.should_stop}
+                "device": str(device), "precision": precision, "world_size": ctx.world_size,
+                "model": str(model), "train": str(train), "valid": str(valid), "pretrained": untrained.pretrained,
+                "stopped_early": stopper.should_stop}
     with building_dir(out, overwrite=True, inputs=inputs) as tmp:
-        write_model_directory(tmp, architecture=untrained.architecture, classes=classes, weights=best,
-                              transform=spec, mean=IMAGENET_MEAN, std=IMAGENET_STD, training=training,
-                              history=history, best_epoch=stopper.best_epoch)
+        write_model_directory(tmp, architecture=untrained.architecture, classes=classes,
+                              weights={k: v.detach().cpu() for k, v in best.items()}, transform=spec,
+                              mean=IMAGENET_MEAN, std=IMAGENET_STD, training=training, history=history,
+                              best_epoch=stopper.best_epoch)
         plot_history(history, tmp / PLOT_NAME)
     log.info("wrote trained model directory %s (best epoch %d, validation loss %.4f)", out, stopper.best_epoch,
              stopper.best_loss)
-    return history
 
 
 def _summary(row: dict[str, Any], epochs: int) -> str:
@@ -311,7 +357,8 @@ def _labeled(path: str | Path, role: str) -> ImageDirectory:
     return directory
 
 
-def _check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirectory, valid: ImageDirectory) -> None:
+def _check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirectory, valid: ImageDirectory,
+                  world_size: int = 1) -> None:
     """Everything that can be checked before any work starts."""
     present_train = {c for c, n in train.class_counts().items() if n}
     present_valid = {c for c, n in valid.class_counts().items() if n}
@@ -326,9 +373,11 @@ def _check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirector
     missing = sorted(present_train - present_valid)
     if missing:
         log.warning("training classes without validation images: %s", missing)
-    if config.batch_size > len(train):
-        raise ParameterError(f"batch_size {config.batch_size} is larger than the {len(train)} training images.",
-                             hint=f"use a batch size of at most {len(train)}.")
+    per_worker = len(train) // world_size
+    if config.batch_size > per_worker:
+        shard = f" (of {world_size} workers' shares, {per_worker} each)" if world_size > 1 else ""
+        raise ParameterError(f"batch_size {config.batch_size} is larger than the {len(train)} training images{shard}.",
+                             hint=f"use a batch size of at most {per_worker}.")
     for directory, mode in ((train, "training"), (valid, "inference")):
         sizes = output_sizes(spec, {(r.width, r.height) for r in directory}, mode)
         if len(sizes) > 1:

@@ -1,0 +1,84 @@
+"""Distributed training: 2 CPU workers on localhost (gloo), a dying worker, resume, the launcher's options."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import imgtrain
+from imgtrain.cli import _without_launch_options
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_train(data, out, *extra, env=None, timeout=240):
+    model, train, valid, spec = data
+    spec_file = out.parent / "spec.json"
+    if not spec_file.exists():
+        imgtrain.init_transform(spec_file, spec)
+    argv = [sys.executable, "-m", "imgtrain", "train", "--model", model, "--train", train, "--valid", valid,
+            "--out", out, "--epochs", "2", "--transform", spec_file, "--master-port", str(free_port()), *extra]
+    started = time.perf_counter()
+    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout,
+                            env=dict(os.environ, **(env or {})))
+    return result, time.perf_counter() - started
+
+
+def test_two_cpu_workers_train_a_valid_model(small_training_data, tmp_path):
+    result, _ = run_train(small_training_data, tmp_path / "dist", "--nproc-per-node", "2", "--batch-size", "4")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "x 2 workers" in result.stderr and result.stdout.count("wrote trained model directory") == 1
+    model = imgtrain.open_model_directory(tmp_path / "dist")
+    assert model.meta["training"]["world_size"] == 2
+    assert model.meta["history"][0]["lr"] == pytest.approx(0.002)  # learning rate x workers
+    single = imgtrain.train(*small_training_data[:3], tmp_path / "single",
+                            imgtrain.TrainConfig(epochs=2, batch_size=8, learning_rate=0.002, progress=False),
+                            small_training_data[3])
+    assert abs(model.meta["history"][-1]["val_top1"] - single[-1]["val_top1"]) <= 0.34  # 9 images: within 3
+
+
+def test_a_dying_worker_ends_the_job_and_resume_finishes_it(small_training_data, tmp_path):
+    crash = {"IMGTRAIN_CRASH_AT": "checkpoint-saved:1", "IMGTRAIN_CRASH_RANK": "1"}
+    result, seconds = run_train(small_training_data, tmp_path / "cut", "--nproc-per-node", "2", "--batch-size", "4",
+                                env=crash)
+    assert result.returncode == 1
+    assert "error: DistributedTrainingError: Distributed training failed: worker rank 1" in result.stderr
+    assert seconds < 120
+    assert (tmp_path / "cut" / "checkpoint" / "last.safetensors").is_file()
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    resumed, _ = run_train(small_training_data, tmp_path / "cut", "--nproc-per-node", "2", "--batch-size", "4",
+                           "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    whole, _ = run_train(small_training_data, tmp_path / "whole", "--nproc-per-node", "2", "--batch-size", "4")
+    assert whole.returncode == 0
+    a, b = load_file(tmp_path / "cut" / "model.safetensors"), load_file(tmp_path / "whole" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_batch_larger_than_a_workers_share_is_refused(small_training_data, tmp_path):
+    result, _ = run_train(small_training_data, tmp_path / "out", "--nproc-per-node", "2", "--batch-size", "16")
+    assert result.returncode == 1 and "workers' shares, 12 each" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_launcher_options_are_not_passed_to_workers():
+    argv = ["train", "--model", "m", "--nproc-per-node", "2", "--master-port=1234", "--nnodes", "1", "--epochs", "3"]
+    assert _without_launch_options(argv) == ["train", "--model", "m", "--epochs", "3"]
+
+
+def test_node_rank_outside_the_job_is_a_parameter_error(run_cli, small_training_data, tmp_path):
+    model, train, valid, _ = small_training_data
+    code, _, err = run_cli("train", "--model", model, "--train", train, "--valid", valid, "--out", tmp_path / "o",
+                           "--nnodes", "2", "--node-rank", "2")
+    assert code == 1 and "ParameterError" in err and "--node-rank" in err
