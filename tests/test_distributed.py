@@ -22,21 +22,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_train(data, out, *extra, env=None, timeout=240):
+def run_train(data, out, *extra, env=None, timeout=240, torchrun=False):
     model, train, valid, spec = data
     spec_file = out.parent / "spec.json"
     if not spec_file.exists():
         imgtrain.init_transform(spec_file, spec)
-    argv = [sys.executable, "-m", "imgtrain", "train", "--model", model, "--train", train, "--valid", valid,
-            "--out", out, "--epochs", "2", "--transform", spec_file, "--master-port", str(free_port()), *extra]
+    port = str(free_port())
+    launcher = ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", port] if torchrun else []
+    argv = [sys.executable, *launcher, "-m", "imgtrain", "train", "--model", model, "--train", train, "--valid", valid,
+            "--out", out, "--epochs", "2", "--transform", spec_file, *([] if torchrun else ["--master-port", port]),
+            *extra]
     started = time.perf_counter()
     result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout,
                             env=dict(os.environ, **(env or {})))
     return result, time.perf_counter() - started
 
 
-def test_two_cpu_workers_train_a_valid_model(small_training_data, tmp_path):
-    result, _ = run_train(small_training_data, tmp_path / "dist", "--nproc-per-node", "2", "--batch-size", "4")
+def test_two_cpu_workers_under_torchrun_train_a_valid_model(small_training_data, tmp_path):
+    result, _ = run_train(small_training_data, tmp_path / "dist", "--batch-size", "4", torchrun=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "x 2 workers" in result.stderr and result.stdout.count("wrote trained model directory") == 1
     model = imgtrain.open_model_directory(tmp_path / "dist")
