@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .architectures import DEFAULT_MODEL, FAMILIES
-from .errors import ImgtrainError, ParameterError
+from .errors import ImgtrainError
 
 TRANSFORM_HELP = {
     "resize": "resize the shorter side to --size",
@@ -321,19 +321,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .distributed import LaunchOptions, launch
     from .training import TrainConfig, train
 
-    options = LaunchOptions(args.nproc_per_node, args.nnodes, args.node_rank, args.master_addr, args.master_port,
-                            args.rdzv_endpoint)
-    if options.nproc_per_node < 1 or options.nnodes < 1 or not 0 <= options.node_rank < options.nnodes:
-        raise ParameterError("--nproc-per-node and --nnodes must be >= 1, and --node-rank from 0 to --nnodes - 1.")
-    if options.needed and "RANK" not in os.environ:  # this process launches; the workers train (rank 0 reports)
-        launch(_without_launch_options(args.argv), options)
-        return 0
-
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          seed=args.seed, patience=args.patience, warmup_epochs=args.warmup_epochs,
                          print_frequency=args.print_frequency, device=args.device, precision=args.precision,
-                         workers=args.workers,
-                         resume=args.resume, overwrite=args.overwrite)
+                         workers=args.workers, resume=args.resume, overwrite=args.overwrite)
+    options = LaunchOptions(args.nproc_per_node, args.nnodes, args.node_rank, args.master_addr, args.master_port,
+                            args.rdzv_endpoint)
+    if options.needed and "RANK" not in os.environ:  # this process launches; the workers train (rank 0 reports)
+        launch(_without_launch_options(args.argv), options)
+        return 0
     history = train(args.model, args.train, args.valid, args.out, config, transform=args.transform)
     if os.environ.get("RANK", "0") != "0":
         return 0

@@ -89,6 +89,12 @@ class LaunchOptions:
     master_port: int = 29500
     rdzv_endpoint: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.nproc_per_node < 1 or self.nnodes < 1 or not 0 <= self.node_rank < self.nnodes:
+            raise ParameterError(
+                f"--nproc-per-node ({self.nproc_per_node}) and --nnodes ({self.nnodes}) must be >= 1, and "
+                f"--node-rank ({self.node_rank}) from 0 to --nnodes - 1.")
+
     @property
     def needed(self) -> bool:
         return self.nproc_per_node > 1 or self.nnodes > 1
