@@ -295,3 +295,26 @@ def test_missing_weights_and_untrained_directories_are_refused(trained, small_tr
         imgtrain.open_model_directory(out)
     with pytest.raises(InvalidModelDirectoryError, match="train it first"):
         imgtrain.open_model_directory(small_training_data[0])
+
+
+# --- faults -------------------------------------------------------------------------------------
+
+def test_a_diverging_loss_stops_with_a_hint_to_lower_the_learning_rate(small_training_data, tmp_path):
+    model, train, valid, spec = small_training_data
+    from imgtrain import TrainingDivergedError
+
+    with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
+        imgtrain.train(model, train, valid, tmp_path / "out",
+                       TrainConfig(epochs=2, batch_size=8, learning_rate=1e12, progress=False), spec)
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_a_second_run_on_the_same_output_is_refused(small_training_data, tmp_path):
+    import fcntl
+
+    model, train, valid, spec = small_training_data
+    with open(tmp_path / ".out.lock", "a") as held:  # what a running `imgtrain train --out out` holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(OutputExistsError, match="Another imgtrain process is writing"):
+            imgtrain.train(model, train, valid, tmp_path / "out", TrainConfig(**FAST), spec)
+    imgtrain.train(model, train, valid, tmp_path / "out", TrainConfig(epochs=1, batch_size=8, progress=False), spec)

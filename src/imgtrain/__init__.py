@@ -17,6 +17,7 @@ from .errors import (  # noqa: E402
     NotLabeledDatasetError,
     OutputExistsError,
     ParameterError,
+    TrainingDivergedError,
 )
 from .image_directory import ImageDataset, ImageDirectory, ImageRecord  # noqa: E402
 from .evaluation import evaluate  # noqa: E402
@@ -58,4 +59,5 @@ __all__ = [
     "InvalidTransformationDirectoryError",
     "ImageExceedsLimitError",
     "OutputExistsError",
+    "TrainingDivergedError",
 ]

@@ -58,6 +58,10 @@ class InvalidModelDirectoryError(ImgtrainError):
     code = "0159"
 
 
+class TrainingDivergedError(ImgtrainError):
+    """The training loss became NaN or infinite."""
+
+
 class OutputExistsError(ImgtrainError):
     """The output path already holds something and overwriting was not asked for."""
 
@@ -71,4 +75,5 @@ __all__ = [
     "InvalidTransformationDirectoryError",
     "InvalidModelDirectoryError",
     "OutputExistsError",
+    "TrainingDivergedError",
 ]

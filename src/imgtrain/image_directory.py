@@ -128,7 +128,7 @@ class ImageDirectory:
         except BadImage as exc:
             raise InvalidDatasetError(
                 f"Image {path} of {self.root} cannot be read: {exc}.",
-                hint=f"restore the file, or recreate the directory with `imgtrain convert`.",
+                hint="restore the file, or recreate the directory with `imgtrain convert`.",
             ) from None
 
     def class_counts(self) -> dict[str, int]:

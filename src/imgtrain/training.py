@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -28,9 +29,9 @@ from . import distributed
 from .architectures import IMAGENET_MEAN, IMAGENET_STD, UntrainedModel, load_backbone, open_untrained
 from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from .devices import PRECISIONS, autocast_for, resolve_device, resolve_precision
-from .errors import InvalidDatasetError, OutputExistsError, ParameterError
+from .errors import InvalidDatasetError, OutputExistsError, ParameterError, TrainingDivergedError
 from .faults import crash_point
-from .files import building_dir, check_output
+from .files import building_dir, check_output, exclusive
 from .image_directory import ImageDirectory
 from .model_directory import PLOT_NAME, write_model_directory
 from .parallel import default_loader_workers
@@ -171,6 +172,11 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
         with autocast:
             logits = net(images)
             loss = criterion(logits.float(), labels)
+        if not torch.isfinite(loss):  # stop before the step spreads NaN into the weights
+            raise TrainingDivergedError(
+                f"The training loss became {loss.item()} in epoch {epoch}, batch {step}.",
+                hint=f"lower the learning rate (now {optimizer.param_groups[0]['lr']:g}); the checkpoint of the last "
+                "finished epoch, with the best weights so far, is kept.")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -229,10 +235,18 @@ def train(
     ctx = distributed.context_from_env()
     untrained = open_untrained(model)
     train_dir, valid_dir = _labeled(train, "training"), _labeled(valid, "validation")
-    classes = train_dir.classes
     _check_inputs(config, spec, train_dir, valid_dir, ctx.world_size)
     out = Path(out)
     inputs = [Path(model), Path(train), Path(valid)]
+    with exclusive(out) if ctx.is_main else contextlib.nullcontext():
+        return _train(untrained, train_dir, valid_dir, out, inputs, config, spec, ctx)
+
+
+def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: ImageDirectory, out: Path,
+           inputs: list[Path], config: TrainConfig, spec: TransformSpec, ctx: distributed.Context
+           ) -> list[dict[str, Any]]:
+    """The training run itself, once every input has been checked (see `train`)."""
+    classes = train_dir.classes
     resumed = _prepare_output(out, config, inputs)
     device = distributed.worker_device(resolve_device(config.device), ctx)
     precision = resolve_precision(config.precision, device)
