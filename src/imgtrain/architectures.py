@@ -64,6 +64,11 @@ class Architecture:
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family, "model_name": self.model_name, "options": dict(self.options)}
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Architecture:
+        """The inverse of `to_json`; raises KeyError / TypeError / ParameterError on bad input."""
+        return cls(data["family"], data["model_name"], dict(data.get("options", {})))
+
     @property
     def head(self) -> str:
         """Name of the final classifier layer."""
@@ -214,8 +219,7 @@ def open_untrained(path: str | Path) -> UntrainedModel:
     meta_path = path / MODEL_META
     meta = read_model_meta(path, UNTRAINED_FORMAT, hint)
     try:
-        arch = meta["architecture"]
-        architecture = Architecture(arch["family"], arch["model_name"], dict(arch.get("options", {})))
+        architecture = Architecture.from_json(meta["architecture"])
         pretrained = meta["pretrained"]
         if not isinstance(pretrained, bool):
             raise TypeError("pretrained must be true or false")

@@ -101,8 +101,7 @@ def open_model_directory(path: str | Path) -> TrainedModel:
     meta_path = path / MODEL_META
     meta = read_model_meta(path, TRAINED_FORMAT, hint)
     try:
-        arch = meta["architecture"]
-        architecture = Architecture(arch["family"], arch["model_name"], dict(arch.get("options", {})))
+        architecture = Architecture.from_json(meta["architecture"])
         classes = _classes(meta["classes"])
         spec_values = meta["input"]["transform"]
         problems = spec_problems(spec_values) if isinstance(spec_values, dict) else ["transform is not an object"]
