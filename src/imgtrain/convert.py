@@ -231,7 +231,7 @@ def _manifest_candidates(manifest: Path, rows: list[tuple[int, dict]]) -> list[C
             problems.append(f"line {lineno}: label {label!r} is not a string")
         else:
             found.append(Candidate(base / path.strip(), path.strip(), label))
-    _check_all_or_none_labeled(manifest, found, problems)
+    _check_all_or_none_labeled(found, problems)
     if problems:
         raise InvalidDatasetError(f"The manifest {manifest} is invalid:\n{list_problems(problems)}",
                                   hint="give every row a path, and either every row a label or none.")
@@ -240,7 +240,7 @@ def _manifest_candidates(manifest: Path, rows: list[tuple[int, dict]]) -> list[C
     return found
 
 
-def _check_all_or_none_labeled(src: Path, found: list[Candidate], problems: list[str]) -> None:
+def _check_all_or_none_labeled(found: list[Candidate], problems: list[str]) -> None:
     unlabeled = [c.source for c in found if c.label is None]
     if unlabeled and len(unlabeled) != len(found):
         problems.extend(f"{name}: no label while other images have one" for name in unlabeled)
@@ -281,7 +281,7 @@ def _from_azure_directory(src: Path) -> list[Candidate]:
         else:
             ident = ident if isinstance(ident, int) and not isinstance(ident, bool) and ident >= 0 else None
             found.append(Candidate(src / name, name, None if label is None else str(label), ident))
-    _check_all_or_none_labeled(src, found, problems)
+    _check_all_or_none_labeled(found, problems)
     if problems:
         raise InvalidDatasetError(f"The designer image directory {src} is invalid:\n{list_problems(problems)}")
     if not found:
