@@ -144,7 +144,7 @@ def test_images_that_cannot_be_batched_are_refused_up_front(tmp_path, small_trai
 def trained(small_training_data, tmp_path_factory):
     model, train, valid, spec = small_training_data
     out = tmp_path_factory.mktemp("trained") / "model"
-    config = TrainConfig(epochs=4, batch_size=8, patience=4, progress=False)
+    config = TrainConfig(epochs=4, batch_size=8, learning_rate=0.01, seed=3, patience=4, progress=False)
     history = imgtrain.train(model, train, valid, out, config, spec)
     return out, history
 
@@ -156,7 +156,7 @@ def test_trained_model_directory_holds_everything(trained):
     meta = json.loads((out / "imgtrain-model.json").read_text())
     assert meta["format"] == "imgtrain.trained_model" and meta["format_version"] == 1
     assert meta["classes"] == ["blue", "green", "red"]
-    assert meta["training"]["epochs"] == 4 and meta["training"]["learning_rate"] == 0.001
+    assert meta["training"]["epochs"] == 4 and meta["training"]["learning_rate"] == 0.01
     assert meta["library_versions"]["torch"] == torch.__version__
     assert meta["input"]["transform"]["resize"] is False
     assert [json.loads(line)["epoch"] for line in (out / "history.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
@@ -187,10 +187,9 @@ def test_training_loss_falls(trained):
     assert history[-1]["train_loss"] < history[0]["train_loss"]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_same_seed_gives_bit_identical_weights(small_training_data, tmp_path, workers):
+def test_same_seed_gives_bit_identical_weights_whatever_the_loader_workers(small_training_data, tmp_path):
     model, train, valid, spec = small_training_data
-    for name in ("a", "b"):
+    for name, workers in (("a", 0), ("b", 2)):
         imgtrain.train(model, train, valid, tmp_path / name, TrainConfig(workers=workers, **FAST), spec)
     a, b = (load_file(tmp_path / name / "model.safetensors") for name in ("a", "b"))
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -16,6 +16,8 @@ from .errors import (  # noqa: E402
     InvalidTransformationDirectoryError,
     NotLabeledDatasetError,
     OutputExistsError,
+    OutputWriteError,
+    TrainingInterrupted,
     ParameterError,
     TrainingDivergedError,
 )
@@ -59,5 +61,7 @@ __all__ = [
     "InvalidTransformationDirectoryError",
     "ImageExceedsLimitError",
     "OutputExistsError",
+    "OutputWriteError",
+    "TrainingInterrupted",
     "TrainingDivergedError",
 ]

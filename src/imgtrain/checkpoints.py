@@ -14,6 +14,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
 from .errors import ParameterError
+from .faults import crash_point
+from .files import write_failed
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_NAME = "last.safetensors"
@@ -39,7 +41,6 @@ def checkpoint_path(out: Path) -> Path:
 def save_checkpoint(out: Path, ckpt: Checkpoint) -> Path:
     """Write the checkpoint next to the old one, then rename over it: a crash leaves one intact file."""
     path = checkpoint_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v for k, v in ckpt.model.items()}
     if ckpt.best is not None:
         tensors |= {f"best.{k}": v for k, v in ckpt.best.items()}
@@ -49,15 +50,21 @@ def save_checkpoint(out: Path, ckpt: Checkpoint) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "epoch": ckpt.epoch,
             "has_best": ckpt.best is not None, "param_groups": ckpt.optimizer["param_groups"], "state": ckpt.state}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
         save_file(tensors, tmp, metadata={"imgtrain": json.dumps(meta)})
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        crash_point("checkpoint-writing", ckpt.epoch)
         os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:
+        kept = "The previous checkpoint is kept." if path.exists() else ""
+        raise write_failed(path, exc, kept) from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return path
 

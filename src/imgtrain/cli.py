@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .architectures import DEFAULT_MODEL, FAMILIES
-from .errors import ImgtrainError
+from .errors import ImgtrainError, TrainingInterrupted
 
 TRANSFORM_HELP = {
     "resize": "resize the shorter side to --size",
@@ -394,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return 128 + exc.signum if isinstance(exc, TrainingInterrupted) else 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

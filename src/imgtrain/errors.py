@@ -66,6 +66,18 @@ class OutputExistsError(ImgtrainError):
     """The output path already holds something and overwriting was not asked for."""
 
 
+class OutputWriteError(ImgtrainError):
+    """An output could not be written (disk full, read-only, no permission); earlier outputs are kept."""
+
+
+class TrainingInterrupted(ImgtrainError):
+    """Training stopped on SIGINT/SIGTERM after writing a checkpoint; `signum` says which signal."""
+
+    def __init__(self, message: str, hint: str | None = None, signum: int = 2) -> None:
+        super().__init__(message, hint)
+        self.signum = signum
+
+
 __all__ = [
     "ImgtrainError",
     "ParameterError",
@@ -75,5 +87,7 @@ __all__ = [
     "InvalidTransformationDirectoryError",
     "InvalidModelDirectoryError",
     "OutputExistsError",
+    "OutputWriteError",
+    "TrainingInterrupted",
     "TrainingDivergedError",
 ]

@@ -1,7 +1,11 @@
-"""Fault injection for crash-safety tests: IMGTRAIN_CRASH_AT=<point>:<n> kills the process there.
+"""Fault injection for crash-safety tests: IMGTRAIN_CRASH_AT=<point>:<id> kills the process there.
 
-Points: `checkpoint-saved` (after epoch n's checkpoint is on disk). With IMGTRAIN_CRASH_RANK=r
-only the distributed worker of that rank dies. Unset in normal use: costs one lookup.
+Points: `batch:E.B` (after step B of epoch E), `checkpoint-writing:E` (epoch E's checkpoint
+written to its temporary file, not yet renamed), `checkpoint-saved:E` (on disk),
+`model-writing` (final model directory written aside), `output-swapping` (the old output moved
+aside, the new one not yet in its place). IMGTRAIN_CRASH_SIGNAL=INT or TERM sends that signal
+instead of SIGKILL; with IMGTRAIN_CRASH_RANK=r only the distributed worker of that rank is hit.
+Unset in normal use: costs one lookup.
 """
 
 from __future__ import annotations
@@ -10,8 +14,13 @@ import os
 import signal
 
 
-def crash_point(point: str, n: int) -> None:
-    """Kill this process with SIGKILL when IMGTRAIN_CRASH_AT names this point and count."""
+def crash_point(point: str, *ids: int) -> None:
+    """Signal this process (SIGKILL unless IMGTRAIN_CRASH_SIGNAL says) when IMGTRAIN_CRASH_AT names this point."""
+    wanted = os.environ.get("IMGTRAIN_CRASH_AT")
+    if wanted is None:
+        return
+    here = point + (":" + ".".join(str(i) for i in ids) if ids else "")
     rank = os.environ.get("IMGTRAIN_CRASH_RANK")
-    if os.environ.get("IMGTRAIN_CRASH_AT") == f"{point}:{n}" and rank in (None, os.environ.get("RANK", "0")):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if wanted == here and rank in (None, os.environ.get("RANK", "0")):
+        signum = getattr(signal, "SIG" + os.environ.get("IMGTRAIN_CRASH_SIGNAL", "KILL"))
+        os.kill(os.getpid(), signum)

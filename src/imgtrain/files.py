@@ -1,34 +1,77 @@
-"""Safe file output: atomic writes, and output folders built aside then renamed into place."""
+"""Safe file output: atomic writes, and output folders built aside then renamed into place.
+
+A write that fails (disk full, read-only file system, no permission) raises OutputWriteError
+naming the output, and leaves what was there before untouched.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputExistsError, ParameterError
+from .errors import OutputExistsError, OutputWriteError, ParameterError
+from .faults import crash_point
+
+
+def write_failed(target: Path, exc: BaseException, kept: str = "") -> OutputWriteError:
+    """The error for a failed write of `target`: says why, what was kept, and what to do."""
+    reason = getattr(exc, "reason", None) or (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
+    reason = re.sub(r".*I/O error: (.*?) \(os error \d+\).*", r"\1", reason)  # as safetensors' writer says it
+    error = OutputWriteError(f"Writing {target} failed: {reason}.{' ' + kept if kept else ''}",
+                             hint="free some disk space, or choose an output you can write to, and run again.")
+    error.reason = reason
+    return error
+
+
+@contextlib.contextmanager
+def reporting_write_errors(target: Path, kept: str = "") -> Iterator[None]:
+    """Turn an OSError raised while writing `target` into OutputWriteError."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_failed(target, exc, kept) from None
+
+
+def make_parent(path: Path) -> None:
+    """Create the folder that will hold `path`, or say clearly why it cannot be."""
+    for ancestor in Path(path).absolute().parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise OutputWriteError(f"Cannot write {path}: {ancestor} is a file, not a folder.",
+                                       hint="choose an output path inside a folder.")
+            break
+    with reporting_write_errors(path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` so that readers see the old file or the new one, never half of it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise write_failed(path, exc, "The previous file, if any, is unchanged.") from None
         raise
 
 
@@ -43,17 +86,34 @@ def exclusive(out: Path) -> Iterator[None]:
     import fcntl
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / f".{out.name}.lock", "a") as handle:
+    make_parent(out)
+    with reporting_write_errors(out):
+        handle = open(out.parent / f".{out.name}.lock", "a")
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise OutputExistsError(f"Another imgtrain process is writing {out}.",
                                     hint="wait for it to finish, or choose another output.") from None
         try:
+            recover(out)
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def recover(out: Path) -> None:
+    """Clean up after a writer of `out` that was killed: put back an output it had moved aside, drop half-built ones.
+
+    Only safe while holding `exclusive(out)`.
+    """
+    prefix = glob.escape(f".{out.name}")
+    for old in out.parent.glob(prefix + ".old-*"):
+        if (old / "content").exists() and not (out.exists() or out.is_symlink()):
+            os.rename(old / "content", out)
+        shutil.rmtree(old, ignore_errors=True)
+    for building in out.parent.glob(prefix + ".building-*"):
+        shutil.rmtree(building, ignore_errors=True)
 
 
 def _is_occupied(path: Path) -> bool:
@@ -89,16 +149,24 @@ def building_dir(out: Path, overwrite: bool = False, inputs: Iterable[Path] = ()
     out = Path(out)
     inputs = list(inputs)
     check_output(out, overwrite, inputs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    kept = f"{out} is as it was before." if _is_occupied(out) else "Nothing was written."
+    make_parent(out)
+    with reporting_write_errors(out, kept):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o755)
         check_output(out, overwrite, inputs)  # something may have appeared meanwhile
         _move_into_place(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS or isinstance(exc, OutputWriteError):
+            raise write_failed(out, exc, kept) from None
         raise
+
+
+# Errors of writing, not of reading the inputs (those say which input is wrong instead).
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
@@ -109,6 +177,7 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         return
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
     os.rename(out, old / "content")
+    crash_point("output-swapping")
     try:
         os.rename(tmp, out)
     except BaseException:

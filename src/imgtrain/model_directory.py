@@ -25,7 +25,7 @@ from torch import nn
 from . import __version__
 from .architectures import MODEL_META, Architecture, read_model_meta
 from .errors import InvalidModelDirectoryError, ParameterError
-from .files import atomic_write_json, atomic_write_text
+from .files import atomic_write_json, atomic_write_text, write_failed
 from .transforms import ModelInput, TransformSpec, spec_problems
 
 TRAINED_FORMAT = "imgtrain.trained_model"
@@ -78,7 +78,10 @@ def write_model_directory(
     best_epoch: int,
 ) -> None:
     """Write a trained model directory's files into `root` (a folder being built)."""
-    save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(root / WEIGHTS_NAME))
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(root / WEIGHTS_NAME))
+    except SafetensorError as exc:  # disk full and the like, reported by the Rust writer
+        raise write_failed(root / WEIGHTS_NAME, exc) from None
     atomic_write_text(root / HISTORY_NAME, "".join(json.dumps(row) + "\n" for row in history))
     atomic_write_json(root / MODEL_META, {
         "format": TRAINED_FORMAT,

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .errors import InvalidDatasetError, OutputExistsError, ParameterError
+from .files import WRITE_ERRNOS, reporting_write_errors, write_failed
 from .image_directory import ImageDirectory, list_problems
 from .imaging import BadImage, load_rgb, to_rgb
 from .model_directory import TrainedModel, open_model_directory
@@ -202,8 +203,10 @@ def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path
     directory = ImageDirectory.open(images)
     columns = (["id", "path", "source"] + (["label"] if directory.labeled else [])
                + [PROBABILITY_PREFIX + c for c in model.classes] + [SCORED_LABELS] + (["error"] if skip_invalid else []))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    kept = f"{out} is as it was before." if out.exists() else ""
+    with reporting_write_errors(out, kept):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     count = 0
     try:
         with io.open(fd, "w", newline="", encoding="utf-8") as f:
@@ -221,6 +224,10 @@ def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        raise write_failed(out, exc, kept) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

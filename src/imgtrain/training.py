@@ -1,6 +1,9 @@
 """Train PyTorch Model: the loop, learning-rate schedule, early stopping, checkpoints and resume.
 
     for epoch: train_one_epoch(); metrics = evaluate(); stopper.update(); save_checkpoint()
+
+SIGINT/SIGTERM end the epoch after the current batch and write a checkpoint that `resume`
+continues from that very batch.
 """
 
 from __future__ import annotations
@@ -9,33 +12,34 @@ import contextlib
 import dataclasses
 import logging
 import math
-import random
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
 from .architectures import IMAGENET_MEAN, IMAGENET_STD, UntrainedModel, load_backbone, open_untrained
 from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from .devices import PRECISIONS, autocast_for, resolve_device, resolve_precision
-from .errors import InvalidDatasetError, OutputExistsError, ParameterError, TrainingDivergedError
+from .errors import (InvalidDatasetError, OutputExistsError, ParameterError, TrainingDivergedError,
+                     TrainingInterrupted)
 from .faults import crash_point
 from .files import building_dir, check_output, exclusive
 from .image_directory import ImageDirectory
+from .interrupts import stop_on_signals
 from .model_directory import PLOT_NAME, write_model_directory
 from .parallel import default_loader_workers
 from .plots import plot_history
+from .sampling import epoch_seed, seed_everything, training_loader, validation_loader
 from .transforms import ModelInput, TransformSpec, load_transform, output_sizes
 
 log = logging.getLogger(__name__)
@@ -120,52 +124,29 @@ class EarlyStopping:
         return self.bad_epochs >= self.patience
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and GPU)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+@dataclass
+class EpochProgress:
+    """Sums over the finished batches of one epoch; a checkpoint keeps them when a run stops mid-epoch."""
 
-
-def _seed_worker(worker_id: int) -> None:
-    # torch seeds each worker from the loader's generator; derive Python's and NumPy's from it.
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """Every epoch's randomness comes from (seed, epoch), so a resumed run draws what the original would."""
-    return (seed * 1_000_003 + epoch * 7_919 + 17) % 2**63
-
-
-def _loader(dataset, config: TrainConfig, device: torch.device, shuffle: bool, seed: int,
-            ctx: distributed.Context, epoch: int) -> DataLoader:
-    """Training batches (shuffled, last partial batch dropped) or validation batches; in a distributed
-    job each worker reads its own shard: a seeded DistributedSampler, or every world_size-th image."""
-    workers = config.workers if config.workers is not None else default_loader_workers()
-    generator = torch.Generator().manual_seed(seed)
-    sampler = None
-    if ctx.enabled and shuffle:
-        sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed, drop_last=True)
-        sampler.set_epoch(epoch)
-    elif ctx.enabled:
-        dataset = Subset(dataset, range(ctx.rank, len(dataset), ctx.world_size))
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      drop_last=shuffle, num_workers=workers, generator=generator, worker_init_fn=_seed_worker,
-                      pin_memory=device.type == "cuda")
+    epoch: int
+    batches: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
 
 
 def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device,
-                    epoch: int, config: TrainConfig, precision: str) -> dict[str, float]:
-    """One pass over this worker's training data; returns the loss sum, correct count, images and seconds."""
+                    config: TrainConfig, precision: str, progress: EpochProgress, stop: Callable[[], bool]) -> bool:
+    """Continue `progress` through this worker's training batches; False when `stop()` ended the epoch early."""
     net.train()
     criterion = nn.CrossEntropyLoss()
     autocast, scaler = autocast_for(device, precision)
-    loss_sum, correct, seen, started = 0.0, 0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False,
-               disable=None if config.progress else True)
-    for step, (images, labels) in enumerate(bar, 1):
+    epoch, started = progress.epoch, time.perf_counter() - progress.seconds
+    bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False, initial=progress.batches,
+               total=progress.batches + len(loader), disable=None if config.progress else True)
+    for images, labels in bar:
+        step = progress.batches + 1
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
@@ -185,15 +166,21 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
         else:
             loss.backward()
             optimizer.step()
-        loss_sum += loss.item() * len(labels)
-        correct += int((logits.argmax(1) == labels).sum())
-        seen += len(labels)
+        progress.batches = step
+        progress.loss_sum += loss.item() * len(labels)
+        progress.correct += int((logits.argmax(1) == labels).sum())
+        progress.seen += len(labels)
+        progress.seconds = time.perf_counter() - started
+        crash_point("batch", epoch, step)
+        if stop():
+            return False
         if step % config.print_frequency == 0:
-            rate = seen / (time.perf_counter() - started)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", img_s=f"{rate:.0f}")
+            rate = progress.seen / progress.seconds
+            bar.set_postfix(loss=f"{progress.loss_sum / progress.seen:.4f}", img_s=f"{rate:.0f}")
             if bar.disable:
-                log.info("epoch %d [%d/%d] loss %.4f, %.0f images/s", epoch, step, len(loader), loss_sum / seen, rate)
-    return {"loss_sum": loss_sum, "correct": correct, "seen": seen, "seconds": time.perf_counter() - started}
+                log.info("epoch %d [%d/%d] loss %.4f, %.0f images/s", epoch, step, bar.total,
+                         progress.loss_sum / progress.seen, rate)
+    return True
 
 
 @torch.inference_mode()
@@ -255,7 +242,7 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
                    "transform": spec.to_json()["transforms"], "precision": precision, "world_size": ctx.world_size,
                    **config.hyperparameters()}
 
-    with distributed.process_group(ctx, device):
+    with distributed.process_group(ctx, device), stop_on_signals() as signalled:
         seed_everything(config.seed)
         net = _build_network(untrained, len(classes)).to(device)
         if device.type == "cuda":
@@ -264,14 +251,16 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
         # ms per step for resnet18 on 2 CPU cores)
         optimizer = torch.optim.SGD(net.parameters(), lr=config.learning_rate, momentum=MOMENTUM, nesterov=True,
                                     weight_decay=WEIGHT_DECAY, fused=True)
-        stopper, history, best, start = EarlyStopping(config.patience), [], None, 0
+        stopper, history, best, start, partial = EarlyStopping(config.patience), [], None, 0, None
         if resumed is not None:
             _check_fingerprint(out, resumed.state["fingerprint"], fingerprint)
             net.load_state_dict(resumed.model, strict=True)
             optimizer.load_state_dict(resumed.optimizer)
             stopper = EarlyStopping(**resumed.state["stopper"])
             history, best, start = resumed.state["history"], resumed.best, resumed.epoch
-            log.info("resuming %s after epoch %d of %d", out, start, config.epochs)
+            partial = resumed.state.get("partial")
+            log.info("resuming %s after epoch %d%s of %d", out, start,
+                     f" and batch {partial['batches']} of epoch {partial['epoch']}" if partial else "", config.epochs)
         # Every worker holds the same weights from here on: DDP broadcasts rank 0's and averages gradients.
         runner = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None) \
             if ctx.enabled else net
@@ -281,6 +270,27 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
                      f" x {ctx.world_size} workers" if ctx.enabled else "", len(train_dir), len(valid_dir),
                      len(classes))
 
+        def stop_requested() -> bool:
+            # Workers must leave an epoch at the same batch, so in a distributed job they vote (one number).
+            wanted = float(signalled.signum is not None)
+            return (distributed.all_sum([wanted], ctx, device)[0] if ctx.enabled else wanted) > 0
+
+        def checkpoint(done: int, progress: EpochProgress | None) -> None:
+            if ctx.is_main:
+                state = {"stopper": dataclasses.asdict(stopper), "history": history, "fingerprint": fingerprint,
+                         "partial": dataclasses.asdict(progress) if progress else None}
+                save_checkpoint(out, Checkpoint(done, net.state_dict(), best, optimizer.state_dict(), state))
+            distributed.barrier(ctx)  # nobody runs ahead while the checkpoint is being written
+
+        def interrupted(where: str) -> TrainingInterrupted:
+            signum = signalled.signum or 15  # a worker that got no signal itself stops because another did
+            return TrainingInterrupted(f"Training stopped by {signalled.name or 'SIGTERM'} {where}; the checkpoint "
+                                       f"{checkpoint_path(out)} holds everything done so far.",
+                                       hint="rerun the same command with --resume to continue from there.",
+                                       signum=signum)
+
+        workers = config.workers if config.workers is not None else default_loader_workers()
+        pin = device.type == "cuda"
         train_data = train_dir.dataset(ModelInput(spec, "training", IMAGENET_MEAN, IMAGENET_STD))
         valid_data = valid_dir.dataset(ModelInput(spec, "inference", IMAGENET_MEAN, IMAGENET_STD), classes=classes)
         try:
@@ -290,14 +300,19 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
                 lr = learning_rate_at(epoch - 1, config) * ctx.world_size  # scaled with the workers, as the original
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                seed = epoch_seed(config.seed, epoch) + ctx.rank
-                seed_everything(seed)
-                fit = train_one_epoch(runner, _loader(train_data, config, device, True, seed, ctx, epoch), optimizer,
-                                      device, epoch, config, precision)
-                val = evaluate(net, _loader(valid_data, config, device, False, seed, ctx, epoch), device,
-                               len(classes), precision)
-                loss_sum, correct, seen = distributed.all_sum([fit["loss_sum"], fit["correct"], fit["seen"]], ctx,
-                                                              device)
+                progress = EpochProgress(**partial) if partial and partial["epoch"] == epoch else EpochProgress(epoch)
+                seed = epoch_seed(config.seed, epoch)
+                seed_everything(seed + ctx.rank)
+                loader = training_loader(train_data, config.batch_size, seed, workers, pin, progress.batches,
+                                         ctx.rank, ctx.world_size)
+                if not train_one_epoch(runner, loader, optimizer, device, config, precision, progress,
+                                       stop_requested):
+                    checkpoint(epoch - 1, progress)
+                    raise interrupted(f"in epoch {epoch} after batch {progress.batches} of {loader.sampler.batches}")
+                val = evaluate(net, validation_loader(valid_data, config.batch_size, workers, pin, ctx.rank,
+                                                      ctx.world_size), device, len(classes), precision)
+                loss_sum, correct, seen = distributed.all_sum([progress.loss_sum, progress.correct, progress.seen],
+                                                              ctx, device)
                 v_loss, v_top1, v_top5, v_seen = distributed.all_sum(
                     [val["loss_sum"], val["top1"], val["top5"], val["seen"]], ctx, device)
                 improved = stopper.update(epoch, v_loss / v_seen)
@@ -306,17 +321,17 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
                 row = {"epoch": epoch, "lr": lr, "train_loss": loss_sum / seen, "train_top1": correct / seen,
                        "val_loss": v_loss / v_seen, "val_top1": v_top1 / v_seen,
                        "val_top5": v_top5 / v_seen if len(classes) > 5 else None,
-                       "images_per_second": seen / fit["seconds"], "seconds": fit["seconds"], "best": improved}
+                       "images_per_second": seen / progress.seconds, "seconds": progress.seconds, "best": improved}
                 history.append(row)
                 if ctx.is_main:
                     log.info(_summary(row, config.epochs))
-                    state = {"stopper": dataclasses.asdict(stopper), "history": history, "fingerprint": fingerprint}
-                    save_checkpoint(out, Checkpoint(epoch, net.state_dict(), best, optimizer.state_dict(), state))
-                distributed.barrier(ctx)  # nobody runs ahead while the checkpoint is being written
+                checkpoint(epoch, None)
                 crash_point("checkpoint-saved", epoch)
                 if stopper.should_stop and ctx.is_main:
                     log.info("early stopping after epoch %d: validation loss has not improved on epoch %d's %.4f for "
                              "%d epochs", epoch, stopper.best_epoch, stopper.best_loss, config.patience)
+                if epoch < config.epochs and not stopper.should_stop and stop_requested():
+                    raise interrupted(f"after epoch {epoch}")
         except RuntimeError as exc:
             if not ctx.enabled:
                 raise
@@ -325,9 +340,9 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
                 f"({str(exc).splitlines()[0][:200]}).", hint="see the failing worker's error; rerun with --resume "
                 "to continue from the last checkpoint.") from None
         except KeyboardInterrupt:
-            done = history[-1]["epoch"] if history else 0
-            log.warning("interrupted; %s", f"rerun with --resume to continue after epoch {done}" if done
-                        else "no epoch had finished, so there is nothing to resume")
+            log.warning("stopped at once; %s", "rerun with --resume to continue from the last checkpoint"
+                        if checkpoint_path(out).is_file() else "no checkpoint had been written, so there is nothing "
+                        "to resume")
             raise
 
         if ctx.is_main:
@@ -352,6 +367,7 @@ def _save_model(out: Path, inputs: list[Path], untrained: UntrainedModel, classe
                               mean=IMAGENET_MEAN, std=IMAGENET_STD, training=training, history=history,
                               best_epoch=stopper.best_epoch)
         plot_history(history, tmp / PLOT_NAME)
+        crash_point("model-writing")
     log.info("wrote trained model directory %s (best epoch %d, validation loss %.4f)", out, stopper.best_epoch,
              stopper.best_loss)
 
