@@ -70,25 +70,58 @@ def save_checkpoint(out: Path, ckpt: Checkpoint) -> Path:
 
 
 def load_checkpoint(out: Path) -> Checkpoint:
-    """Read the last checkpoint of a training run in `out`."""
+    """Read and validate the last checkpoint of a training run in `out`; ParameterError says what is wrong."""
     path = checkpoint_path(out)
     try:
         data = path.read_bytes()
         header_size = int.from_bytes(data[:8], "little")
         meta = json.loads(json.loads(data[8:8 + header_size])["__metadata__"]["imgtrain"])
         tensors = load(data)
-    except (SafetensorError, OSError, KeyError, ValueError, TypeError) as exc:
-        raise ParameterError(f"The checkpoint {path} cannot be read: {exc}.",
-                             hint="start over with --overwrite instead of --resume.") from None
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        raise ParameterError(f"{path} is not an imgtrain checkpoint of version {FORMAT_VERSION}.",
-                             hint="start over with --overwrite.")
-    model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} if meta["has_best"] else None
-    optim_state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, param_id, name = key.split(".", 2)
-            optim_state.setdefault(int(param_id), {})[name] = value
+        del data
+        problem = _meta_problem(meta)
+        if problem is None:
+            model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+            best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} if meta["has_best"] else None
+            optim_state: dict[int, dict[str, torch.Tensor]] = {}
+            for key, value in tensors.items():
+                if key.startswith("optim."):
+                    _, param_id, name = key.split(".", 2)
+                    optim_state.setdefault(int(param_id), {})[name] = value
+    except (SafetensorError, OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        problem = f"it cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
+    if problem is not None:
+        raise ParameterError(f"The checkpoint {path} is not usable: {problem}.",
+                             hint="start over with --overwrite instead of --resume.")
     optimizer = {"state": optim_state, "param_groups": meta["param_groups"]}
     return Checkpoint(meta["epoch"], model, best, optimizer, meta["state"])
+
+
+def _meta_problem(meta: Any) -> str | None:
+    """What is wrong with a checkpoint's JSON metadata, or None."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
+        return f"it is not an imgtrain checkpoint of version {FORMAT_VERSION}"
+    state = meta.get("state")
+    expected = {"epoch": int, "has_best": bool, "param_groups": list, "state": dict}
+    wrong = [k for k, kind in expected.items() if not isinstance(meta.get(k), kind) or isinstance(meta.get(k), bool)
+             is not (kind is bool)]
+    if not wrong:
+        wrong = [k for k, kind in (("stopper", dict), ("history", list), ("fingerprint", dict))
+                 if not isinstance(state.get(k), kind)]
+        if not wrong and not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in meta["param_groups"]):
+            wrong = ["param_groups"]
+        partial = state.get("partial")
+        if not wrong and partial is not None and not (
+                isinstance(partial, dict) and set(partial) == PARTIAL_FIELDS
+                and all(isinstance(partial[k], int) and not isinstance(partial[k], bool) and partial[k] >= 0
+                        for k in ("epoch", "batches", "correct", "seen"))
+                and all(isinstance(partial[k], float | int) for k in ("loss_sum", "seconds"))):
+            wrong = ["partial"]
+        stopper = state.get("stopper")
+        if not wrong and set(stopper) != {"patience", "best_loss", "best_epoch", "bad_epochs"}:
+            wrong = ["stopper"]
+    if wrong or meta["epoch"] < 0:
+        return f"its metadata is damaged ({', '.join(wrong) or 'epoch'})"
+    return None
+
+
+PARTIAL_FIELDS = {"epoch", "batches", "loss_sum", "correct", "seen", "seconds"}

@@ -39,6 +39,7 @@ from .interrupts import stop_on_signals
 from .model_directory import PLOT_NAME, write_model_directory
 from .parallel import default_loader_workers
 from .plots import plot_history
+from .tracking import Tracker, open_tracker
 from .sampling import epoch_seed, seed_everything, training_loader, validation_loader
 from .transforms import ModelInput, TransformSpec, load_transform, output_sizes
 
@@ -66,6 +67,8 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
+    log_dir: str | None = None  # TensorBoard event files
+    mlflow: bool = False
 
     def __post_init__(self) -> None:
         for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("patience", 1),
@@ -254,8 +257,7 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
         stopper, history, best, start, partial = EarlyStopping(config.patience), [], None, 0, None
         if resumed is not None:
             _check_fingerprint(out, resumed.state["fingerprint"], fingerprint)
-            net.load_state_dict(resumed.model, strict=True)
-            optimizer.load_state_dict(resumed.optimizer)
+            _restore(out, resumed, net, optimizer)
             stopper = EarlyStopping(**resumed.state["stopper"])
             history, best, start = resumed.state["history"], resumed.best, resumed.epoch
             partial = resumed.state.get("partial")
@@ -291,6 +293,9 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
 
         workers = config.workers if config.workers is not None else default_loader_workers()
         pin = device.type == "cuda"
+        tracker = open_tracker(config.log_dir, config.mlflow, {**config.hyperparameters(), "model":
+                               untrained.architecture.model_name, "precision": precision, "world_size": ctx.world_size},
+                               run_name=out.name) if ctx.is_main else Tracker()
         train_data = train_dir.dataset(ModelInput(spec, "training", IMAGENET_MEAN, IMAGENET_STD))
         valid_data = valid_dir.dataset(ModelInput(spec, "inference", IMAGENET_MEAN, IMAGENET_STD), classes=classes)
         try:
@@ -325,6 +330,7 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
                 history.append(row)
                 if ctx.is_main:
                     log.info(_summary(row, config.epochs))
+                    tracker.epoch(row)
                 checkpoint(epoch, None)
                 crash_point("checkpoint-saved", epoch)
                 if stopper.should_stop and ctx.is_main:
@@ -344,6 +350,8 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
                         if checkpoint_path(out).is_file() else "no checkpoint had been written, so there is nothing "
                         "to resume")
             raise
+        finally:
+            tracker.close("FAILED" if sys.exc_info()[0] else "FINISHED")
 
         if ctx.is_main:
             _save_model(out, inputs, untrained, classes, best or net.state_dict(), spec, config, device, precision,
@@ -435,6 +443,19 @@ def _prepare_output(out: Path, config: TrainConfig, inputs: list[Path]) -> Check
     else:
         check_output(out, overwrite=False)
     return None
+
+
+def _restore(out: Path, resumed: Checkpoint, net: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Load a checkpoint's weights and optimizer state, or say that they do not fit this network."""
+    shapes = {k: v.shape for k, v in net.state_dict().items()}
+    try:
+        if resumed.best is not None and {k: v.shape for k, v in resumed.best.items()} != shapes:
+            raise ValueError("the best weights do not fit the network")
+        net.load_state_dict(resumed.model, strict=True)
+        optimizer.load_state_dict(resumed.optimizer)
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ParameterError(f"The checkpoint {checkpoint_path(out)} does not fit the network: "
+                             f"{str(exc).splitlines()[0][:300]}.", hint="start over with --overwrite.") from None
 
 
 def _check_fingerprint(out: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
