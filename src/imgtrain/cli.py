@@ -207,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="c10d rendezvous endpoint instead of --master-addr/--master-port")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it holds a model or an interrupted run")
+    p.add_argument("--log-dir", default=None, metavar="DIR",
+                   help="write TensorBoard event files here (loss, accuracy, learning rate, images/s per epoch); "
+                   "view with `tensorboard --logdir DIR`")
+    p.add_argument("--mlflow", action="store_true",
+                   help="also log parameters and per-epoch metrics to MLflow (needs mlflow installed; "
+                   "MLFLOW_TRACKING_URI, else ./mlruns)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("score", parents=common, formatter_class=_Formatter,
@@ -236,6 +242,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR", help="report directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("export", parents=common, formatter_class=_Formatter,
+                       help="trained model -> ONNX or TorchScript for other runtimes",
+                       description="Export a trained model directory. The exported model takes float32 RGB images "
+                       "in [0, 1], NCHW, resized and cropped as OUT/imgtrain-export.json describes (normalization "
+                       "is inside), and returns per-class probabilities.")
+    p.add_argument("model", metavar="MODELDIR", help="trained model directory (imgtrain train)")
+    p.add_argument("out", metavar="OUT", help="folder to write (model.onnx or model.pt + imgtrain-export.json)")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="runtime format")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("serve", parents=common, formatter_class=_Formatter,
+                       help="real-time endpoint: POST /predict, GET /health, a web page at /",
+                       description="Serve a trained model over HTTP: POST /predict with an uploaded image (multipart "
+                       "field `file`) or JSON with base64 images ({\"images\": [...]} or the designer's "
+                       "{\"Inputs\": {\"WebServiceInput0\": [{\"image\": ...}]}}); GET /health; a page to try "
+                       "it at /; the API description at /docs.")
+    p.add_argument("model", metavar="MODELDIR", help="trained model directory (imgtrain train)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB", help="largest request body accepted")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, metavar="N", help="largest image accepted (pixels)")
+    p.add_argument("--max-batch", type=int, default=16, metavar="N", help="most images scored together")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
+                   help="how long a request waits for others to share its batch")
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", parents=common, formatter_class=_Formatter,
                        help="run the whole pipeline on scikit-learn's bundled digits",
@@ -324,7 +357,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          seed=args.seed, patience=args.patience, warmup_epochs=args.warmup_epochs,
                          print_frequency=args.print_frequency, device=args.device, precision=args.precision,
-                         workers=args.workers, resume=args.resume, overwrite=args.overwrite)
+                         workers=args.workers, resume=args.resume, overwrite=args.overwrite, log_dir=args.log_dir,
+                         mlflow=args.mlflow)
     options = LaunchOptions(args.nproc_per_node, args.nnodes, args.node_rank, args.master_addr, args.master_port,
                             args.rdzv_endpoint)
     if options.needed and "RANK" not in os.environ:  # this process launches; the workers train (rank 0 reports)
@@ -355,6 +389,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate(args.scores, args.out, overwrite=args.overwrite)
     print(summary(metrics))
     print(f"report: {args.out}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    out = export_model(args.model, args.out, fmt=args.format, overwrite=args.overwrite)
+    print(f"wrote {args.format} export {out}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import ServeConfig, serve
+
+    config = ServeConfig(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
+                         max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms)
+    serve(args.model, args.host, args.port, config)
     return 0
 
 

@@ -1,0 +1,114 @@
+"""Export a trained model for other runtimes: ONNX or TorchScript, normalization and softmax inside.
+
+The exported model takes float32 images, NCHW, RGB scaled to [0, 1], already resized and
+cropped as `imgtrain-export.json` says, and returns per-class probabilities. `preprocess`
+does those steps in Python, for clients that want to match imgtrain exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .errors import ParameterError
+from .files import atomic_write_json, building_dir
+from .imaging import to_rgb
+from .model_directory import TrainedModel, open_model_directory
+from .transforms import build_transform
+
+log = logging.getLogger(__name__)
+
+FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
+EXPORT_META = "imgtrain-export.json"
+OPSET = 17
+
+
+class ExportedModel(nn.Module):
+    """Normalize, run the network, softmax: what every runtime gets."""
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.net((images - self.mean) / self.std), dim=1)
+
+
+def preprocess(trained: TrainedModel, image: Image.Image) -> np.ndarray:
+    """An image as the exported model wants it: the inference resize/crop, RGB, float32 CHW in [0, 1]."""
+    tensor = torch.from_numpy(np.asarray(to_rgb(image)).copy()).permute(2, 0, 1).contiguous()
+    return build_transform(trained.transform, "inference")(tensor).numpy().astype(np.float32) / 255
+
+
+def export_model(model: str | Path, out: str | Path, fmt: str = "onnx", overwrite: bool = False) -> Path:
+    """Write OUT/model.onnx (or model.pt) and OUT/imgtrain-export.json; return OUT."""
+    if fmt not in FORMATS:
+        raise ParameterError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
+    trained = open_model_directory(model)
+    net = ExportedModel(trained.network(), trained.mean, trained.std).eval()
+    height, width = _example_size(trained)
+    example = torch.rand(1, 3, height, width)
+    with building_dir(Path(out), overwrite, inputs=[Path(model)]) as tmp:
+        path = tmp / FORMATS[fmt]
+        if fmt == "onnx":
+            _export_onnx(net, example, path, trained)
+        else:
+            with torch.inference_mode(), warnings.catch_warnings():  # TorchScript is deprecated, still widely read
+                warnings.simplefilter("ignore", FutureWarning)
+                torch.jit.save(torch.jit.trace(net, example), str(path))
+        atomic_write_json(tmp / EXPORT_META, _describe(trained, fmt, height, width))
+    log.info("exported %s as %s to %s", trained.path, fmt, out)
+    return Path(out)
+
+
+def _example_size(trained: TrainedModel) -> tuple[int, int]:
+    """The size the inference transformation gives a 256 x 256 image (any size works for these networks)."""
+    y = build_transform(trained.transform, "inference")(torch.zeros(3, 256, 256, dtype=torch.uint8))
+    return int(y.shape[-2]), int(y.shape[-1])
+
+
+def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, trained: TrainedModel) -> None:
+    try:
+        import onnx
+    except ImportError:
+        raise ParameterError("ONNX export needs the onnx package.",
+                             hint="pip install 'imgtrain[export]' (onnx, onnxruntime).") from None
+    with warnings.catch_warnings():  # the TorchScript-based exporter: no onnxscript needed
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=OPSET, input_names=["images"],
+                          output_names=["probabilities"],
+                          dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
+                                        "probabilities": {0: "batch"}})
+    proto = onnx.load(str(path))
+    for key, value in (("imgtrain.classes", "\n".join(trained.classes)),
+                       ("imgtrain.input", "float32 NCHW RGB in [0, 1], resized/cropped as imgtrain-export.json says")):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+def _describe(trained: TrainedModel, fmt: str, height: int, width: int) -> dict[str, Any]:
+    spec = trained.transform.to_json()["transforms"]
+    return {
+        "format": "imgtrain.export", "format_version": 1, "runtime_format": fmt, "file": FORMATS[fmt],
+        "classes": list(trained.classes), "architecture": trained.architecture.to_json(),
+        "input": {"name": "images", "dtype": "float32", "layout": "NCHW", "color": "RGB", "range": [0, 1],
+                  "example_size": [height, width],
+                  "preprocessing": "decode, convert to RGB, then the inference steps of `transform` (resize the "
+                                   "shorter side with antialiasing, center crop, pad ...), divide by 255",
+                  "transform": {k: v for k, v in spec.items() if not (k.startswith("random_") or k == "color_jitter")},
+                  "normalization": {"mean": list(trained.mean), "std": list(trained.std),
+                                    "applied": "inside the exported model"}},
+        "output": {"name": "probabilities", "shape": ["batch", len(trained.classes)],
+                   "meaning": "softmax probabilities, in the order of `classes`"},
+        "source_model": str(trained.path),
+    }

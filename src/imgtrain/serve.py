@@ -1,0 +1,255 @@
+"""Real-time endpoint: a trained model behind HTTP (FastAPI), with a web page to try it.
+
+    POST /predict   an uploaded image file (multipart field `file`, several allowed), or JSON:
+                    {"images": ["<base64>", ...]} or the designer's
+                    {"Inputs": {"WebServiceInput0": [{"image": "<base64 or data: URI>"}, ...]}}
+    GET  /health    model name, classes, requests and batches served
+    GET  /          the web page;  GET /docs, /openapi.json  the API description
+
+Requests arriving together are scored as one batch (up to `max_batch`, waiting at most
+`batch_wait_ms` for company). Bad input is a 4xx answer saying why, never a 500.
+"""
+
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ParameterError
+from .imaging import BadImage, decode_rgb
+from .scoring import PROBABILITY_PREFIX, SCORED_LABELS, Model, _tensor, load_model
+from .webpage import PAGE
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_UPLOAD_MB = 10.0
+DEFAULT_MAX_PIXELS = 40_000_000
+MAX_IMAGES_PER_REQUEST = 64
+
+
+@dataclass
+class ServeConfig:
+    """Limits and batching of the endpoint."""
+
+    max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 2**20)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_batch: int = 16
+    batch_wait_ms: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_upload_bytes < 1 or self.max_pixels < 1 or self.max_batch < 1 or self.batch_wait_ms < 0:
+            raise ParameterError("upload size, pixel limit and batch size must be positive, the wait >= 0.")
+
+
+class BadRequest(Exception):
+    """Answered with `status` and the message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Batcher:
+    """Collects single images from concurrent requests into batches for the model."""
+
+    model: Model
+    config: ServeConfig
+    queue: asyncio.Queue = field(default_factory=asyncio.Queue)
+    batches: int = 0
+    images: int = 0
+    largest_batch: int = 0
+
+    async def probabilities(self, tensor: torch.Tensor) -> list[float]:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((tensor, future))
+        return await future
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            deadline = loop.time() + self.config.batch_wait_ms / 1000
+            while len(batch) < self.config.max_batch:
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time())))
+                except asyncio.TimeoutError:
+                    break
+            by_shape: dict[tuple[int, ...], list] = {}
+            for tensor, future in batch:  # images of other sizes (no crop) cannot share a tensor
+                by_shape.setdefault(tuple(tensor.shape), []).append((tensor, future))
+            for group in by_shape.values():
+                stacked = torch.stack([t for t, _ in group])
+                try:
+                    probs = await loop.run_in_executor(None, self.model.probabilities, stacked)
+                except Exception as exc:  # a model failure answers every waiting request
+                    for _, future in group:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                self.batches += 1
+                self.images += len(group)
+                self.largest_batch = max(self.largest_batch, len(group))
+                for (_, future), row in zip(group, probs.tolist()):
+                    if not future.done():
+                        future.set_result(row)
+
+
+def _decode(data: bytes, name: str, config: ServeConfig, model: Model) -> torch.Tensor:
+    try:
+        img = decode_rgb(data, config.max_pixels)
+    except BadImage as exc:
+        status = 413 if "over the limit" in str(exc) or "decompression bomb" in str(exc) else 400
+        raise BadRequest(status, f"{name}: {exc}") from None
+    return model.model_input(_tensor(img))
+
+
+def _from_base64(text: Any, name: str) -> bytes:
+    if not isinstance(text, str) or not text:
+        raise BadRequest(400, f"{name}: expected a base64 string")
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest(400, f"{name}: not valid base64") from None
+
+
+def _json_images(body: bytes) -> tuple[list[tuple[str, bytes]], bool]:
+    """(name, bytes) of each image in a JSON request, and whether it used the designer's format."""
+    try:
+        doc = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(400, f"the body is not JSON ({exc})") from None
+    if isinstance(doc, dict) and isinstance(doc.get("Inputs"), dict):
+        rows = next(iter(doc["Inputs"].values()), None)
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and "image" in r for r in rows):
+            raise BadRequest(400, 'expected {"Inputs": {"WebServiceInput0": [{"image": "<base64>"}, ...]}}')
+        return [(f"Inputs[{i}].image", _from_base64(r["image"], f"Inputs[{i}].image")) for i, r in enumerate(rows)], True
+    if isinstance(doc, dict) and isinstance(doc.get("images"), list):
+        return [(f"images[{i}]", _from_base64(t, f"images[{i}]")) for i, t in enumerate(doc["images"])], False
+    raise BadRequest(400, 'expected {"images": ["<base64>", ...]} or the designer\'s {"Inputs": ...}')
+
+
+def create_app(model: str | Path | Model, config: ServeConfig | None = None):
+    """The ASGI application serving `model` (a trained model directory or a loaded Model)."""
+    try:
+        from fastapi import FastAPI, Request
+        from fastapi.responses import HTMLResponse, JSONResponse
+    except ImportError:
+        raise ParameterError("Serving needs FastAPI.", hint="pip install 'imgtrain[serve]'.") from None
+    from contextlib import asynccontextmanager
+
+    config = config or ServeConfig()
+    model = model if isinstance(model, Model) else load_model(model)
+    batcher = Batcher(model, config)
+    stats = {"requests": 0, "rejected": 0}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher.queue = asyncio.Queue()  # bound to the server's event loop
+        task = asyncio.create_task(batcher.run())
+        yield
+        task.cancel()
+
+    app = FastAPI(title="imgtrain model endpoint", version="1",
+                  description=f"Image classifier {model.trained.architecture.model_name} with classes "
+                  f"{', '.join(model.classes)}.", lifespan=lifespan)
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request, exc: BadRequest):
+        stats["rejected"] += 1
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > config.max_upload_bytes:
+            raise BadRequest(413, f"the upload is {int(declared):,} bytes, over the limit of "
+                                  f"{config.max_upload_bytes:,}")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > config.max_upload_bytes:
+                raise BadRequest(413, f"the upload is over the limit of {config.max_upload_bytes:,} bytes")
+        return bytes(body)
+
+    @app.post("/predict", summary="Classify images",
+              description="Multipart upload (field `file`, repeatable) or JSON with base64 images. Answers the "
+              "label and per-class probabilities of each image, best first in `top`.")
+    async def predict(request: Request) -> JSONResponse:
+        stats["requests"] += 1
+        body = await read_body(request)
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            images, designer = await _multipart_images(body, content_type), False
+        elif "json" in content_type or body[:1] in (b"{", b"["):
+            images, designer = _json_images(body)
+        else:
+            raise BadRequest(415, "send multipart/form-data with a `file` field, or application/json")
+        if not images:
+            raise BadRequest(400, "no image in the request")
+        if len(images) > MAX_IMAGES_PER_REQUEST:
+            raise BadRequest(413, f"{len(images)} images in one request, over the limit of {MAX_IMAGES_PER_REQUEST}")
+        tensors = [_decode(data, name, config, model) for name, data in images]
+        rows = await asyncio.gather(*(batcher.probabilities(t) for t in tensors))
+        if designer:
+            table = [{SCORED_LABELS: model.classes[int(np.argmax(r))],
+                      **{PROBABILITY_PREFIX + c: p for c, p in zip(model.classes, r)}} for r in rows]
+            return JSONResponse({"Results": {"WebServiceOutput0": table}})
+        predictions = []
+        for (name, _), row in zip(images, rows):
+            ranked = sorted(zip(model.classes, row), key=lambda cp: -cp[1])
+            predictions.append({"name": name, "label": ranked[0][0], "probabilities": dict(zip(model.classes, row)),
+                                "top": [{"label": c, "probability": p} for c, p in ranked[:5]]})
+        return JSONResponse({"predictions": predictions})
+
+    @app.get("/health", summary="Liveness and model facts")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": str(model.trained.path), "architecture": model.trained.architecture.model_name,
+                "classes": list(model.classes), "device": str(model.device), **stats, "batches": batcher.batches,
+                "images": batcher.images, "largest_batch": batcher.largest_batch}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(PAGE)
+
+    return app
+
+
+async def _multipart_images(body: bytes, content_type: str) -> list[tuple[str, bytes]]:
+    """Files of a multipart body (already size-checked), parsed with python-multipart."""
+    from starlette.datastructures import Headers
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    async def stream():
+        yield body
+
+    parser = MultiPartParser(Headers({"content-type": content_type}), stream(), max_files=MAX_IMAGES_PER_REQUEST + 1)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise BadRequest(400, f"malformed multipart body ({exc})") from None
+    images = []
+    for key, value in form.multi_items():
+        if hasattr(value, "read"):
+            images.append((value.filename or key, await value.read()))
+    return images
+
+
+def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, config: ServeConfig | None = None) -> None:
+    """Run the endpoint until interrupted."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise ParameterError("Serving needs uvicorn.", hint="pip install 'imgtrain[serve]'.") from None
+    app = create_app(model, config)
+    log.info("serving %s on http://%s:%d (web page at /, API at /docs)", model, host, port)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
