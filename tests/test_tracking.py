@@ -39,4 +39,7 @@ def test_mlflow_logs_to_local_mlruns_or_says_how_to_install_it(small_training_da
         assert not (tmp_path / "m").exists()  # refused before any training
     else:
         imgtrain.train(model, train, valid, tmp_path / "m", config, spec)
-        assert list((tmp_path / "mlruns").rglob("loss_validation"))
+        [metric] = (tmp_path / "mlruns").rglob("metrics/loss_validation")
+        history = imgtrain.open_model_directory(tmp_path / "m").meta["history"]
+        assert float(metric.read_text().split()[1]) == pytest.approx(history[0]["val_loss"], rel=1e-6)
+        assert list((tmp_path / "mlruns").rglob("params/learning_rate"))

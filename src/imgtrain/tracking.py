@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,19 @@ def open_tracker(log_dir: str | Path | None, use_mlflow: bool, params: dict[str,
         except ImportError:
             raise ParameterError("--mlflow needs the mlflow package.",
                                  hint="pip install mlflow, or leave out --mlflow.") from None
-        mlflow.start_run(run_name=run_name)  # MLFLOW_TRACKING_URI, else ./mlruns
-        mlflow.log_params(params)
+        if not os.environ.get("MLFLOW_TRACKING_URI"):
+            # ./mlruns, as MLflow users know it; mlflow 3 would default to ./mlflow.db and refuses file stores
+            # unless this is set
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+            mlflow.set_tracking_uri(Path("mlruns").resolve().as_uri())
+        try:
+            mlflow.start_run(run_name=run_name)
+            mlflow.log_params(params)
+        except Exception as exc:  # a tracking server that is down, a store this mlflow cannot write ...
+            if tracker.writer is not None:
+                tracker.writer.close()
+            raise ParameterError(f"MLflow cannot log to {mlflow.get_tracking_uri()}: {str(exc)[:300]}",
+                                 hint="check MLFLOW_TRACKING_URI, or leave out --mlflow.") from None
         tracker.mlflow = mlflow
         log.info("MLflow run %s logged to %s", run_name, mlflow.get_tracking_uri())
     return tracker
