@@ -100,28 +100,29 @@ def _meta_problem(meta: Any) -> str | None:
     """What is wrong with a checkpoint's JSON metadata, or None."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
         return f"it is not an imgtrain checkpoint of version {FORMAT_VERSION}"
-    state = meta.get("state")
-    expected = {"epoch": int, "has_best": bool, "param_groups": list, "state": dict}
-    wrong = [k for k, kind in expected.items() if not isinstance(meta.get(k), kind) or isinstance(meta.get(k), bool)
-             is not (kind is bool)]
-    if not wrong:
-        wrong = [k for k, kind in (("stopper", dict), ("history", list), ("fingerprint", dict))
-                 if not isinstance(state.get(k), kind)]
-        if not wrong and not all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in meta["param_groups"]):
-            wrong = ["param_groups"]
-        partial = state.get("partial")
-        if not wrong and partial is not None and not (
-                isinstance(partial, dict) and set(partial) == PARTIAL_FIELDS
-                and all(isinstance(partial[k], int) and not isinstance(partial[k], bool) and partial[k] >= 0
-                        for k in ("epoch", "batches", "correct", "seen"))
-                and all(isinstance(partial[k], float | int) for k in ("loss_sum", "seconds"))):
-            wrong = ["partial"]
-        stopper = state.get("stopper")
-        if not wrong and set(stopper) != {"patience", "best_loss", "best_epoch", "bad_epochs"}:
-            wrong = ["stopper"]
-    if wrong or meta["epoch"] < 0:
-        return f"its metadata is damaged ({', '.join(wrong) or 'epoch'})"
-    return None
+    groups, state = meta.get("param_groups"), meta.get("state")
+    checks = {"epoch": _count(meta.get("epoch")), "has_best": isinstance(meta.get("has_best"), bool),
+              "param_groups": isinstance(groups, list) and all(isinstance(g, dict) and isinstance(g.get("params"), list)
+                                                                for g in groups),
+              "state": isinstance(state, dict)}
+    if isinstance(state, dict):
+        stopper, partial = state.get("stopper"), state.get("partial")
+        checks |= {"stopper": isinstance(stopper, dict) and set(stopper) == STOPPER_FIELDS,
+                   "history": isinstance(state.get("history"), list),
+                   "fingerprint": isinstance(state.get("fingerprint"), dict),
+                   "partial": partial is None or (isinstance(partial, dict) and set(partial) == PARTIAL_FIELDS
+                                                  and all(_count(partial[k]) for k in ("epoch", "batches", "correct",
+                                                                                       "seen"))
+                                                  and all(isinstance(partial[k], float | int)
+                                                          for k in ("loss_sum", "seconds")))}
+    wrong = [name for name, ok in checks.items() if not ok]
+    return f"its metadata is damaged ({', '.join(wrong)})" if wrong else None
 
 
+def _count(value: Any) -> bool:
+    """A JSON integer >= 0 (not a boolean)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+STOPPER_FIELDS = {"patience", "best_loss", "best_epoch", "bad_epochs"}
 PARTIAL_FIELDS = {"epoch", "batches", "loss_sum", "correct", "seen", "seconds"}

@@ -19,7 +19,7 @@ from torch import nn
 
 from .errors import ParameterError
 from .files import atomic_write_json, building_dir
-from .imaging import to_rgb
+from .imaging import rgb_tensor, to_rgb
 from .model_directory import TrainedModel, open_model_directory
 from .transforms import build_transform
 
@@ -45,8 +45,7 @@ class ExportedModel(nn.Module):
 
 def preprocess(trained: TrainedModel, image: Image.Image) -> np.ndarray:
     """An image as the exported model wants it: the inference resize/crop, RGB, float32 CHW in [0, 1]."""
-    tensor = torch.from_numpy(np.asarray(to_rgb(image)).copy()).permute(2, 0, 1).contiguous()
-    return build_transform(trained.transform, "inference")(tensor).numpy().astype(np.float32) / 255
+    return build_transform(trained.transform, "inference")(rgb_tensor(to_rgb(image))).numpy().astype(np.float32) / 255
 
 
 def export_model(model: str | Path, out: str | Path, fmt: str = "onnx", overwrite: bool = False) -> Path:

@@ -22,7 +22,7 @@ from PIL import Image
 from . import __version__
 from .errors import InvalidDatasetError, NotLabeledDatasetError
 from .files import atomic_write_json, atomic_write_text
-from .imaging import BadImage, load_rgb
+from .imaging import BadImage, load_rgb, rgb_tensor
 
 META_NAME = "imgtrain-images.json"
 INDEX_NAME = "images.jsonl"
@@ -191,7 +191,7 @@ class ImageDataset(torch.utils.data.Dataset):
             img = load_rgb(Path(path))
         except BadImage as exc:
             raise InvalidDatasetError(f"Image {path} cannot be read: {exc}.") from None
-        tensor = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous()
+        tensor = rgb_tensor(img)
         if self.transform is not None:
             tensor = self.transform(tensor)
         return tensor, int(self.labels[i])

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS = frozenset(
@@ -25,6 +26,10 @@ class BadImage(Exception):
     """An image file that cannot be used; the message says why."""
 
 
+class ImageTooLarge(BadImage):
+    """An image over the pixel limit, or a decompression bomb: readable, but refused for its size."""
+
+
 def is_image_name(name: str) -> bool:
     """True when the file name has one of the accepted image extensions, in any case."""
     return Path(name).suffix.lower() in IMAGE_EXTENSIONS
@@ -39,14 +44,14 @@ def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise BadImage(f"image is a possible decompression bomb ({exc})") from None
+        raise ImageTooLarge(f"image is a possible decompression bomb ({exc})") from None
     except Exception as exc:  # Pillow raises many kinds for garbage input
         raise BadImage(f"not a readable image ({type(exc).__name__}: {exc})") from None
     width, height = img.size  # read from the header: nothing is decoded yet
     if width <= 0 or height <= 0:
         raise BadImage(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise BadImage(
+        raise ImageTooLarge(
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
             f"{max_pixels:,} (a decompression bomb, or an image to downscale first)"
         )
@@ -100,3 +105,8 @@ def load_rgb(path: Path) -> Image.Image:
     except OSError as exc:
         raise BadImage(f"cannot read file ({exc.strerror or exc})") from None
     return decode_rgb(data)
+
+
+def rgb_tensor(img: Image.Image) -> torch.Tensor:
+    """An RGB image as the uint8 CHW tensor the transformations take."""
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous()

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .errors import InvalidDatasetError, OutputExistsError, ParameterError
 from .files import WRITE_ERRNOS, reporting_write_errors, write_failed
 from .image_directory import ImageDirectory, list_problems
-from .imaging import BadImage, load_rgb, to_rgb
+from .imaging import BadImage, load_rgb, rgb_tensor, to_rgb
 from .model_directory import TrainedModel, open_model_directory
 from .parallel import default_loader_workers
 from .devices import autocast_for, resolve_device, resolve_precision
@@ -32,10 +32,6 @@ log = logging.getLogger(__name__)
 PROBABILITY_PREFIX = "Scored Probabilities_"
 SCORED_LABELS = "Scored Labels"
 FORMATS = ("csv", "jsonl")
-
-
-def _tensor(img: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous()
 
 
 class Model:
@@ -71,7 +67,7 @@ class Model:
                     img = load_rgb(Path(item))
                 except BadImage as exc:
                     raise InvalidDatasetError(f"The image {item} cannot be read: {exc}.") from None
-            tensors.append(self.model_input(_tensor(img)))
+            tensors.append(self.model_input(rgb_tensor(img)))
         results = []
         for tensor in tensors:  # one at a time: images may differ in size
             probs = self.probabilities(tensor[None])[0].tolist()
@@ -112,7 +108,7 @@ class _ScoringData(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str]:
         try:
-            return self.model_input(_tensor(load_rgb(Path(str(self.paths[i]))))), i, ""
+            return self.model_input(rgb_tensor(load_rgb(Path(str(self.paths[i]))))), i, ""
         except BadImage as exc:
             return None, i, str(exc)
 

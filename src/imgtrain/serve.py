@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from .errors import ParameterError
-from .imaging import BadImage, decode_rgb
-from .scoring import PROBABILITY_PREFIX, SCORED_LABELS, Model, _tensor, load_model
+from .imaging import BadImage, ImageTooLarge, decode_rgb, rgb_tensor
+from .scoring import PROBABILITY_PREFIX, SCORED_LABELS, Model, load_model
 from .webpage import PAGE
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,8 @@ def _decode(data: bytes, name: str, config: ServeConfig, model: Model) -> torch.
     try:
         img = decode_rgb(data, config.max_pixels)
     except BadImage as exc:
-        status = 413 if "over the limit" in str(exc) or "decompression bomb" in str(exc) else 400
-        raise BadRequest(status, f"{name}: {exc}") from None
-    return model.model_input(_tensor(img))
+        raise BadRequest(413 if isinstance(exc, ImageTooLarge) else 400, f"{name}: {exc}") from None
+    return model.model_input(rgb_tensor(img))
 
 
 def _from_base64(text: Any, name: str) -> bytes:

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import math
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -285,7 +286,7 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
             distributed.barrier(ctx)  # nobody runs ahead while the checkpoint is being written
 
         def interrupted(where: str) -> TrainingInterrupted:
-            signum = signalled.signum or 15  # a worker that got no signal itself stops because another did
+            signum = signalled.signum or signal.SIGTERM  # a worker without a signal stops because another got one
             return TrainingInterrupted(f"Training stopped by {signalled.name or 'SIGTERM'} {where}; the checkpoint "
                                        f"{checkpoint_path(out)} holds everything done so far.",
                                        hint="rerun the same command with --resume to continue from there.",

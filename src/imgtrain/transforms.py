@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 from .errors import InvalidDatasetError, InvalidTransformationDirectoryError, OutputExistsError, ParameterError
 from .files import atomic_write_json, building_dir
 from .image_directory import IMAGES_DIR, ImageDirectory, list_problems, write_image_directory
-from .imaging import BadImage, load_rgb
+from .imaging import BadImage, load_rgb, rgb_tensor
 from .parallel import process_map
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def _apply_one(task: tuple[TransformSpec, Mode, int, str, str]) -> tuple[int, in
     except BadImage as exc:
         return 0, 0, str(exc)
     torch.manual_seed(seed)
-    tensor = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+    tensor = rgb_tensor(img)
     out = _cached_transform(spec, mode)(tensor).permute(1, 2, 0).numpy()
     Image.fromarray(np.ascontiguousarray(out)).save(dest, compress_level=1)
     return out.shape[1], out.shape[0], None
