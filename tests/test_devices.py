@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
 import torch
 
 from imgtrain import distributed
-from imgtrain.devices import autocast_for, cpu_has_fast_bf16, resolve_precision
+from imgtrain.devices import (Capability, autocast_for, cpu_has_fast_bf16, determinism, gradient_scaler,
+                              measure_speedup, resolve_precision)
 
 
 @pytest.fixture(autouse=True)
@@ -18,26 +20,82 @@ def quiet_cuda_warnings():
         yield
 
 
-def test_gpu_auto_precision_is_bf16_or_fp16(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert resolve_precision("auto", torch.device("cuda")) == "fp16"
+AVX2_CPU = Capability("cpu", fast_bf16=False, repeatable_reduced=False)  # bf16 emulated, ~100x slower
+BF16_CPU = Capability("cpu", fast_bf16=True, repeatable_reduced=False)  # AVX-512 BF16 / AMX
+BF16_GPU = Capability("cuda", fast_bf16=True, repeatable_reduced=True)
+FP16_GPU = Capability("cuda", fast_bf16=False, repeatable_reduced=True)  # e.g. a V100 or a T4
 
 
-def test_cpu_auto_precision_follows_the_measurement(monkeypatch):
-    expected = "bf16" if cpu_has_fast_bf16() else "fp32"
-    assert resolve_precision("auto", torch.device("cpu")) == expected
-    assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
+@pytest.mark.parametrize("cap, repeatable, speedup, measured, expected", [
+    (AVX2_CPU, True, None, [], "fp32"), (AVX2_CPU, False, None, [], "fp32"),  # emulated bf16 is never even measured
+    (BF16_CPU, True, None, [], "fp32"),  # oneDNN bf16 is not bit-repeatable: the seed promise wins
+    (BF16_CPU, False, 1.9, ["bf16"], "bf16"),  # resnet18 at 224 px on such a CPU
+    (BF16_CPU, False, 0.91, ["bf16"], "fp32"),  # resnet18 at 32 px there: slower, so not picked
+    (BF16_GPU, True, 3.0, ["bf16"], "bf16"), (BF16_GPU, False, 3.0, ["bf16"], "bf16"),
+    (BF16_GPU, False, 0.8, ["bf16"], "fp32"),
+    (FP16_GPU, True, 2.5, ["fp16"], "fp16"), (FP16_GPU, False, 1.05, ["fp16"], "fp32"),
+])
+def test_auto_is_the_fastest_precision_that_keeps_the_promise(cap, repeatable, speedup, measured, expected):
+    asked = []
+
+    def measure(candidate):
+        asked.append(candidate)
+        return speedup
+
+    device = torch.device(cap.kind)
+    assert resolve_precision("auto", device, repeatable, measure, cap) == expected
+    assert asked == measured
+    for explicit in ("fp32", "bf16", "fp16"):
+        assert resolve_precision(explicit, device, repeatable, measure, cap) == explicit
 
 
-def test_fp16_on_a_gpu_gets_a_gradient_scaler_and_bf16_does_not():
-    autocast, scaler = autocast_for(torch.device("cuda"), "fp16")
-    assert autocast.fast_dtype == torch.float16 and autocast.device == "cuda" and scaler is not None
-    autocast, scaler = autocast_for(torch.device("cuda"), "bf16")
-    assert autocast.fast_dtype == torch.bfloat16 and scaler is None
-    autocast, scaler = autocast_for(torch.device("cpu"), "fp32")
-    assert scaler is None and not isinstance(autocast, torch.autocast)
+def test_this_cpus_capability_is_measured():
+    cap = Capability.of(torch.device("cpu"))
+    assert cap.kind == "cpu" and cap.fast_bf16 == cpu_has_fast_bf16() and not cap.repeatable_reduced
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"  # the default promise, on any CPU
+
+
+def test_measuring_a_step_leaves_the_network_and_the_random_state_alone():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                              torch.nn.LazyLinear(2))
+    net(torch.zeros(1, 3, 8, 8))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    rng = torch.get_rng_state()
+    ratio = measure_speedup(net, (2, 3, 8, 8), torch.device("cpu"), "bf16")
+    assert ratio > 0 and torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items()) and net.training
+    assert all(p.grad is None for p in net.parameters())
+    assert measure_speedup(net.eval(), (2, 3, 8, 8), torch.device("cpu"), "bf16", training=False) > 0
+
+
+def test_fp16_gets_one_gradient_scaler_and_bf16_does_not():
+    assert autocast_for(torch.device("cuda"), "fp16").fast_dtype == torch.float16
+    assert autocast_for(torch.device("cpu"), "bf16").fast_dtype == torch.bfloat16
+    assert not isinstance(autocast_for(torch.device("cpu"), "fp32"), torch.autocast)
+    assert gradient_scaler(torch.device("cpu"), "fp16") is not None
+    assert gradient_scaler(torch.device("cuda"), "bf16") is None and gradient_scaler(torch.device("cpu"), "fp32") is None
+
+
+def test_a_repeatable_gpu_run_uses_deterministic_kernels_and_puts_the_settings_back(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    with determinism(torch.device("cuda"), "bf16", repeatable=True):
+        assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
+        assert not torch.backends.cudnn.benchmark and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+    assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+    with determinism(torch.device("cuda"), "bf16", repeatable=False):
+        assert torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()
+    assert not torch.backends.cudnn.benchmark
+
+
+def test_bf16_on_a_cpu_asks_onednn_for_determinism_and_says_the_promise_is_weaker(caplog):
+    with determinism(torch.device("cpu"), "bf16", repeatable=True):
+        assert torch.backends.mkldnn.deterministic
+    assert not torch.backends.mkldnn.deterministic
+    assert "not guaranteed to be bit-repeatable" in caplog.text
+    caplog.clear()
+    with determinism(torch.device("cpu"), "fp32", repeatable=True):
+        assert not torch.backends.mkldnn.deterministic
+    assert caplog.text == ""
 
 
 def test_each_gpu_worker_takes_the_gpu_of_its_local_rank(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
+from .devices import RESOLVED_PRECISIONS
 from .errors import ParameterError
 from .faults import crash_point
 from .files import write_failed
@@ -31,7 +33,7 @@ class Checkpoint:
     model: dict[str, torch.Tensor]
     best: dict[str, torch.Tensor] | None
     optimizer: dict[str, Any]
-    state: dict[str, Any]  # early stopping, history, fingerprint
+    state: dict[str, Any]  # early stopping, history, fingerprint, precision, fp16 loss scaler
 
 
 def checkpoint_path(out: Path) -> Path:
@@ -114,9 +116,20 @@ def _meta_problem(meta: Any) -> str | None:
                                                   and all(_count(partial[k]) for k in ("epoch", "batches", "correct",
                                                                                        "seen"))
                                                   and all(isinstance(partial[k], float | int)
-                                                          for k in ("loss_sum", "seconds")))}
+                                                          for k in ("loss_sum", "seconds"))),
+                  "precision": state.get("precision") in (None, *RESOLVED_PRECISIONS),
+                  "scaler": _scaler_state(state.get("scaler"))}
     wrong = [name for name, ok in checks.items() if not ok]
     return f"its metadata is damaged ({', '.join(wrong)})" if wrong else None
+
+
+def _scaler_state(value: Any) -> bool:
+    """None, or an fp16 loss scaler's state: positive finite numbers and a step count."""
+    if value is None:
+        return True
+    return (isinstance(value, dict) and set(value) == SCALER_FIELDS and _count(value["_growth_tracker"])
+            and _count(value["growth_interval"]) and all(isinstance(value[k], float | int) and not isinstance(
+                value[k], bool) and 0 < value[k] < math.inf for k in ("scale", "growth_factor", "backoff_factor")))
 
 
 def _count(value: Any) -> bool:
@@ -125,4 +138,5 @@ def _count(value: Any) -> bool:
 
 
 STOPPER_FIELDS = {"patience", "best_loss", "best_epoch", "bad_epochs"}
+SCALER_FIELDS = {"scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"}
 PARTIAL_FIELDS = {"epoch", "batches", "loss_sum", "correct", "seen", "seconds"}

@@ -12,7 +12,9 @@ from collections.abc import Sequence
 
 from . import __version__
 from .architectures import DEFAULT_MODEL, FAMILIES
+from .devices import PRECISIONS
 from .errors import ImgtrainError, TrainingInterrupted
+from .training import TrainConfig
 
 TRANSFORM_HELP = {
     "resize": "resize the shorter side to --size",
@@ -184,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, metavar="N", default=5, help="number of epochs (> 0)")
     p.add_argument("--batch-size", type=int, metavar="N", default=16, help="images per batch (> 0)")
     p.add_argument("--learning-rate", type=float, metavar="LR", default=0.001, help="initial SGD learning rate")
-    p.add_argument("--seed", type=int, metavar="N", default=1, help="random seed; the same seed gives the same weights on CPU")
+    p.add_argument("--seed", type=int, metavar="N", default=1,
+                   help="random seed; with --repeatable the same seed gives bit-identical weights")
     p.add_argument("--patience", type=int, metavar="N", default=3, help="epochs without a better validation loss before stopping")
     p.add_argument("--warmup-epochs", type=int, metavar="N", default=0, help="epochs of linear learning-rate warmup")
     p.add_argument("--print-frequency", type=int, metavar="N", default=10, help="report progress every N batches")
@@ -192,8 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transformation file (default: the designer's: resize 256, center crop 224, random "
                    "horizontal flip)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (auto picks a GPU when there is one)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
-                   help="arithmetic: auto = bf16 on GPUs and on CPUs where it is measured faster, else fp32")
+    p.add_argument("--precision", choices=PRECISIONS, default=TrainConfig.precision,
+                   help="arithmetic. auto = the fastest that keeps the --repeatable promise: on a CPU fp32 (bf16 "
+                   "there is not bit-repeatable), on a GPU bf16 (fp16 without bf16) with deterministic kernels; "
+                   "with --no-repeatable, bf16 wherever one training step of this model at this image size "
+                   "measured faster than fp32 (at least 1.1x). A resumed run keeps its precision")
+    p.add_argument("--repeatable", action=argparse.BooleanOptionalAction, default=TrainConfig.repeatable,
+                   help="same seed and inputs -> bit-identical weights (and --resume ends as an uninterrupted "
+                   "run). --no-repeatable trades this for speed: bf16 on CPUs with native bf16 where measured "
+                   "faster, cuDNN autotuning on GPUs; resume then restores the exact saved state but the rest of "
+                   "the run may differ in the last bits")
     p.add_argument("--workers", type=_count, default=None, metavar="N",
                    help="data-loader processes (default: 0 on 2 cores or fewer, else up to 4)")
     p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
@@ -227,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="file format (default: from the --out extension, else csv)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="arithmetic: auto = bf16 on GPUs, and on CPUs with native bf16 where one batch measured "
+                   "faster than fp32; else fp32 (bf16 probabilities differ from fp32 in the 3rd-4th decimal)")
     p.add_argument("--workers", type=_count, default=None, metavar="N",
                    help="data-loader processes (default: 0 on 2 cores or fewer, else up to 4)")
     p.add_argument("--skip-invalid", action="store_true",
@@ -352,11 +366,12 @@ def _without_launch_options(argv: list[str]) -> list[str]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .distributed import LaunchOptions, launch
-    from .training import TrainConfig, train
+    from .training import train
 
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          seed=args.seed, patience=args.patience, warmup_epochs=args.warmup_epochs,
                          print_frequency=args.print_frequency, device=args.device, precision=args.precision,
+                         repeatable=args.repeatable,
                          workers=args.workers, resume=args.resume, overwrite=args.overwrite, log_dir=args.log_dir,
                          mlflow=args.mlflow)
     options = LaunchOptions(args.nproc_per_node, args.nnodes, args.node_rank, args.master_addr, args.master_port,
@@ -376,7 +391,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     from .scoring import load_model, score_to_file
 
-    path, rows = score_to_file(load_model(args.model, args.device), args.data, args.out, fmt=args.format,
+    path, rows = score_to_file(load_model(args.model, args.device, args.precision), args.data, args.out, fmt=args.format,
                                batch_size=args.batch_size, workers=args.workers, skip_invalid=args.skip_invalid,
                                overwrite=args.overwrite)
     print(f"wrote {rows} scores to {path}")

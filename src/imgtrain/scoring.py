@@ -24,7 +24,7 @@ from .image_directory import ImageDirectory, list_problems
 from .imaging import BadImage, load_rgb, rgb_tensor, to_rgb
 from .model_directory import TrainedModel, open_model_directory
 from .parallel import default_loader_workers
-from .devices import autocast_for, resolve_device, resolve_precision
+from .devices import PRECISIONS, autocast_for, measure_speedup, resolve_device, resolve_precision
 from .transforms import ModelInput, output_sizes
 
 log = logging.getLogger(__name__)
@@ -41,15 +41,20 @@ class Model:
         self.trained = trained
         self.classes = trained.classes
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        if precision not in PRECISIONS:
+            raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
+        self.precision = precision  # `auto` is decided on the first batch, by measuring this network on it
         self.network = _inference_network(trained.network(), self.device)
         self.model_input: ModelInput = trained.model_input()
 
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Softmax probabilities (float32, on the CPU) of a batch of model inputs."""
-        autocast, _ = autocast_for(self.device, self.precision)
-        with autocast:
+        if self.precision == "auto":  # scores carry no seed promise: the fastest precision measured here
+            self.precision = resolve_precision("auto", self.device, repeatable=False, speedup=lambda candidate:
+                                               measure_speedup(self.network, tuple(batch.shape), self.device,
+                                                               candidate, training=False))
+        with autocast_for(self.device, self.precision):
             batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             logits = self.network(batch)
         return torch.softmax(logits.float(), dim=1).cpu()

@@ -30,7 +30,8 @@ from tqdm import tqdm
 from . import distributed
 from .architectures import IMAGENET_MEAN, IMAGENET_STD, UntrainedModel, load_backbone, open_untrained
 from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
-from .devices import PRECISIONS, autocast_for, resolve_device, resolve_precision
+from .devices import (PRECISIONS, autocast_for, determinism, gradient_scaler, measure_speedup, resolve_device,
+                      resolve_precision)
 from .errors import (InvalidDatasetError, OutputExistsError, ParameterError, TrainingDivergedError,
                      TrainingInterrupted)
 from .faults import crash_point
@@ -64,6 +65,7 @@ class TrainConfig:
     print_frequency: int = 10
     device: str = "auto"
     precision: str = "auto"
+    repeatable: bool = True  # same seed -> bit-identical weights; off lets `auto` pick bf16 where it is faster
     workers: int | None = None
     resume: bool = False
     overwrite: bool = False
@@ -88,13 +90,15 @@ class TrainConfig:
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
                                          or self.workers < 0):
             raise ParameterError(f"workers must be an integer >= 0, got {self.workers!r}.")
+        if not isinstance(self.repeatable, bool):
+            raise ParameterError(f"repeatable must be True or False, got {self.repeatable!r}.")
         if self.resume and self.overwrite:
             raise ParameterError("resume and overwrite exclude each other.", hint="choose one.")
 
     def hyperparameters(self) -> dict[str, Any]:
         """The parameters that shape the result (not how the run is executed)."""
         return {k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate", "seed", "patience",
-                                               "warmup_epochs")}
+                                               "warmup_epochs", "repeatable")}
 
 
 def learning_rate_at(epoch: int, config: TrainConfig) -> float:
@@ -141,11 +145,12 @@ class EpochProgress:
 
 
 def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device,
-                    config: TrainConfig, precision: str, progress: EpochProgress, stop: Callable[[], bool]) -> bool:
+                    config: TrainConfig, precision: str, scaler: torch.amp.GradScaler | None, progress: EpochProgress,
+                    stop: Callable[[], bool]) -> bool:
     """Continue `progress` through this worker's training batches; False when `stop()` ended the epoch early."""
     net.train()
     criterion = nn.CrossEntropyLoss()
-    autocast, scaler = autocast_for(device, precision)
+    autocast = autocast_for(device, precision)
     epoch, started = progress.epoch, time.perf_counter() - progress.seconds
     bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False, initial=progress.batches,
                total=progress.batches + len(loader), disable=None if config.progress else True)
@@ -192,7 +197,7 @@ def evaluate(net: nn.Module, loader: DataLoader, device: torch.device, num_class
              precision: str = "fp32") -> dict[str, float | None]:
     """Sums over this worker's validation images: loss, top-1 and top-5 hits, images."""
     net.eval()
-    autocast, _ = autocast_for(device, precision)
+    autocast = autocast_for(device, precision)
     loss_sum, top1, top5, seen = 0.0, 0, 0, 0
     for images, labels in loader:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -226,39 +231,44 @@ def train(
     ctx = distributed.context_from_env()
     untrained = open_untrained(model)
     train_dir, valid_dir = _labeled(train, "training"), _labeled(valid, "validation")
-    _check_inputs(config, spec, train_dir, valid_dir, ctx.world_size)
+    width, height = _check_inputs(config, spec, train_dir, valid_dir, ctx.world_size)
     out = Path(out)
     inputs = [Path(model), Path(train), Path(valid)]
     with exclusive(out) if ctx.is_main else contextlib.nullcontext():
-        return _train(untrained, train_dir, valid_dir, out, inputs, config, spec, ctx)
+        return _train(untrained, train_dir, valid_dir, out, inputs, config, spec, ctx,
+                      (config.batch_size, 3, height, width))
 
 
 def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: ImageDirectory, out: Path,
-           inputs: list[Path], config: TrainConfig, spec: TransformSpec, ctx: distributed.Context
-           ) -> list[dict[str, Any]]:
+           inputs: list[Path], config: TrainConfig, spec: TransformSpec, ctx: distributed.Context,
+           batch_shape: tuple[int, ...]) -> list[dict[str, Any]]:
     """The training run itself, once every input has been checked (see `train`)."""
     classes = train_dir.classes
     resumed = _prepare_output(out, config, inputs)
     device = distributed.worker_device(resolve_device(config.device), ctx)
-    precision = resolve_precision(config.precision, device)
     fingerprint = {"architecture": untrained.architecture.to_json(), "pretrained": untrained.pretrained,
                    "classes": list(classes), "train_images": len(train_dir), "valid_images": len(valid_dir),
-                   "transform": spec.to_json()["transforms"], "precision": precision, "world_size": ctx.world_size,
+                   "transform": spec.to_json()["transforms"], "world_size": ctx.world_size,
                    **config.hyperparameters()}
+    if resumed is not None:
+        _check_fingerprint(out, resumed.state["fingerprint"], fingerprint)
 
-    with distributed.process_group(ctx, device), stop_on_signals() as signalled:
+    with distributed.process_group(ctx, device), stop_on_signals() as signalled, contextlib.ExitStack() as stack:
         seed_everything(config.seed)
         net = _build_network(untrained, len(classes)).to(device)
         if device.type == "cuda":
             net = net.to(memory_format=torch.channels_last)
+        precision = _run_precision(out, config, resumed, net, device, ctx, batch_shape)
+        stack.enter_context(determinism(device, precision, config.repeatable))
+        scaler = gradient_scaler(device, precision)
         # fused: one kernel for the whole update instead of several passes over every weight (measured 28 -> 11
-        # ms per step for resnet18 on 2 CPU cores)
+        # ms per step for resnet18 on 2 CPU cores). Not with fp16's loss scaler: fused CPU SGD applied the steps the
+        # scaler meant to skip (inf gradients), and the weights became NaN (measured, torch 2.14.1).
         optimizer = torch.optim.SGD(net.parameters(), lr=config.learning_rate, momentum=MOMENTUM, nesterov=True,
-                                    weight_decay=WEIGHT_DECAY, fused=True)
+                                    weight_decay=WEIGHT_DECAY, fused=scaler is None)
         stopper, history, best, start, partial = EarlyStopping(config.patience), [], None, 0, None
         if resumed is not None:
-            _check_fingerprint(out, resumed.state["fingerprint"], fingerprint)
-            _restore(out, resumed, net, optimizer)
+            _restore(out, resumed, net, optimizer, scaler)
             stopper = EarlyStopping(**resumed.state["stopper"])
             history, best, start = resumed.state["history"], resumed.best, resumed.epoch
             partial = resumed.state.get("partial")
@@ -281,7 +291,8 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
         def checkpoint(done: int, progress: EpochProgress | None) -> None:
             if ctx.is_main:
                 state = {"stopper": dataclasses.asdict(stopper), "history": history, "fingerprint": fingerprint,
-                         "partial": dataclasses.asdict(progress) if progress else None}
+                         "partial": dataclasses.asdict(progress) if progress else None, "precision": precision,
+                         "scaler": scaler.state_dict() if scaler is not None else None}
                 save_checkpoint(out, Checkpoint(done, net.state_dict(), best, optimizer.state_dict(), state))
             distributed.barrier(ctx)  # nobody runs ahead while the checkpoint is being written
 
@@ -311,7 +322,7 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
                 seed_everything(seed + ctx.rank)
                 loader = training_loader(train_data, config.batch_size, seed, workers, pin, progress.batches,
                                          ctx.rank, ctx.world_size)
-                if not train_one_epoch(runner, loader, optimizer, device, config, precision, progress,
+                if not train_one_epoch(runner, loader, optimizer, device, config, precision, scaler, progress,
                                        stop_requested):
                     checkpoint(epoch - 1, progress)
                     raise interrupted(f"in epoch {epoch} after batch {progress.batches} of {loader.sampler.batches}")
@@ -397,8 +408,8 @@ def _labeled(path: str | Path, role: str) -> ImageDirectory:
 
 
 def _check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirectory, valid: ImageDirectory,
-                  world_size: int = 1) -> None:
-    """Everything that can be checked before any work starts."""
+                  world_size: int = 1) -> tuple[int, int]:
+    """Everything that can be checked before any work starts; returns the training input's (width, height)."""
     present_train = {c for c, n in train.class_counts().items() if n}
     present_valid = {c for c, n in valid.class_counts().items() if n}
     if len(train.classes) < 2:
@@ -417,14 +428,17 @@ def _check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirector
         shard = f" (of {world_size} workers' shares, {per_worker} each)" if world_size > 1 else ""
         raise ParameterError(f"batch_size {config.batch_size} is larger than the {len(train)} training images{shard}.",
                              hint=f"use a batch size of at most {per_worker}.")
+    found = []
     for directory, mode in ((train, "training"), (valid, "inference")):
         sizes = output_sizes(spec, {(r.width, r.height) for r in directory}, mode)
+        found.append(next(iter(sizes)))
         if len(sizes) > 1:
             shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
             raise InvalidDatasetError(
                 f"Images of {directory.root} leave the {mode} transformation in {len(sizes)} sizes ({shown}), so "
                 "they cannot be batched.", hint="turn on resize with center crop (or random crop) so all come out "
                 "the same size.")
+    return found[0]
 
 
 def _prepare_output(out: Path, config: TrainConfig, inputs: list[Path]) -> Checkpoint | None:
@@ -446,20 +460,43 @@ def _prepare_output(out: Path, config: TrainConfig, inputs: list[Path]) -> Check
     return None
 
 
-def _restore(out: Path, resumed: Checkpoint, net: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Load a checkpoint's weights and optimizer state, or say that they do not fit this network."""
+def _run_precision(out: Path, config: TrainConfig, resumed: Checkpoint | None, net: nn.Module, device: torch.device,
+                   ctx: distributed.Context, batch_shape: tuple[int, ...]) -> str:
+    """The run's precision: the checkpoint's when resuming (never measured again), else the policy's choice,
+    measured on this network and batch shape and agreed by every worker."""
+    if resumed is not None:
+        saved = resumed.state.get("precision") or resumed.state["fingerprint"].get("precision", "fp32")
+        if config.precision not in ("auto", saved):
+            raise ParameterError(f"The run in {out} was started in {saved}, not {config.precision}; a run continues in "
+                                 "the precision it started with.", hint=f"resume with --precision auto (or {saved}), "
+                                 "or start over with --overwrite.")
+        return saved
+    precision = resolve_precision(config.precision, device, config.repeatable,
+                                  lambda candidate: measure_speedup(net, batch_shape, device, candidate))
+    if ctx.enabled and config.precision == "auto":
+        votes = distributed.all_sum([float(precision != "fp32")], ctx, device)[0]
+        precision = precision if votes == ctx.world_size else "fp32"
+    return precision
+
+
+def _restore(out: Path, resumed: Checkpoint, net: nn.Module, optimizer: torch.optim.Optimizer,
+             scaler: torch.amp.GradScaler | None) -> None:
+    """Load a checkpoint's weights, optimizer and loss-scaler state, or say that they do not fit this network."""
     shapes = {k: v.shape for k, v in net.state_dict().items()}
     try:
         if resumed.best is not None and {k: v.shape for k, v in resumed.best.items()} != shapes:
             raise ValueError("the best weights do not fit the network")
         net.load_state_dict(resumed.model, strict=True)
         optimizer.load_state_dict(resumed.optimizer)
+        if scaler is not None and resumed.state.get("scaler"):
+            scaler.load_state_dict(resumed.state["scaler"])
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise ParameterError(f"The checkpoint {checkpoint_path(out)} does not fit the network: "
                              f"{str(exc).splitlines()[0][:300]}.", hint="start over with --overwrite.") from None
 
 
 def _check_fingerprint(out: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    saved = {k: v for k, v in saved.items() if k != "precision"}  # checked by _run_precision
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if changed:
         raise ParameterError(
