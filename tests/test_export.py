@@ -19,7 +19,7 @@ def _images(valid, n=4):
 
 
 def _expected(model_dir, images):
-    model = imgtrain.load_model(model_dir)
+    model = imgtrain.load_model(model_dir, precision="fp32")  # exported models compute in float32
     return np.array([[p["probabilities"][c] for c in model.classes] for p in model.predict(images)])
 
 
