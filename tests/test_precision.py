@@ -122,6 +122,34 @@ def test_bf16_resume_continues_from_the_very_batch_it_stopped_after(small_traini
     assert [row["epoch"] for row in history] == [1, 2] and _precision_of(out) == "bf16"
 
 
+def _edit_checkpoint_meta(out: Path, edit) -> None:
+    path = out / "checkpoint" / "last.safetensors"
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + size])
+    meta = json.loads(header["__metadata__"]["imgtrain"])
+    edit(meta)
+    header["__metadata__"]["imgtrain"] = json.dumps(meta)
+    encoded = json.dumps(header).encode()
+    path.write_bytes(len(encoded).to_bytes(8, "little") + encoded + raw[8 + size:])
+
+
+def test_a_checkpoint_from_before_the_precision_policy_still_resumes(small_training_data, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    _stopped_at(monkeypatch, "batch:1.2", small_training_data, out)
+
+    def older(meta):  # the resolved precision lived in the fingerprint, and there was no `repeatable`
+        state = meta["state"]
+        del state["precision"], state["scaler"], state["fingerprint"]["repeatable"]
+        state["fingerprint"]["precision"] = "fp32"
+
+    _edit_checkpoint_meta(out, older)
+    model, train, valid, spec = small_training_data
+    history = imgtrain.train(model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False,
+                                                                   resume=True), spec)
+    assert [row["epoch"] for row in history] == [1, 2] and _precision_of(out) == "fp32"
+
+
 @pytest.mark.parametrize("field, value", [("precision", "fp8"), ("precision", 16), ("scaler", {"scale": -1}),
                                           ("scaler", {"scale": float("inf"), "growth_factor": 2.0,
                                                       "backoff_factor": 0.5, "growth_interval": 2000,
@@ -130,15 +158,7 @@ def test_a_damaged_precision_or_scaler_in_a_checkpoint_is_named(small_training_d
                                                                  field, value):
     out = tmp_path / "run"
     _stopped_at(monkeypatch, "batch:1.2", small_training_data, out)
-    path = out / "checkpoint" / "last.safetensors"
-    raw = path.read_bytes()
-    size = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + size])
-    meta = json.loads(header["__metadata__"]["imgtrain"])
-    meta["state"][field] = value
-    header["__metadata__"]["imgtrain"] = json.dumps(meta)
-    encoded = json.dumps(header).encode()
-    path.write_bytes(len(encoded).to_bytes(8, "little") + encoded + raw[8 + size:])
+    _edit_checkpoint_meta(out, lambda meta: meta["state"].__setitem__(field, value))
     model, train, valid, spec = small_training_data
     with pytest.raises(ParameterError, match=f"metadata is damaged \\({field}\\)"):
         imgtrain.train(model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False,

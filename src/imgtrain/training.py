@@ -497,6 +497,7 @@ def _restore(out: Path, resumed: Checkpoint, net: nn.Module, optimizer: torch.op
 
 def _check_fingerprint(out: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
     saved = {k: v for k, v in saved.items() if k != "precision"}  # checked by _run_precision
+    saved.setdefault("repeatable", current.get("repeatable"))  # a checkpoint from before the setting existed
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if changed:
         raise ParameterError(
