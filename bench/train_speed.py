@@ -66,7 +66,7 @@ def imgtrain_loop(train: Path, valid: Path, args) -> dict:
     imgtrain.create_model_directory(work / "untrained", imgtrain.Architecture(
         "densenet" if args.model.startswith("densenet") else "resnet", args.model), pretrained=False)
     config = imgtrain.TrainConfig(epochs=args.epochs, batch_size=16, patience=args.epochs, progress=False,
-                                  precision=args.precision)
+                                  precision=args.precision, repeatable=not args.no_repeatable)
     history = imgtrain.train(work / "untrained", train, valid, work / "model", config, spec)
     seen = sum(row["images_per_second"] * row["seconds"] for row in history)
     return {"images_per_second": seen / sum(row["seconds"] for row in history), "accuracy": history[-1]["val_top1"],
@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--no-repeatable", action="store_true", help="let auto pick bf16 where measured faster")
     parser.add_argument("--child", choices=["plain", "imgtrain"])
     parser.add_argument("--data")
     args = parser.parse_args()
@@ -101,7 +102,7 @@ def main() -> None:
         imgtrain.convert(data / "folders-train", data / "train", progress=False)
         imgtrain.convert(data / "folders-valid", data / "valid", progress=False)
         common = ["--data", str(data), "--size", str(args.size), "--model", args.model, "--epochs",
-                  str(args.epochs), "--precision", args.precision]
+                  str(args.epochs), "--precision", args.precision] + (["--no-repeatable"] if args.no_repeatable else [])
         results = alternate(__file__, common, args.rounds)
         peak = matmul_peak_gflops()
     flops = train_step_flops(args.model, 224 if args.size > 64 else args.size, 16) / 16

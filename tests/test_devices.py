@@ -30,7 +30,7 @@ FP16_GPU = Capability("cuda", fast_bf16=False, repeatable_reduced=True)  # e.g. 
     (AVX2_CPU, True, None, [], "fp32"), (AVX2_CPU, False, None, [], "fp32"),  # emulated bf16 is never even measured
     (BF16_CPU, True, None, [], "fp32"),  # oneDNN bf16 is not bit-repeatable: the seed promise wins
     (BF16_CPU, False, 1.9, ["bf16"], "bf16"),  # resnet18 at 224 px on such a CPU
-    (BF16_CPU, False, 0.91, ["bf16"], "fp32"),  # resnet18 at 32 px there: slower, so not picked
+    (BF16_CPU, False, 0.91, ["bf16"], "fp32"),  # a model and size where bf16 measured slower: not picked
     (BF16_GPU, True, 3.0, ["bf16"], "bf16"), (BF16_GPU, False, 3.0, ["bf16"], "bf16"),
     (BF16_GPU, False, 0.8, ["bf16"], "fp32"),
     (FP16_GPU, True, 2.5, ["fp16"], "fp16"), (FP16_GPU, False, 1.05, ["fp16"], "fp32"),

@@ -486,6 +486,10 @@ def _restore(out: Path, resumed: Checkpoint, net: nn.Module, optimizer: torch.op
     try:
         if resumed.best is not None and {k: v.shape for k, v in resumed.best.items()} != shapes:
             raise ValueError("the best weights do not fit the network")
+        # the optimizer's settings come from the parameters (the learning rate is set again each epoch)
+        fixed = [{k: v for k, v in group.items() if k != "lr"} for group in optimizer.state_dict()["param_groups"]]
+        if [{k: v for k, v in group.items() if k != "lr"} for group in resumed.optimizer["param_groups"]] != fixed:
+            raise ValueError("its optimizer settings are not this run's")
         net.load_state_dict(resumed.model, strict=True)
         optimizer.load_state_dict(resumed.optimizer)
         if scaler is not None and resumed.state.get("scaler"):
