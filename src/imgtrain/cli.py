@@ -391,8 +391,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     from .scoring import load_model, score_to_file
 
-    path, rows = score_to_file(load_model(args.model, args.device, args.precision), args.data, args.out, fmt=args.format,
-                               batch_size=args.batch_size, workers=args.workers, skip_invalid=args.skip_invalid,
+    model = load_model(args.model, args.device, args.precision)
+    path, rows = score_to_file(model, args.data, args.out, fmt=args.format, batch_size=args.batch_size, workers=args.workers, skip_invalid=args.skip_invalid,
                                overwrite=args.overwrite)
     print(f"wrote {rows} scores to {path}")
     return 0

@@ -170,8 +170,8 @@ def determinism(device: torch.device, precision: str, repeatable: bool) -> Itera
     if repeatable and device.type != "cuda" and precision != "fp32":
         torch.backends.mkldnn.deterministic = True
         log.warning("%s on the CPU is not guaranteed to be bit-repeatable: the same seed may give slightly "
-                    "different weights (a resume still continues from the exact saved state); fp32 gives bit-identical weights",
-                    precision)
+                    "different weights (a resume still continues from the exact saved state); fp32 gives "
+                    "bit-identical weights", precision)
     try:
         yield
     finally:
