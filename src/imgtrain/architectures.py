@@ -16,7 +16,7 @@ from torch import nn
 
 from . import __version__
 from .errors import InvalidModelDirectoryError, ParameterError
-from .files import atomic_write_json, building_dir
+from .files import atomic_write_json, building_dir, publish
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +169,7 @@ def create_model_directory(
     with building_dir(out, overwrite) as tmp:
         if state is not None:
             save_file(state, str(tmp / WEIGHTS_NAME))
+            publish(tmp / WEIGHTS_NAME)
         atomic_write_json(tmp / MODEL_META, {
             "format": UNTRAINED_FORMAT,
             "format_version": FORMAT_VERSION,

@@ -17,7 +17,7 @@ from safetensors.torch import load, save_file
 from .devices import RESOLVED_PRECISIONS
 from .errors import ParameterError
 from .faults import crash_point
-from .files import write_failed
+from .files import publish, write_failed
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_NAME = "last.safetensors"
@@ -58,6 +58,7 @@ def save_checkpoint(out: Path, ckpt: Checkpoint) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         save_file(tensors, tmp, metadata={"imgtrain": json.dumps(meta)})
+        publish(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         crash_point("checkpoint-writing", ckpt.epoch)

@@ -53,6 +53,28 @@ def make_parent(path: Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
+def current_umask() -> int:
+    """This process's umask (read without changing it where /proc tells it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def publish(path: str | Path, directory: bool = False) -> None:
+    """Give a finished output the mode a plain `open` would have (0644 / 0755 under umask 022).
+
+    Temporary files (mkstemp) and safetensors' writer create 0600; other accounts must be able
+    to score or serve a model all the same.
+    """
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` so that readers see the old file or the new one, never half of it."""
     path = Path(path)
@@ -64,7 +86,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        publish(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
         if tmp is not None:
@@ -155,7 +177,7 @@ def building_dir(out: Path, overwrite: bool = False, inputs: Iterable[Path] = ()
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o755)
+        publish(tmp, directory=True)
         check_output(out, overwrite, inputs)  # something may have appeared meanwhile
         _move_into_place(tmp, out)
     except BaseException as exc:

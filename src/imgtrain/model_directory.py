@@ -25,7 +25,7 @@ from torch import nn
 from . import __version__
 from .architectures import MODEL_META, Architecture, read_model_meta
 from .errors import InvalidModelDirectoryError, ParameterError
-from .files import atomic_write_json, atomic_write_text, write_failed
+from .files import atomic_write_json, atomic_write_text, publish, write_failed
 from .transforms import ModelInput, TransformSpec, spec_problems
 
 TRAINED_FORMAT = "imgtrain.trained_model"
@@ -80,6 +80,7 @@ def write_model_directory(
     """Write a trained model directory's files into `root` (a folder being built)."""
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(root / WEIGHTS_NAME))
+        publish(root / WEIGHTS_NAME)
     except SafetensorError as exc:  # disk full and the like, reported by the Rust writer
         raise write_failed(root / WEIGHTS_NAME, exc) from None
     atomic_write_text(root / HISTORY_NAME, "".join(json.dumps(row) + "\n" for row in history))

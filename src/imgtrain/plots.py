@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .files import publish
+
 
 def plot_history(history: list[dict[str, Any]], path: Path) -> None:
     """Loss (train, validation) and accuracy (train top-1, validation top-1/top-5) per epoch, as a PNG."""
@@ -39,6 +41,7 @@ def _save(fig, path: Path) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=100)
+        publish(tmp)
         os.replace(tmp, path)
     finally:
         plt.close(fig)

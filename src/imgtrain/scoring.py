@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .errors import InvalidDatasetError, OutputExistsError, ParameterError
-from .files import WRITE_ERRNOS, reporting_write_errors, write_failed
+from .files import WRITE_ERRNOS, publish, reporting_write_errors, write_failed
 from .image_directory import ImageDirectory, list_problems
 from .imaging import BadImage, load_rgb, rgb_tensor, to_rgb
 from .model_directory import TrainedModel, open_model_directory
@@ -223,7 +223,7 @@ def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path
                 count += 1
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        publish(tmp)
         os.replace(tmp, out)
     except OSError as exc:
         if exc.errno not in WRITE_ERRNOS:
