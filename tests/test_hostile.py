@@ -44,3 +44,34 @@ def test_outputs_follow_the_umask_so_other_accounts_can_read_them(small_training
         assert modes.pop(".") == 0o750, root
         assert modes and set(modes.values()) == {0o640}, modes  # weights, PNGs and JSON alike (was 0600 / 0644)
     assert stat.S_IMODE(scores.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["train", "--model", "m", "--train", "t", "--valid", "v", "--out", "o", "--seed", "1" + "0" * 20], "--seed"),
+    (["transform", "apply", "spec.json", "src", "out", "--seed", "20000000000000"], "--seed"),
+    (["split", "src", "a", "b", "--seed", "-1"], "--seed"),
+    (["serve", "model", "--port", "99999"], "--port"),
+    (["serve", "model", "--max-upload-mb", "nan"], "--max-upload-mb"),
+    (["serve", "model", "--batch-wait-ms", "inf"], "--batch-wait-ms"),
+    (["train", "--model", "m", "--train", "t", "--valid", "v", "--out", "o", "--master-port", "0"], "--master-port"),
+])
+def test_numbers_out_of_range_are_refused_with_the_range(run_cli, argv, option):
+    code, _, err = run_cli(*argv)
+    assert code == 2 and f"argument {option}: must be from" in err and "Traceback" not in err
+
+
+def test_numbers_out_of_range_are_refused_by_the_library_too(small_training_data, tmp_path):
+    from imgtrain.serve import ServeConfig, serve
+
+    model, train, valid, spec = small_training_data
+    with pytest.raises(imgtrain.ParameterError, match="seed must be an integer from 0 to 4294967295"):
+        TrainConfig(seed=10**20)
+    with pytest.raises(imgtrain.ParameterError, match="seed must be"):
+        imgtrain.split(train, tmp_path / "a", tmp_path / "b", seed=2**40)
+    with pytest.raises(imgtrain.ParameterError, match="seed must be"):
+        imgtrain.apply_transform(spec, train, tmp_path / "t", seed=20_000_000_000_000)
+    with pytest.raises(imgtrain.ParameterError, match="port must be"):
+        serve(model, port=99999)
+    with pytest.raises(imgtrain.ParameterError):
+        ServeConfig(batch_wait_ms=float("nan"))
+    assert not any(tmp_path.iterdir())

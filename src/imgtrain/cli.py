@@ -14,6 +14,7 @@ from . import __version__
 from .architectures import DEFAULT_MODEL, FAMILIES
 from .devices import PRECISIONS
 from .errors import ImgtrainError, TrainingInterrupted
+from .sampling import MAX_SEED
 from .training import TrainConfig
 
 TRANSFORM_HELP = {
@@ -60,6 +61,21 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         if action.required or action.default is None:
             return action.help
         return super()._get_help_string(action)
+
+
+def _number(low: float, high: float, kind: type = float):
+    """An argparse type: a finite number of `kind` from `low` to `high` (nan, inf and 1e400 refused)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+        if not low <= value <= high:  # also false for nan
+            raise argparse.ArgumentTypeError(f"must be from {kind(low)} to {kind(high)}, got {text[:40]}")
+        return value
+
+    return parse
 
 
 def _count(text: str) -> int:
@@ -112,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out1", metavar="OUT1", help="first part (e.g. training)")
     p.add_argument("out2", metavar="OUT2", help="second part (e.g. validation)")
     p.add_argument("--fraction", type=float, default=0.9, help="share of images in OUT1, 0-1 (count rounded down)")
-    p.add_argument("--seed", type=int, metavar="N", default=1, help="random seed; the same seed gives the same split")
+    p.add_argument("--seed", type=_number(0, MAX_SEED, int), metavar="N", default=1,
+                   help="random seed; the same seed gives the same split")
     p.add_argument("--stratify", action=argparse.BooleanOptionalAction, default=True,
                    help="keep each class's share the same in both parts")
     p.add_argument("--overwrite", action="store_true", help="replace OUT1 / OUT2 if they exist")
@@ -148,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("out", metavar="OUT", help="image directory to create")
     t.add_argument("--mode", choices=["training", "inference"], default="training",
                    help="inference drops every random transform")
-    t.add_argument("--seed", type=int, default=1, help="seed of the random transforms")
+    t.add_argument("--seed", type=_number(0, MAX_SEED, int), default=1, help="seed of the random transforms")
     t.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     t.add_argument("--workers", type=_count, default=0, metavar="N", help="processes; 0 = one per CPU core")
     t.set_defaults(func=_cmd_transform_apply)
@@ -186,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, metavar="N", default=5, help="number of epochs (> 0)")
     p.add_argument("--batch-size", type=int, metavar="N", default=16, help="images per batch (> 0)")
     p.add_argument("--learning-rate", type=float, metavar="LR", default=0.001, help="initial SGD learning rate")
-    p.add_argument("--seed", type=int, metavar="N", default=1,
+    p.add_argument("--seed", type=_number(0, MAX_SEED, int), metavar="N", default=TrainConfig.seed,
                    help="random seed; with --repeatable the same seed gives bit-identical weights")
     p.add_argument("--patience", type=int, metavar="N", default=3, help="epochs without a better validation loss before stopping")
     p.add_argument("--warmup-epochs", type=int, metavar="N", default=0, help="epochs of linear learning-rate warmup")
@@ -213,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nnodes", type=int, default=1, metavar="M", help="machines in the job")
     p.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's rank, 0 to M-1")
     p.add_argument("--master-addr", default="127.0.0.1", metavar="HOST", help="address of the node-rank-0 machine")
-    p.add_argument("--master-port", type=int, default=29500, metavar="PORT", help="free port on that machine")
+    p.add_argument("--master-port", type=_number(1, 65535, int), default=29500, metavar="PORT", help="free port on that machine")
     p.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT",
                    help="c10d rendezvous endpoint instead of --master-addr/--master-port")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last checkpoint")
@@ -276,11 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "it at /; the API description at /docs.")
     p.add_argument("model", metavar="MODELDIR", help="trained model directory (imgtrain train)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB", help="largest request body accepted")
-    p.add_argument("--max-pixels", type=int, default=40_000_000, metavar="N", help="largest image accepted (pixels)")
-    p.add_argument("--max-batch", type=int, default=16, metavar="N", help="most images scored together")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0, metavar="MS",
+    p.add_argument("--port", type=_number(1, 65535, int), default=8000, help="TCP port")
+    p.add_argument("--max-upload-mb", type=_number(1e-6, 1e6), default=10.0, metavar="MB",
+                   help="largest request body accepted")
+    p.add_argument("--max-pixels", type=_number(1, 2**40, int), default=40_000_000, metavar="N",
+                   help="largest image accepted (pixels)")
+    p.add_argument("--max-batch", type=_number(1, 4096, int), default=16, metavar="N",
+                   help="most images scored together")
+    p.add_argument("--batch-wait-ms", type=_number(0, 60_000), default=5.0, metavar="MS",
                    help="how long a request waits for others to share its batch")
     p.set_defaults(func=_cmd_serve)
 

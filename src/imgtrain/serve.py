@@ -45,8 +45,8 @@ class ServeConfig:
     batch_wait_ms: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.max_upload_bytes < 1 or self.max_pixels < 1 or self.max_batch < 1 or self.batch_wait_ms < 0:
-            raise ParameterError("upload size, pixel limit and batch size must be positive, the wait >= 0.")
+        if self.max_upload_bytes < 1 or self.max_pixels < 1 or self.max_batch < 1 or not 0 <= self.batch_wait_ms <= 60_000:
+            raise ParameterError("upload size, pixel limit and batch size must be positive, the wait 0 to 60000 ms.")
 
 
 class BadRequest(Exception):
@@ -245,6 +245,8 @@ async def _multipart_images(body: bytes, content_type: str) -> list[tuple[str, b
 
 def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, config: ServeConfig | None = None) -> None:
     """Run the endpoint until interrupted."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ParameterError(f"port must be from 1 to 65535, got {port!r}.")
     try:
         import uvicorn
     except ImportError:

@@ -13,6 +13,7 @@ import numpy as np
 
 from .errors import ParameterError
 from .files import building_dir
+from .sampling import check_seed
 from .image_directory import IMAGES_DIR, ImageDirectory, ImageRecord, write_image_directory
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,7 @@ def split(
     if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 <= fraction <= 1.0:
         raise ParameterError(f"fraction must be between 0 and 1, got {fraction!r}.",
                              hint="give the share of images for the first output, e.g. 0.9.")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ParameterError(f"seed must be a non-negative integer, got {seed!r}.")
+    check_seed(seed)
     src, out1, out2 = Path(src), Path(out1), Path(out2)
     if out1.resolve() == out2.resolve():
         raise ParameterError(f"The two outputs are the same path {out1}.", hint="name two different outputs.")

@@ -42,7 +42,7 @@ from .model_directory import PLOT_NAME, write_model_directory
 from .parallel import default_loader_workers
 from .plots import plot_history
 from .tracking import Tracker, open_tracker
-from .sampling import epoch_seed, seed_everything, training_loader, validation_loader
+from .sampling import check_seed, epoch_seed, seed_everything, training_loader, validation_loader
 from .transforms import ModelInput, TransformSpec, load_transform, output_sizes
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ class TrainConfig:
     mlflow: bool = False
 
     def __post_init__(self) -> None:
-        for name, low in (("epochs", 1), ("batch_size", 1), ("seed", 0), ("patience", 1),
+        check_seed(self.seed)
+        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 1),
                           ("warmup_epochs", 0), ("print_frequency", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:

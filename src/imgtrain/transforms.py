@@ -25,6 +25,7 @@ from .files import atomic_write_json, building_dir
 from .image_directory import IMAGES_DIR, ImageDirectory, list_problems, write_image_directory
 from .imaging import BadImage, load_rgb, rgb_tensor
 from .parallel import process_map
+from .sampling import check_seed
 
 log = logging.getLogger(__name__)
 
@@ -210,11 +211,12 @@ def apply_transform(
         spec = load_transform(spec)
     if mode not in MODES:
         raise ParameterError(f"mode must be one of {MODES}, got {mode!r}.")
+    check_seed(seed)
     directory = ImageDirectory.open(src)
     with building_dir(Path(out), overwrite, [Path(src)]) as tmp:
         (tmp / IMAGES_DIR).mkdir()
         names = [f"{IMAGES_DIR}/{r.id:06d}.png" for r in directory]
-        tasks = [(spec, mode, seed * 1_000_003 + r.id, str(directory.root / r.path), str(tmp / name))
+        tasks = [(spec, mode, (seed * 1_000_003 + r.id) % 2**63, str(directory.root / r.path), str(tmp / name))
                  for r, name in zip(directory, names)]
         results = list(process_map(_apply_one, tasks, workers, desc=f"transform ({mode})", progress=progress))
         bad = [f"{r.path}: {err}" for r, (_, _, err) in zip(directory, results) if err]
