@@ -75,3 +75,28 @@ def test_numbers_out_of_range_are_refused_by_the_library_too(small_training_data
     with pytest.raises(imgtrain.ParameterError):
         ServeConfig(batch_wait_ms=float("nan"))
     assert not any(tmp_path.iterdir())
+
+
+def _designer_dir(root: Path, meta: str) -> Path:
+    root.mkdir()
+    (root / "_meta.yaml").write_text(meta)
+    (root / "images.lst").write_text("")
+    return root
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 9):
+        prev, name = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    bomb = "type: ImageDirectory\n" + "\n".join(lines) + "\n"  # 9^9 = 387 million strings once expanded
+    src = _designer_dir(tmp_path / "bomb", bomb)
+    with pytest.raises(imgtrain.InvalidDatasetError, match="aliases") as caught:
+        imgtrain.convert(src, tmp_path / "out", progress=False)
+    assert len(str(caught.value)) < 1000 and not (tmp_path / "out").exists()
+
+
+def test_an_oversized_designer_meta_file_is_not_parsed(tmp_path):
+    src = _designer_dir(tmp_path / "big", "type: ImageDirectory\n# " + "x" * 100_000 + "\n")
+    with pytest.raises(imgtrain.InvalidDatasetError, match="a designer _meta.yaml is a few lines"):
+        imgtrain.convert(src, tmp_path / "out", progress=False)

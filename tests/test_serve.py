@@ -78,6 +78,9 @@ def test_designer_json_with_base64_images(served):
     (dict(json={"images": ["%%%"]}), 400, "not valid base64"),
     (dict(json={"pictures": []}), 400, "expected"),
     (dict(content=b"{broken", headers={"content-type": "application/json"}), 400, "not JSON"),
+    (dict(content=b"[" * 100_000, headers={"content-type": "application/json"}), 400, "not JSON"),  # RecursionError
+    (dict(content=b'{"images": [' + b"9" * 100_000 + b"]}", headers={"content-type": "application/json"}), 400,
+     "not JSON"),  # past Python's int digit limit
     (dict(content=b"plain", headers={"content-type": "text/plain"}), 415, "multipart"),
     (dict(files={"note": (None, "no file")}), 400, "no image"),
 ])

@@ -246,12 +246,30 @@ def _check_all_or_none_labeled(found: list[Candidate], problems: list[str]) -> N
         problems.extend(f"{name}: no label while other images have one" for name in unlabeled)
 
 
+#: The designer's _meta.yaml is a few lines; anything near this is not one.
+MAX_META_BYTES = 64 * 1024
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases (`*name`): a few hundred bytes of nested aliases expand to gigabytes."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed here",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
 def _from_azure_directory(src: Path) -> list[Candidate]:
     """An image directory written by the Azure ML designer (_meta.yaml + images.lst + image/)."""
+    path = src / "_meta.yaml"
     try:
-        meta = yaml.safe_load((src / "_meta.yaml").read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_META_BYTES:
+            raise InvalidDatasetError(f"{path} is {path.stat().st_size:,} bytes; a designer _meta.yaml is a few "
+                                      f"lines (at most {MAX_META_BYTES:,} bytes are read).")
+        meta = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise InvalidDatasetError(f"{src / '_meta.yaml'} cannot be read: {exc}.") from None
+        raise InvalidDatasetError(f"{path} cannot be read: {str(exc)[:300]}.") from None
     if not isinstance(meta, dict) or meta.get("type") != "ImageDirectory":
         raise InvalidDatasetError(f"{src / '_meta.yaml'} does not describe a designer ImageDirectory "
                                   "('type: ImageDirectory').")

@@ -126,8 +126,8 @@ def _json_images(body: bytes) -> tuple[list[tuple[str, bytes]], bool]:
     """(name, bytes) of each image in a JSON request, and whether it used the designer's format."""
     try:
         doc = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(400, f"the body is not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, a 100,000-digit number, deep nesting
+        raise BadRequest(400, f"the body is not JSON imgtrain can read ({str(exc)[:120]})") from None
     if isinstance(doc, dict) and isinstance(doc.get("Inputs"), dict):
         rows = next(iter(doc["Inputs"].values()), None)
         if not isinstance(rows, list) or not all(isinstance(r, dict) and "image" in r for r in rows):
