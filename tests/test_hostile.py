@@ -100,3 +100,27 @@ def test_an_oversized_designer_meta_file_is_not_parsed(tmp_path):
     src = _designer_dir(tmp_path / "big", "type: ImageDirectory\n# " + "x" * 100_000 + "\n")
     with pytest.raises(imgtrain.InvalidDatasetError, match="a designer _meta.yaml is a few lines"):
         imgtrain.convert(src, tmp_path / "out", progress=False)
+
+
+def _jsonl(path: Path, rows: list) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def _row(label: str, **probs) -> dict:
+    return {"label": label, **{f"Scored Probabilities_{c}": p for c, p in probs.items()},
+            "Scored Labels": max(probs, key=probs.get)}
+
+
+@pytest.mark.parametrize("bad_row, words", [
+    ({"label": "dog", "Scored Probabilities_dog": 0.9, "Scored Labels": "dog"}, "no 'Scored Probabilities_cat'"),
+    ([1, 2], "not an object"),
+    (_row("cat", cat=True, dog=0.0), "not numbers"),
+])
+def test_evaluate_refuses_rows_that_would_be_misread(tmp_path, bad_row, words):
+    scores = _jsonl(tmp_path / "s.jsonl", [_row("cat", cat=0.8, dog=0.2), bad_row])
+    with pytest.raises(imgtrain.InvalidDatasetError, match=words):
+        imgtrain.evaluate(scores, tmp_path / "report")
+    assert not (tmp_path / "report").exists()

@@ -90,8 +90,12 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -
 def _parse(rows: list[dict[str, Any]], classes: list[str]) -> tuple[np.ndarray, np.ndarray, list[int], int]:
     """True indices, probabilities, positions of scored rows, and how many rows had no score."""
     index = {c: i for i, c in enumerate(classes)}
+    scored = [PROBABILITY_PREFIX + c for c in classes]  # the model's classes, before unknown labels are added
     y, probs, kept, unscored, problems = [], [], [], 0, []
     for lineno, row in enumerate(rows, 2):
+        if not isinstance(row, dict):
+            problems.append(f"row {lineno}: not an object with the score columns")
+            continue
         if row.get("error") or row.get(SCORED_LABELS) in (None, ""):
             unscored += 1
             continue
@@ -103,8 +107,14 @@ def _parse(rows: list[dict[str, Any]], classes: list[str]) -> tuple[np.ndarray, 
         if label not in index:  # a class the model never saw: always wrong, but counted
             index[label] = len(classes)
             classes.append(label)
+        missing = [key for key in scored if key not in row]
+        if missing:  # never shift the other columns into its place
+            problems.append(f"row {lineno}: no {missing[0]!r}")
+            continue
         try:
-            p = [float(row[PROBABILITY_PREFIX + c]) for c in classes if PROBABILITY_PREFIX + c in row]
+            if any(isinstance(row[key], bool) for key in scored):
+                raise TypeError("true/false is not a probability")
+            p = [float(row[key]) for key in scored]
         except (TypeError, ValueError):
             problems.append(f"row {lineno}: probabilities are not numbers")
             continue
