@@ -124,3 +124,17 @@ def test_evaluate_refuses_rows_that_would_be_misread(tmp_path, bad_row, words):
     with pytest.raises(imgtrain.InvalidDatasetError, match=words):
         imgtrain.evaluate(scores, tmp_path / "report")
     assert not (tmp_path / "report").exists()
+
+
+@pytest.mark.parametrize("where", ["model/model.safetensors", "images/images.jsonl", "images", "folder"])
+def test_score_never_writes_over_its_inputs_or_into_a_folder(trained_model, tmp_path, where):
+    import shutil
+
+    model_dir, valid = trained_model
+    shutil.copytree(model_dir, tmp_path / "model")
+    shutil.copytree(valid, tmp_path / "images")
+    (tmp_path / "folder").mkdir()
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(imgtrain.ParameterError, match="inside the input|is a folder"):
+        score_to_file(tmp_path / "model", tmp_path / "images", tmp_path / where, overwrite=True, progress=False)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

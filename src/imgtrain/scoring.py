@@ -190,6 +190,19 @@ def score(model: str | Path | Model, images: str | Path | ImageDirectory, *, bat
                            progress=progress))
 
 
+def _check_scores_output(out: Path, overwrite: bool, inputs: list[Path]) -> None:
+    """Before any work: the scores file may not be, or be inside, an input, nor an existing folder."""
+    resolved = out.resolve()
+    for inp in inputs:
+        if resolved == inp.resolve() or inp.resolve() in resolved.parents:
+            raise ParameterError(f"The scores file {out} would be written inside the input {inp}, which it could "
+                                 "destroy.", hint="write the scores outside the model and image directories.")
+    if out.is_dir():
+        raise ParameterError(f"{out} is a folder; the scores go to a file.", hint="give a path such as scores.csv.")
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out} already exists.", hint="choose another --out, or pass --overwrite.")
+
+
 def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path, *, fmt: str | None = None,
                   batch_size: int = 32, workers: int | None = None, skip_invalid: bool = False,
                   overwrite: bool = False, progress: bool = True) -> tuple[Path, int]:
@@ -198,8 +211,8 @@ def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path
     fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv")
     if fmt not in FORMATS:
         raise ParameterError(f"format must be one of {FORMATS}, got {fmt!r}.")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} already exists.", hint="choose another --out, or pass --overwrite.")
+    inputs = [model.trained.path if isinstance(model, Model) else Path(model), Path(images)]
+    _check_scores_output(out, overwrite, inputs)
     model = model if isinstance(model, Model) else load_model(model)
     directory = ImageDirectory.open(images)
     columns = (["id", "path", "source"] + (["label"] if directory.labeled else [])
