@@ -138,3 +138,17 @@ def test_score_never_writes_over_its_inputs_or_into_a_folder(trained_model, tmp_
     with pytest.raises(imgtrain.ParameterError, match="inside the input|is a folder"):
         score_to_file(tmp_path / "model", tmp_path / "images", tmp_path / where, overwrite=True, progress=False)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_a_class_left_without_training_images_by_a_split_is_refused(small_training_data, tmp_path):
+    from conftest import make_class_folder
+
+    model, _, _, spec = small_training_data
+    images = imgtrain.convert(make_class_folder(tmp_path / "src", {"cat": 4, "dog": 4, "bird": 1}, size=(16, 16)),
+                              tmp_path / "images", progress=False)
+    train, valid = imgtrain.split(images.root, tmp_path / "train", tmp_path / "valid", fraction=0.75)
+    assert train.class_counts()["bird"] == 0 and valid.class_counts()["bird"] == 1
+    with pytest.raises(imgtrain.InvalidDatasetError, match=r"has no images of: \['bird'\]"):
+        imgtrain.train(model, train.root, valid.root, tmp_path / "model",
+                       TrainConfig(epochs=1, batch_size=2, progress=False), spec)
+    assert not (tmp_path / "model").exists()

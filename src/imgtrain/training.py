@@ -413,14 +413,15 @@ def _check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirector
     """Everything that can be checked before any work starts; returns the training input's (width, height)."""
     present_train = {c for c, n in train.class_counts().items() if n}
     present_valid = {c for c, n in valid.class_counts().items() if n}
-    if len(train.classes) < 2:
-        raise InvalidDatasetError(f"The training image directory {train.root} has {len(train.classes)} class; a "
-                                  "classifier needs at least 2.", hint="add images of other classes.")
-    extra = sorted(present_valid - set(train.classes))
+    if len(present_train) < 2:
+        raise InvalidDatasetError(f"The training image directory {train.root} has images of {len(present_train)} "
+                                  "class; a classifier needs at least 2.", hint="add images of other classes.")
+    extra = sorted(present_valid - present_train)  # a class listed but left without training images counts too
     if extra:
         raise InvalidDatasetError(
-            f"The validation image directory {valid.root} has classes the training directory {train.root} lacks: "
-            f"{extra}.", hint="remove those images from validation, or add training images of those classes.")
+            f"The validation image directory {valid.root} has classes the training directory {train.root} has no "
+            f"images of: {extra}.", hint="remove those images from validation, or add training images of those "
+            "classes (a split with a larger fraction, or more images of them).")
     missing = sorted(present_train - present_valid)
     if missing:
         log.warning("training classes without validation images: %s", missing)
