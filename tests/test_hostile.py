@@ -152,3 +152,15 @@ def test_a_class_left_without_training_images_by_a_split_is_refused(small_traini
         imgtrain.train(model, train.root, valid.root, tmp_path / "model",
                        TrainConfig(epochs=1, batch_size=2, progress=False), spec)
     assert not (tmp_path / "model").exists()
+
+
+def test_an_output_inside_its_source_folder_is_refused(tmp_path):
+    from conftest import make_class_folder
+
+    src = make_class_folder(tmp_path / "src", {"cat": 2, "dog": 2})
+    with pytest.raises(imgtrain.ParameterError, match="lies inside the input"):
+        imgtrain.convert(src, src / "out", progress=False)
+    assert sorted(p.name for p in src.iterdir()) == ["cat", "dog"]  # no class `out` for the next run
+    images = imgtrain.convert(src, tmp_path / "images", progress=False)
+    with pytest.raises(imgtrain.ParameterError, match="lies inside the input"):
+        imgtrain.split(images.root, images.root / "a", tmp_path / "b")

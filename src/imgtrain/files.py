@@ -145,7 +145,7 @@ def _is_occupied(path: Path) -> bool:
 
 
 def check_output(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
-    """Refuse an occupied output unless `overwrite`, and never an output that holds an input."""
+    """Refuse an occupied output unless `overwrite`, and never an output that is, holds or lies in an input."""
     out = Path(out).resolve()
     for inp in inputs:
         inp = Path(inp).resolve()
@@ -154,6 +154,9 @@ def check_output(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> Non
                 f"The output {out} is, or contains, the input {inp}; writing it would destroy the input.",
                 hint="choose an output path outside the input.",
             )
+        if inp in out.parents:  # the next run over the input would read the output as part of it
+            raise ParameterError(f"The output {out} lies inside the input {inp}.",
+                                 hint="choose an output path outside the input.")
     if not overwrite and _is_occupied(out):
         raise OutputExistsError(
             f"The output {out} already exists and is not empty.",
