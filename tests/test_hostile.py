@@ -164,3 +164,21 @@ def test_an_output_inside_its_source_folder_is_refused(tmp_path):
     images = imgtrain.convert(src, tmp_path / "images", progress=False)
     with pytest.raises(imgtrain.ParameterError, match="lies inside the input"):
         imgtrain.split(images.root, images.root / "a", tmp_path / "b")
+
+
+def test_resume_with_other_inputs_of_the_same_size_is_refused(small_training_data, tmp_path, monkeypatch):
+    from conftest import make_color_classes
+
+    model, train, valid, spec = small_training_data
+    other = imgtrain.convert(make_color_classes(tmp_path / "other-src", 8, seed=7), tmp_path / "other",
+                             progress=False)
+    assert len(other) == len(imgtrain.ImageDirectory.open(train))
+    out = tmp_path / "run"
+    monkeypatch.setenv("IMGTRAIN_CRASH_AT", "batch:1.1")
+    monkeypatch.setenv("IMGTRAIN_CRASH_SIGNAL", "TERM")
+    with pytest.raises(imgtrain.TrainingInterrupted):
+        imgtrain.train(model, train, valid, out, TrainConfig(epochs=1, batch_size=8, progress=False), spec)
+    monkeypatch.delenv("IMGTRAIN_CRASH_AT")
+    with pytest.raises(imgtrain.ParameterError, match="these differ: train_index"):
+        imgtrain.train(model, other.root, valid, out, TrainConfig(epochs=1, batch_size=8, progress=False,
+                                                                  resume=True), spec)

@@ -9,7 +9,9 @@ Layout (documented in docs/formats.md)::
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -30,6 +32,7 @@ IMAGES_DIR = "images"
 FORMAT = "imgtrain.image_directory"
 FORMAT_VERSION = 1
 MAX_LISTED = 20
+FINGERPRINT_BYTES = 4096  # read from each end of every image to tell one image directory from another
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,24 @@ class ImageDirectory:
                 f"Image {path} of {self.root} cannot be read: {exc}.",
                 hint="restore the file, or recreate the directory with `imgtrain convert`.",
             ) from None
+
+    def fingerprint(self) -> str:
+        """A digest of the index (classes; each image's id, path, label, size) and of each image file's length,
+        first and last 4 KB: another directory with the same counts, or the same one edited, gives another
+        digest, at the cost of 8 KB read per image rather than every byte."""
+        digest = hashlib.sha256(json.dumps(self.classes, ensure_ascii=False).encode())
+        for r in self.records:
+            digest.update(json.dumps([r.id, r.path, r.label, r.width, r.height]).encode())
+            try:
+                with open(self.root / r.path, "rb") as f:
+                    length = os.fstat(f.fileno()).st_size
+                    digest.update(length.to_bytes(8, "little") + f.read(FINGERPRINT_BYTES))
+                    if length > 2 * FINGERPRINT_BYTES:
+                        f.seek(-FINGERPRINT_BYTES, os.SEEK_END)
+                    digest.update(f.read(FINGERPRINT_BYTES))
+            except OSError:
+                digest.update(b"missing")  # named when the image is loaded
+        return digest.hexdigest()[:32]
 
     def class_counts(self) -> dict[str, int]:
         """Number of images per class, in class order."""

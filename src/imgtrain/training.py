@@ -249,6 +249,7 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
     device = distributed.worker_device(resolve_device(config.device), ctx)
     fingerprint = {"architecture": untrained.architecture.to_json(), "pretrained": untrained.pretrained,
                    "classes": list(classes), "train_images": len(train_dir), "valid_images": len(valid_dir),
+                   "train_index": train_dir.fingerprint(), "valid_index": valid_dir.fingerprint(),
                    "transform": spec.to_json()["transforms"], "world_size": ctx.world_size,
                    **config.hyperparameters()}
     if resumed is not None:
@@ -503,7 +504,8 @@ def _restore(out: Path, resumed: Checkpoint, net: nn.Module, optimizer: torch.op
 
 def _check_fingerprint(out: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
     saved = {k: v for k, v in saved.items() if k != "precision"}  # checked by _run_precision
-    saved.setdefault("repeatable", current.get("repeatable"))  # a checkpoint from before the setting existed
+    for key in ("repeatable", "train_index", "valid_index"):  # checkpoints from before these were kept
+        saved.setdefault(key, current.get(key))
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if changed:
         raise ParameterError(
