@@ -182,3 +182,66 @@ def test_resume_with_other_inputs_of_the_same_size_is_refused(small_training_dat
     with pytest.raises(imgtrain.ParameterError, match="these differ: train_index"):
         imgtrain.train(model, other.root, valid, out, TrainConfig(epochs=1, batch_size=8, progress=False,
                                                                   resume=True), spec)
+
+
+def _thin_png(path: Path, length: int) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (1, length), (200, 30, 30)).save(path)  # a few hundred bytes, any length
+    return path
+
+
+@pytest.fixture
+def resizing_model(trained_model, tmp_path):
+    """The trained test model, with a transformation that resizes (as the designer's default does)."""
+    import json
+    import shutil
+
+    model_dir, valid = trained_model
+    out = shutil.copytree(model_dir, tmp_path / "resizing-model")
+    meta = json.loads((out / "imgtrain-model.json").read_text())
+    meta["input"]["transform"].update(resize=True, size=32, center_crop=True, crop_size=32)
+    (out / "imgtrain-model.json").write_text(json.dumps(meta))
+    return out, valid
+
+
+def test_a_thin_image_is_refused_by_trains_precheck_without_allocating_it(small_training_data, tmp_path):
+    from conftest import make_color_classes
+
+    model, _, valid, _ = small_training_data
+    src = make_color_classes(tmp_path / "src", 4)
+    _thin_png(src / "red" / "thin.png", 100_000)  # resized to 256 on its short side: 256 x 25,600,000
+    train = imgtrain.convert(src, tmp_path / "train", progress=False)
+    with pytest.raises(imgtrain.InvalidDatasetError, match=r"red/thin.png|images/\d+.png") as caught:
+        imgtrain.train(model, train.root, valid, tmp_path / "model", TrainConfig(epochs=1, batch_size=4,
+                                                                                 progress=False))
+    assert "too large for the transformation" in str(caught.value)
+
+
+def test_a_thin_image_gets_an_error_row_in_score_and_413_from_serve(resizing_model, tmp_path):
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from imgtrain.serve import create_app
+
+    model_dir, _ = resizing_model
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    _thin_png(folder / "thin.png", 300_000)
+    from conftest import noise
+
+    noise(40, 40).save(folder / "ok.png")
+    images = imgtrain.convert(folder, tmp_path / "images", progress=False)
+    rows = imgtrain.score(model_dir, images.root, skip_invalid=True, progress=False)
+    errors = {Path(row["path"]).name: row.get("error") for row in rows}
+    assert sum(e is None for e in errors.values()) == 1 and any("aspect ratio" in (e or "") for e in errors.values())
+    with pytest.raises(imgtrain.InvalidDatasetError, match="aspect ratio"):
+        imgtrain.score(model_dir, images.root, progress=False)
+    thin = _thin_png(tmp_path / "million.png", 1_000_000).read_bytes()
+    with TestClient(create_app(model_dir)) as client:
+        answer = client.post("/predict", files={"file": ("thin.png", thin, "image/png")})
+        assert answer.status_code == 413 and "aspect ratio" in answer.json()["error"]
+        answer = client.post("/predict", json={"images": [base64.b64encode(thin).decode()]})
+        assert answer.status_code == 413
+        assert client.get("/health").status_code == 200

@@ -106,9 +106,9 @@ class Batcher:
 def _decode(data: bytes, name: str, config: ServeConfig, model: Model) -> torch.Tensor:
     try:
         img = decode_rgb(data, config.max_pixels)
+        return model.model_input(rgb_tensor(img))  # refuses images the transformation would blow up
     except BadImage as exc:
         raise BadRequest(413 if isinstance(exc, ImageTooLarge) else 400, f"{name}: {exc}") from None
-    return model.model_input(rgb_tensor(img))
 
 
 def _from_base64(text: Any, name: str) -> bytes:

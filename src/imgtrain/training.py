@@ -36,14 +36,15 @@ from .errors import (InvalidDatasetError, OutputExistsError, ParameterError, Tra
                      TrainingInterrupted)
 from .faults import crash_point
 from .files import building_dir, check_output, exclusive
-from .image_directory import ImageDirectory
+from .image_directory import ImageDirectory, list_problems
 from .interrupts import stop_on_signals
 from .model_directory import PLOT_NAME, write_model_directory
 from .parallel import default_loader_workers
 from .plots import plot_history
 from .tracking import Tracker, open_tracker
 from .sampling import check_seed, epoch_seed, seed_everything, training_loader, validation_loader
-from .transforms import ModelInput, TransformSpec, load_transform, output_sizes
+from .imaging import ImageTooLarge
+from .transforms import ModelInput, TransformSpec, check_transform_size, load_transform, output_sizes
 
 log = logging.getLogger(__name__)
 
@@ -433,6 +434,7 @@ def _check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirector
                              hint=f"use a batch size of at most {per_worker}.")
     found = []
     for directory, mode in ((train, "training"), (valid, "inference")):
+        _check_transform_sizes(spec, directory)
         sizes = output_sizes(spec, {(r.width, r.height) for r in directory}, mode)
         found.append(next(iter(sizes)))
         if len(sizes) > 1:
@@ -442,6 +444,21 @@ def _check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirector
                 "they cannot be batched.", hint="turn on resize with center crop (or random crop) so all come out "
                 "the same size.")
     return found[0]
+
+
+def _check_transform_sizes(spec: TransformSpec, directory: ImageDirectory) -> None:
+    """Name the images the transformation would blow up (thin images under a resize), before any work."""
+    too_large = {}
+    for size in {(r.width, r.height) for r in directory}:
+        try:
+            check_transform_size(spec, *size)
+        except ImageTooLarge as exc:
+            too_large[size] = str(exc)
+    if too_large:
+        bad = [f"{r.path} ({too_large[(r.width, r.height)]})" for r in directory if (r.width, r.height) in too_large]
+        raise InvalidDatasetError(f"{len(bad)} images of {directory.root} are too large for the transformation:\n"
+                                  f"{list_problems(bad)}", hint="remove them (or crop them to a usual aspect ratio) "
+                                  "and convert again.")
 
 
 def _prepare_output(out: Path, config: TrainConfig, inputs: list[Path]) -> Checkpoint | None:

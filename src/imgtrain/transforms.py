@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 from .errors import InvalidDatasetError, InvalidTransformationDirectoryError, OutputExistsError, ParameterError
 from .files import atomic_write_json, building_dir
 from .image_directory import IMAGES_DIR, ImageDirectory, list_problems, write_image_directory
-from .imaging import BadImage, load_rgb, rgb_tensor
+from .imaging import BadImage, ImageTooLarge, load_rgb, rgb_tensor
 from .parallel import process_map
 from .sampling import check_seed
 
@@ -41,6 +41,9 @@ RANDOM_GRAYSCALE_P = 0.1
 RANDOM_PERSPECTIVE = {"distortion_scale": 0.5, "p": 0.5}
 RANDOM_ERASING_P = 0.5
 MAX_SIZE = 16384
+#: The most pixels a transformation may make of one image: resizing the short side of a 1 x 100,000 image to
+#: 256 asks for 25.6 million x 256 (20 GB); a 12-megapixel photo resized to 256 makes 87,000.
+MAX_TRANSFORM_PIXELS = 40_000_000
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,27 @@ def _steps(spec: TransformSpec, mode: Mode) -> list[Callable]:
     return [make() for name, make in candidates if use(name)]
 
 
+def largest_step_size(spec: TransformSpec, width: int, height: int) -> tuple[int, int]:
+    """The largest (width, height) an image of this size takes inside the transformation: after the resize
+    (short side to `size`, as torchvision computes it) and the padding; no other step enlarges it."""
+    if spec.resize:
+        short, long = sorted((width, height))
+        new_short, new_long = spec.size, int(spec.size * long / max(short, 1))
+        width, height = (new_short, new_long) if width <= height else (new_long, new_short)
+    if spec.pad:
+        width, height = width + 2 * spec.padding, height + 2 * spec.padding
+    return width, height
+
+
+def check_transform_size(spec: TransformSpec, width: int, height: int) -> None:
+    """ImageTooLarge when the transformation would make more than MAX_TRANSFORM_PIXELS of this image."""
+    w, h = largest_step_size(spec, width, height)
+    if w * h > MAX_TRANSFORM_PIXELS:
+        raise ImageTooLarge(f"a {width}x{height} image would become {w}x{h} ({w * h:,} pixels) inside the "
+                            f"transformation; at most {MAX_TRANSFORM_PIXELS:,} are allowed (its aspect ratio is "
+                            "too extreme for the resize)")
+
+
 def build_transform(spec: TransformSpec, mode: Mode = "training") -> Callable[[torch.Tensor], torch.Tensor]:
     """A callable taking and returning uint8 CHW image tensors; random draws use torch's RNG."""
     if mode not in MODES:
@@ -183,6 +207,10 @@ def _apply_one(task: tuple[TransformSpec, Mode, int, str, str]) -> tuple[int, in
     try:
         img = load_rgb(Path(src))
     except BadImage as exc:
+        return 0, 0, str(exc)
+    try:
+        check_transform_size(spec, img.width, img.height)
+    except ImageTooLarge as exc:
         return 0, 0, str(exc)
     torch.manual_seed(seed)
     tensor = rgb_tensor(img)
@@ -237,20 +265,33 @@ class ModelInput:
     """
 
     def __init__(self, spec: TransformSpec, mode: Mode, mean: tuple[float, ...], std: tuple[float, ...]):
+        self.spec = spec
         self.transform = build_transform(spec, mode)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        check_transform_size(self.spec, image.shape[-1], image.shape[-2])
         x = self.transform(image).to(torch.float32).div_(255)
         return x.sub_(self.mean).div_(self.std)
 
 
 def output_sizes(spec: TransformSpec, sizes: set[tuple[int, int]], mode: Mode) -> set[tuple[int, int]]:
-    """The (width, height) images of the given sizes come out as: one size means they can be batched."""
+    """The (width, height) images of the given sizes come out as: one size means they can be batched.
+
+    Sizes the transformation would blow up (check_transform_size) are left out; every size is checked
+    by arithmetic, the first 64 by running the transformation on a blank image.
+    """
     transform = build_transform(spec, mode)
     out = set()
-    for width, height in sorted(sizes)[:64]:
+    fitting = []
+    for width, height in sorted(sizes):
+        try:
+            check_transform_size(spec, width, height)
+            fitting.append((width, height))
+        except ImageTooLarge:
+            pass
+    for width, height in fitting[:64]:
         y = transform(torch.zeros(3, height, width, dtype=torch.uint8))
         out.add((y.shape[-1], y.shape[-2]))
     return out
