@@ -245,3 +245,31 @@ def test_a_thin_image_gets_an_error_row_in_score_and_413_from_serve(resizing_mod
         answer = client.post("/predict", json={"images": [base64.b64encode(thin).decode()]})
         assert answer.status_code == 413
         assert client.get("/health").status_code == 200
+
+
+def test_file_and_folder_names_that_are_not_utf8(tmp_path):
+    from conftest import make_class_folder, noise
+
+    src = make_class_folder(tmp_path / "src", {"cat": 2, "dog": 2})
+    noise(seed=7).save(os.fsdecode(bytes(src / "cat") + b"/caf\xe9.png"))  # Latin-1 bytes, as old tar files have
+    os.mkdir(os.fsdecode(bytes(src) + b"/\xe9t\xe9"))
+    noise(seed=8).save(os.fsdecode(bytes(src) + b"/\xe9t\xe9/1.png"))
+    with pytest.raises(imgtrain.InvalidDatasetError, match=r"class folder name '\\xe9t\\xe9' is not UTF-8"):
+        imgtrain.convert(src, tmp_path / "out", progress=False)
+    images = imgtrain.convert(src, tmp_path / "out", skip_invalid=True, progress=False)
+    assert list(images.classes) == ["cat", "dog"] and len(images) == 5
+    assert "cat/caf\\xe9.png" in {r.source for r in images}
+
+
+def test_a_tar_with_latin1_member_names_converts(tmp_path):
+    import tarfile
+
+    from conftest import make_class_folder
+
+    src = make_class_folder(tmp_path / "src", {"cat": 2, "dog": 2})
+    with tarfile.open(tmp_path / "photos.tar", "w", format=tarfile.GNU_FORMAT, encoding="latin-1") as tar:
+        for path in sorted(src.rglob("*.png")):
+            name = str(path.relative_to(src))
+            tar.add(path, arcname=name.replace("img0", "café"))  # stored as Latin-1 bytes
+    images = imgtrain.convert(tmp_path / "photos.tar", tmp_path / "out", progress=False)
+    assert len(images) == 4 and any(r.source.endswith("photos.tar/cat/caf\\xe9.png") for r in images)

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,11 +67,15 @@ def convert(
     started = time.perf_counter()
     with building_dir(out, overwrite, inputs=[src]) as tmp:
         candidates, ignored = _gather(src, tmp / ".extract")
+        candidates, misnamed = _utf8_names(candidates)
+        ignored = [printable(name) for name in ignored]
         records, bad = _import_images(candidates, tmp, workers, progress)
+        bad = misnamed + bad
         shutil.rmtree(tmp / ".extract", ignore_errors=True)
         if bad and not skip_invalid:
             raise InvalidDatasetError(
-                f"{len(bad)} of {len(candidates)} images in {src} cannot be used; nothing was written:\n"
+                f"{len(bad)} of {len(candidates) + len(misnamed)} images in {src} cannot be used; nothing was "
+                "written:\n"
                 + list_problems([f"{name}: {reason}" for name, reason in bad]),
                 hint="fix or remove these files, or pass --skip-invalid to leave them out.",
             )
@@ -339,6 +344,24 @@ def _import_one(task: tuple[str, str, bool]) -> tuple[str, int, int, str]:
         with open(dest_stem + ext, "wb") as f:
             f.write(data)
     return ("ok", rgb.width, rgb.height, ext)
+
+
+def printable(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 (kept by Python as surrogates) shown as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _utf8_names(candidates: list[Candidate]) -> tuple[list[Candidate], list[tuple[str, str]]]:
+    """Candidates with their names as text, and those whose class folder name is not UTF-8 (a class name
+    must be text; shown as \\xNN two such folders could become one class)."""
+    kept, bad = [], []
+    for c in candidates:
+        source = printable(c.source)
+        if c.label is not None and printable(c.label) != c.label:
+            bad.append((source, f"the class folder name '{printable(c.label)}' is not UTF-8; rename it"))
+        else:
+            kept.append(dataclasses.replace(c, source=source))
+    return kept, bad
 
 
 def _import_images(
