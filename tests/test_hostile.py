@@ -273,3 +273,19 @@ def test_a_tar_with_latin1_member_names_converts(tmp_path):
             tar.add(path, arcname=name.replace("img0", "café"))  # stored as Latin-1 bytes
     images = imgtrain.convert(tmp_path / "photos.tar", tmp_path / "out", progress=False)
     assert len(images) == 4 and any(r.source.endswith("photos.tar/cat/caf\\xe9.png") for r in images)
+
+
+def test_symbolic_links_are_never_followed_and_always_reported(tmp_path):
+    import json
+
+    from conftest import make_class_folder
+
+    outside = make_class_folder(tmp_path / "outside", {"secret": 1, "bird": 2})
+    src = make_class_folder(tmp_path / "src", {"cat": 2, "dog": 2})
+    (src / "bird").symlink_to(outside / "bird", target_is_directory=True)
+    (src / "cat" / "linked.png").symlink_to(outside / "secret" / "img0.png")
+    images = imgtrain.convert(src, tmp_path / "out", progress=False)
+    assert list(images.classes) == ["cat", "dog"] and len(images) == 4
+    report = json.loads((tmp_path / "out" / "convert-report.json").read_text())
+    assert sorted(report["ignored_non_images"]) == ["bird (symbolic link: not followed)",
+                                                    "cat/linked.png (symbolic link: not followed)"]

@@ -97,7 +97,7 @@ def convert(
     if bad:
         log.warning("skipped %d invalid images; see %s", len(bad), out / REPORT_NAME)
     if ignored:
-        log.warning("ignored %d files without an image extension, e.g. %s", len(ignored), ignored[:3])
+        log.warning("ignored %d files (no image extension, or symbolic links), e.g. %s", len(ignored), ignored[:3])
     log.info("converted %d images (%s) in %.1fs into %s", len(records),
              f"{len(classes)} classes" if classes else "unlabeled", time.perf_counter() - started, out)
     return ImageDirectory.open(out)
@@ -145,13 +145,16 @@ def _from_folder(root: Path, src: Path, display_root: Path | None = None) -> tup
     nested: list[Candidate] = []
     ignored: list[str] = []
     shown = display_root or root
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
-        here = Path(dirpath)
+    for dirpath, dirnames, filenames in os.walk(root):  # one rule: symbolic links, to files or folders, are
+        here = Path(dirpath)                             # listed and never followed (they may lead outside SRC)
         rel_dir = here.relative_to(root)
+        links = sorted(d for d in dirnames if (here / d).is_symlink()) + sorted(
+            f for f in filenames if (here / f).is_symlink())
+        ignored.extend(f"{rel_dir / name} (symbolic link: not followed)" for name in links)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX" and d not in links)
         for fname in sorted(filenames):
             path = here / fname
-            if fname.startswith(".") or not path.is_file():
+            if fname.startswith(".") or fname in links or not path.is_file():
                 continue
             display = str(src / path.relative_to(shown)) if display_root else str(path.relative_to(root))
             if not is_image_name(fname):
