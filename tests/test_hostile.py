@@ -289,3 +289,28 @@ def test_symbolic_links_are_never_followed_and_always_reported(tmp_path):
     report = json.loads((tmp_path / "out" / "convert-report.json").read_text())
     assert sorted(report["ignored_non_images"]) == ["bird (symbolic link: not followed)",
                                                     "cat/linked.png (symbolic link: not followed)"]
+
+
+def test_manifest_entries_that_are_devices_fifos_or_outside_its_folder(tmp_path):
+    from conftest import noise
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i in range(2):
+        noise(seed=i).save(folder / f"{i}.png")
+    os.mkfifo(folder / "fifo.png")
+    noise(seed=5).save(tmp_path / "elsewhere.png")
+    manifest = folder / "list.csv"
+    manifest.write_text("path,label\n0.png,a\n1.png,b\nfifo.png,a\n/dev/zero,b\n")
+    with pytest.raises(imgtrain.InvalidDatasetError, match="lead outside its folder") as caught:
+        imgtrain.convert(manifest, tmp_path / "out", progress=False)
+    assert "/dev/zero" in str(caught.value)
+    manifest.write_text("path,label\n0.png,a\n1.png,b\nfifo.png,a\n../elsewhere.png,b\n")
+    with pytest.raises(imgtrain.InvalidDatasetError, match="lead outside its folder"):
+        imgtrain.convert(manifest, tmp_path / "out", progress=False)
+    manifest.write_text("path,label\n0.png,a\n1.png,b\nfifo.png,a\n/dev/zero,b\n../elsewhere.png,b\n")
+    with pytest.raises(imgtrain.InvalidDatasetError, match="not a regular file") as caught:  # no hang, no 3 GB
+        imgtrain.convert(manifest, tmp_path / "out", allow_outside=True, progress=False)
+    images = imgtrain.convert(manifest, tmp_path / "out", allow_outside=True, skip_invalid=True, progress=False)
+    assert len(images) == 3  # 0.png, 1.png and ../elsewhere.png, which the user allowed
+    assert not [p for p in tmp_path.iterdir() if ".building-" in p.name]

@@ -116,7 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "image directory written by the Azure ML designer (_meta.yaml + images.lst).")
     p.add_argument("src", metavar="SRC", help="folder, archive, manifest or designer image directory")
     p.add_argument("out", metavar="OUT", help="image directory to create")
-    p.add_argument("--skip-invalid", action="store_true", help="leave unreadable images out (listed in OUT/convert-report.json) instead of failing")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="leave unreadable images out (listed in OUT/convert-report.json) instead of failing")
+    p.add_argument("--allow-outside-paths", action="store_true",
+                   help="let a manifest name files outside its own folder (absolute paths, ..); refused otherwise")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--workers", type=_count, default=0, metavar="N", help="decoding processes; 0 = one per CPU core")
     p.set_defaults(func=_cmd_convert)
@@ -324,7 +327,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert
 
     directory = convert(args.src, args.out, overwrite=args.overwrite, skip_invalid=args.skip_invalid,
-                        workers=args.workers or None)
+                        allow_outside=args.allow_outside_paths, workers=args.workers or None)
     print(f"wrote image directory {_describe(directory)}")
     return 0
 
@@ -412,7 +415,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from .scoring import load_model, score_to_file
 
     model = load_model(args.model, args.device, args.precision)
-    path, rows = score_to_file(model, args.data, args.out, fmt=args.format, batch_size=args.batch_size, workers=args.workers, skip_invalid=args.skip_invalid,
+    path, rows = score_to_file(model, args.data, args.out, fmt=args.format, batch_size=args.batch_size,
+                               workers=args.workers, skip_invalid=args.skip_invalid,
                                overwrite=args.overwrite)
     print(f"wrote {rows} scores to {path}")
     return 0

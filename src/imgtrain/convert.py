@@ -26,7 +26,7 @@ from .image_directory import (
     safe_relative_path,
     write_image_directory,
 )
-from .imaging import IMAGE_EXTENSIONS, BadImage, is_image_name, open_image, to_rgb
+from .imaging import IMAGE_EXTENSIONS, BadImage, is_image_name, open_image, read_image_file, to_rgb
 from .parallel import process_map
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ def convert(
     *,
     overwrite: bool = False,
     skip_invalid: bool = False,
+    allow_outside: bool = False,
     workers: int | None = None,
     progress: bool = True,
 ) -> ImageDirectory:
@@ -67,6 +68,8 @@ def convert(
     started = time.perf_counter()
     with building_dir(out, overwrite, inputs=[src]) as tmp:
         candidates, ignored = _gather(src, tmp / ".extract")
+        if src.is_file() and src.suffix.lower() in MANIFEST_SUFFIXES and not allow_outside:
+            _check_inside(src, candidates)
         candidates, misnamed = _utf8_names(candidates)
         ignored = [printable(name) for name in ignored]
         records, bad = _import_images(candidates, tmp, workers, progress)
@@ -327,11 +330,7 @@ def _import_one(task: tuple[str, str, bool]) -> tuple[str, int, int, str]:
     """
     file, dest_stem, move = task
     try:
-        with open(file, "rb") as f:
-            data = f.read()
-    except OSError as exc:
-        return ("bad", 0, 0, f"cannot read file ({exc.strerror or exc})")
-    try:
+        data = read_image_file(file)
         img = open_image(data)
         fmt = img.format
         rgb = to_rgb(img)
@@ -347,6 +346,21 @@ def _import_one(task: tuple[str, str, bool]) -> tuple[str, int, int, str]:
         with open(dest_stem + ext, "wb") as f:
             f.write(data)
     return ("ok", rgb.width, rgb.height, ext)
+
+
+MANIFEST_SUFFIXES = (".csv", ".jsonl", ".json", ".ndjson")
+
+
+def _check_inside(manifest: Path, candidates: list[Candidate]) -> None:
+    """Manifest paths stay in the manifest's folder (after resolving `..` and links) unless allowed."""
+    base = manifest.parent.resolve()
+    outside = [c.source for c in candidates if not c.file.resolve().is_relative_to(base)]
+    if outside:
+        raise InvalidDatasetError(
+            f"{len(outside)} paths in the manifest {manifest} lead outside its folder {base}:\n"
+            f"{list_problems([printable(p) for p in outside])}",
+            hint="give paths relative to the manifest's folder, or pass --allow-outside-paths "
+            "(allow_outside=True) to read files anywhere.")
 
 
 def printable(name: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -17,6 +19,8 @@ IMAGE_EXTENSIONS = frozenset(
 #: Images with more pixels than this are refused as possible decompression bombs
 #: (Pillow's own warning threshold: about 9,500 x 9,500).
 MAX_IMAGE_PIXELS = 89_478_485
+#: No accepted image file is near this; /dev/zero or a huge file named .png is refused before reading.
+MAX_FILE_BYTES = 1 << 30
 
 _EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
@@ -98,13 +102,28 @@ def decode_rgb(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
         raise BadImage(f"cannot convert {img.mode} image to RGB ({type(exc).__name__}: {exc})") from None
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """Read an image file as upright 8-bit RGB (see `to_rgb`)."""
+def read_image_file(path: str | Path) -> bytes:
+    """The bytes of a regular file of at most MAX_FILE_BYTES; BadImage for a device, FIFO or socket (never
+    read: /dev/zero would fill memory, a FIFO would hang), a folder, or a file too large to be an image."""
     try:
-        data = Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of waiting for a writer
     except OSError as exc:
         raise BadImage(f"cannot read file ({exc.strerror or exc})") from None
-    return decode_rgb(data)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BadImage("not a regular file (a device, FIFO, socket or folder)")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageTooLarge(f"the file is {info.st_size:,} bytes; at most {MAX_FILE_BYTES:,} are read")
+        try:
+            return f.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            raise BadImage(f"cannot read file ({exc.strerror or exc})") from None
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Read an image file as upright 8-bit RGB (see `to_rgb`)."""
+    return decode_rgb(read_image_file(path))
 
 
 def rgb_tensor(img: Image.Image) -> torch.Tensor:
