@@ -314,3 +314,26 @@ def test_manifest_entries_that_are_devices_fifos_or_outside_its_folder(tmp_path)
     images = imgtrain.convert(manifest, tmp_path / "out", allow_outside=True, skip_invalid=True, progress=False)
     assert len(images) == 3  # 0.png, 1.png and ../elsewhere.png, which the user allowed
     assert not [p for p in tmp_path.iterdir() if ".building-" in p.name]
+
+
+def test_only_the_accepted_formats_are_ever_decoded(trained_model, tmp_path):
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from imgtrain.imaging import BadImage, open_image
+    from imgtrain.serve import create_app
+
+    ico = io.BytesIO()
+    Image.new("RGB", (16, 16), (10, 20, 30)).save(ico, format="ICO")  # Pillow reads ICO; imgtrain must not
+    postscript = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\n"
+    assert Image.open(io.BytesIO(ico.getvalue())).format == "ICO"
+    for data in (ico.getvalue(), postscript):
+        with pytest.raises(BadImage):
+            open_image(data)
+    model_dir, _ = trained_model
+    with TestClient(create_app(model_dir)) as client:
+        for data in (ico.getvalue(), postscript):
+            answer = client.post("/predict", files={"file": ("x.png", data, "image/png")})
+            assert answer.status_code == 400, answer.text

@@ -15,6 +15,9 @@ from PIL import Image, ImageOps
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 )
+#: The only Pillow decoders ever used, whatever a file's name or bytes claim: EPS (Ghostscript), PDF, and
+#: Pillow's other decoders are never reached (PPM also reads PGM).
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "PPM", "TIFF", "WEBP")
 
 #: Images with more pixels than this are refused as possible decompression bombs
 #: (Pillow's own warning threshold: about 9,500 x 9,500).
@@ -46,7 +49,7 @@ def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     try:
         with warnings.catch_warnings():  # our own limit below refuses these images anyway
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"image is a possible decompression bomb ({exc})") from None
     except Exception as exc:  # Pillow raises many kinds for garbage input
