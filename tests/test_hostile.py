@@ -337,3 +337,31 @@ def test_only_the_accepted_formats_are_ever_decoded(trained_model, tmp_path):
         for data in (ico.getvalue(), postscript):
             answer = client.post("/predict", files={"file": ("x.png", data, "image/png")})
             assert answer.status_code == 400, answer.text
+
+
+def test_a_broken_build_never_replaces_a_good_output(tmp_path):
+    import json
+
+    from conftest import make_class_folder, noise
+
+    from imgtrain.files import building_dir
+
+    good = imgtrain.convert(make_class_folder(tmp_path / "src", {"cat": 2, "dog": 2}), tmp_path / "out",
+                            progress=False)
+    before = {p: p.read_bytes() for p in good.root.rglob("*") if p.is_file()}
+    designer = tmp_path / "designer"
+    (designer / "image").mkdir(parents=True)
+    (designer / "_meta.yaml").write_text("type: ImageDirectory\nimage_list: images.lst\n")
+    rows = []
+    for i, category in enumerate(["cat", ""]):
+        noise(seed=i).save(designer / "image" / f"{i}.png")
+        rows.append(json.dumps({"image_info": {"file_name": f"image/{i}.png"}, "category": category, "id": i}))
+    (designer / "images.lst").write_text("\n".join(rows) + "\n")
+    with pytest.raises(imgtrain.InvalidDatasetError, match="the category is empty"):
+        imgtrain.convert(designer, tmp_path / "out", overwrite=True, progress=False)
+    # whatever a builder leaves, its own reader checks it before it takes the place of the old output
+    with pytest.raises(imgtrain.InvalidDatasetError, match="does not pass its own checks"):
+        with building_dir(tmp_path / "out", overwrite=True, validate=imgtrain.ImageDirectory.open) as tmp:
+            (tmp / "imgtrain-images.json").write_text("{}")
+    assert {p: p.read_bytes() for p in good.root.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["designer", "out", "src"]

@@ -166,7 +166,7 @@ def create_model_directory(
         state = {k: v.contiguous() for k, v in probe.state_dict().items() if not k.startswith(architecture.head + ".")}
     elif weights:
         raise ParameterError("--weights was given together with --no-pretrained.", hint="drop one of them.")
-    with building_dir(out, overwrite) as tmp:
+    with building_dir(out, overwrite, validate=open_untrained) as tmp:
         if state is not None:
             save_file(state, str(tmp / WEIGHTS_NAME))
             publish(tmp / WEIGHTS_NAME)

@@ -66,7 +66,7 @@ def convert(
     if not src.exists():
         raise InvalidDatasetError(f"The source {src} does not exist.", hint="check the path.")
     started = time.perf_counter()
-    with building_dir(out, overwrite, inputs=[src]) as tmp:
+    with building_dir(out, overwrite, inputs=[src], validate=ImageDirectory.open) as tmp:
         candidates, ignored = _gather(src, tmp / ".extract")
         if src.is_file() and src.suffix.lower() in MANIFEST_SUFFIXES and not allow_outside:
             _check_inside(src, candidates)
@@ -307,6 +307,8 @@ def _from_azure_directory(src: Path) -> list[Candidate]:
             problems.append(f"{image_list} line {lineno}: file_name {name!r} is not a relative path inside {src}")
         elif label is not None and not isinstance(label, str | int):
             problems.append(f"{image_list} line {lineno}: category {label!r} is not a string")
+        elif isinstance(label, str) and not label.strip():
+            problems.append(f"{image_list} line {lineno}: the category is empty")
         else:
             ident = ident if isinstance(ident, int) and not isinstance(ident, bool) and ident >= 0 else None
             found.append(Candidate(src / name, name, None if label is None else str(label), ident))

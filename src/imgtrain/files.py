@@ -14,11 +14,11 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputExistsError, OutputWriteError, ParameterError
+from .errors import ImgtrainError, OutputExistsError, OutputWriteError, ParameterError
 from .faults import crash_point
 
 
@@ -165,11 +165,13 @@ def check_output(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> Non
 
 
 @contextlib.contextmanager
-def building_dir(out: Path, overwrite: bool = False, inputs: Iterable[Path] = ()) -> Iterator[Path]:
+def building_dir(out: Path, overwrite: bool = False, inputs: Iterable[Path] = (),
+                 validate: Callable[[Path], object] | None = None) -> Iterator[Path]:
     """Yield a temporary folder beside `out`; on success it replaces `out`, on failure it vanishes.
 
     Readers of `out` never see a half-written folder, and a failed run leaves an
-    existing `out` untouched.
+    existing `out` untouched. `validate` (the reader of what was built) runs before anything is
+    replaced: an output its own reader would refuse never takes the place of a good one.
     """
     out = Path(out)
     inputs = list(inputs)
@@ -180,6 +182,12 @@ def building_dir(out: Path, overwrite: bool = False, inputs: Iterable[Path] = ()
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
     try:
         yield tmp
+        if validate is not None:
+            try:
+                validate(tmp)
+            except ImgtrainError as exc:
+                raise type(exc)(f"What was built for {out} does not pass its own checks, so it was not written "
+                                f"({exc.message}). {kept}", exc.hint) from None
         publish(tmp, directory=True)
         check_output(out, overwrite, inputs)  # something may have appeared meanwhile
         _move_into_place(tmp, out)

@@ -66,7 +66,8 @@ def split(
     parts = ([], [])
     for i, record in enumerate(directory):
         parts[0 if i in first else 1].append(record)
-    with building_dir(out1, overwrite, [src]) as tmp1, building_dir(out2, overwrite, [src]) as tmp2:
+    with building_dir(out1, overwrite, [src], ImageDirectory.open) as tmp1, \
+            building_dir(out2, overwrite, [src], ImageDirectory.open) as tmp2:
         for tmp, records in zip((tmp1, tmp2), parts):
             _place_images(directory.root, tmp, records)
             write_image_directory(tmp, directory.classes if directory.labeled else [], records)

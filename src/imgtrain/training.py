@@ -38,7 +38,7 @@ from .faults import crash_point
 from .files import building_dir, check_output, exclusive
 from .image_directory import ImageDirectory, list_problems
 from .interrupts import stop_on_signals
-from .model_directory import PLOT_NAME, write_model_directory
+from .model_directory import PLOT_NAME, open_model_directory, write_model_directory
 from .parallel import default_loader_workers
 from .plots import plot_history
 from .tracking import Tracker, open_tracker
@@ -384,7 +384,7 @@ def _save_model(out: Path, inputs: list[Path], untrained: UntrainedModel, classe
                 "device": str(device), "precision": precision, "world_size": ctx.world_size,
                 "model": str(model), "train": str(train), "valid": str(valid), "pretrained": untrained.pretrained,
                 "stopped_early": stopper.should_stop}
-    with building_dir(out, overwrite=True, inputs=inputs) as tmp:
+    with building_dir(out, overwrite=True, inputs=inputs, validate=open_model_directory) as tmp:
         write_model_directory(tmp, architecture=untrained.architecture, classes=classes,
                               weights={k: v.detach().cpu() for k, v in best.items()}, transform=spec,
                               mean=IMAGENET_MEAN, std=IMAGENET_STD, training=training, history=history,

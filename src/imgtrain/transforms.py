@@ -241,7 +241,7 @@ def apply_transform(
         raise ParameterError(f"mode must be one of {MODES}, got {mode!r}.")
     check_seed(seed)
     directory = ImageDirectory.open(src)
-    with building_dir(Path(out), overwrite, [Path(src)]) as tmp:
+    with building_dir(Path(out), overwrite, [Path(src)], ImageDirectory.open) as tmp:
         (tmp / IMAGES_DIR).mkdir()
         names = [f"{IMAGES_DIR}/{r.id:06d}.png" for r in directory]
         tasks = [(spec, mode, (seed * 1_000_003 + r.id) % 2**63, str(directory.root / r.path), str(tmp / name))
