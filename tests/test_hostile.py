@@ -365,3 +365,32 @@ def test_a_broken_build_never_replaces_a_good_output(tmp_path):
             (tmp / "imgtrain-images.json").write_text("{}")
     assert {p: p.read_bytes() for p in good.root.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["designer", "out", "src"]
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar.gz"])
+def test_an_archive_member_that_expands_too_much_is_refused_before_unpacking(tmp_path, kind):
+    import io
+    import tarfile
+    import zipfile
+
+    from conftest import noise
+
+    image = io.BytesIO()
+    noise().save(image, format="PNG")
+    zeros = bytes(70 * 1024**2)  # 70 MB that compress to ~70 KB: 1000x
+    archive = tmp_path / f"photos.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("cat/ok.png", image.getvalue())
+            zf.writestr("cat/bomb.png", zeros)
+    else:
+        with tarfile.open(archive, "w:gz") as tf:
+            for name, data in (("cat/ok.png", image.getvalue()), ("cat/bomb.png", zeros)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    del zeros
+    with pytest.raises(imgtrain.InvalidDatasetError, match="expands .* times") as caught:
+        imgtrain.convert(archive, tmp_path / "out", progress=False)
+    assert "before unpacking it" in str(caught.value) and not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [archive.name]  # nothing unpacked was left behind

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import stat
 import tarfile
 import zipfile
@@ -10,12 +9,17 @@ from pathlib import Path, PurePosixPath
 
 from .errors import InvalidDatasetError
 from .image_directory import list_problems
-from .imaging import is_image_name
+from .imaging import MAX_FILE_BYTES, is_image_name
 
 #: An archive may hold at most this many members ...
 MAX_MEMBERS = 1_000_000
 #: ... and unpack to at most this many bytes (guards against zip bombs).
 MAX_UNPACKED_BYTES = 64 * 1024**3
+#: One member may unpack to at most what imgtrain reads of one image file.
+MAX_MEMBER_BYTES = MAX_FILE_BYTES
+#: Past this much unpacked, a member (zip) or the archive (tar) may expand at most MAX_RATIO times.
+RATIO_FREE_BYTES = 64 * 1024**2
+MAX_RATIO = 200
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz", ".gz", ".bz2", ".xz")
 ZIP_SUFFIXES = (".zip",)
@@ -57,15 +61,33 @@ class _Extractor:
         self.members = 0
         self.unpacked = 0
 
-    def count(self, size: int) -> None:
+    def count(self, name: str, size: int, packed: int) -> None:
+        """Refuse, before unpacking it, a member that is too large or expands too much (by its declared sizes)."""
         self.members += 1
         self.unpacked += max(0, size)
         if self.members > MAX_MEMBERS or self.unpacked > MAX_UNPACKED_BYTES:
-            raise InvalidDatasetError(
-                f"The archive {self.archive} holds more than {MAX_MEMBERS:,} members or unpacks to more "
-                f"than {MAX_UNPACKED_BYTES / 1024**3:.0f} GiB; it is refused as a possible archive bomb.",
-                hint="unpack it yourself and convert the folder.",
-            )
+            raise self.bomb(f"holds more than {MAX_MEMBERS:,} members or unpacks to more than "
+                            f"{MAX_UNPACKED_BYTES / 1024**3:.0f} GiB")
+        if size > MAX_MEMBER_BYTES:
+            raise self.bomb(f"has a member, {name}, of {size:,} bytes unpacked (at most {MAX_MEMBER_BYTES:,})")
+        if size > RATIO_FREE_BYTES and size > MAX_RATIO * max(packed, 1):
+            raise self.bomb(f"has a member, {name}, that expands {size / max(packed, 1):,.0f} times "
+                            f"(at most {MAX_RATIO})")
+
+    def bomb(self, why: str) -> InvalidDatasetError:
+        return InvalidDatasetError(f"The archive {self.archive} {why}; it is refused as a possible archive bomb, "
+                                   "before unpacking it.", hint="unpack it yourself and convert the folder.")
+
+    def copy(self, name: str, src, target: Path) -> None:
+        """Stream one member to `target`, stopping at MAX_MEMBER_BYTES whatever its header declared."""
+        written = 0
+        with open(target, "wb") as out:
+            while chunk := src.read(1 << 20):
+                written += len(chunk)
+                if written > MAX_MEMBER_BYTES:
+                    raise self.bomb(f"has a member, {name}, larger than its header says (over "
+                                    f"{MAX_MEMBER_BYTES:,} bytes)")
+                out.write(chunk)
 
     def accept(self, name: str) -> Path | None:
         """The path to write member `name` to, or None to skip it."""
@@ -110,7 +132,7 @@ def _extract_zip(archive: Path, dest: Path) -> list[str]:
     ex = _Extractor(archive, dest)
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
-            ex.count(info.file_size)
+            ex.count(info.filename, info.file_size, info.compress_size)
             name = info.filename.replace("\\", "/")
             reason = _unsafe_reason(name)
             if reason is None and stat.S_ISLNK(info.external_attr >> 16):
@@ -122,16 +144,17 @@ def _extract_zip(archive: Path, dest: Path) -> list[str]:
                 continue
             target = ex.accept(name)
             if target is not None:
-                with zf.open(info) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+                with zf.open(info) as src:
+                    ex.copy(name, src, target)
     return ex.finish()
 
 
 def _extract_tar(archive: Path, dest: Path) -> list[str]:
     ex = _Extractor(archive, dest)
+    packed = archive.stat().st_size  # a compressed tar has no per-member sizes: its ratio is the whole file's
     with tarfile.open(archive, "r:*") as tf:
         for member in tf:
-            ex.count(member.size)
+            ex.count(member.name, member.size, packed * member.size // max(ex.unpacked + member.size, 1))
             reason = _unsafe_reason(member.name)
             if reason is None and member.issym():
                 reason = f"symbolic link to {member.linkname}"
@@ -146,7 +169,6 @@ def _extract_tar(archive: Path, dest: Path) -> list[str]:
                 continue
             target = ex.accept(member.name)
             if target is not None:
-                src = tf.extractfile(member)
-                with src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
+                with tf.extractfile(member) as src:
+                    ex.copy(member.name, src, target)
     return ex.finish()
