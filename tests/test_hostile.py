@@ -394,3 +394,47 @@ def test_an_archive_member_that_expands_too_much_is_refused_before_unpacking(tmp
         imgtrain.convert(archive, tmp_path / "out", progress=False)
     assert "before unpacking it" in str(caught.value) and not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [archive.name]  # nothing unpacked was left behind
+
+
+def test_a_log_dir_inside_the_output_is_refused_before_training(small_training_data, tmp_path):
+    model, train, valid, spec = small_training_data
+    config = TrainConfig(epochs=1, batch_size=8, progress=False, log_dir=str(tmp_path / "model" / "logs"))
+    with pytest.raises(imgtrain.ParameterError, match="event files would be deleted"):
+        imgtrain.train(model, train, valid, tmp_path / "model", config, spec)
+    assert not (tmp_path / "model").exists()
+
+
+def test_an_output_named_through_a_symlink_shares_the_lock_of_its_target(tmp_path):
+    from imgtrain.files import exclusive
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
+    with exclusive(tmp_path / "real"):
+        with pytest.raises(imgtrain.OutputExistsError, match="Another imgtrain process"):
+            with exclusive(tmp_path / "link"):
+                pass
+
+
+def test_a_full_disk_while_unpacking_is_a_write_error_not_a_damaged_archive(tmp_path):
+    import resource
+    import signal
+    import subprocess
+    import sys
+    import zipfile
+
+    from conftest import noise
+
+    big = tmp_path / "big.png"
+    noise(400, 400).save(big)  # ~480 KB of noise: over the 200 KB file-size limit below
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as zf:
+        zf.write(big, "cat/big.png")
+        zf.write(big, "dog/big.png")
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    run = subprocess.run([sys.executable, "-m", "imgtrain", "convert", str(tmp_path / "photos.zip"),
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    assert run.returncode == 1 and "OutputWriteError" in run.stderr and "File too large" in run.stderr, run.stderr
+    assert "cannot be read" not in run.stderr and not (tmp_path / "out").exists()

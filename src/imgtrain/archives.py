@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .errors import InvalidDatasetError
+from .files import WRITE_ERRNOS, write_failed
 from .image_directory import list_problems
 from .imaging import MAX_FILE_BYTES, is_image_name
 
@@ -122,6 +123,8 @@ def extract(archive: Path, dest: Path) -> list[str]:
             return _extract_zip(archive, dest)
         return _extract_tar(archive, dest)
     except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, RuntimeError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:  # our disk is full, the archive is fine
+            raise write_failed(dest, exc, "Nothing was written.") from None
         raise InvalidDatasetError(
             f"The archive {archive} cannot be read: {type(exc).__name__}: {exc}.",
             hint="check that the file is a complete .zip / .tar(.gz/.bz2/.xz) archive.",

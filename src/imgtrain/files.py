@@ -109,8 +109,9 @@ def exclusive(out: Path) -> Iterator[None]:
 
     out = Path(out)
     make_parent(out)
+    real = out.resolve()  # one lock per real folder, however it is named (a symlink got its own lock before)
     with reporting_write_errors(out):
-        handle = open(out.parent / f".{out.name}.lock", "a")
+        handle = open(real.parent / f".{real.name}.lock", "a")
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

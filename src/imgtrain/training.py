@@ -235,6 +235,10 @@ def train(
     train_dir, valid_dir = _labeled(train, "training"), _labeled(valid, "validation")
     width, height = _check_inputs(config, spec, train_dir, valid_dir, ctx.world_size)
     out = Path(out)
+    if config.log_dir is not None and (out.resolve() == Path(config.log_dir).resolve()
+                                       or out.resolve() in Path(config.log_dir).resolve().parents):
+        raise ParameterError(f"--log-dir {config.log_dir} lies inside --out {out}, which the trained model replaces "
+                             "as a whole: the event files would be deleted.", hint="put the log folder elsewhere.")
     inputs = [Path(model), Path(train), Path(valid)]
     with exclusive(out) if ctx.is_main else contextlib.nullcontext():
         return _train(untrained, train_dir, valid_dir, out, inputs, config, spec, ctx,
