@@ -438,3 +438,19 @@ def test_a_full_disk_while_unpacking_is_a_write_error_not_a_damaged_archive(tmp_
                           str(tmp_path / "out")], capture_output=True, text=True, timeout=120, preexec_fn=limit)
     assert run.returncode == 1 and "OutputWriteError" in run.stderr and "File too large" in run.stderr, run.stderr
     assert "cannot be read" not in run.stderr and not (tmp_path / "out").exists()
+
+
+def test_overwrite_replaces_only_what_imgtrain_wrote(small_training_data, tmp_path):
+    from conftest import make_class_folder
+
+    model, train, valid, spec = small_training_data
+    mine = tmp_path / "my-photos"
+    mine.mkdir()
+    (mine / "wedding.jpg").write_bytes(b"irreplaceable")
+    with pytest.raises(imgtrain.OutputExistsError, match="holds files imgtrain did not write"):
+        imgtrain.train(model, train, valid, mine, TrainConfig(epochs=1, batch_size=8, progress=False,
+                                                              overwrite=True), spec)
+    with pytest.raises(imgtrain.OutputExistsError, match="holds files imgtrain did not write"):
+        imgtrain.convert(make_class_folder(tmp_path / "src", {"a": 1, "b": 1}), mine, overwrite=True,
+                         progress=False)
+    assert (mine / "wedding.jpg").read_bytes() == b"irreplaceable"

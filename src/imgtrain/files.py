@@ -145,6 +145,11 @@ def _is_occupied(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
+#: What every folder imgtrain writes holds (image directory, model directories, export, report, checkpoint).
+IMGTRAIN_MARKERS = ("imgtrain-images.json", "imgtrain-model.json", "imgtrain-export.json", "metrics.json",
+                    "checkpoint")
+
+
 def check_output(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
     """Refuse an occupied output unless `overwrite`, and never an output that is, holds or lies in an input."""
     out = Path(out).resolve()
@@ -163,6 +168,10 @@ def check_output(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> Non
             f"The output {out} already exists and is not empty.",
             hint="choose another output path, or pass --overwrite (overwrite=True) to replace it.",
         )
+    if overwrite and out.is_dir() and _is_occupied(out) and not any((out / m).exists() for m in IMGTRAIN_MARKERS):
+        raise OutputExistsError(
+            f"The output {out} already exists and holds files imgtrain did not write; --overwrite replaces only "
+            "imgtrain outputs.", hint="choose another output path, or empty that folder yourself.")
 
 
 @contextlib.contextmanager
