@@ -305,8 +305,13 @@ def test_existing_output_is_refused_unless_overwrite(labeled_folder, tmp_path):
     with pytest.raises(OutputExistsError, match="--overwrite"):
         imgtrain.convert(labeled_folder, out)
     assert (out / "precious.txt").read_text() == "keep me"
-    imgtrain.convert(labeled_folder, out, overwrite=True)
-    assert not (out / "precious.txt").exists() and len(ImageDirectory.open(out)) == 10
+    with pytest.raises(OutputExistsError, match="replaces only imgtrain outputs"):  # not someone's own folder
+        imgtrain.convert(labeled_folder, out, overwrite=True)
+    assert (out / "precious.txt").read_text() == "keep me"
+    (out / "precious.txt").unlink()
+    imgtrain.convert(labeled_folder, out)
+    imgtrain.convert(labeled_folder, out, overwrite=True)  # an image directory is replaced
+    assert len(ImageDirectory.open(out)) == 10
 
 
 def test_failed_overwrite_leaves_previous_output_intact(labeled_folder, tmp_path):

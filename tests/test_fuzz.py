@@ -30,7 +30,7 @@ import imgtrain
 from imgtrain import ImgtrainError, TrainConfig
 from imgtrain.scoring import score_to_file
 
-EXAMPLES = int(os.environ.get("IMGTRAIN_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("IMGTRAIN_FUZZ_EXAMPLES", "20"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="IMGTRAIN_FUZZ_EXAMPLES" not in os.environ,
                 database=None, suppress_health_check=list(HealthCheck))
 HANG_SECONDS = 30
