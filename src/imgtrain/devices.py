@@ -102,9 +102,9 @@ def resolve_precision(precision: str, device: torch.device, repeatable: bool = T
     if speedup is None:
         return candidate
     ratio = speedup(candidate)
-    log.info("precision auto: one %s step measured %.2fx the speed of fp32 -> %s", candidate, ratio,
-             candidate if ratio >= MIN_SPEEDUP else "fp32")
-    return candidate if ratio >= MIN_SPEEDUP else "fp32"
+    chosen = candidate if ratio >= MIN_SPEEDUP else "fp32"
+    log.info("precision auto: one %s step measured %.2fx the speed of fp32 -> %s", candidate, ratio, chosen)
+    return chosen
 
 
 def autocast_for(device: torch.device, precision: str):

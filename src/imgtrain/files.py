@@ -145,6 +145,12 @@ def _is_occupied(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
+def within(path: str | Path, folder: str | Path) -> bool:
+    """True when `path` is `folder` or lies inside it (links and `..` resolved)."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return path == folder or folder in path.parents
+
+
 #: What every folder imgtrain writes holds (image directory, model directories, export, report, checkpoint).
 IMGTRAIN_MARKERS = ("imgtrain-images.json", "imgtrain-model.json", "imgtrain-export.json", "metrics.json",
                     "checkpoint")
@@ -152,15 +158,13 @@ IMGTRAIN_MARKERS = ("imgtrain-images.json", "imgtrain-model.json", "imgtrain-exp
 
 def check_output(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
     """Refuse an occupied output unless `overwrite`, and never an output that is, holds or lies in an input."""
-    out = Path(out).resolve()
     for inp in inputs:
-        inp = Path(inp).resolve()
-        if out == inp or out in inp.parents:
+        if within(inp, out):
             raise ParameterError(
                 f"The output {out} is, or contains, the input {inp}; writing it would destroy the input.",
                 hint="choose an output path outside the input.",
             )
-        if inp in out.parents:  # the next run over the input would read the output as part of it
+        if within(out, inp):  # the next run over the input would read the output as part of it
             raise ParameterError(f"The output {out} lies inside the input {inp}.",
                                  hint="choose an output path outside the input.")
     if not overwrite and _is_occupied(out):

@@ -18,8 +18,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .errors import InvalidDatasetError, OutputExistsError, ParameterError
-from .files import WRITE_ERRNOS, publish, reporting_write_errors, write_failed
+from .errors import InvalidDatasetError, ParameterError
+from .files import WRITE_ERRNOS, check_output, publish, reporting_write_errors, write_failed
 from .image_directory import ImageDirectory, list_problems
 from .imaging import BadImage, load_rgb, rgb_tensor, to_rgb
 from .model_directory import TrainedModel, open_model_directory
@@ -191,16 +191,10 @@ def score(model: str | Path | Model, images: str | Path | ImageDirectory, *, bat
 
 
 def _check_scores_output(out: Path, overwrite: bool, inputs: list[Path]) -> None:
-    """Before any work: the scores file may not be, or be inside, an input, nor an existing folder."""
-    resolved = out.resolve()
-    for inp in inputs:
-        if resolved == inp.resolve() or inp.resolve() in resolved.parents:
-            raise ParameterError(f"The scores file {out} would be written inside the input {inp}, which it could "
-                                 "destroy.", hint="write the scores outside the model and image directories.")
+    """Before any work: the scores file is not an existing folder, nor is it, or does it lie in, an input."""
     if out.is_dir():
         raise ParameterError(f"{out} is a folder; the scores go to a file.", hint="give a path such as scores.csv.")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} already exists.", hint="choose another --out, or pass --overwrite.")
+    check_output(out, overwrite, inputs)
 
 
 def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path, *, fmt: str | None = None,

@@ -35,7 +35,7 @@ from .devices import (PRECISIONS, autocast_for, determinism, gradient_scaler, me
 from .errors import (InvalidDatasetError, OutputExistsError, ParameterError, TrainingDivergedError,
                      TrainingInterrupted)
 from .faults import crash_point
-from .files import building_dir, check_output, exclusive
+from .files import building_dir, check_output, exclusive, within
 from .image_directory import ImageDirectory, list_problems
 from .interrupts import stop_on_signals
 from .model_directory import PLOT_NAME, open_model_directory, write_model_directory
@@ -235,8 +235,7 @@ def train(
     train_dir, valid_dir = _labeled(train, "training"), _labeled(valid, "validation")
     width, height = _check_inputs(config, spec, train_dir, valid_dir, ctx.world_size)
     out = Path(out)
-    if config.log_dir is not None and (out.resolve() == Path(config.log_dir).resolve()
-                                       or out.resolve() in Path(config.log_dir).resolve().parents):
+    if config.log_dir is not None and within(config.log_dir, out):
         raise ParameterError(f"--log-dir {config.log_dir} lies inside --out {out}, which the trained model replaces "
                              "as a whole: the event files would be deleted.", hint="put the log folder elsewhere.")
     inputs = [Path(model), Path(train), Path(valid)]
@@ -438,8 +437,9 @@ def _check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirector
                              hint=f"use a batch size of at most {per_worker}.")
     found = []
     for directory, mode in ((train, "training"), (valid, "inference")):
-        _check_transform_sizes(spec, directory)
-        sizes = output_sizes(spec, {(r.width, r.height) for r in directory}, mode)
+        image_sizes = {(r.width, r.height) for r in directory}
+        _check_transform_sizes(spec, directory, image_sizes)
+        sizes = output_sizes(spec, image_sizes, mode)
         found.append(next(iter(sizes)))
         if len(sizes) > 1:
             shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
@@ -450,10 +450,10 @@ def _check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirector
     return found[0]
 
 
-def _check_transform_sizes(spec: TransformSpec, directory: ImageDirectory) -> None:
+def _check_transform_sizes(spec: TransformSpec, directory: ImageDirectory, sizes: set[tuple[int, int]]) -> None:
     """Name the images the transformation would blow up (thin images under a resize), before any work."""
     too_large = {}
-    for size in {(r.width, r.height) for r in directory}:
+    for size in sizes:
         try:
             check_transform_size(spec, *size)
         except ImageTooLarge as exc:
