@@ -454,3 +454,42 @@ def test_overwrite_replaces_only_what_imgtrain_wrote(small_training_data, tmp_pa
         imgtrain.convert(make_class_folder(tmp_path / "src", {"a": 1, "b": 1}), mine, overwrite=True,
                          progress=False)
     assert (mine / "wedding.jpg").read_bytes() == b"irreplaceable"
+
+
+def test_serve_answers_health_while_heavy_images_are_decoded(resizing_model):
+    import io
+    import threading
+    import time
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from imgtrain.serve import ServeConfig, create_app
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4000, 4000), (200, 30, 30)).save(buffer, format="PNG")  # 16 M pixels in a few KB
+    files = [("file", (f"big{i}.png", buffer.getvalue(), "image/png")) for i in range(4)]
+    with TestClient(create_app(resizing_model[0], ServeConfig(decode_threads=1))) as client:
+        spans, started = [], threading.Event()
+
+        def heavy():
+            begin = time.perf_counter()
+            started.set()
+            assert client.post("/predict", files=files).status_code == 200
+            spans.append(time.perf_counter() - begin)
+
+        workers = [threading.Thread(target=heavy) for _ in range(3)]
+        for worker in workers:
+            worker.start()
+        started.wait()
+        time.sleep(0.2)
+        waits = []
+        while any(w.is_alive() for w in workers) and len(waits) < 20:
+            begin = time.perf_counter()
+            assert client.get("/health").status_code == 200
+            waits.append(time.perf_counter() - begin)
+            time.sleep(0.05)
+        for worker in workers:
+            worker.join()
+    assert len(spans) == 3 and len(waits) >= 3, (spans, waits)
+    assert max(waits) < min(spans) / 4, f"/health waited {max(waits):.2f} s while requests took {spans}"

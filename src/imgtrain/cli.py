@@ -15,6 +15,7 @@ from .architectures import DEFAULT_MODEL, FAMILIES
 from .devices import PRECISIONS
 from .errors import ImgtrainError, TrainingInterrupted
 from .sampling import MAX_SEED
+from .serve import ServeConfig
 from .training import TrainConfig
 
 TRANSFORM_HELP = {
@@ -305,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most images scored together")
     p.add_argument("--batch-wait-ms", type=_number(0, 60_000), default=5.0, metavar="MS",
                    help="how long a request waits for others to share its batch")
+    p.add_argument("--decode-threads", type=_number(1, 256, int), default=ServeConfig.decode_threads, metavar="N",
+                   help="images decoded at once, off the event loop (each may hold up to --max-pixels x 3 bytes)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("demo", parents=common, formatter_class=_Formatter,
@@ -440,10 +443,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import ServeConfig, serve
+    from .serve import serve
 
     config = ServeConfig(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
-                         max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms)
+                         max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
+                         decode_threads=args.decode_threads)
     serve(args.model, args.host, args.port, config)
     return 0
 

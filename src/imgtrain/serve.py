@@ -16,6 +16,7 @@ import base64
 import binascii
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,13 @@ class ServeConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_batch: int = 16
     batch_wait_ms: float = 5.0
+    decode_threads: int = 2  # images decoded at once, off the event loop; bounds decoding memory too
 
     def __post_init__(self) -> None:
-        if self.max_upload_bytes < 1 or self.max_pixels < 1 or self.max_batch < 1 or not 0 <= self.batch_wait_ms <= 60_000:
-            raise ParameterError("upload size, pixel limit and batch size must be positive, the wait 0 to 60000 ms.")
+        if (self.max_upload_bytes < 1 or self.max_pixels < 1 or self.max_batch < 1 or self.decode_threads < 1
+                or not 0 <= self.batch_wait_ms <= 60_000):
+            raise ParameterError("upload size, pixel limit, batch size and decode threads must be positive, "
+                                 "the wait 0 to 60000 ms.")
 
 
 class BadRequest(Exception):
@@ -151,6 +155,11 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
     model = model if isinstance(model, Model) else load_model(model)
     batcher = Batcher(model, config)
     stats = {"requests": 0, "rejected": 0}
+    decoders = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="imgtrain-decode")
+
+    async def off_loop(function, *args):
+        """Run CPU-heavy parsing or decoding in the decode pool, so /health and other requests stay answered."""
+        return await asyncio.get_running_loop().run_in_executor(decoders, function, *args)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -158,6 +167,7 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
         task = asyncio.create_task(batcher.run())
         yield
         task.cancel()
+        decoders.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="imgtrain model endpoint", version="1",
                   description=f"Image classifier {model.trained.architecture.model_name} with classes "
@@ -190,14 +200,14 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
         if content_type.startswith("multipart/form-data"):
             images, designer = await _multipart_images(body, content_type), False
         elif "json" in content_type or body[:1] in (b"{", b"["):
-            images, designer = _json_images(body)
+            images, designer = await off_loop(_json_images, body)
         else:
             raise BadRequest(415, "send multipart/form-data with a `file` field, or application/json")
         if not images:
             raise BadRequest(400, "no image in the request")
         if len(images) > MAX_IMAGES_PER_REQUEST:
             raise BadRequest(413, f"{len(images)} images in one request, over the limit of {MAX_IMAGES_PER_REQUEST}")
-        tensors = [_decode(data, name, config, model) for name, data in images]
+        tensors = await asyncio.gather(*(off_loop(_decode, data, name, config, model) for name, data in images))
         rows = await asyncio.gather(*(batcher.probabilities(t) for t in tensors))
         if designer:
             table = [{SCORED_LABELS: model.classes[int(np.argmax(r))],
