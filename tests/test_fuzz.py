@@ -2,7 +2,7 @@
 
 Whatever the bytes, convert / train / score / the readers end normally or raise an ImgtrainError,
 never another exception and never a hang. IMGTRAIN_FUZZ_EXAMPLES=N runs N examples per target
-(default 25, fixed seed so CI is repeatable); run it with a large N and no seed when touching a reader.
+(default 20, fixed seed so CI is repeatable); run it with a large N and no seed when touching a reader.
 """
 
 from __future__ import annotations
@@ -323,3 +323,69 @@ def test_fuzzed_checkpoints_on_resume(valid, interrupted_run, work, data, kind):
     with only_imgtrain_errors():
         imgtrain.train(valid["untrained"], valid["train"], valid["images"], out,
                        dataclasses.replace(RESUMABLE, resume=True), valid["transform"])
+
+
+# --- thin and huge-declared images through train's pre-check and serve ---------------------------------
+
+def _declared_png(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height and that holds no pixels (a few dozen bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + \
+        chunk(b"IEND", b"")
+
+
+THIN = st.tuples(st.integers(1, 3), st.integers(1_000, 1_000_000)).map(lambda s: s if s[1] % 2 else s[::-1])
+SHAPES = st.one_of(THIN, st.tuples(st.integers(1, 300), st.integers(1, 300)),
+                   st.tuples(st.integers(1, 2**31 - 1), st.integers(1, 2**31 - 1)))
+
+
+def _image_of(width: int, height: int) -> bytes:
+    """Real pixels where that is cheap to make (thin and small images), else only a header declaring the size."""
+    if width * height > 2_000_000:
+        return _declared_png(width, height)
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def resizing_server(valid, tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    from imgtrain.serve import ServeConfig, create_app
+
+    model = _copy(valid["trained"], tmp_path_factory.mktemp("fuzz-serve") / "model")
+    meta = json.loads((model / "imgtrain-model.json").read_text())
+    meta["input"]["transform"].update(resize=True, size=32, center_crop=True, crop_size=32)
+    (model / "imgtrain-model.json").write_text(json.dumps(meta))
+    with TestClient(create_app(model, ServeConfig())) as client:
+        yield client
+
+
+@settings(FUZZ, max_examples=max(5, EXAMPLES // 2))
+@given(shape=SHAPES, size=st.integers(1, 512), crop=st.booleans(), declared=st.booleans())
+def test_thin_and_huge_declared_images_in_trains_precheck_and_serve(valid, work, resizing_server, shape, size, crop,
+                                                                    declared):
+    """The index may declare any size (a hostile or stale index); the file may hold pixels or only a header."""
+    data = _declared_png(*shape) if declared else _image_of(*shape)
+    train = _copy(valid["train"], work / "train")
+    records = [json.loads(line) for line in (train / "images.jsonl").read_text().splitlines()]
+    keep = [next(r for r in records if r["label"] == c) for c in ("blue", "green", "red")]
+    keep.append({**keep[0], "id": 99, "path": "images/fuzz.png", "width": shape[0], "height": shape[1]})
+    (train / "images.jsonl").write_text("".join(json.dumps(r) + "\n" for r in keep))
+    meta = json.loads((train / "imgtrain-images.json").read_text())
+    (train / "imgtrain-images.json").write_text(json.dumps({**meta, "num_images": len(keep)}))
+    (train / "images" / "fuzz.png").write_bytes(data)
+    spec = imgtrain.TransformSpec(resize=True, size=size, center_crop=crop, crop_size=min(size, 24))
+    shutil.rmtree(work / "out", ignore_errors=True)
+    with only_imgtrain_errors():
+        imgtrain.train(valid["untrained"], train, valid["images"], work / "out",
+                       TrainConfig(epochs=1, batch_size=4, progress=False), spec)
+    with only_imgtrain_errors():
+        answer = resizing_server.post("/predict", files={"file": ("x.png", data, "image/png")})
+        assert answer.status_code in (200, 400, 413), answer.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -409,10 +410,19 @@ def test_an_output_named_through_a_symlink_shares_the_lock_of_its_target(tmp_pat
 
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
-    with exclusive(tmp_path / "real"):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def take(path):  # in another thread: within one thread the lock is re-entrant
+        with exclusive(path):
+            return "taken"
+
+    with exclusive(tmp_path / "real"), ThreadPoolExecutor(1) as other:
         with pytest.raises(imgtrain.OutputExistsError, match="Another imgtrain process"):
-            with exclusive(tmp_path / "link"):
-                pass
+            other.submit(take, tmp_path / "link").result()
+        with pytest.raises(imgtrain.OutputExistsError, match="Another imgtrain process"):
+            other.submit(take, tmp_path / "real").result()
+    assert take(tmp_path / "link") == "taken"  # released: free again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]  # and the lock file is gone
 
 
 def test_a_full_disk_while_unpacking_is_a_write_error_not_a_damaged_archive(tmp_path):
@@ -493,3 +503,68 @@ def test_serve_answers_health_while_heavy_images_are_decoded(resizing_model):
             worker.join()
     assert len(spans) == 3 and len(waits) >= 3, (spans, waits)
     assert max(waits) < min(spans) / 4, f"/health waited {max(waits):.2f} s while requests took {spans}"
+
+
+def test_a_convert_stopped_by_sigterm_or_killed_leaves_nothing_behind(tmp_path, monkeypatch, run_cli):
+    from conftest import make_class_folder
+
+    src = make_class_folder(tmp_path / "src", {"cat": 3, "dog": 3})
+    out = tmp_path / "out"
+    monkeypatch.setenv("IMGTRAIN_CRASH_AT", "output-built")  # every image written aside, not yet in place
+    monkeypatch.setenv("IMGTRAIN_CRASH_SIGNAL", "TERM")
+    code, _, err = run_cli("convert", src, out)
+    assert code == 143 and "terminated" in err
+    assert sorted(os.listdir(tmp_path)) == ["src"]  # no .out.building-*, no lock file
+    monkeypatch.delenv("IMGTRAIN_CRASH_AT")
+    killed = tmp_path / ".out.building-k1ll3d"  # what a SIGKILL-ed convert leaves: its half-built folder
+    make_class_folder(killed, {"cat": 2})
+    assert run_cli("convert", src, out)[0] == 0
+    assert sorted(os.listdir(tmp_path)) == ["out", "src"]
+    assert imgtrain.ImageDirectory.open(out).classes == ("cat", "dog")
+
+
+def test_an_image_replaced_after_convert_by_another_size_is_named(small_training_data, trained_model, tmp_path):
+    import shutil
+
+    from conftest import noise
+
+    model, train, valid, spec = small_training_data
+    changed = shutil.copytree(train, tmp_path / "train")
+    directory = imgtrain.ImageDirectory.open(changed)
+    victim = directory.image_path(5)
+    noise(20, 18).save(victim, format="PNG")  # the index says 16x16
+    with pytest.raises(imgtrain.InvalidDatasetError, match="changed after convert") as caught:
+        imgtrain.train(model, changed, valid, tmp_path / "model", TrainConfig(epochs=1, batch_size=4, progress=False),
+                       spec)
+    assert str(victim) in str(caught.value) and "20x18" in str(caught.value)
+    rows = imgtrain.score(trained_model[0], changed, skip_invalid=True, progress=False)
+    errors = [row["error"] for row in rows if row.get("error")]
+    assert len(errors) == 1 and "changed after convert" in errors[0]
+
+
+def test_images_too_small_for_the_network_are_named_not_crashed_on(small_training_data, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from conftest import noise
+    from imgtrain.serve import create_app
+
+    _, train, valid, _ = small_training_data  # 16x16 images; densenet's poolings need 29x29
+    densenet = tmp_path / "densenet"
+    imgtrain.create_model_directory(densenet, imgtrain.Architecture("densenet", "densenet121"), pretrained=False)
+    unresized = imgtrain.TransformSpec(resize=False, center_crop=False)
+    with pytest.raises(imgtrain.InvalidDatasetError, match="needs at least 29x29") as caught:
+        imgtrain.train(densenet, train, valid, tmp_path / "model", TrainConfig(epochs=1, batch_size=4,
+                                                                               progress=False), unresized)
+    assert "16x16" in str(caught.value) and "resize" in caught.value.hint
+    imgtrain.train(densenet, train, valid, tmp_path / "model", TrainConfig(epochs=1, batch_size=8, progress=False),
+                   imgtrain.TransformSpec(size=32, crop_size=32))
+    import io
+
+    buffer = io.BytesIO()
+    noise(300, 1).save(buffer, format="PNG")  # resized to 32 high it is 9600x32: fine; 1 high is not
+    meta = json.loads((tmp_path / "model" / "imgtrain-model.json").read_text())
+    meta["input"]["transform"].update(resize=False, center_crop=False)
+    (tmp_path / "model" / "imgtrain-model.json").write_text(json.dumps(meta))
+    with TestClient(create_app(tmp_path / "model")) as client:
+        answer = client.post("/predict", files={"file": ("thin.png", buffer.getvalue(), "image/png")})
+    assert answer.status_code == 400 and "needs at least 29x29" in answer.json()["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -77,6 +78,32 @@ class Architecture:
     def build(self, num_classes: int) -> nn.Module:
         """A freshly initialised network with a `num_classes`-way head (uses torch's RNG)."""
         return torchvision.models.get_model(self.model_name, weights=None, num_classes=num_classes, **self.options)
+
+
+def smallest_input_side(architecture: Architecture) -> int:
+    """The fewest pixels a side of the network's input may have (densenet's poolings need 29; resnet's 1)."""
+    return _smallest_side(architecture.model_name)
+
+
+@functools.lru_cache(maxsize=None)
+def _smallest_side(model_name: str) -> int:
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # shapes only: no memory, no RNG draws
+        net = torchvision.models.get_model(model_name, weights=None, num_classes=2).eval()
+
+    def fits(side: int) -> bool:
+        try:
+            net(torch.empty(1, 3, side, side, device="meta"))
+            return True
+        except RuntimeError:  # "Output size is too small" from a pooling layer
+            return False
+
+    low, high = 0, 1  # fits(low) is False, fits(high) is True once found; these networks fit every larger side
+    while not fits(high):
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle, high)
+    return high
 
 
 @dataclass(frozen=True)

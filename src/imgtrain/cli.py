@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from . import __version__
 from .architectures import DEFAULT_MODEL, FAMILIES
 from .devices import PRECISIONS
 from .errors import ImgtrainError, TrainingInterrupted
+from .interrupts import Terminated, terminate_cleanly
 from .sampling import MAX_SEED
 from .serve import ServeConfig
 from .training import TrainConfig
@@ -483,7 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet or worker else logging.INFO, handlers=[handler],
                         force=True)
     try:
-        return args.func(args)
+        with terminate_cleanly():
+            return args.func(args)
     except ImgtrainError as exc:
         if args.debug:
             traceback.print_exc()
@@ -492,6 +495,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("error: terminated (SIGTERM); outputs are as they were before this command", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except Exception as exc:  # never a bare traceback for users; --debug shows it
         if args.debug:
             traceback.print_exc()

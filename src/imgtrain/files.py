@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -102,27 +103,56 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+_held = threading.local()  # real paths this thread holds the lock of
+
+
 @contextlib.contextmanager
 def exclusive(out: Path) -> Iterator[None]:
-    """Hold a lock on `out` (a hidden file beside it) so a second writer is refused, not interleaved."""
-    import fcntl
+    """Hold a lock on `out` (a hidden file beside it) so a second writer is refused, not interleaved.
 
+    One lock per real folder, however it is named; re-entrant within a thread (train builds its
+    model directory under the lock it took for the run). The lock file is removed on release.
+    """
     out = Path(out)
     make_parent(out)
-    real = out.resolve()  # one lock per real folder, however it is named (a symlink got its own lock before)
-    with reporting_write_errors(out):
-        handle = open(real.parent / f".{real.name}.lock", "a")
-    with handle:
+    real = out.resolve()
+    held = _held.__dict__.setdefault("paths", set())
+    if real in held:
+        yield
+        return
+    lock = real.parent / f".{real.name}.lock"
+    handle = _lock(lock, out)
+    held.add(real)
+    try:
+        recover(out)
+        yield
+    finally:
+        held.discard(real)
+        with contextlib.suppress(OSError):
+            lock.unlink()  # while still locked: whoever opened it meanwhile sees it gone and retries
+        handle.close()
+
+
+def _lock(lock: Path, out: Path):
+    """An open, flock-ed handle on `lock`, the file that is there now (not one a releasing holder removed)."""
+    import fcntl
+
+    while True:
+        with reporting_write_errors(out):
+            handle = open(lock, "a")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
+            handle.close()
             raise OutputExistsError(f"Another imgtrain process is writing {out}.",
                                     hint="wait for it to finish, or choose another output.") from None
         try:
-            recover(out)
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            mine, there = os.fstat(handle.fileno()), os.stat(lock)
+            if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino):
+                return handle
+        except FileNotFoundError:
+            pass
+        handle.close()
 
 
 def recover(out: Path) -> None:
@@ -190,12 +220,21 @@ def building_dir(out: Path, overwrite: bool = False, inputs: Iterable[Path] = ()
     out = Path(out)
     inputs = list(inputs)
     check_output(out, overwrite, inputs)
-    kept = f"{out} is as it was before." if _is_occupied(out) else "Nothing was written."
-    make_parent(out)
-    with reporting_write_errors(out, kept):
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    with exclusive(out):  # and a killed writer's half-built folder is removed
+        kept = f"{out} is as it was before." if _is_occupied(out) else "Nothing was written."
+        with reporting_write_errors(out, kept):
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+        with _replacing(out, tmp, overwrite, inputs, kept, validate):
+            yield tmp
+
+
+@contextlib.contextmanager
+def _replacing(out: Path, tmp: Path, overwrite: bool, inputs: list[Path], kept: str,
+               validate: Callable[[Path], object] | None) -> Iterator[None]:
+    """After the caller filled `tmp`: check it and move it into place; on any failure remove it."""
     try:
-        yield tmp
+        yield
+        crash_point("output-built")
         if validate is not None:
             try:
                 validate(tmp)

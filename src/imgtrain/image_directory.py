@@ -126,8 +126,9 @@ class ImageDirectory:
     def load(self, index: int) -> Image.Image:
         """The image at position `index` as upright 8-bit RGB."""
         path = self.image_path(index)
+        record = self.records[index]
         try:
-            return load_rgb(path)
+            return load_indexed(path, record.width, record.height)
         except BadImage as exc:
             raise InvalidDatasetError(
                 f"Image {path} of {self.root} cannot be read: {exc}.",
@@ -182,6 +183,23 @@ class ImageDirectory:
         return ImageDataset(self, transform, classes)
 
 
+class ImageChanged(BadImage):
+    """The file is not the image the index describes: it was replaced after convert."""
+
+
+def load_indexed(path: Path, width: int, height: int) -> Image.Image:
+    """Read an image of an image directory, refusing one whose size is not the size its index recorded.
+
+    Training and scoring plan batches and bound memory from the indexed sizes, so a file replaced
+    after convert must not slip through.
+    """
+    img = load_rgb(path)
+    if img.size != (width, height):
+        raise ImageChanged(f"it is {img.width}x{img.height} pixels but the image directory's index says "
+                           f"{width}x{height}: the file changed after convert; run `imgtrain convert` again")
+    return img
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """Map-style dataset over an image directory; paths are kept in one numpy array so
     forked data-loader workers do not copy them."""
@@ -202,6 +220,7 @@ class ImageDataset(torch.utils.data.Dataset):
         self.labels = np.array(
             [-1 if r.label is None else index[r.label] for r in directory.records], dtype=np.int64
         )
+        self.sizes = np.array([(r.width, r.height) for r in directory.records], dtype=np.int64).reshape(-1, 2)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -209,7 +228,7 @@ class ImageDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[Any, int]:
         path = str(self.paths[i])
         try:
-            img = load_rgb(Path(path))
+            img = load_indexed(Path(path), *map(int, self.sizes[i]))
         except BadImage as exc:
             raise InvalidDatasetError(f"Image {path} cannot be read: {exc}.") from None
         tensor = rgb_tensor(img)

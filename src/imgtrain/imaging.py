@@ -37,6 +37,10 @@ class ImageTooLarge(BadImage):
     """An image over the pixel limit, or a decompression bomb: readable, but refused for its size."""
 
 
+class ImageTooSmall(BadImage):
+    """An image the transformation leaves smaller than the network can take (its pooling would leave nothing)."""
+
+
 def is_image_name(name: str) -> bool:
     """True when the file name has one of the accepted image extensions, in any case."""
     return Path(name).suffix.lower() in IMAGE_EXTENSIONS

@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM during training: finish the batch, write a checkpoint, say how to resume."""
+"""Ctrl-C and SIGTERM: during training finish the batch, write a checkpoint, say how to resume; elsewhere
+unwind like Ctrl-C, so that half-built outputs are removed on the way out."""
 
 from __future__ import annotations
 
@@ -51,3 +52,27 @@ def stop_on_signals() -> Iterator[StopRequest]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class Terminated(BaseException):
+    """SIGTERM outside training: unwinds the stack (cleaning up as it goes) like KeyboardInterrupt does."""
+
+
+@contextlib.contextmanager
+def terminate_cleanly() -> Iterator[None]:
+    """While inside, SIGTERM raises Terminated instead of killing the process where it stands.
+
+    Training sets its own handler while it runs (finish the batch, checkpoint) and puts this one back.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handle)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from .errors import InvalidDatasetError, ParameterError
 from .files import WRITE_ERRNOS, check_output, publish, reporting_write_errors, write_failed
-from .image_directory import ImageDirectory, list_problems
+from .image_directory import ImageDirectory, list_problems, load_indexed
 from .imaging import BadImage, load_rgb, rgb_tensor, to_rgb
 from .model_directory import TrainedModel, open_model_directory
 from .parallel import default_loader_workers
@@ -106,6 +106,7 @@ class _ScoringData(Dataset):
 
     def __init__(self, directory: ImageDirectory, model_input: ModelInput):
         self.paths = np.array([str(directory.root / r.path) for r in directory.records])
+        self.sizes = np.array([(r.width, r.height) for r in directory.records], dtype=np.int64).reshape(-1, 2)
         self.model_input = model_input
 
     def __len__(self) -> int:
@@ -113,7 +114,8 @@ class _ScoringData(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str]:
         try:
-            return self.model_input(rgb_tensor(load_rgb(Path(str(self.paths[i]))))), i, ""
+            image = load_indexed(Path(str(self.paths[i])), *map(int, self.sizes[i]))
+            return self.model_input(rgb_tensor(image)), i, ""
         except BadImage as exc:
             return None, i, str(exc)
 

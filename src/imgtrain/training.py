@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
-from .architectures import IMAGENET_MEAN, IMAGENET_STD, UntrainedModel, load_backbone, open_untrained
+from .architectures import (IMAGENET_MEAN, IMAGENET_STD, UntrainedModel, load_backbone, open_untrained,
+                            smallest_input_side)
 from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from .devices import (PRECISIONS, autocast_for, determinism, gradient_scaler, measure_speedup, resolve_device,
                       resolve_precision)
@@ -233,7 +234,8 @@ def train(
     ctx = distributed.context_from_env()
     untrained = open_untrained(model)
     train_dir, valid_dir = _labeled(train, "training"), _labeled(valid, "validation")
-    width, height = _check_inputs(config, spec, train_dir, valid_dir, ctx.world_size)
+    width, height = _check_inputs(config, spec, train_dir, valid_dir, ctx.world_size,
+                                  smallest_input_side(untrained.architecture))
     out = Path(out)
     if config.log_dir is not None and within(config.log_dir, out):
         raise ParameterError(f"--log-dir {config.log_dir} lies inside --out {out}, which the trained model replaces "
@@ -249,6 +251,7 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
            batch_shape: tuple[int, ...]) -> list[dict[str, Any]]:
     """The training run itself, once every input has been checked (see `train`)."""
     classes = train_dir.classes
+    smallest = smallest_input_side(untrained.architecture)
     resumed = _prepare_output(out, config, inputs)
     device = distributed.worker_device(resolve_device(config.device), ctx)
     fingerprint = {"architecture": untrained.architecture.to_json(), "pretrained": untrained.pretrained,
@@ -314,8 +317,9 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
         tracker = open_tracker(config.log_dir, config.mlflow, {**config.hyperparameters(), "model":
                                untrained.architecture.model_name, "precision": precision, "world_size": ctx.world_size},
                                run_name=out.name) if ctx.is_main else Tracker()
-        train_data = train_dir.dataset(ModelInput(spec, "training", IMAGENET_MEAN, IMAGENET_STD))
-        valid_data = valid_dir.dataset(ModelInput(spec, "inference", IMAGENET_MEAN, IMAGENET_STD), classes=classes)
+        train_data = train_dir.dataset(ModelInput(spec, "training", IMAGENET_MEAN, IMAGENET_STD, smallest))
+        valid_data = valid_dir.dataset(ModelInput(spec, "inference", IMAGENET_MEAN, IMAGENET_STD, smallest),
+                                       classes=classes)
         try:
             for epoch in range(start + 1, config.epochs + 1):
                 if stopper.should_stop:
@@ -414,7 +418,7 @@ def _labeled(path: str | Path, role: str) -> ImageDirectory:
 
 
 def _check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirectory, valid: ImageDirectory,
-                  world_size: int = 1) -> tuple[int, int]:
+                  world_size: int = 1, smallest_side: int = 1) -> tuple[int, int]:
     """Everything that can be checked before any work starts; returns the training input's (width, height)."""
     present_train = {c for c, n in train.class_counts().items() if n}
     present_valid = {c for c, n in valid.class_counts().items() if n}
@@ -441,6 +445,11 @@ def _check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirector
         _check_transform_sizes(spec, directory, image_sizes)
         sizes = output_sizes(spec, image_sizes, mode)
         found.append(next(iter(sizes)))
+        if min(found[-1]) < smallest_side:
+            raise InvalidDatasetError(
+                f"Images of {directory.root} come out of the {mode} transformation {found[-1][0]}x{found[-1][1]} "
+                f"pixels; the network needs at least {smallest_side}x{smallest_side}.",
+                hint=f"turn on resize with a size (and crop size) of at least {smallest_side}.")
         if len(sizes) > 1:
             shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
             raise InvalidDatasetError(

@@ -23,7 +23,7 @@ from torchvision.transforms import v2
 from .errors import InvalidDatasetError, InvalidTransformationDirectoryError, OutputExistsError, ParameterError
 from .files import atomic_write_json, building_dir
 from .image_directory import IMAGES_DIR, ImageDirectory, list_problems, write_image_directory
-from .imaging import BadImage, ImageTooLarge, load_rgb, rgb_tensor
+from .imaging import MAX_IMAGE_PIXELS, BadImage, ImageTooLarge, ImageTooSmall, load_rgb, rgb_tensor
 from .parallel import process_map
 from .sampling import check_seed
 
@@ -150,12 +150,14 @@ def _steps(spec: TransformSpec, mode: Mode) -> list[Callable]:
     """The torchvision transforms `spec` turns on, in the designer's order."""
     s, use = spec, (lambda name: getattr(spec, name) and (mode == "training" or name not in _RANDOM))
     candidates = [
-        ("resize", lambda: v2.Resize(s.size, antialias=True)),
+        ("resize", lambda: v2.Resize(s.size, _interpolation(s.size), antialias=True)),
         ("center_crop", lambda: v2.CenterCrop(s.crop_size)),
         ("pad", lambda: v2.Pad(s.padding)),
         ("color_jitter", lambda: v2.ColorJitter(**COLOR_JITTER)),
         ("grayscale", lambda: v2.Grayscale(num_output_channels=3)),
-        ("random_resized_crop", lambda: v2.RandomResizedCrop(s.random_resized_crop_size, antialias=True)),
+        ("random_resized_crop", lambda: v2.RandomResizedCrop(s.random_resized_crop_size,
+                                                             interpolation=_interpolation(s.random_resized_crop_size),
+                                                             antialias=True)),
         ("random_crop", lambda: v2.RandomCrop(s.random_crop_size, pad_if_needed=True)),
         ("random_horizontal_flip", lambda: v2.RandomHorizontalFlip()),
         ("random_vertical_flip", lambda: v2.RandomVerticalFlip()),
@@ -166,6 +168,11 @@ def _steps(spec: TransformSpec, mode: Mode) -> list[Callable]:
         ("random_erasing", lambda: v2.RandomErasing(p=RANDOM_ERASING_P)),
     ]
     return [make() for name, make in candidates if use(name)]
+
+
+def _interpolation(size: int) -> v2.InterpolationMode:
+    """Bilinear, except for a 1-pixel target: torch 2.14's uint8 bilinear kernel fails an internal assert making 1x1."""
+    return v2.InterpolationMode.BILINEAR if size > 1 else v2.InterpolationMode.NEAREST
 
 
 def largest_step_size(spec: TransformSpec, width: int, height: int) -> tuple[int, int]:
@@ -181,7 +188,10 @@ def largest_step_size(spec: TransformSpec, width: int, height: int) -> tuple[int
 
 
 def check_transform_size(spec: TransformSpec, width: int, height: int) -> None:
-    """ImageTooLarge when the transformation would make more than MAX_TRANSFORM_PIXELS of this image."""
+    """ImageTooLarge when the transformation would make more than MAX_TRANSFORM_PIXELS of this image, or when
+    the image is over the decoder's limit (an index may declare any size: nothing that large is ever allocated)."""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageTooLarge(f"a {width}x{height} image has more than the {MAX_IMAGE_PIXELS:,} pixels imgtrain decodes")
     w, h = largest_step_size(spec, width, height)
     if w * h > MAX_TRANSFORM_PIXELS:
         raise ImageTooLarge(f"a {width}x{height} image would become {w}x{h} ({w * h:,} pixels) inside the "
@@ -264,16 +274,27 @@ class ModelInput:
     A plain picklable object, so data-loader worker processes can run it.
     """
 
-    def __init__(self, spec: TransformSpec, mode: Mode, mean: tuple[float, ...], std: tuple[float, ...]):
+    def __init__(self, spec: TransformSpec, mode: Mode, mean: tuple[float, ...], std: tuple[float, ...],
+                 smallest_side: int = 1):
         self.spec = spec
+        self.smallest_side = smallest_side  # of the network's input (architectures.smallest_input_side)
         self.transform = build_transform(spec, mode)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         check_transform_size(self.spec, image.shape[-1], image.shape[-2])
-        x = self.transform(image).to(torch.float32).div_(255)
+        x = self.transform(image)
+        check_network_size(x.shape[-1], x.shape[-2], self.smallest_side)
+        x = x.to(torch.float32).div_(255)
         return x.sub_(self.mean).div_(self.std)
+
+
+def check_network_size(width: int, height: int, smallest_side: int) -> None:
+    """ImageTooSmall when the transformation's output is smaller than the network takes."""
+    if min(width, height) < smallest_side:
+        raise ImageTooSmall(f"it comes out of the transformation {width}x{height} pixels; the network needs at least "
+                            f"{smallest_side}x{smallest_side} (turn on resize with a size of at least {smallest_side})")
 
 
 def output_sizes(spec: TransformSpec, sizes: set[tuple[int, int]], mode: Mode) -> set[tuple[int, int]]:
