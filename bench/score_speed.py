@@ -43,7 +43,7 @@ def plain_loop(folder: Path, model_dir: Path, args) -> dict:
 
 def imgtrain_loop(directory: Path, model_dir: Path, args) -> dict:
     import imgtrain
-    from imgtrain.scoring import score_to_file
+    from imgtrain.inference.scoring import score_to_file
 
     model = imgtrain.load_model(model_dir)
     out = Path(tempfile.mkdtemp()) / "scores.csv"
@@ -58,7 +58,7 @@ def make_model_directory(out: Path, model_name: str, size: int) -> None:
 
     import imgtrain
     from imgtrain.files import building_dir
-    from imgtrain.model_directory import write_model_directory
+    from imgtrain.models.model_directory import write_model_directory
 
     family = "densenet" if model_name.startswith("densenet") else "resnet"
     arch = imgtrain.Architecture(family, model_name)

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 import imgtrain
 from imgtrain import Architecture, InvalidModelDirectoryError, ParameterError
-from imgtrain.architectures import imagenet_weights_file, open_untrained
+from imgtrain.models.architectures import imagenet_weights_file, open_untrained
 
 
 def test_no_pretrained_writes_a_versioned_description(tmp_path):

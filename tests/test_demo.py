@@ -8,7 +8,7 @@ import pytest
 
 from imgtrain import ImageDirectory, OutputExistsError, open_model_directory
 from imgtrain.demo import run_demo
-from imgtrain.transforms import load_transform
+from imgtrain.data.transforms import load_transform
 
 
 def test_demo_runs_the_whole_pipeline(tmp_path):

@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from imgtrain import distributed
+from imgtrain.training import distributed
 from imgtrain.devices import (Capability, autocast_for, cpu_has_fast_bf16, determinism, gradient_scaler,
                               measure_speedup, resolve_precision)
 

@@ -11,7 +11,7 @@ import pytest
 
 import imgtrain
 from imgtrain import NotLabeledDatasetError
-from imgtrain.evaluation import compute_metrics
+from imgtrain.inference.evaluation import compute_metrics
 
 # 5 images, 3 classes. Predictions (argmax): a, a, b, c, c; truth: a, b, b, c, a.
 PROBS = np.array([[0.7, 0.2, 0.1], [0.5, 0.4, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.3, 0.1, 0.6]])

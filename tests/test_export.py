@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import imgtrain
-from imgtrain.export import export_model, preprocess
+from imgtrain.models.export import export_model, preprocess
 
 
 def _images(valid, n=4):

@@ -28,7 +28,7 @@ from PIL import Image
 
 import imgtrain
 from imgtrain import ImgtrainError, TrainConfig
-from imgtrain.scoring import score_to_file
+from imgtrain.inference.scoring import score_to_file
 
 EXAMPLES = int(os.environ.get("IMGTRAIN_FUZZ_EXAMPLES", "20"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="IMGTRAIN_FUZZ_EXAMPLES" not in os.environ,
@@ -357,7 +357,7 @@ def _image_of(width: int, height: int) -> bytes:
 def resizing_server(valid, tmp_path_factory):
     from fastapi.testclient import TestClient
 
-    from imgtrain.serve import ServeConfig, create_app
+    from imgtrain.serving.serve import ServeConfig, create_app
 
     model = _copy(valid["trained"], tmp_path_factory.mktemp("fuzz-serve") / "model")
     meta = json.loads((model / "imgtrain-model.json").read_text())

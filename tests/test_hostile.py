@@ -11,7 +11,7 @@ import pytest
 
 import imgtrain
 from imgtrain import TrainConfig
-from imgtrain.scoring import score_to_file
+from imgtrain.inference.scoring import score_to_file
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_numbers_out_of_range_are_refused_with_the_range(run_cli, argv, option):
 
 
 def test_numbers_out_of_range_are_refused_by_the_library_too(small_training_data, tmp_path):
-    from imgtrain.serve import ServeConfig, serve
+    from imgtrain.serving.serve import ServeConfig, serve
 
     model, train, valid, spec = small_training_data
     with pytest.raises(imgtrain.ParameterError, match="seed must be an integer from 0 to 4294967295"):
@@ -224,7 +224,7 @@ def test_a_thin_image_gets_an_error_row_in_score_and_413_from_serve(resizing_mod
 
     from fastapi.testclient import TestClient
 
-    from imgtrain.serve import create_app
+    from imgtrain.serving.serve import create_app
 
     model_dir, _ = resizing_model
     folder = tmp_path / "flat"
@@ -323,8 +323,8 @@ def test_only_the_accepted_formats_are_ever_decoded(trained_model, tmp_path):
     from fastapi.testclient import TestClient
     from PIL import Image
 
-    from imgtrain.imaging import BadImage, open_image
-    from imgtrain.serve import create_app
+    from imgtrain.data.imaging import BadImage, open_image
+    from imgtrain.serving.serve import create_app
 
     ico = io.BytesIO()
     Image.new("RGB", (16, 16), (10, 20, 30)).save(ico, format="ICO")  # Pillow reads ICO; imgtrain must not
@@ -474,7 +474,7 @@ def test_serve_answers_health_while_heavy_images_are_decoded(resizing_model):
     from fastapi.testclient import TestClient
     from PIL import Image
 
-    from imgtrain.serve import ServeConfig, create_app
+    from imgtrain.serving.serve import ServeConfig, create_app
 
     buffer = io.BytesIO()
     Image.new("RGB", (4000, 4000), (200, 30, 30)).save(buffer, format="PNG")  # 16 M pixels in a few KB
@@ -546,7 +546,7 @@ def test_images_too_small_for_the_network_are_named_not_crashed_on(small_trainin
     from fastapi.testclient import TestClient
 
     from conftest import noise
-    from imgtrain.serve import create_app
+    from imgtrain.serving.serve import create_app
 
     _, train, valid, _ = small_training_data  # 16x16 images; densenet's poolings need 29x29
     densenet = tmp_path / "densenet"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgtrain.imaging import BadImage, decode_rgb, open_image
+from imgtrain.data.imaging import BadImage, decode_rgb, open_image
 
 
 def encode(img: Image.Image, fmt: str, **kw) -> bytes:

@@ -17,7 +17,8 @@ from safetensors.torch import load_file
 
 import imgtrain
 from imgtrain import ParameterError, TrainConfig
-from imgtrain import devices, training
+from imgtrain import devices
+from imgtrain.training import loop as training
 
 EPOCHS = 1  # 24 training images in batches of 8: 3 batches per epoch
 

@@ -13,7 +13,7 @@ from conftest import noise
 
 import imgtrain
 from imgtrain import ImageDirectory, InvalidDatasetError, OutputExistsError
-from imgtrain.scoring import score_rows, score_to_file
+from imgtrain.inference.scoring import score_rows, score_to_file
 
 CLASSES = ["blue", "green", "red"]
 
@@ -56,7 +56,8 @@ def test_bf16_scores_stay_close_to_fp32(trained_model):
 
 
 def test_auto_precision_for_scoring_is_decided_on_the_first_batch(trained_model, monkeypatch):
-    from imgtrain import devices, scoring
+    from imgtrain import devices
+    from imgtrain.inference import scoring
 
     model_dir, valid = trained_model
     monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import imgtrain
-from imgtrain.serve import ServeConfig, create_app
+from imgtrain.serving.serve import ServeConfig, create_app
 
 
 def _png(size=(16, 16), seed=0) -> bytes:

@@ -7,7 +7,7 @@ from conftest import make_class_folder
 
 import imgtrain
 from imgtrain import ImageDirectory
-from imgtrain.split import split_indices
+from imgtrain.data.split import split_indices
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_existing_second_output_blocks_both(directory, tmp_path):
 
 
 def test_package_function_is_not_shadowed_by_its_module():
-    import imgtrain.convert  # noqa: F401
-    import imgtrain.split  # noqa: F401
+    import imgtrain.data.convert  # noqa: F401
+    import imgtrain.data.split  # noqa: F401
 
     assert callable(imgtrain.split) and callable(imgtrain.convert)

@@ -17,7 +17,7 @@ from safetensors.torch import load, load_file
 import imgtrain
 from imgtrain import (EarlyStopping, InvalidDatasetError, InvalidModelDirectoryError, NotLabeledDatasetError,
                       OutputExistsError, ParameterError, TrainConfig)
-from imgtrain.training import learning_rate_at
+from imgtrain.training.loop import learning_rate_at
 
 FAST = dict(epochs=2, batch_size=8, progress=False)
 

@@ -10,7 +10,7 @@ from conftest import make_class_folder
 
 import imgtrain
 from imgtrain import InvalidTransformationDirectoryError, TransformSpec
-from imgtrain.transforms import build_transform, init_transform, load_transform
+from imgtrain.data.transforms import build_transform, init_transform, load_transform
 
 
 def test_defaults_are_the_designers(tmp_path):

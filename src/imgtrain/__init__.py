@@ -6,8 +6,8 @@ __version__ = "0.1.0"
 
 # Imported eagerly: `imgtrain.convert` / `imgtrain.split` must be the functions, not the
 # submodules of the same names, whatever was imported first.
-from .architectures import Architecture, create_model_directory, open_untrained  # noqa: E402
-from .convert import convert  # noqa: E402
+from .models.architectures import Architecture, create_model_directory, open_untrained  # noqa: E402
+from .data.convert import convert  # noqa: E402
 from .errors import (  # noqa: E402
     ImageExceedsLimitError,
     ImgtrainError,
@@ -21,13 +21,13 @@ from .errors import (  # noqa: E402
     ParameterError,
     TrainingDivergedError,
 )
-from .image_directory import ImageDataset, ImageDirectory, ImageRecord  # noqa: E402
-from .evaluation import evaluate  # noqa: E402
-from .model_directory import TrainedModel, open_model_directory  # noqa: E402
-from .scoring import Model, load_model, score  # noqa: E402
-from .split import split  # noqa: E402
-from .training import EarlyStopping, TrainConfig, train  # noqa: E402
-from .transforms import TransformSpec, apply_transform, build_transform, init_transform, load_transform  # noqa: E402
+from .data.image_directory import ImageDataset, ImageDirectory, ImageRecord  # noqa: E402
+from .inference.evaluation import evaluate  # noqa: E402
+from .models.model_directory import TrainedModel, open_model_directory  # noqa: E402
+from .inference.scoring import Model, load_model, score  # noqa: E402
+from .data.split import split  # noqa: E402
+from .training.loop import EarlyStopping, TrainConfig, train  # noqa: E402
+from .data.transforms import TransformSpec, apply_transform, build_transform, init_transform, load_transform  # noqa: E402
 
 __all__ = [
     "__version__",

@@ -12,13 +12,13 @@ import traceback
 from collections.abc import Sequence
 
 from . import __version__
-from .architectures import DEFAULT_MODEL, FAMILIES
+from .models.architectures import DEFAULT_MODEL, FAMILIES
 from .devices import PRECISIONS
 from .errors import ImgtrainError, TrainingInterrupted
 from .interrupts import Terminated, terminate_cleanly
-from .sampling import MAX_SEED
-from .serve import ServeConfig
-from .training import TrainConfig
+from .data.sampling import MAX_SEED
+from .serving.serve import ServeConfig
+from .training.loop import TrainConfig
 
 TRANSFORM_HELP = {
     "resize": "resize the shorter side to --size",
@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Init Image Transformation: write a transformation file",
                         description="Write a transformation file with the designer's Init Image Transformation options.")
     t.add_argument("out", metavar="OUT", help="transformation file to write (a folder gets OUT/transform.json)")
-    from .transforms import TransformSpec
+    from .data.transforms import TransformSpec
 
     for field in dataclasses.fields(TransformSpec):
         flag = "--" + field.name.replace("_", "-")
@@ -329,7 +329,7 @@ def _describe(directory) -> str:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import convert
+    from .data.convert import convert
 
     directory = convert(args.src, args.out, overwrite=args.overwrite, skip_invalid=args.skip_invalid,
                         allow_outside=args.allow_outside_paths, workers=args.workers or None)
@@ -338,7 +338,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
-    from .split import split
+    from .data.split import split
 
     first, second = split(args.src, args.out1, args.out2, fraction=args.fraction, seed=args.seed,
                           stratify=args.stratify, overwrite=args.overwrite)
@@ -348,7 +348,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 
 def _cmd_transform_init(args: argparse.Namespace) -> int:
-    from .transforms import TransformSpec, init_transform
+    from .data.transforms import TransformSpec, init_transform
 
     spec = TransformSpec(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TransformSpec)})
     path = init_transform(args.out, spec, overwrite=args.overwrite)
@@ -357,7 +357,7 @@ def _cmd_transform_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_transform_apply(args: argparse.Namespace) -> int:
-    from .transforms import apply_transform
+    from .data.transforms import apply_transform
 
     directory = apply_transform(args.spec, args.src, args.out, mode=args.mode, seed=args.seed,
                                 overwrite=args.overwrite, workers=args.workers or None)
@@ -366,7 +366,7 @@ def _cmd_transform_apply(args: argparse.Namespace) -> int:
 
 
 def _cmd_architecture(args: argparse.Namespace) -> int:
-    from .architectures import Architecture, create_model_directory
+    from .models.architectures import Architecture, create_model_directory
 
     architecture = Architecture(args.family, args.model_name, {args.option: getattr(args, args.option)})
     model = create_model_directory(args.out, architecture, pretrained=args.pretrained, weights=args.weights,
@@ -393,8 +393,8 @@ def _without_launch_options(argv: list[str]) -> list[str]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .distributed import LaunchOptions, launch
-    from .training import train
+    from .training.distributed import LaunchOptions, launch
+    from .training.loop import train
 
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                          seed=args.seed, patience=args.patience, warmup_epochs=args.warmup_epochs,
@@ -417,7 +417,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from .scoring import load_model, score_to_file
+    from .inference.scoring import load_model, score_to_file
 
     model = load_model(args.model, args.device, args.precision)
     path, rows = score_to_file(model, args.data, args.out, fmt=args.format, batch_size=args.batch_size,
@@ -428,7 +428,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate, summary
+    from .inference.evaluation import evaluate, summary
 
     metrics = evaluate(args.scores, args.out, overwrite=args.overwrite)
     print(summary(metrics))
@@ -437,7 +437,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_model
+    from .models.export import export_model
 
     out = export_model(args.model, args.out, fmt=args.format, overwrite=args.overwrite)
     print(f"wrote {args.format} export {out}")
@@ -445,7 +445,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .serve import serve
+    from .serving.serve import serve
 
     config = ServeConfig(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
                          max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,

@@ -12,16 +12,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .architectures import Architecture, create_model_directory
-from .convert import convert
+from .models.architectures import Architecture, create_model_directory
+from .data.convert import convert
 from .errors import OutputExistsError
 from .files import atomic_write_json
-from .evaluation import evaluate
-from .image_directory import ImageDirectory
-from .scoring import score_to_file
-from .split import split
-from .training import TrainConfig, train
-from .transforms import TransformSpec, init_transform
+from .inference.evaluation import evaluate
+from .data.image_directory import ImageDirectory
+from .inference.scoring import score_to_file
+from .data.split import split
+from .training.loop import TrainConfig, train
+from .data.transforms import TransformSpec, init_transform
 
 log = logging.getLogger(__name__)
 

@@ -81,7 +81,7 @@ def plot_image_grid(items: list[tuple[str | None, str]], path: Path, title: str)
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from .imaging import BadImage, load_rgb
+    from .data.imaging import BadImage, load_rgb
 
     cols = min(4, max(1, len(items)))
     rows = max(1, -(-len(items) // cols))

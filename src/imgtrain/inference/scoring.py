@@ -18,14 +18,14 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .errors import InvalidDatasetError, ParameterError
-from .files import WRITE_ERRNOS, check_output, publish, reporting_write_errors, write_failed
-from .image_directory import ImageDirectory, list_problems, load_indexed
-from .imaging import BadImage, load_rgb, rgb_tensor, to_rgb
-from .model_directory import TrainedModel, open_model_directory
-from .parallel import default_loader_workers
-from .devices import PRECISIONS, autocast_for, measure_speedup, resolve_device, resolve_precision
-from .transforms import ModelInput, output_sizes
+from ..errors import InvalidDatasetError, ParameterError
+from ..files import WRITE_ERRNOS, check_output, publish, reporting_write_errors, write_failed
+from ..data.image_directory import ImageDirectory, list_problems, load_indexed
+from ..data.imaging import BadImage, load_rgb, rgb_tensor, to_rgb
+from ..models.model_directory import TrainedModel, open_model_directory
+from ..parallel import default_loader_workers
+from ..devices import PRECISIONS, autocast_for, measure_speedup, resolve_device, resolve_precision
+from ..data.transforms import ModelInput, output_sizes
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidDatasetError, NotLabeledDatasetError
-from .files import atomic_write_json, building_dir
+from ..errors import InvalidDatasetError, NotLabeledDatasetError
+from ..files import atomic_write_json, building_dir
 from .scoring import PROBABILITY_PREFIX, SCORED_LABELS
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, ma
     y_true, probs, kept, unscored = _parse(rows, classes)
     metrics = {"format": "imgtrain.metrics", "format_version": 1, "scores": str(scores), "unscored": unscored,
                **compute_metrics(y_true, probs, classes)}
-    from .plots import plot_confusion_matrix, plot_image_grid
+    from ..plots import plot_confusion_matrix, plot_image_grid
 
     with building_dir(out, overwrite, inputs=[scores]) as tmp:
         atomic_write_json(tmp / METRICS_NAME, metrics)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 #: Seeds are 32-bit, as the designer's; larger ones overflowed torch's generator deep inside a run.
 MAX_SEED = 2**32 - 1

@@ -15,8 +15,8 @@ from pathlib import Path
 import yaml
 
 from . import archives
-from .errors import InvalidDatasetError
-from .files import atomic_write_json, building_dir
+from ..errors import InvalidDatasetError
+from ..files import atomic_write_json, building_dir
 from .image_directory import (
     IMAGES_DIR,
     META_NAME,
@@ -27,7 +27,7 @@ from .image_directory import (
     write_image_directory,
 )
 from .imaging import IMAGE_EXTENSIONS, BadImage, is_image_name, open_image, read_image_file, to_rgb
-from .parallel import process_map
+from ..parallel import process_map
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import __version__
-from .errors import InvalidDatasetError, NotLabeledDatasetError
-from .files import atomic_write_json, atomic_write_text
+from .. import __version__
+from ..errors import InvalidDatasetError, NotLabeledDatasetError
+from ..files import atomic_write_json, atomic_write_text
 from .imaging import BadImage, load_rgb, rgb_tensor
 
 META_NAME = "imgtrain-images.json"

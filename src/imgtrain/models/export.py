@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .errors import ParameterError
-from .files import atomic_write_json, building_dir
-from .imaging import rgb_tensor, to_rgb
+from ..errors import ParameterError
+from ..files import atomic_write_json, building_dir
+from ..data.imaging import rgb_tensor, to_rgb
 from .model_directory import TrainedModel, open_model_directory
-from .transforms import build_transform
+from ..data.transforms import build_transform
 
 log = logging.getLogger(__name__)
 

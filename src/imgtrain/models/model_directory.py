@@ -22,11 +22,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 from torch import nn
 
-from . import __version__
+from .. import __version__
 from .architectures import MODEL_META, Architecture, read_model_meta, smallest_input_side
-from .errors import InvalidModelDirectoryError, ParameterError
-from .files import atomic_write_json, atomic_write_text, publish, write_failed
-from .transforms import ModelInput, TransformSpec, spec_problems
+from ..errors import InvalidModelDirectoryError, ParameterError
+from ..files import atomic_write_json, atomic_write_text, publish, write_failed
+from ..data.transforms import ModelInput, TransformSpec, spec_problems
 
 TRAINED_FORMAT = "imgtrain.trained_model"
 FORMAT_VERSION = 1

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ParameterError
-from .imaging import BadImage, ImageTooLarge, decode_rgb, rgb_tensor
-from .scoring import PROBABILITY_PREFIX, SCORED_LABELS, Model, load_model
+from ..errors import ParameterError
+from ..data.imaging import BadImage, ImageTooLarge, decode_rgb, rgb_tensor
+from ..inference.scoring import PROBABILITY_PREFIX, SCORED_LABELS, Model, load_model
 from .webpage import PAGE
 
 log = logging.getLogger(__name__)

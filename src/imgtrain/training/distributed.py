@@ -16,7 +16,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from .errors import ImgtrainError, ParameterError
+from ..errors import ImgtrainError, ParameterError
 
 #: A worker waiting longer than this on the others (one hung or died) fails with a timeout.
 DEFAULT_TIMEOUT_S = 300
@@ -124,7 +124,7 @@ def launch(argv: list[str], options: LaunchOptions) -> None:
 
 def worker_main(argv: list[str]) -> None:
     """One worker: the ordinary `imgtrain` command, failing the process when it fails."""
-    from .cli import main
+    from ..cli import main
 
     code = main(argv)
     if code:

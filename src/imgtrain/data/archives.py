@@ -7,8 +7,8 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .errors import InvalidDatasetError
-from .files import WRITE_ERRNOS, write_failed
+from ..errors import InvalidDatasetError
+from ..files import WRITE_ERRNOS, write_failed
 from .image_directory import list_problems
 from .imaging import MAX_FILE_BYTES, is_image_name
 

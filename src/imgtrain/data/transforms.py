@@ -20,11 +20,11 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from .errors import InvalidDatasetError, InvalidTransformationDirectoryError, OutputExistsError, ParameterError
-from .files import atomic_write_json, building_dir
+from ..errors import InvalidDatasetError, InvalidTransformationDirectoryError, OutputExistsError, ParameterError
+from ..files import atomic_write_json, building_dir
 from .image_directory import IMAGES_DIR, ImageDirectory, list_problems, write_image_directory
 from .imaging import MAX_IMAGE_PIXELS, BadImage, ImageTooLarge, ImageTooSmall, load_rgb, rgb_tensor
-from .parallel import process_map
+from ..parallel import process_map
 from .sampling import check_seed
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
-from .devices import RESOLVED_PRECISIONS
-from .errors import ParameterError
-from .faults import crash_point
-from .files import publish, write_failed
+from ..devices import RESOLVED_PRECISIONS
+from ..errors import ParameterError
+from ..faults import crash_point
+from ..files import publish, write_failed
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_NAME = "last.safetensors"

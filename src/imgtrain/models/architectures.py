@@ -15,9 +15,9 @@ import torchvision
 from safetensors.torch import load, save_file
 from torch import nn
 
-from . import __version__
-from .errors import InvalidModelDirectoryError, ParameterError
-from .files import atomic_write_json, building_dir, publish
+from .. import __version__
+from ..errors import InvalidModelDirectoryError, ParameterError
+from ..files import atomic_write_json, building_dir, publish
 
 log = logging.getLogger(__name__)
 

@@ -28,24 +28,24 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import distributed
-from .architectures import (IMAGENET_MEAN, IMAGENET_STD, UntrainedModel, load_backbone, open_untrained,
+from ..models.architectures import (IMAGENET_MEAN, IMAGENET_STD, UntrainedModel, load_backbone, open_untrained,
                             smallest_input_side)
 from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
-from .devices import (PRECISIONS, autocast_for, determinism, gradient_scaler, measure_speedup, resolve_device,
+from ..devices import (PRECISIONS, autocast_for, determinism, gradient_scaler, measure_speedup, resolve_device,
                       resolve_precision)
-from .errors import (InvalidDatasetError, OutputExistsError, ParameterError, TrainingDivergedError,
+from ..errors import (InvalidDatasetError, OutputExistsError, ParameterError, TrainingDivergedError,
                      TrainingInterrupted)
-from .faults import crash_point
-from .files import building_dir, check_output, exclusive, within
-from .image_directory import ImageDirectory, list_problems
-from .interrupts import stop_on_signals
-from .model_directory import PLOT_NAME, open_model_directory, write_model_directory
-from .parallel import default_loader_workers
-from .plots import plot_history
+from ..faults import crash_point
+from ..files import building_dir, check_output, exclusive, within
+from ..data.image_directory import ImageDirectory, list_problems
+from ..interrupts import stop_on_signals
+from ..models.model_directory import PLOT_NAME, open_model_directory, write_model_directory
+from ..parallel import default_loader_workers
+from ..plots import plot_history
 from .tracking import Tracker, open_tracker
-from .sampling import check_seed, epoch_seed, seed_everything, training_loader, validation_loader
-from .imaging import ImageTooLarge
-from .transforms import ModelInput, TransformSpec, check_transform_size, load_transform, output_sizes
+from ..data.sampling import check_seed, epoch_seed, seed_everything, training_loader, validation_loader
+from ..data.imaging import ImageTooLarge
+from ..data.transforms import ModelInput, TransformSpec, check_transform_size, load_transform, output_sizes
 
 log = logging.getLogger(__name__)
 

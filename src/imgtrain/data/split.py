@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ParameterError
-from .files import building_dir
+from ..errors import ParameterError
+from ..files import building_dir
 from .sampling import check_seed
 from .image_directory import IMAGES_DIR, ImageDirectory, ImageRecord, write_image_directory
 

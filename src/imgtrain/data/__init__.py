@@ -1,0 +1,1 @@
+"""Data: image files in, image directories out — decoding, conversion, archives, splitting, transformations."""

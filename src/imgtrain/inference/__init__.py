@@ -1,0 +1,1 @@
+"""Inference: scoring image directories with a trained model, and evaluating the scores."""

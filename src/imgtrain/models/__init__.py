@@ -1,0 +1,1 @@
+"""Models: the architecture catalog, untrained and trained model directories, and export."""

@@ -1,0 +1,1 @@
+"""Serving: the HTTP endpoint and its web page."""

@@ -1,0 +1,1 @@
+"""Training: the loop, its checkpoints, the distributed plumbing and metric tracking."""
