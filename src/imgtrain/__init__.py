@@ -1,33 +1,52 @@
-"""imgtrain: Azure ML designer's image-classification modules as a Python library and CLI."""
+"""imgtrain: Azure ML designer's image-classification modules as a Python library and CLI.
+
+The public names below are imported when first used (PEP 562), so `import imgtrain` and
+`imgtrain --help` do not load torch; `imgtrain.train(...)` loads what training needs.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-# Imported eagerly: `imgtrain.convert` / `imgtrain.split` must be the functions, not the
-# submodules of the same names, whatever was imported first.
-from .models.architectures import Architecture, create_model_directory, open_untrained  # noqa: E402
-from .data.convert import convert  # noqa: E402
-from .errors import (  # noqa: E402
-    ImageExceedsLimitError,
-    ImgtrainError,
-    InvalidDatasetError,
-    InvalidModelDirectoryError,
-    InvalidTransformationDirectoryError,
-    NotLabeledDatasetError,
-    OutputExistsError,
-    OutputWriteError,
-    TrainingInterrupted,
-    ParameterError,
-    TrainingDivergedError,
-)
-from .data.image_directory import ImageDataset, ImageDirectory, ImageRecord  # noqa: E402
-from .inference.evaluation import evaluate  # noqa: E402
-from .models.model_directory import TrainedModel, open_model_directory  # noqa: E402
-from .inference.scoring import Model, load_model, score  # noqa: E402
-from .data.split import split  # noqa: E402
-from .training.loop import EarlyStopping, TrainConfig, train  # noqa: E402
-from .data.transforms import TransformSpec, apply_transform, build_transform, init_transform, load_transform  # noqa: E402
+#: Public name -> the module that defines it.
+_PUBLIC = {
+    "Architecture": ".models.architectures",
+    "create_model_directory": ".models.architectures",
+    "open_untrained": ".models.architectures",
+    "convert": ".data.convert",
+    "ImageExceedsLimitError": ".errors",
+    "ImgtrainError": ".errors",
+    "InvalidDatasetError": ".errors",
+    "InvalidModelDirectoryError": ".errors",
+    "InvalidTransformationDirectoryError": ".errors",
+    "NotLabeledDatasetError": ".errors",
+    "OutputExistsError": ".errors",
+    "OutputWriteError": ".errors",
+    "TrainingInterrupted": ".errors",
+    "ParameterError": ".errors",
+    "TrainingDivergedError": ".errors",
+    "ImageDataset": ".data.image_directory",
+    "ImageDirectory": ".data.image_directory",
+    "ImageRecord": ".data.image_directory",
+    "evaluate": ".inference.evaluation",
+    "TrainedModel": ".models.model_directory",
+    "open_model_directory": ".models.model_directory",
+    "Model": ".inference.scoring",
+    "load_model": ".inference.scoring",
+    "score": ".inference.scoring",
+    "split": ".data.split",
+    "EarlyStopping": ".training.loop",
+    "TrainConfig": ".config",
+    "train": ".training.loop",
+    "TransformSpec": ".config",
+    "apply_transform": ".data.transforms",
+    "build_transform": ".data.transforms",
+    "init_transform": ".data.transforms",
+    "load_transform": ".data.transforms",
+}
 
 __all__ = [
     "__version__",
@@ -65,3 +84,16 @@ __all__ = [
     "TrainingInterrupted",
     "TrainingDivergedError",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'imgtrain' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # found directly next time
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

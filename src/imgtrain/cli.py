@@ -12,13 +12,9 @@ import traceback
 from collections.abc import Sequence
 
 from . import __version__
-from .models.architectures import DEFAULT_MODEL, FAMILIES
-from .devices import PRECISIONS
+from .config import DEFAULT_MODEL, FAMILIES, MAX_SEED, PRECISIONS, ServeConfig, TrainConfig, TransformSpec
 from .errors import ImgtrainError, TrainingInterrupted
 from .interrupts import Terminated, terminate_cleanly
-from .data.sampling import MAX_SEED
-from .serving.serve import ServeConfig
-from .training.loop import TrainConfig
 
 TRANSFORM_HELP = {
     "resize": "resize the shorter side to --size",
@@ -149,8 +145,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Init Image Transformation: write a transformation file",
                         description="Write a transformation file with the designer's Init Image Transformation options.")
     t.add_argument("out", metavar="OUT", help="transformation file to write (a folder gets OUT/transform.json)")
-    from .data.transforms import TransformSpec
-
     for field in dataclasses.fields(TransformSpec):
         flag = "--" + field.name.replace("_", "-")
         if field.type in (bool, "bool"):
@@ -348,7 +342,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 
 def _cmd_transform_init(args: argparse.Namespace) -> int:
-    from .data.transforms import TransformSpec, init_transform
+    from .data.transforms import init_transform
 
     spec = TransformSpec(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TransformSpec)})
     path = init_transform(args.out, spec, overwrite=args.overwrite)

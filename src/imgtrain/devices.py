@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .config import PRECISIONS
 from .errors import ParameterError
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 RESOLVED_PRECISIONS = PRECISIONS[1:]
 
 #: A reduced precision is picked only when the measured model step is at least this much faster than fp32.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class ImgtrainError(Exception):
     """Base of every error a user can cause; `code` is the Azure ML designer's error code."""
@@ -91,3 +93,14 @@ __all__ = [
     "TrainingInterrupted",
     "TrainingDivergedError",
 ]
+
+
+MAX_LISTED = 20  # problems listed in one error message
+
+
+def list_problems(problems: Sequence[str], limit: int = MAX_LISTED) -> str:
+    """Format the first `limit` problems one per line, then how many more there are."""
+    lines = [f"  - {p}" for p in problems[:limit]]
+    if len(problems) > limit:
+        lines.append(f"  ... and {len(problems) - limit} more")
+    return "\n".join(lines)

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from .. import __version__
+from ..errors import list_problems
 from ..errors import InvalidDatasetError, NotLabeledDatasetError
 from ..files import atomic_write_json, atomic_write_text
 from .imaging import BadImage, load_rgb, rgb_tensor
@@ -31,8 +32,8 @@ INDEX_NAME = "images.jsonl"
 IMAGES_DIR = "images"
 FORMAT = "imgtrain.image_directory"
 FORMAT_VERSION = 1
-MAX_LISTED = 20
 FINGERPRINT_BYTES = 4096  # read from each end of every image to tell one image directory from another
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +46,6 @@ class ImageRecord:
     width: int
     height: int
     source: str | None = None
-
-
-def list_problems(problems: Sequence[str], limit: int = MAX_LISTED) -> str:
-    """Format the first `limit` problems one per line, then how many more there are."""
-    lines = [f"  - {p}" for p in problems[:limit]]
-    if len(problems) > limit:
-        lines.append(f"  ... and {len(problems) - limit} more")
-    return "\n".join(lines)
 
 
 def safe_relative_path(path: str) -> bool:

@@ -17,20 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
-from ..errors import ParameterError
-
-#: Seeds are 32-bit, as the designer's; larger ones overflowed torch's generator deep inside a run.
-MAX_SEED = 2**32 - 1
 
 _MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads neighbouring integers far apart
-
-
-def check_seed(seed: object) -> int:
-    """The seed if it is an integer from 0 to MAX_SEED; ParameterError saying so otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ParameterError(f"seed must be an integer from 0 to {MAX_SEED}, got {str(seed)[:40]!r}.",
-                             hint="the designer's default is 1.")
-    return seed
 
 
 def seed_everything(seed: int) -> None:

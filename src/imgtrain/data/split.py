@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..files import building_dir
-from .sampling import check_seed
+from ..config import check_seed
 from .image_directory import IMAGES_DIR, ImageDirectory, ImageRecord, write_image_directory
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,6 @@ import functools
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -20,17 +19,17 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+from ..config import RANDOM_STEPS, TransformSpec, check_seed, spec_problems
+from ..config import TRANSFORM_FORMAT as FORMAT
+from ..config import TRANSFORM_FORMAT_VERSION as FORMAT_VERSION
 from ..errors import InvalidDatasetError, InvalidTransformationDirectoryError, OutputExistsError, ParameterError
 from ..files import atomic_write_json, building_dir
 from .image_directory import IMAGES_DIR, ImageDirectory, list_problems, write_image_directory
 from .imaging import MAX_IMAGE_PIXELS, BadImage, ImageTooLarge, ImageTooSmall, load_rgb, rgb_tensor
 from ..parallel import process_map
-from .sampling import check_seed
 
 log = logging.getLogger(__name__)
 
-FORMAT = "imgtrain.transformation"
-FORMAT_VERSION = 1
 FILE_NAME = "transform.json"
 Mode = Literal["training", "inference"]
 MODES = ("training", "inference")
@@ -40,74 +39,9 @@ COLOR_JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4}
 RANDOM_GRAYSCALE_P = 0.1
 RANDOM_PERSPECTIVE = {"distortion_scale": 0.5, "p": 0.5}
 RANDOM_ERASING_P = 0.5
-MAX_SIZE = 16384
 #: The most pixels a transformation may make of one image: resizing the short side of a 1 x 100,000 image to
 #: 256 asks for 25.6 million x 256 (20 GB); a 12-megapixel photo resized to 256 makes 87,000.
 MAX_TRANSFORM_PIXELS = 40_000_000
-
-
-@dataclass(frozen=True)
-class TransformSpec:
-    """The designer's Init Image Transformation parameters, with its defaults."""
-
-    resize: bool = True
-    size: int = 256
-    center_crop: bool = True
-    crop_size: int = 224
-    pad: bool = False
-    padding: int = 0
-    color_jitter: bool = False
-    grayscale: bool = False
-    random_resized_crop: bool = False
-    random_resized_crop_size: int = 256
-    random_crop: bool = False
-    random_crop_size: int = 224
-    random_horizontal_flip: bool = True
-    random_vertical_flip: bool = False
-    random_rotation: bool = False
-    random_rotation_degrees: float = 0
-    random_affine: bool = False
-    random_affine_degrees: float = 0
-    random_grayscale: bool = False
-    random_perspective: bool = False
-    random_erasing: bool = False
-
-    def __post_init__(self) -> None:
-        problems = spec_problems(dataclasses.asdict(self))
-        if problems:
-            raise ParameterError("Invalid transformation parameters:\n" + list_problems(problems))
-
-    def to_json(self) -> dict:
-        """The transformation file's content."""
-        return {"format": FORMAT, "format_version": FORMAT_VERSION, "transforms": dataclasses.asdict(self)}
-
-
-_SWITCHES = {f.name for f in fields(TransformSpec) if f.type in (bool, "bool")}
-_RANDOM = {"color_jitter"} | {name for name in _SWITCHES if name.startswith("random_")}
-_RANGES = {
-    "size": (1, MAX_SIZE), "crop_size": (1, MAX_SIZE), "padding": (0, MAX_SIZE),
-    "random_resized_crop_size": (1, MAX_SIZE), "random_crop_size": (1, MAX_SIZE),
-    "random_rotation_degrees": (0, 180), "random_affine_degrees": (0, 180),
-}
-
-
-def spec_problems(values: dict) -> list[str]:
-    """What is wrong with a dict of transformation parameters (empty when valid)."""
-    problems = []
-    known = {f.name for f in fields(TransformSpec)}
-    for name in sorted(set(values) - known):
-        problems.append(f"{name!r} is not one of the designer's transformation parameters")
-    for name, value in values.items():
-        if name in _SWITCHES and not isinstance(value, bool):
-            problems.append(f"{name} must be true or false, got {value!r}")
-        elif name in _RANGES:
-            low, high = _RANGES[name]
-            integral = not name.endswith("degrees")
-            kinds = int if integral else int | float
-            if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
-                kind = "an integer" if integral else "a number"
-                problems.append(f"{name} must be {kind} from {low} to {high}, got {value!r}")
-    return problems
 
 
 def init_transform(out: str | Path, spec: TransformSpec | None = None, *, overwrite: bool = False) -> Path:
@@ -148,7 +82,7 @@ def load_transform(path: str | Path) -> TransformSpec:
 
 def _steps(spec: TransformSpec, mode: Mode) -> list[Callable]:
     """The torchvision transforms `spec` turns on, in the designer's order."""
-    s, use = spec, (lambda name: getattr(spec, name) and (mode == "training" or name not in _RANDOM))
+    s, use = spec, (lambda name: getattr(spec, name) and (mode == "training" or name not in RANDOM_STEPS))
     candidates = [
         ("resize", lambda: v2.Resize(s.size, _interpolation(s.size), antialias=True)),
         ("center_crop", lambda: v2.CenterCrop(s.crop_size)),

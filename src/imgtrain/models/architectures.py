@@ -16,6 +16,7 @@ from safetensors.torch import load, save_file
 from torch import nn
 
 from .. import __version__
+from ..config import FAMILIES, OPTIONS
 from ..errors import InvalidModelDirectoryError, ParameterError
 from ..files import atomic_write_json, building_dir, publish
 
@@ -26,13 +27,6 @@ UNTRAINED_FORMAT = "imgtrain.untrained_model"
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "weights.safetensors"
 
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "densenet": ("densenet121", "densenet161", "densenet169", "densenet201"),
-    "resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
-               "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2"),
-}
-DEFAULT_MODEL = {"densenet": "densenet201", "resnet": "resnext101_32x8d"}
-OPTIONS = {"densenet": ("memory_efficient",), "resnet": ("zero_init_residual",)}
 HEAD = {"densenet": "classifier", "resnet": "fc"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

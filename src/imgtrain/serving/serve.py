@@ -24,34 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import MAX_IMAGES_PER_REQUEST, ServeConfig
 from ..errors import ParameterError
 from ..data.imaging import BadImage, ImageTooLarge, decode_rgb, rgb_tensor
 from ..inference.scoring import PROBABILITY_PREFIX, SCORED_LABELS, Model, load_model
 from .webpage import PAGE
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_UPLOAD_MB = 10.0
-DEFAULT_MAX_PIXELS = 40_000_000
-MAX_IMAGES_PER_REQUEST = 64
-
-
-@dataclass
-class ServeConfig:
-    """Limits and batching of the endpoint."""
-
-    max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 2**20)
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_batch: int = 16
-    batch_wait_ms: float = 5.0
-    decode_threads: int = 2  # images decoded at once, off the event loop; bounds decoding memory too
-
-    def __post_init__(self) -> None:
-        if (self.max_upload_bytes < 1 or self.max_pixels < 1 or self.max_batch < 1 or self.decode_threads < 1
-                or not 0 <= self.batch_wait_ms <= 60_000):
-            raise ParameterError("upload size, pixel limit, batch size and decode threads must be positive, "
-                                 "the wait 0 to 60000 ms.")
-
 
 class BadRequest(Exception):
     """Answered with `status` and the message."""

@@ -31,8 +31,9 @@ from . import distributed
 from ..models.architectures import (IMAGENET_MEAN, IMAGENET_STD, UntrainedModel, load_backbone, open_untrained,
                             smallest_input_side)
 from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
-from ..devices import (PRECISIONS, autocast_for, determinism, gradient_scaler, measure_speedup, resolve_device,
+from ..devices import (autocast_for, determinism, gradient_scaler, measure_speedup, resolve_device,
                       resolve_precision)
+from ..config import TrainConfig
 from ..errors import (InvalidDatasetError, OutputExistsError, ParameterError, TrainingDivergedError,
                      TrainingInterrupted)
 from ..faults import crash_point
@@ -43,7 +44,7 @@ from ..models.model_directory import PLOT_NAME, open_model_directory, write_mode
 from ..parallel import default_loader_workers
 from ..plots import plot_history
 from .tracking import Tracker, open_tracker
-from ..data.sampling import check_seed, epoch_seed, seed_everything, training_loader, validation_loader
+from ..data.sampling import epoch_seed, seed_everything, training_loader, validation_loader
 from ..data.imaging import ImageTooLarge
 from ..data.transforms import ModelInput, TransformSpec, check_transform_size, load_transform, output_sizes
 
@@ -52,56 +53,6 @@ log = logging.getLogger(__name__)
 MOMENTUM = 0.9
 WEIGHT_DECAY = 1e-4
 END_LEARNING_RATE = 1e-7
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Train PyTorch Model's parameters (the designer's names and defaults) and how to run."""
-
-    epochs: int = 5
-    batch_size: int = 16
-    learning_rate: float = 0.001
-    seed: int = 1
-    patience: int = 3
-    warmup_epochs: int = 0
-    print_frequency: int = 10
-    device: str = "auto"
-    precision: str = "auto"
-    repeatable: bool = True  # same seed -> bit-identical weights; off lets `auto` pick bf16 where it is faster
-    workers: int | None = None
-    resume: bool = False
-    overwrite: bool = False
-    progress: bool = True
-    log_dir: str | None = None  # TensorBoard event files
-    mlflow: bool = False
-
-    def __post_init__(self) -> None:
-        check_seed(self.seed)
-        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 1),
-                          ("warmup_epochs", 0), ("print_frequency", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
-        lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < sys.float_info.epsilon:
-            raise ParameterError(f"learning_rate must be a finite number >= {sys.float_info.epsilon:.3g}, got {lr!r}.",
-                                 hint="the designer's default is 0.001.")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ParameterError(f"device must be auto, cpu or cuda, got {self.device!r}.")
-        if self.precision not in PRECISIONS:
-            raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
-        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
-                                         or self.workers < 0):
-            raise ParameterError(f"workers must be an integer >= 0, got {self.workers!r}.")
-        if not isinstance(self.repeatable, bool):
-            raise ParameterError(f"repeatable must be True or False, got {self.repeatable!r}.")
-        if self.resume and self.overwrite:
-            raise ParameterError("resume and overwrite exclude each other.", hint="choose one.")
-
-    def hyperparameters(self) -> dict[str, Any]:
-        """The parameters that shape the result (not how the run is executed)."""
-        return {k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate", "seed", "patience",
-                                               "warmup_epochs", "repeatable")}
 
 
 def learning_rate_at(epoch: int, config: TrainConfig) -> float:

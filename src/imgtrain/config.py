@@ -1,0 +1,191 @@
+"""Every parameter dataclass and catalog constant, importable without torch.
+
+The CLI and the studio read options and defaults from here (one source of truth), so
+`imgtrain --help` answers without loading torch. The modules that do the work import these names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .errors import ParameterError, list_problems
+
+# --- seeds
+
+#: Seeds are 32-bit, as the designer's; larger ones overflowed torch's generator deep inside a run.
+MAX_SEED = 2**32 - 1
+
+def check_seed(seed: object) -> int:
+    """The seed if it is an integer from 0 to MAX_SEED; ParameterError saying so otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ParameterError(f"seed must be an integer from 0 to {MAX_SEED}, got {str(seed)[:40]!r}.",
+                             hint="the designer's default is 1.")
+    return seed
+
+
+# --- architectures
+
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "densenet": ("densenet121", "densenet161", "densenet169", "densenet201"),
+    "resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
+               "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2"),
+}
+DEFAULT_MODEL = {"densenet": "densenet201", "resnet": "resnext101_32x8d"}
+OPTIONS = {"densenet": ("memory_efficient",), "resnet": ("zero_init_residual",)}
+
+# --- precision
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+# --- transformations
+
+TRANSFORM_FORMAT = "imgtrain.transformation"
+TRANSFORM_FORMAT_VERSION = 1
+MAX_SIZE = 16384
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """The designer's Init Image Transformation parameters, with its defaults."""
+
+    resize: bool = True
+    size: int = 256
+    center_crop: bool = True
+    crop_size: int = 224
+    pad: bool = False
+    padding: int = 0
+    color_jitter: bool = False
+    grayscale: bool = False
+    random_resized_crop: bool = False
+    random_resized_crop_size: int = 256
+    random_crop: bool = False
+    random_crop_size: int = 224
+    random_horizontal_flip: bool = True
+    random_vertical_flip: bool = False
+    random_rotation: bool = False
+    random_rotation_degrees: float = 0
+    random_affine: bool = False
+    random_affine_degrees: float = 0
+    random_grayscale: bool = False
+    random_perspective: bool = False
+    random_erasing: bool = False
+
+    def __post_init__(self) -> None:
+        problems = spec_problems(dataclasses.asdict(self))
+        if problems:
+            raise ParameterError("Invalid transformation parameters:\n" + list_problems(problems))
+
+    def to_json(self) -> dict:
+        """The transformation file's content."""
+        return {"format": TRANSFORM_FORMAT, "format_version": TRANSFORM_FORMAT_VERSION, "transforms": dataclasses.asdict(self)}
+
+
+SWITCHES = {f.name for f in fields(TransformSpec) if f.type in (bool, "bool")}
+RANDOM_STEPS = {"color_jitter"} | {name for name in SWITCHES if name.startswith("random_")}
+RANGES = {
+    "size": (1, MAX_SIZE), "crop_size": (1, MAX_SIZE), "padding": (0, MAX_SIZE),
+    "random_resized_crop_size": (1, MAX_SIZE), "random_crop_size": (1, MAX_SIZE),
+    "random_rotation_degrees": (0, 180), "random_affine_degrees": (0, 180),
+}
+
+
+def spec_problems(values: dict) -> list[str]:
+    """What is wrong with a dict of transformation parameters (empty when valid)."""
+    problems = []
+    known = {f.name for f in fields(TransformSpec)}
+    for name in sorted(set(values) - known):
+        problems.append(f"{name!r} is not one of the designer's transformation parameters")
+    for name, value in values.items():
+        if name in SWITCHES and not isinstance(value, bool):
+            problems.append(f"{name} must be true or false, got {value!r}")
+        elif name in RANGES:
+            low, high = RANGES[name]
+            integral = not name.endswith("degrees")
+            kinds = int if integral else int | float
+            if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+                kind = "an integer" if integral else "a number"
+                problems.append(f"{name} must be {kind} from {low} to {high}, got {value!r}")
+    return problems
+
+
+# --- training
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Train PyTorch Model's parameters (the designer's names and defaults) and how to run."""
+
+    epochs: int = 5
+    batch_size: int = 16
+    learning_rate: float = 0.001
+    seed: int = 1
+    patience: int = 3
+    warmup_epochs: int = 0
+    print_frequency: int = 10
+    device: str = "auto"
+    precision: str = "auto"
+    repeatable: bool = True  # same seed -> bit-identical weights; off lets `auto` pick bf16 where it is faster
+    workers: int | None = None
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    log_dir: str | None = None  # TensorBoard event files
+    mlflow: bool = False
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
+        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 1),
+                          ("warmup_epochs", 0), ("print_frequency", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < sys.float_info.epsilon:
+            raise ParameterError(f"learning_rate must be a finite number >= {sys.float_info.epsilon:.3g}, got {lr!r}.",
+                                 hint="the designer's default is 0.001.")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ParameterError(f"device must be auto, cpu or cuda, got {self.device!r}.")
+        if self.precision not in PRECISIONS:
+            raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
+                                         or self.workers < 0):
+            raise ParameterError(f"workers must be an integer >= 0, got {self.workers!r}.")
+        if not isinstance(self.repeatable, bool):
+            raise ParameterError(f"repeatable must be True or False, got {self.repeatable!r}.")
+        if self.resume and self.overwrite:
+            raise ParameterError("resume and overwrite exclude each other.", hint="choose one.")
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The parameters that shape the result (not how the run is executed)."""
+        return {k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate", "seed", "patience",
+                                               "warmup_epochs", "repeatable")}
+
+
+# --- serving
+
+DEFAULT_MAX_UPLOAD_MB = 10.0
+DEFAULT_MAX_PIXELS = 40_000_000
+MAX_IMAGES_PER_REQUEST = 64
+
+
+@dataclass
+class ServeConfig:
+    """Limits and batching of the endpoint."""
+
+    max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 2**20)
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_batch: int = 16
+    batch_wait_ms: float = 5.0
+    decode_threads: int = 2  # images decoded at once, off the event loop; bounds decoding memory too
+
+    def __post_init__(self) -> None:
+        if (self.max_upload_bytes < 1 or self.max_pixels < 1 or self.max_batch < 1 or self.decode_threads < 1
+                or not 0 <= self.batch_wait_ms <= 60_000):
+            raise ParameterError("upload size, pixel limit, batch size and decode threads must be positive, "
+                                 "the wait 0 to 60000 ms.")
+
+
