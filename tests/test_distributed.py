@@ -13,7 +13,6 @@ import torch
 from safetensors.torch import load_file
 
 import imgtrain
-from imgtrain.cli import _without_launch_options
 
 
 def free_port() -> int:
@@ -73,11 +72,6 @@ def test_batch_larger_than_a_workers_share_is_refused(small_training_data, tmp_p
     result, _ = run_train(small_training_data, tmp_path / "out", "--nproc-per-node", "2", "--batch-size", "16")
     assert result.returncode == 1 and "workers' shares, 12 each" in result.stderr
     assert not (tmp_path / "out").exists()
-
-
-def test_launcher_options_are_not_passed_to_workers():
-    argv = ["train", "--model", "m", "--nproc-per-node", "2", "--master-port=1234", "--nnodes", "1", "--epochs", "3"]
-    assert _without_launch_options(argv) == ["train", "--model", "m", "--epochs", "3"]
 
 
 def test_node_rank_outside_the_job_is_a_parameter_error(run_cli, small_training_data, tmp_path):

@@ -161,7 +161,7 @@ def test_a_damaged_precision_or_scaler_in_a_checkpoint_is_named(small_training_d
     _stopped_at(monkeypatch, "batch:1.2", small_training_data, out)
     _edit_checkpoint_meta(out, lambda meta: meta["state"].__setitem__(field, value))
     model, train, valid, spec = small_training_data
-    with pytest.raises(ParameterError, match=f"metadata is damaged \\({field}\\)"):
+    with pytest.raises(imgtrain.CheckpointError, match=f"metadata is damaged \\({field}\\)"):
         imgtrain.train(model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False,
                                                              resume=True), spec)
 
@@ -172,6 +172,6 @@ def test_optimizer_settings_edited_in_a_checkpoint_are_refused(small_training_da
     _stopped_at(monkeypatch, "batch:1.2", small_training_data, out)
     _edit_checkpoint_meta(out, lambda meta: meta["param_groups"][0].__setitem__("momentum", None))
     model, train, valid, spec = small_training_data
-    with pytest.raises(ParameterError, match="optimizer settings are not this run's"):
+    with pytest.raises(imgtrain.CheckpointError, match="optimizer settings are not this run's"):
         imgtrain.train(model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False,
                                                              resume=True), spec)

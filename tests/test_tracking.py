@@ -34,7 +34,7 @@ def test_mlflow_logs_to_local_mlruns_or_says_how_to_install_it(small_training_da
     monkeypatch.chdir(tmp_path)
     config = TrainConfig(epochs=1, batch_size=8, progress=False, mlflow=True)
     if importlib.util.find_spec("mlflow") is None:
-        with pytest.raises(imgtrain.ParameterError, match="pip install mlflow"):
+        with pytest.raises(imgtrain.MissingDependencyError, match="pip install mlflow"):
             imgtrain.train(model, train, valid, tmp_path / "m", config, spec)
         assert not (tmp_path / "m").exists()  # refused before any training
     else:

@@ -28,6 +28,11 @@ _PUBLIC = {
     "TrainingInterrupted": ".errors",
     "ParameterError": ".errors",
     "TrainingDivergedError": ".errors",
+    "CheckpointError": ".errors",
+    "MissingDependencyError": ".errors",
+    "TrackingError": ".errors",
+    "DistributedTrainingError": ".errors",
+    "WorkerCrashedError": ".errors",
     "ImageDataset": ".data.image_directory",
     "ImageDirectory": ".data.image_directory",
     "ImageRecord": ".data.image_directory",
@@ -83,6 +88,11 @@ __all__ = [
     "OutputWriteError",
     "TrainingInterrupted",
     "TrainingDivergedError",
+    "CheckpointError",
+    "MissingDependencyError",
+    "TrackingError",
+    "DistributedTrainingError",
+    "WorkerCrashedError",
 ]
 
 

@@ -370,22 +370,6 @@ def _cmd_architecture(args: argparse.Namespace) -> int:
     return 0
 
 
-LAUNCH_OPTIONS = ("--nproc-per-node", "--nnodes", "--node-rank", "--master-addr", "--master-port", "--rdzv-endpoint")
-
-
-def _without_launch_options(argv: list[str]) -> list[str]:
-    """The command line a worker runs: the launcher's own options removed."""
-    kept, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in LAUNCH_OPTIONS:
-            skip = True
-        elif not arg.startswith(tuple(f"{o}=" for o in LAUNCH_OPTIONS)):
-            kept.append(arg)
-    return kept
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training.distributed import LaunchOptions, launch
     from .training.loop import train
@@ -399,7 +383,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     options = LaunchOptions(args.nproc_per_node, args.nnodes, args.node_rank, args.master_addr, args.master_port,
                             args.rdzv_endpoint)
     if options.needed and "RANK" not in os.environ:  # this process launches; the workers train (rank 0 reports)
-        launch(_without_launch_options(args.argv), options)
+        launch(_train_worker, (args,), options)
         return 0
     history = train(args.model, args.train, args.valid, args.out, config, transform=args.transform)
     if os.environ.get("RANK", "0") != "0":
@@ -470,9 +454,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        args.argv = list(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # argparse exits 2 on wrong usage, 0 on --help / --version
         return int(exc.code or 0)
+    return _execute(args)
+
+
+def _train_worker(args: argparse.Namespace) -> None:
+    """One worker of a distributed `train`, started by the elastic agent: the same command, in this process."""
+    code = _execute(args)
+    if code:
+        raise SystemExit(code)
+
+
+def _execute(args: argparse.Namespace) -> int:
+    """Run a parsed command with logging set up; errors become a message and an exit status."""
     handler = _ProgressAwareHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     worker = os.environ.get("RANK", "0") != "0"  # distributed workers other than rank 0 only warn

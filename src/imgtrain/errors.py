@@ -72,6 +72,26 @@ class OutputWriteError(ImgtrainError):
     """An output could not be written (disk full, read-only, no permission); earlier outputs are kept."""
 
 
+class CheckpointError(ImgtrainError):
+    """A checkpoint cannot be used to resume: damaged, of another run, or not fitting the network."""
+
+
+class MissingDependencyError(ImgtrainError):
+    """An optional package a feature needs is not installed; the hint says what to install."""
+
+
+class TrackingError(ImgtrainError):
+    """Metrics cannot be logged where asked (an MLflow server that does not answer)."""
+
+
+class DistributedTrainingError(ImgtrainError):
+    """A worker of a distributed training job failed; the job was stopped."""
+
+
+class WorkerCrashedError(ImgtrainError):
+    """A worker process died (out of memory, or a crash in an image decoder)."""
+
+
 class TrainingInterrupted(ImgtrainError):
     """Training stopped on SIGINT/SIGTERM after writing a checkpoint; `signum` says which signal."""
 
@@ -92,6 +112,11 @@ __all__ = [
     "OutputWriteError",
     "TrainingInterrupted",
     "TrainingDivergedError",
+    "CheckpointError",
+    "MissingDependencyError",
+    "TrackingError",
+    "DistributedTrainingError",
+    "WorkerCrashedError",
 ]
 
 

@@ -12,13 +12,9 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
-from .errors import ImgtrainError
+from .errors import WorkerCrashedError
 
 T = TypeVar("T")
-
-
-class WorkerCrashedError(ImgtrainError):
-    """A worker process died (out of memory, or a crash in an image decoder)."""
 
 
 def default_workers() -> int:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..errors import ParameterError
+from ..errors import MissingDependencyError, ParameterError
 from ..files import atomic_write_json, building_dir
 from ..data.imaging import rgb_tensor, to_rgb
 from .model_directory import TrainedModel, open_model_directory
@@ -79,7 +79,7 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, trained: Tra
     try:
         import onnx
     except ImportError:
-        raise ParameterError("ONNX export needs the onnx package.",
+        raise MissingDependencyError("ONNX export needs the onnx package.",
                              hint="pip install 'imgtrain[export]' (onnx, onnxruntime).") from None
     with warnings.catch_warnings():  # the TorchScript-based exporter: no onnxscript needed
         warnings.simplefilter("ignore")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..config import MAX_IMAGES_PER_REQUEST, ServeConfig
-from ..errors import ParameterError
+from ..errors import MissingDependencyError, ParameterError
 from ..data.imaging import BadImage, ImageTooLarge, decode_rgb, rgb_tensor
 from ..inference.scoring import PROBABILITY_PREFIX, SCORED_LABELS, Model, load_model
 from .webpage import PAGE
@@ -127,7 +127,7 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
         from fastapi import FastAPI, Request
         from fastapi.responses import HTMLResponse, JSONResponse
     except ImportError:
-        raise ParameterError("Serving needs FastAPI.", hint="pip install 'imgtrain[serve]'.") from None
+        raise MissingDependencyError("Serving needs FastAPI.", hint="pip install 'imgtrain[serve]'.") from None
     from contextlib import asynccontextmanager
 
     config = config or ServeConfig()
@@ -239,7 +239,7 @@ def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, config: 
     try:
         import uvicorn
     except ImportError:
-        raise ParameterError("Serving needs uvicorn.", hint="pip install 'imgtrain[serve]'.") from None
+        raise MissingDependencyError("Serving needs uvicorn.", hint="pip install 'imgtrain[serve]'.") from None
     app = create_app(model, config)
     log.info("serving %s on http://%s:%d (web page at /, API at /docs)", model, host, port)
     uvicorn.run(app, host=host, port=port, log_level="warning")

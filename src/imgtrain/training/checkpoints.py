@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
 from ..devices import RESOLVED_PRECISIONS
-from ..errors import ParameterError
+from ..errors import CheckpointError
 from ..faults import crash_point
 from ..files import publish, write_failed
 
@@ -93,7 +93,7 @@ def load_checkpoint(out: Path) -> Checkpoint:
     except (SafetensorError, OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
         problem = f"it cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
     if problem is not None:
-        raise ParameterError(f"The checkpoint {path} is not usable: {problem}.",
+        raise CheckpointError(f"The checkpoint {path} is not usable: {problem}.",
                              hint="start over with --overwrite instead of --resume.")
     optimizer = {"state": optim_state, "param_groups": meta["param_groups"]}
     return Checkpoint(meta["epoch"], model, best, optimizer, meta["state"])

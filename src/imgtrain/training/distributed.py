@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from ..errors import ImgtrainError, ParameterError
+from ..errors import DistributedTrainingError, ParameterError
 
 #: A worker waiting longer than this on the others (one hung or died) fails with a timeout.
 DEFAULT_TIMEOUT_S = 300
-
-
-class DistributedTrainingError(ImgtrainError):
-    """A worker of a distributed training job failed; the job was stopped."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +97,12 @@ class LaunchOptions:
         return self.nproc_per_node > 1 or self.nnodes > 1
 
 
-def launch(argv: list[str], options: LaunchOptions) -> None:
-    """Run `imgtrain` with `argv` in every worker under the elastic agent; a failed worker fails the job."""
+def launch(worker: Callable[..., Any], args: tuple, options: LaunchOptions) -> None:
+    """Run `worker(*args)` in every worker process under the elastic agent; a failed worker fails the job.
+
+    `worker` must be importable by name (the workers are spawned); it sees RANK, WORLD_SIZE and the rest
+    in its environment, so the `train` it calls joins the job.
+    """
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -113,22 +114,13 @@ def launch(argv: list[str], options: LaunchOptions) -> None:
         rdzv_configs={"rank": options.node_rank} if static else {}, max_restarts=0, monitor_interval=0.5,
         start_method="spawn")
     try:
-        elastic_launch(config, worker_main)(argv)
+        elastic_launch(config, worker)(*args)
     except ChildFailedError as exc:
         failures = ", ".join(f"rank {rank} (exit code {f.exitcode})" for rank, f in sorted(exc.failures.items()))
         raise DistributedTrainingError(
             f"Distributed training failed: worker {failures}; the other workers were stopped.",
             hint="read that worker's error above; fix it and rerun with --resume to continue from the last "
             "checkpoint.") from None
-
-
-def worker_main(argv: list[str]) -> None:
-    """One worker: the ordinary `imgtrain` command, failing the process when it fails."""
-    from ..cli import main
-
-    code = main(argv)
-    if code:
-        raise SystemExit(code)
 
 
 @contextlib.contextmanager

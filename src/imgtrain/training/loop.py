@@ -34,7 +34,7 @@ from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_check
 from ..devices import (autocast_for, determinism, gradient_scaler, measure_speedup, resolve_device,
                       resolve_precision)
 from ..config import TrainConfig
-from ..errors import (InvalidDatasetError, OutputExistsError, ParameterError, TrainingDivergedError,
+from ..errors import (CheckpointError, DistributedTrainingError, InvalidDatasetError, OutputExistsError, ParameterError, TrainingDivergedError,
                      TrainingInterrupted)
 from ..faults import crash_point
 from ..files import building_dir, check_output, exclusive, within
@@ -314,7 +314,7 @@ def _train(untrained: UntrainedModel, train_dir: ImageDirectory, valid_dir: Imag
         except RuntimeError as exc:
             if not ctx.enabled:
                 raise
-            raise distributed.DistributedTrainingError(
+            raise DistributedTrainingError(
                 f"Worker rank {ctx.rank} lost contact with the other workers during epoch {len(history) + 1} "
                 f"({str(exc).splitlines()[0][:200]}).", hint="see the failing worker's error; rerun with --resume "
                 "to continue from the last checkpoint.") from None
@@ -479,8 +479,8 @@ def _restore(out: Path, resumed: Checkpoint, net: nn.Module, optimizer: torch.op
         if scaler is not None and resumed.state.get("scaler"):
             scaler.load_state_dict(resumed.state["scaler"])
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
-        raise ParameterError(f"The checkpoint {checkpoint_path(out)} does not fit the network: "
-                             f"{str(exc).splitlines()[0][:300]}.", hint="start over with --overwrite.") from None
+        raise CheckpointError(f"The checkpoint {checkpoint_path(out)} does not fit the network: "
+                              f"{str(exc).splitlines()[0][:300]}.", hint="start over with --overwrite.") from None
 
 
 def _check_fingerprint(out: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ParameterError
+from ..errors import MissingDependencyError, TrackingError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def open_tracker(log_dir: str | Path | None, use_mlflow: bool, params: dict[str,
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ParameterError("--log-dir needs the tensorboard package.",
+            raise MissingDependencyError("--log-dir needs the tensorboard package.",
                                  hint="pip install 'imgtrain[tracking]', or leave out --log-dir.") from None
         tracker.writer = SummaryWriter(log_dir=str(log_dir))
         tracker.writer.add_text("hyperparameters", "\n".join(f"    {k}: {v}" for k, v in params.items()), 0)
@@ -59,7 +59,7 @@ def open_tracker(log_dir: str | Path | None, use_mlflow: bool, params: dict[str,
         try:
             import mlflow
         except ImportError:
-            raise ParameterError("--mlflow needs the mlflow package.",
+            raise MissingDependencyError("--mlflow needs the mlflow package.",
                                  hint="pip install mlflow, or leave out --mlflow.") from None
         if not os.environ.get("MLFLOW_TRACKING_URI"):
             # ./mlruns, as MLflow users know it; mlflow 3 would default to ./mlflow.db and refuses file stores
@@ -72,7 +72,7 @@ def open_tracker(log_dir: str | Path | None, use_mlflow: bool, params: dict[str,
         except Exception as exc:  # a tracking server that is down, a store this mlflow cannot write ...
             if tracker.writer is not None:
                 tracker.writer.close()
-            raise ParameterError(f"MLflow cannot log to {mlflow.get_tracking_uri()}: {str(exc)[:300]}",
+            raise TrackingError(f"MLflow cannot log to {mlflow.get_tracking_uri()}: {str(exc)[:300]}",
                                  hint="check MLFLOW_TRACKING_URI, or leave out --mlflow.") from None
         tracker.mlflow = mlflow
         log.info("MLflow run %s logged to %s", run_name, mlflow.get_tracking_uri())
