@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -16,11 +17,50 @@ def _subparsers(parser):
     return next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
 
 
+COMMANDS = ("convert", "split", "transform", "densenet", "resnet", "train", "score", "evaluate", "export", "serve",
+            "demo")
+
+
 def test_help_lists_one_subcommand_per_module(run_cli):
     code, out, _ = run_cli("--help")
     assert code == 0
-    for command in ("convert", "split", "transform"):
-        assert command in out
+    listed = re.findall(r"^    ([a-z]+)\b", out, re.M)  # argparse indents subcommands by four spaces
+    assert tuple(listed) == COMMANDS
+    for command in COMMANDS:
+        assert run_cli(command, "--help")[0] == 0
+
+
+def _defaults(*argv: str) -> dict:
+    return vars(build_parser().parse_args(list(argv)))
+
+
+def test_every_train_config_field_has_an_option_with_the_same_default():
+    import dataclasses
+
+    from imgtrain import TrainConfig
+
+    parsed = _defaults("train", "--model", "m", "--train", "t", "--valid", "v", "--out", "o")
+    for field in dataclasses.fields(TrainConfig):
+        assert field.name in parsed, f"TrainConfig.{field.name} has no --{field.name.replace('_', '-')}"
+        assert parsed[field.name] == field.default, field.name
+
+
+def test_score_serve_and_demo_options_default_to_the_library_defaults():
+    import inspect
+
+    from imgtrain import TrainConfig, score
+    from imgtrain.cli import _serve_config
+    from imgtrain.config import ServeConfig
+
+    scored = _defaults("score", "--model", "m", "--data", "d", "--out", "o.csv")
+    for name, parameter in inspect.signature(score).parameters.items():
+        if parameter.default is not inspect.Parameter.empty and name in scored:
+            assert scored[name] == parameter.default, name
+    assert {"batch_size", "workers", "skip_invalid"} <= set(scored)
+    import argparse
+
+    assert _serve_config(argparse.Namespace(**_defaults("serve", "m"))) == ServeConfig()
+    assert _defaults("demo")["epochs"] == TrainConfig.epochs
 
 
 def _all_parsers(parser):

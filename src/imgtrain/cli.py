@@ -12,7 +12,8 @@ import traceback
 from collections.abc import Sequence
 
 from . import __version__
-from .config import DEFAULT_MODEL, FAMILIES, MAX_SEED, PRECISIONS, ServeConfig, TrainConfig, TransformSpec
+from .config import (DEFAULT_MODEL, FAMILIES, MAX_SEED, PRECISIONS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig,
+                     TransformSpec)
 from .errors import ImgtrainError, TrainingInterrupted
 from .interrupts import Terminated, terminate_cleanly
 
@@ -77,11 +78,55 @@ def _number(low: float, high: float, kind: type = float):
     return parse
 
 
+WORKERS_HELP = "worker processes; 0 = all work in this process"
+
+
 def _count(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
+
+
+#: train's options, one per TrainConfig field: argparse settings; the default always comes from the field.
+TRAIN_OPTIONS: dict[str, dict] = {
+    "epochs": dict(type=int, metavar="N", help="number of epochs (> 0)"),
+    "batch_size": dict(type=int, metavar="N", help="images per batch (> 0)"),
+    "learning_rate": dict(type=float, metavar="LR", help="initial SGD learning rate"),
+    "seed": dict(type=_number(0, MAX_SEED, int), metavar="N",
+                 help="random seed; with --repeatable the same seed gives bit-identical weights"),
+    "patience": dict(type=int, metavar="N", help="epochs without a better validation loss before stopping"),
+    "warmup_epochs": dict(type=int, metavar="N", help="epochs of linear learning-rate warmup"),
+    "print_frequency": dict(type=int, metavar="N", help="report progress every N batches"),
+    "device": dict(help="auto, cpu or cuda (auto picks a GPU when there is one)"),
+    "precision": dict(choices=PRECISIONS, help="arithmetic. auto = the fastest that keeps the --repeatable promise: on "
+                      "a CPU fp32 (bf16 there is not bit-repeatable), on a GPU bf16 (fp16 without bf16) with "
+                      "deterministic kernels; with --no-repeatable, bf16 wherever one training step of this model at "
+                      "this image size measured faster than fp32 (at least 1.1x). A resumed run keeps its precision"),
+    "repeatable": dict(help="same seed and inputs -> bit-identical weights (and --resume ends as an uninterrupted "
+                       "run). --no-repeatable trades this for speed: bf16 on CPUs with native bf16 where measured "
+                       "faster, cuDNN autotuning on GPUs; resume then restores the exact saved state but the rest of "
+                       "the run may differ in the last bits"),
+    "workers": dict(type=_count, metavar="N", help=WORKERS_HELP + " (default: 0 on 2 cores or fewer, else up to 4)"),
+    "resume": dict(help="continue an interrupted run in --out from its last checkpoint"),
+    "overwrite": dict(help="replace --out if it holds a model or an interrupted run"),
+    "progress": dict(help="show progress bars (on a terminal)"),
+    "log_dir": dict(metavar="DIR", help="write TensorBoard event files here (loss, accuracy, learning rate, images/s "
+                    "per epoch); view with `tensorboard --logdir DIR`"),
+    "mlflow": dict(help="also log parameters and per-epoch metrics to MLflow (needs mlflow installed; "
+                   "MLFLOW_TRACKING_URI, else ./mlruns)"),
+}
+
+
+def _add_config_options(p: argparse.ArgumentParser, cls: type, options: dict[str, dict]) -> None:
+    """One option per field of the dataclass `cls`, its default read from the field (one source of truth)."""
+    for field in dataclasses.fields(cls):
+        flag, default = "--" + field.name.replace("_", "-"), field.default
+        if isinstance(default, bool):
+            action = argparse.BooleanOptionalAction if default else "store_true"
+            p.add_argument(flag, action=action, default=default, **options[field.name])
+        else:
+            p.add_argument(flag, default=default, **options[field.name])
 
 
 def _common() -> argparse.ArgumentParser:
@@ -120,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-outside-paths", action="store_true",
                    help="let a manifest name files outside its own folder (absolute paths, ..); refused otherwise")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    p.add_argument("--workers", type=_count, default=0, metavar="N", help="decoding processes; 0 = one per CPU core")
+    p.add_argument("--workers", type=_count, default=None, metavar="N", help=WORKERS_HELP + " (default: one per CPU core)")
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser("split", parents=common, formatter_class=_Formatter,
@@ -167,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference drops every random transform")
     t.add_argument("--seed", type=_number(0, MAX_SEED, int), default=1, help="seed of the random transforms")
     t.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    t.add_argument("--workers", type=_count, default=0, metavar="N", help="processes; 0 = one per CPU core")
+    t.add_argument("--workers", type=_count, default=None, metavar="N", help=WORKERS_HELP + " (default: one per CPU core)")
     t.set_defaults(func=_cmd_transform_apply)
 
     for family, option, option_help in (
@@ -200,30 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", required=True, metavar="DIR", help="labeled training image directory")
     p.add_argument("--valid", required=True, metavar="DIR", help="labeled validation image directory")
     p.add_argument("--out", required=True, metavar="DIR", help="trained model directory to write")
-    p.add_argument("--epochs", type=int, metavar="N", default=5, help="number of epochs (> 0)")
-    p.add_argument("--batch-size", type=int, metavar="N", default=16, help="images per batch (> 0)")
-    p.add_argument("--learning-rate", type=float, metavar="LR", default=0.001, help="initial SGD learning rate")
-    p.add_argument("--seed", type=_number(0, MAX_SEED, int), metavar="N", default=TrainConfig.seed,
-                   help="random seed; with --repeatable the same seed gives bit-identical weights")
-    p.add_argument("--patience", type=int, metavar="N", default=3, help="epochs without a better validation loss before stopping")
-    p.add_argument("--warmup-epochs", type=int, metavar="N", default=0, help="epochs of linear learning-rate warmup")
-    p.add_argument("--print-frequency", type=int, metavar="N", default=10, help="report progress every N batches")
     p.add_argument("--transform", metavar="SPEC", default=None,
                    help="transformation file (default: the designer's: resize 256, center crop 224, random "
                    "horizontal flip)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (auto picks a GPU when there is one)")
-    p.add_argument("--precision", choices=PRECISIONS, default=TrainConfig.precision,
-                   help="arithmetic. auto = the fastest that keeps the --repeatable promise: on a CPU fp32 (bf16 "
-                   "there is not bit-repeatable), on a GPU bf16 (fp16 without bf16) with deterministic kernels; "
-                   "with --no-repeatable, bf16 wherever one training step of this model at this image size "
-                   "measured faster than fp32 (at least 1.1x). A resumed run keeps its precision")
-    p.add_argument("--repeatable", action=argparse.BooleanOptionalAction, default=TrainConfig.repeatable,
-                   help="same seed and inputs -> bit-identical weights (and --resume ends as an uninterrupted "
-                   "run). --no-repeatable trades this for speed: bf16 on CPUs with native bf16 where measured "
-                   "faster, cuDNN autotuning on GPUs; resume then restores the exact saved state but the rest of "
-                   "the run may differ in the last bits")
-    p.add_argument("--workers", type=_count, default=None, metavar="N",
-                   help="data-loader processes (default: 0 on 2 cores or fewer, else up to 4)")
+    _add_config_options(p, TrainConfig, TRAIN_OPTIONS)
     p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
                    help="data-parallel workers on this machine (torch.distributed; gloo on CPU, NCCL on GPU); the "
                    "batch size is per worker and the learning rate is multiplied by the number of workers")
@@ -233,14 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--master-port", type=_number(1, 65535, int), default=29500, metavar="PORT", help="free port on that machine")
     p.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT",
                    help="c10d rendezvous endpoint instead of --master-addr/--master-port")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it holds a model or an interrupted run")
-    p.add_argument("--log-dir", default=None, metavar="DIR",
-                   help="write TensorBoard event files here (loss, accuracy, learning rate, images/s per epoch); "
-                   "view with `tensorboard --logdir DIR`")
-    p.add_argument("--mlflow", action="store_true",
-                   help="also log parameters and per-epoch metrics to MLflow (needs mlflow installed; "
-                   "MLFLOW_TRACKING_URI, else ./mlruns)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("score", parents=common, formatter_class=_Formatter,
@@ -253,13 +270,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE", help="scores file to write (.csv or .jsonl)")
     p.add_argument("--format", choices=["csv", "jsonl"], default=None,
                    help="file format (default: from the --out extension, else csv)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch")
+    p.add_argument("--batch-size", type=int, default=SCORE_BATCH_SIZE, metavar="N", help="images per batch")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="arithmetic: auto = bf16 on GPUs, and on CPUs with native bf16 where one batch measured "
                    "faster than fp32; else fp32 (bf16 probabilities differ from fp32 in the 3rd-4th decimal)")
     p.add_argument("--workers", type=_count, default=None, metavar="N",
-                   help="data-loader processes (default: 0 on 2 cores or fewer, else up to 4)")
+                   help=WORKERS_HELP + " (default: 0 on 2 cores or fewer, else up to 4)")
     p.add_argument("--skip-invalid", action="store_true",
                    help="give unreadable images a row with an 'error' column instead of failing")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -294,13 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODELDIR", help="trained model directory (imgtrain train)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=_number(1, 65535, int), default=8000, help="TCP port")
-    p.add_argument("--max-upload-mb", type=_number(1e-6, 1e6), default=10.0, metavar="MB",
+    p.add_argument("--max-upload-mb", type=_number(1e-6, 1e6), default=ServeConfig.max_upload_bytes / 2**20, metavar="MB",
                    help="largest request body accepted")
-    p.add_argument("--max-pixels", type=_number(1, 2**40, int), default=40_000_000, metavar="N",
+    p.add_argument("--max-pixels", type=_number(1, 2**40, int), default=ServeConfig.max_pixels, metavar="N",
                    help="largest image accepted (pixels)")
-    p.add_argument("--max-batch", type=_number(1, 4096, int), default=16, metavar="N",
+    p.add_argument("--max-batch", type=_number(1, 4096, int), default=ServeConfig.max_batch, metavar="N",
                    help="most images scored together")
-    p.add_argument("--batch-wait-ms", type=_number(0, 60_000), default=5.0, metavar="MS",
+    p.add_argument("--batch-wait-ms", type=_number(0, 60_000), default=ServeConfig.batch_wait_ms, metavar="MS",
                    help="how long a request waits for others to share its batch")
     p.add_argument("--decode-threads", type=_number(1, 256, int), default=ServeConfig.decode_threads, metavar="N",
                    help="images decoded at once, off the event loop (each may hold up to --max-pixels x 3 bytes)")
@@ -312,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "resnet18 (no pretrained weights), train it with the module's defaults and a transformation "
                        "suited to 32 px images, score the held-out part and evaluate it.")
     p.add_argument("--out", default="demo-output", help="folder for every demo output (replaced on each run)")
-    p.add_argument("--epochs", type=int, default=5, metavar="N", help="training epochs")
+    p.add_argument("--epochs", type=int, default=TrainConfig.epochs, metavar="N", help="training epochs")
     p.set_defaults(func=_cmd_demo)
     return parser
 
@@ -326,7 +343,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from .data.convert import convert
 
     directory = convert(args.src, args.out, overwrite=args.overwrite, skip_invalid=args.skip_invalid,
-                        allow_outside=args.allow_outside_paths, workers=args.workers or None)
+                        allow_outside=args.allow_outside_paths, workers=args.workers)
     print(f"wrote image directory {_describe(directory)}")
     return 0
 
@@ -354,7 +371,7 @@ def _cmd_transform_apply(args: argparse.Namespace) -> int:
     from .data.transforms import apply_transform
 
     directory = apply_transform(args.spec, args.src, args.out, mode=args.mode, seed=args.seed,
-                                overwrite=args.overwrite, workers=args.workers or None)
+                                overwrite=args.overwrite, workers=args.workers)
     print(f"wrote image directory {_describe(directory)}")
     return 0
 
@@ -372,14 +389,10 @@ def _cmd_architecture(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training.distributed import LaunchOptions, launch
+    from .models.model_directory import open_model_directory
     from .training.loop import train
 
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                         seed=args.seed, patience=args.patience, warmup_epochs=args.warmup_epochs,
-                         print_frequency=args.print_frequency, device=args.device, precision=args.precision,
-                         repeatable=args.repeatable,
-                         workers=args.workers, resume=args.resume, overwrite=args.overwrite, log_dir=args.log_dir,
-                         mlflow=args.mlflow)
+    config = TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)})
     options = LaunchOptions(args.nproc_per_node, args.nnodes, args.node_rank, args.master_addr, args.master_port,
                             args.rdzv_endpoint)
     if options.needed and "RANK" not in os.environ:  # this process launches; the workers train (rank 0 reports)
@@ -388,7 +401,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     history = train(args.model, args.train, args.valid, args.out, config, transform=args.transform)
     if os.environ.get("RANK", "0") != "0":
         return 0
-    best = min(history, key=lambda row: row["val_loss"] if row["val_loss"] == row["val_loss"] else float("inf"))
+    best = history[open_model_directory(args.out).meta["best_epoch"] - 1]  # the epoch whose weights were saved
     print(f"wrote trained model directory {args.out}: best epoch {best['epoch']} of {len(history)}, "
           f"validation loss {best['val_loss']:.4f}, top-1 accuracy {best['val_top1']:.4f}")
     return 0
@@ -422,13 +435,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_config(args: argparse.Namespace) -> ServeConfig:
+    """The endpoint's limits from serve's options."""
+    return ServeConfig(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
+                       max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms, decode_threads=args.decode_threads)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .serving.serve import serve
 
-    config = ServeConfig(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
-                         max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
-                         decode_threads=args.decode_threads)
-    serve(args.model, args.host, args.port, config)
+    serve(args.model, args.host, args.port, _serve_config(args))
     return 0
 
 

@@ -165,7 +165,10 @@ class TrainConfig:
                                                "warmup_epochs", "repeatable")}
 
 
-# --- serving
+# --- scoring and serving
+
+SCORE_BATCH_SIZE = 32
+
 
 DEFAULT_MAX_UPLOAD_MB = 10.0
 DEFAULT_MAX_PIXELS = 40_000_000

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..errors import InvalidDatasetError, ParameterError
 from ..files import WRITE_ERRNOS, check_output, publish, reporting_write_errors, write_failed
+from ..config import SCORE_BATCH_SIZE
 from ..data.image_directory import ImageDirectory, list_problems, load_indexed
 from ..data.imaging import BadImage, load_rgb, rgb_tensor, to_rgb
 from ..models.model_directory import TrainedModel, open_model_directory
@@ -130,7 +131,7 @@ def score_rows(
     model: Model,
     directory: ImageDirectory,
     *,
-    batch_size: int = 32,
+    batch_size: int = SCORE_BATCH_SIZE,
     workers: int | None = None,
     skip_invalid: bool = False,
     progress: bool = True,
@@ -183,7 +184,7 @@ def _row(record, directory: ImageDirectory, classes: Sequence[str], probs: list[
     return row
 
 
-def score(model: str | Path | Model, images: str | Path | ImageDirectory, *, batch_size: int = 32,
+def score(model: str | Path | Model, images: str | Path | ImageDirectory, *, batch_size: int = SCORE_BATCH_SIZE,
           workers: int | None = None, skip_invalid: bool = False, progress: bool = True) -> list[dict[str, Any]]:
     """Score an image directory; return the table as a list of rows (dicts with the designer's column names)."""
     model = model if isinstance(model, Model) else load_model(model)
@@ -200,7 +201,7 @@ def _check_scores_output(out: Path, overwrite: bool, inputs: list[Path]) -> None
 
 
 def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path, *, fmt: str | None = None,
-                  batch_size: int = 32, workers: int | None = None, skip_invalid: bool = False,
+                  batch_size: int = SCORE_BATCH_SIZE, workers: int | None = None, skip_invalid: bool = False,
                   overwrite: bool = False, progress: bool = True) -> tuple[Path, int]:
     """Stream the scores to `out` (CSV or JSON lines), which appears only once complete; return (path, rows)."""
     out = Path(out)
