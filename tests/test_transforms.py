@@ -149,3 +149,26 @@ def test_dataset_applies_spec_on_the_fly_with_fresh_draws(directory):
     ds = directory.dataset(transform=build_transform(spec, "training"))
     draws = {ds[0][0].flatten().tolist().__repr__() for _ in range(8)}
     assert len(draws) > 1 and tuple(ds[0][0].shape) == (3, 10, 10)
+
+
+@pytest.mark.parametrize("spec", [
+    imgtrain.TransformSpec(),
+    imgtrain.TransformSpec(size=1, center_crop=False),
+    imgtrain.TransformSpec(size=37, crop_size=50, pad=True, padding=3),
+    imgtrain.TransformSpec(resize=False, center_crop=False, random_resized_crop=True, random_resized_crop_size=19),
+    imgtrain.TransformSpec(resize=True, size=20, center_crop=False, random_crop=True, random_crop_size=31,
+                           random_rotation=True, random_rotation_degrees=30, random_perspective=True),
+])
+def test_output_sizes_by_arithmetic_match_the_transformation_for_every_size(spec):
+    """The batching check covers every distinct size of a directory (it used to look at 64) without running
+    the transformation; here the arithmetic is held to what torchvision really makes."""
+    import torch
+
+    from imgtrain.data.transforms import output_size
+
+    sizes = [(w, h) for w in (1, 2, 7, 16, 33, 250, 301) for h in (1, 3, 16, 29, 224, 400)]
+    for mode in ("training", "inference"):
+        transform = imgtrain.build_transform(spec, mode)
+        for width, height in sizes:
+            made = transform(torch.zeros(3, height, width, dtype=torch.uint8))
+            assert output_size(spec, mode, width, height) == (made.shape[-1], made.shape[-2]), (mode, width, height)

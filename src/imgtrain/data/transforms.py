@@ -82,7 +82,7 @@ def load_transform(path: str | Path) -> TransformSpec:
 
 def _steps(spec: TransformSpec, mode: Mode) -> list[Callable]:
     """The torchvision transforms `spec` turns on, in the designer's order."""
-    s, use = spec, (lambda name: getattr(spec, name) and (mode == "training" or name not in RANDOM_STEPS))
+    s = spec
     candidates = [
         ("resize", lambda: v2.Resize(s.size, _interpolation(s.size), antialias=True)),
         ("center_crop", lambda: v2.CenterCrop(s.crop_size)),
@@ -101,7 +101,12 @@ def _steps(spec: TransformSpec, mode: Mode) -> list[Callable]:
         ("random_perspective", lambda: v2.RandomPerspective(**RANDOM_PERSPECTIVE)),
         ("random_erasing", lambda: v2.RandomErasing(p=RANDOM_ERASING_P)),
     ]
-    return [make() for name, make in candidates if use(name)]
+    return [make() for name, make in candidates if _active(spec, name, mode)]
+
+
+def _active(spec: TransformSpec, name: str, mode: Mode) -> bool:
+    """Whether step `name` runs: switched on, and not a random step in inference mode."""
+    return getattr(spec, name) and (mode == "training" or name not in RANDOM_STEPS)
 
 
 def _interpolation(size: int) -> v2.InterpolationMode:
@@ -231,22 +236,37 @@ def check_network_size(width: int, height: int, smallest_side: int) -> None:
                             f"{smallest_side}x{smallest_side} (turn on resize with a size of at least {smallest_side})")
 
 
+def output_size(spec: TransformSpec, mode: Mode, width: int, height: int) -> tuple[int, int]:
+    """The (width, height) an image of this size leaves the transformation with, by arithmetic.
+
+    Only resize, the crops and padding change a size, and each to a size known in advance; the other
+    steps (flips, rotation and affine without expansion, perspective, erasing, colour) keep it.
+    """
+    use = functools.partial(_active, spec, mode=mode)
+    if use("resize"):
+        width, height = largest_step_size(dataclasses.replace(spec, pad=False), width, height)
+    if use("center_crop"):
+        width = height = spec.crop_size
+    if use("pad"):
+        width, height = width + 2 * spec.padding, height + 2 * spec.padding
+    if use("random_resized_crop"):
+        width = height = spec.random_resized_crop_size
+    if use("random_crop"):
+        width = height = spec.random_crop_size
+    return width, height
+
+
 def output_sizes(spec: TransformSpec, sizes: set[tuple[int, int]], mode: Mode) -> set[tuple[int, int]]:
     """The (width, height) images of the given sizes come out as: one size means they can be batched.
 
-    Sizes the transformation would blow up (check_transform_size) are left out; every size is checked
-    by arithmetic, the first 64 by running the transformation on a blank image.
+    Every distinct size is worked out (by arithmetic, nothing is allocated); sizes the transformation would
+    blow up (check_transform_size) are left out.
     """
-    transform = build_transform(spec, mode)
     out = set()
-    fitting = []
-    for width, height in sorted(sizes):
+    for width, height in sizes:
         try:
             check_transform_size(spec, width, height)
-            fitting.append((width, height))
         except ImageTooLarge:
-            pass
-    for width, height in fitting[:64]:
-        y = transform(torch.zeros(3, height, width, dtype=torch.uint8))
-        out.add((y.shape[-1], y.shape[-2]))
+            continue
+        out.add(output_size(spec, mode, width, height))
     return out
