@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 
 from imgtrain.training import distributed
-from imgtrain.devices import (Capability, autocast_for, cpu_has_fast_bf16, determinism, gradient_scaler,
+from imgtrain.devices import (Capability, autocast_for, determinism, gradient_scaler,
                               measure_speedup, resolve_precision)
 
 
@@ -49,9 +50,23 @@ def test_auto_is_the_fastest_precision_that_keeps_the_promise(cap, repeatable, s
         assert resolve_precision(explicit, device, repeatable, measure, cap) == explicit
 
 
-def test_this_cpus_capability_is_measured():
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":")[1].split()}
+
+
+def test_this_cpus_capability_agrees_with_its_instruction_set():
+    """Checked against /proc/cpuinfo, not against the function the code uses: without AVX-512 BF16 or AMX,
+    bf16 is emulated (~100x slower), so it must never be measured fast; with them, it must be."""
+    flags = _cpu_flags()
+    if not flags:
+        pytest.skip("no /proc/cpuinfo flags to compare with")
     cap = Capability.of(torch.device("cpu"))
-    assert cap.kind == "cpu" and cap.fast_bf16 == cpu_has_fast_bf16() and not cap.repeatable_reduced
+    assert cap.kind == "cpu" and not cap.repeatable_reduced
+    assert cap.fast_bf16 == bool(flags & {"avx512_bf16", "amx_bf16"}), sorted(flags & {"avx512_bf16", "amx_bf16"})
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"  # the default promise, on any CPU
 
 

