@@ -43,7 +43,7 @@ _PUBLIC = {
     "load_model": ".inference.scoring",
     "score": ".inference.scoring",
     "split": ".data.split",
-    "EarlyStopping": ".training.loop",
+    "EarlyStopping": ".training.state",
     "TrainConfig": ".config",
     "train": ".training.loop",
     "TransformSpec": ".config",

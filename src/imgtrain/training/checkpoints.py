@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
-from ..devices import RESOLVED_PRECISIONS
 from ..errors import CheckpointError
 from ..faults import crash_point
 from ..files import publish, write_failed
@@ -33,7 +31,7 @@ class Checkpoint:
     model: dict[str, torch.Tensor]
     best: dict[str, torch.Tensor] | None
     optimizer: dict[str, Any]
-    state: dict[str, Any]  # early stopping, history, fingerprint, precision, fp16 loss scaler
+    state: dict[str, Any]  # the run's state, laid out by training.state.RunState
 
 
 def checkpoint_path(out: Path) -> Path:
@@ -73,7 +71,7 @@ def save_checkpoint(out: Path, ckpt: Checkpoint) -> Path:
 
 
 def load_checkpoint(out: Path) -> Checkpoint:
-    """Read and validate the last checkpoint of a training run in `out`; ParameterError says what is wrong."""
+    """Read and validate the last checkpoint of a training run in `out`; CheckpointError says what is wrong."""
     path = checkpoint_path(out)
     try:
         data = path.read_bytes()
@@ -100,44 +98,18 @@ def load_checkpoint(out: Path) -> Checkpoint:
 
 
 def _meta_problem(meta: Any) -> str | None:
-    """What is wrong with a checkpoint's JSON metadata, or None."""
+    """What is wrong with a checkpoint's own fields, or None (the run state's are checked by `state.check_state`)."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
         return f"it is not an imgtrain checkpoint of version {FORMAT_VERSION}"
-    groups, state = meta.get("param_groups"), meta.get("state")
+    groups = meta.get("param_groups")
     checks = {"epoch": _count(meta.get("epoch")), "has_best": isinstance(meta.get("has_best"), bool),
               "param_groups": isinstance(groups, list) and all(isinstance(g, dict) and isinstance(g.get("params"), list)
                                                                 for g in groups),
-              "state": isinstance(state, dict)}
-    if isinstance(state, dict):
-        stopper, partial = state.get("stopper"), state.get("partial")
-        checks |= {"stopper": isinstance(stopper, dict) and set(stopper) == STOPPER_FIELDS,
-                   "history": isinstance(state.get("history"), list),
-                   "fingerprint": isinstance(state.get("fingerprint"), dict),
-                   "partial": partial is None or (isinstance(partial, dict) and set(partial) == PARTIAL_FIELDS
-                                                  and all(_count(partial[k]) for k in ("epoch", "batches", "correct",
-                                                                                       "seen"))
-                                                  and all(isinstance(partial[k], float | int)
-                                                          for k in ("loss_sum", "seconds"))),
-                  "precision": state.get("precision") in (None, *RESOLVED_PRECISIONS),
-                  "scaler": _scaler_state(state.get("scaler"))}
+              "state": isinstance(meta.get("state"), dict)}
     wrong = [name for name, ok in checks.items() if not ok]
     return f"its metadata is damaged ({', '.join(wrong)})" if wrong else None
-
-
-def _scaler_state(value: Any) -> bool:
-    """None, or an fp16 loss scaler's state: positive finite numbers and a step count."""
-    if value is None:
-        return True
-    return (isinstance(value, dict) and set(value) == SCALER_FIELDS and _count(value["_growth_tracker"])
-            and _count(value["growth_interval"]) and all(isinstance(value[k], float | int) and not isinstance(
-                value[k], bool) and 0 < value[k] < math.inf for k in ("scale", "growth_factor", "backoff_factor")))
 
 
 def _count(value: Any) -> bool:
     """A JSON integer >= 0 (not a boolean)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-STOPPER_FIELDS = {"patience", "best_loss", "best_epoch", "bad_epochs"}
-SCALER_FIELDS = {"scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"}
-PARTIAL_FIELDS = {"epoch", "batches", "loss_sum", "correct", "seen", "seconds"}
