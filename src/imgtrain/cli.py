@@ -151,7 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", default=False, help="log warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = [_common()]
+    for add in (_add_convert, _add_split, _add_transform, _add_architectures, _add_train, _add_score, _add_evaluate,
+                _add_export, _add_serve, _add_demo):
+        add(sub, common)
+    return parser
 
+
+def _add_convert(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `convert` subcommand."""
     p = sub.add_parser("convert", parents=common, formatter_class=_Formatter,
                        help="Convert to Image Directory: folder, archive, manifest or designer directory -> image directory",
                        description="Convert images into an imgtrain image directory. SRC is a folder in class-sub-folder "
@@ -168,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_count, default=None, metavar="N", help=WORKERS_HELP + " (default: one per CPU core)")
     p.set_defaults(func=_cmd_convert)
 
+
+def _add_split(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `split` subcommand."""
     p = sub.add_parser("split", parents=common, formatter_class=_Formatter,
                        help="Split Image Directory: one image directory -> two, stratified by class",
                        description="Split an image directory: OUT1 gets floor(fraction x n) images, OUT2 the rest.")
@@ -182,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUT1 / OUT2 if they exist")
     p.set_defaults(func=_cmd_split)
 
+
+def _add_transform(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `transform` subcommand."""
     p = sub.add_parser("transform", parents=common, formatter_class=_Formatter,
                        help="Init / Apply Image Transformation",
                        description="Create a transformation file, or apply one to an image directory.")
@@ -215,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=_count, default=None, metavar="N", help=WORKERS_HELP + " (default: one per CPU core)")
     t.set_defaults(func=_cmd_transform_apply)
 
+
+def _add_architectures(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `architectures` subcommands (densenet, resnet)."""
     for family, option, option_help in (
         ("densenet", "--memory-efficient", "trade speed for memory with gradient checkpointing"),
         ("resnet", "--zero-init-residual", "zero-initialise the last BatchNorm of each residual branch"),
@@ -235,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
         p.set_defaults(func=_cmd_architecture, family=family, option=option[2:].replace("-", "_"))
 
+
+def _add_train(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `train` subcommand."""
     p = sub.add_parser("train", parents=common, formatter_class=_Formatter,
                        help="Train PyTorch Model: untrained model + training/validation images -> trained model",
                        description="Train an untrained model directory. SGD (momentum 0.9, Nesterov, weight decay "
@@ -260,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="c10d rendezvous endpoint instead of --master-addr/--master-port")
     p.set_defaults(func=_cmd_train)
 
+
+def _add_score(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `score` subcommand."""
     p = sub.add_parser("score", parents=common, formatter_class=_Formatter,
                        help="Score Image Model: trained model + image directory -> per-class probabilities",
                        description="Score every image of an image directory with a trained model, using the "
@@ -282,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_cmd_score)
 
+
+def _add_evaluate(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `evaluate` subcommand."""
     p = sub.add_parser("evaluate", parents=common, formatter_class=_Formatter,
                        help="Evaluate Model: scores -> accuracy, precision, recall, F1, confusion matrix",
                        description="Evaluate a scores file of a labeled image directory. Writes metrics.json, "
@@ -291,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_cmd_evaluate)
 
+
+def _add_export(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `export` subcommand."""
     p = sub.add_parser("export", parents=common, formatter_class=_Formatter,
                        help="trained model -> ONNX or TorchScript for other runtimes",
                        description="Export a trained model directory. The exported model takes float32 RGB images "
@@ -302,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=_cmd_export)
 
+
+def _add_serve(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `serve` subcommand."""
     p = sub.add_parser("serve", parents=common, formatter_class=_Formatter,
                        help="real-time endpoint: POST /predict, GET /health, a web page at /",
                        description="Serve a trained model over HTTP: POST /predict with an uploaded image (multipart "
@@ -323,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images decoded at once, off the event loop (each may hold up to --max-pixels x 3 bytes)")
     p.set_defaults(func=_cmd_serve)
 
+
+def _add_demo(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `demo` subcommand."""
     p = sub.add_parser("demo", parents=common, formatter_class=_Formatter,
                        help="run the whole pipeline on scikit-learn's bundled digits",
                        description="Turn scikit-learn's digits into an image directory, split it 90/10, create a "
@@ -331,7 +365,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo-output", help="folder for every demo output (replaced on each run)")
     p.add_argument("--epochs", type=int, default=TrainConfig.epochs, metavar="N", help="training epochs")
     p.set_defaults(func=_cmd_demo)
-    return parser
 
 
 def _describe(directory) -> str:

@@ -76,26 +76,42 @@ def publish(path: str | Path, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
 
 
+@contextlib.contextmanager
+def atomic_file(path: Path, kept: str = "The previous file, if any, is unchanged.", suffix: str = ".tmp",
+                write_errors: tuple[type[BaseException], ...] = (), crash_at: tuple | None = None) -> Iterator[str]:
+    """Yield a temporary file name beside `path`; what the block writes there replaces `path` at once.
+
+    Readers see the old file or the new one, never half of it; on any failure the temporary file is
+    removed and `path` is untouched. Disk full, quota, read-only and too-large errors from the block (and
+    any of `write_errors`) become OutputWriteError naming `path` and saying what was `kept`.
+    """
+    path = Path(path)
+    with reporting_write_errors(path, kept):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
+    try:
+        yield tmp
+        with reporting_write_errors(path, kept):
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            publish(tmp)
+            if crash_at:
+                crash_point(*crash_at)
+            os.replace(tmp, path)
+    except BaseException as exc:
+        if isinstance(exc, write_errors) or isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            raise write_failed(path, exc, kept) from None
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` so that readers see the old file or the new one, never half of it."""
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        publish(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise write_failed(path, exc, "The previous file, if any, is unchanged.") from None
-        raise
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

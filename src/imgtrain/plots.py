@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from .files import publish
+from .files import atomic_file
 
 
 def plot_history(history: list[dict[str, Any]], path: Path) -> None:
@@ -37,16 +35,11 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
 def _save(fig, path: Path) -> None:
     from matplotlib import pyplot as plt
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=100)
-        publish(tmp)
-        os.replace(tmp, path)
+        with atomic_file(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def plot_confusion_matrix(matrix, classes: list[str], path: Path) -> None:

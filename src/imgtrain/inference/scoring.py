@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +15,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..errors import InvalidDatasetError, ParameterError
-from ..files import WRITE_ERRNOS, check_output, publish, reporting_write_errors, write_failed
 from ..config import SCORE_BATCH_SIZE
+from ..errors import InvalidDatasetError, ParameterError
+from ..files import atomic_file, check_output
 from ..data.image_directory import ImageDirectory, list_problems, load_indexed
 from ..data.imaging import BadImage, load_rgb, rgb_tensor, to_rgb
 from ..models.model_directory import TrainedModel, open_model_directory
@@ -215,32 +212,17 @@ def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path
     columns = (["id", "path", "source"] + (["label"] if directory.labeled else [])
                + [PROBABILITY_PREFIX + c for c in model.classes] + [SCORED_LABELS] + (["error"] if skip_invalid else []))
     kept = f"{out} is as it was before." if out.exists() else ""
-    with reporting_write_errors(out, kept):
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     count = 0
-    try:
-        with io.open(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, columns, extrasaction="raise") if fmt == "csv" else None
+    with atomic_file(out, kept) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="raise") if fmt == "csv" else None
+        if writer:
+            writer.writeheader()
+        for row in score_rows(model, directory, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid,
+                              progress=progress):
             if writer:
-                writer.writeheader()
-            for row in score_rows(model, directory, batch_size=batch_size, workers=workers,
-                                  skip_invalid=skip_invalid, progress=progress):
-                if writer:
-                    writer.writerow(row)
-                else:
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                count += 1
-            f.flush()
-            os.fsync(f.fileno())
-        publish(tmp)
-        os.replace(tmp, out)
-    except OSError as exc:
-        if exc.errno not in WRITE_ERRNOS:
-            raise
-        raise write_failed(out, exc, kept) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+                writer.writerow(row)
+            else:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
     log.info("scored %d images of %s with %s into %s", count, directory.root, model.trained.path, out)
     return out, count

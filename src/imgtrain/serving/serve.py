@@ -16,6 +16,7 @@ import base64
 import binascii
 import json
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,8 @@ import numpy as np
 import torch
 
 from ..config import MAX_IMAGES_PER_REQUEST, ServeConfig
-from ..errors import MissingDependencyError, ParameterError
 from ..data.imaging import BadImage, ImageTooLarge, decode_rgb, rgb_tensor
+from ..errors import MissingDependencyError, ParameterError
 from ..inference.scoring import PROBABILITY_PREFIX, SCORED_LABELS, Model, load_model
 from .webpage import PAGE
 
@@ -157,47 +158,16 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
         stats["rejected"] += 1
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
-    async def read_body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > config.max_upload_bytes:
-            raise BadRequest(413, f"the upload is {int(declared):,} bytes, over the limit of "
-                                  f"{config.max_upload_bytes:,}")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > config.max_upload_bytes:
-                raise BadRequest(413, f"the upload is over the limit of {config.max_upload_bytes:,} bytes")
-        return bytes(body)
-
     @app.post("/predict", summary="Classify images",
               description="Multipart upload (field `file`, repeatable) or JSON with base64 images. Answers the "
               "label and per-class probabilities of each image, best first in `top`.")
     async def predict(request: Request) -> JSONResponse:
         stats["requests"] += 1
-        body = await read_body(request)
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data"):
-            images, designer = await _multipart_images(body, content_type), False
-        elif "json" in content_type or body[:1] in (b"{", b"["):
-            images, designer = await off_loop(_json_images, body)
-        else:
-            raise BadRequest(415, "send multipart/form-data with a `file` field, or application/json")
-        if not images:
-            raise BadRequest(400, "no image in the request")
-        if len(images) > MAX_IMAGES_PER_REQUEST:
-            raise BadRequest(413, f"{len(images)} images in one request, over the limit of {MAX_IMAGES_PER_REQUEST}")
+        body = await _read_body(request, config)
+        images, designer = await _images_of(body, request.headers.get("content-type", ""), off_loop)
         tensors = await asyncio.gather(*(off_loop(_decode, data, name, config, model) for name, data in images))
         rows = await asyncio.gather(*(batcher.probabilities(t) for t in tensors))
-        if designer:
-            table = [{SCORED_LABELS: model.classes[int(np.argmax(r))],
-                      **{PROBABILITY_PREFIX + c: p for c, p in zip(model.classes, r)}} for r in rows]
-            return JSONResponse({"Results": {"WebServiceOutput0": table}})
-        predictions = []
-        for (name, _), row in zip(images, rows):
-            ranked = sorted(zip(model.classes, row), key=lambda cp: -cp[1])
-            predictions.append({"name": name, "label": ranked[0][0], "probabilities": dict(zip(model.classes, row)),
-                                "top": [{"label": c, "probability": p} for c, p in ranked[:5]]})
-        return JSONResponse({"predictions": predictions})
+        return JSONResponse(_answer(model.classes, [name for name, _ in images], rows, designer))
 
     @app.get("/health", summary="Liveness and model facts")
     async def health() -> dict[str, Any]:
@@ -210,6 +180,49 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
         return HTMLResponse(PAGE)
 
     return app
+
+
+async def _read_body(request, config: ServeConfig) -> bytes:
+    """The request body, refused (413) as soon as it is over the limit, declared or streamed."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > config.max_upload_bytes:
+        raise BadRequest(413, f"the upload is {int(declared):,} bytes, over the limit of "
+                              f"{config.max_upload_bytes:,}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > config.max_upload_bytes:
+            raise BadRequest(413, f"the upload is over the limit of {config.max_upload_bytes:,} bytes")
+    return bytes(body)
+
+
+async def _images_of(body: bytes, content_type: str, off_loop) -> tuple[list[tuple[str, bytes]], bool]:
+    """(name, bytes) of each image of a request, and whether it came in the designer's JSON format."""
+    if content_type.startswith("multipart/form-data"):
+        images, designer = await _multipart_images(body, content_type), False
+    elif "json" in content_type or body[:1] in (b"{", b"["):
+        images, designer = await off_loop(_json_images, body)
+    else:
+        raise BadRequest(415, "send multipart/form-data with a `file` field, or application/json")
+    if not images:
+        raise BadRequest(400, "no image in the request")
+    if len(images) > MAX_IMAGES_PER_REQUEST:
+        raise BadRequest(413, f"{len(images)} images in one request, over the limit of {MAX_IMAGES_PER_REQUEST}")
+    return images, designer
+
+
+def _answer(classes: Sequence[str], names: list[str], rows: list[list[float]], designer: bool) -> dict[str, Any]:
+    """The response: the designer's table, or each image's label, probabilities and top five."""
+    if designer:
+        table = [{SCORED_LABELS: classes[int(np.argmax(r))], **{PROBABILITY_PREFIX + c: p for c, p in zip(classes, r)}}
+                 for r in rows]
+        return {"Results": {"WebServiceOutput0": table}}
+    predictions = []
+    for name, row in zip(names, rows):
+        ranked = sorted(zip(classes, row), key=lambda cp: -cp[1])
+        predictions.append({"name": name, "label": ranked[0][0], "probabilities": dict(zip(classes, row)),
+                            "top": [{"label": c, "probability": p} for c, p in ranked[:5]]})
+    return {"predictions": predictions}
 
 
 async def _multipart_images(body: bytes, content_type: str) -> list[tuple[str, bytes]]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,8 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
 from ..errors import CheckpointError
-from ..faults import crash_point
-from ..files import publish, write_failed
+from ..files import atomic_file
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_NAME = "last.safetensors"
@@ -50,23 +47,10 @@ def save_checkpoint(out: Path, ckpt: Checkpoint) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "epoch": ckpt.epoch,
             "has_best": ckpt.best is not None, "param_groups": ckpt.optimizer["param_groups"], "state": ckpt.state}
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
+    kept = "The previous checkpoint is kept." if path.exists() else ""
+    with atomic_file(path, kept, write_errors=(OSError, SafetensorError), crash_at=("checkpoint-writing", ckpt.epoch)) \
+            as tmp:
         save_file(tensors, tmp, metadata={"imgtrain": json.dumps(meta)})
-        publish(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        crash_point("checkpoint-writing", ckpt.epoch)
-        os.replace(tmp, path)
-    except (OSError, SafetensorError) as exc:
-        kept = "The previous checkpoint is kept." if path.exists() else ""
-        raise write_failed(path, exc, kept) from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
