@@ -114,6 +114,33 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
 
 
+def format_problem(data: Any, fmt: str, version: int, kinds: dict[str, str] | None = None) -> str | None:
+    """What keeps `data` from being a document of format `fmt` at `version` (None when it is one)."""
+    kind = data.get("format") if isinstance(data, dict) else None
+    if kind != fmt:
+        known = (kinds or {}).get(kind) if isinstance(kind, str) else None  # a hand-edited format may be anything
+        return f"it is {known}" if known else f"it is not a {fmt} document (format {str(kind)[:60]!r})"
+    if data.get("format_version") != version:
+        return (f"it has format_version {data.get('format_version')!r}; this imgtrain reads {version} (upgrade "
+                "imgtrain, or recreate it with this version)")
+    return None
+
+
+def read_versioned_json(path: Path, fmt: str, version: int, error: type[ImgtrainError], hint: str | None = None,
+                        kinds: dict[str, str] | None = None) -> dict[str, Any]:
+    """The JSON object in `path` if it is of format `fmt` at `version`; otherwise `error` saying what it is."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{path} does not exist.", hint) from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise error(f"{path} is not readable JSON: {str(exc)[:200]}.", hint) from None
+    problem = format_problem(data, fmt, version, kinds)
+    if problem:
+        raise error(f"{path} cannot be used: {problem}.", hint)
+    return data
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
     """Write `data` as indented JSON, atomically."""
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

@@ -24,7 +24,7 @@ from PIL import Image
 from .. import __version__
 from ..errors import list_problems
 from ..errors import InvalidDatasetError, NotLabeledDatasetError
-from ..files import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json, atomic_write_text, read_versioned_json
 from .imaging import BadImage, load_rgb, rgb_tensor
 
 META_NAME = "imgtrain-images.json"
@@ -240,19 +240,9 @@ def _read_meta(root: Path) -> dict[str, Any]:
     if not meta_path.is_file():
         hint = f"create one with `imgtrain convert {root} OUT`."
         raise InvalidDatasetError(f"{root} is not an imgtrain image directory: it has no {META_NAME}.", hint=hint)
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidDatasetError(f"{meta_path} cannot be read as JSON: {exc}.") from None
+    meta = read_versioned_json(meta_path, FORMAT, FORMAT_VERSION, InvalidDatasetError,
+                               f"recreate it with `imgtrain convert SOURCE {root}`.")
     problems = []
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InvalidDatasetError(f"{meta_path} is not an imgtrain image directory meta file (format {FORMAT!r}).")
-    version = meta.get("format_version")
-    if version != FORMAT_VERSION:
-        raise InvalidDatasetError(
-            f"{meta_path} has format_version {version!r}; this imgtrain reads version {FORMAT_VERSION}.",
-            hint="upgrade imgtrain, or recreate the directory with this version.",
-        )
     classes = meta.get("classes")
     if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
         problems.append("'classes' must be a list of non-empty strings")

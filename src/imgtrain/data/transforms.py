@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +22,7 @@ from ..config import RANDOM_STEPS, TransformSpec, check_seed, spec_problems
 from ..config import TRANSFORM_FORMAT as FORMAT
 from ..config import TRANSFORM_FORMAT_VERSION as FORMAT_VERSION
 from ..errors import InvalidDatasetError, InvalidTransformationDirectoryError, OutputExistsError, ParameterError
-from ..files import atomic_write_json, building_dir
+from ..files import atomic_write_json, building_dir, read_versioned_json
 from .image_directory import IMAGES_DIR, ImageDirectory, list_problems, write_image_directory
 from .imaging import MAX_IMAGE_PIXELS, BadImage, ImageTooLarge, ImageTooSmall, load_rgb, rgb_tensor
 from ..parallel import process_map
@@ -62,17 +61,7 @@ def load_transform(path: str | Path) -> TransformSpec:
     if path.is_dir():
         path = path / FILE_NAME
     hint = "create one with `imgtrain transform init FILE`."
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidTransformationDirectoryError(f"The transformation file {path} does not exist.", hint) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidTransformationDirectoryError(f"{path} is not a readable JSON file: {exc}.", hint) from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise InvalidTransformationDirectoryError(f"{path} is not an imgtrain transformation file.", hint)
-    if data.get("format_version") != FORMAT_VERSION:
-        raise InvalidTransformationDirectoryError(
-            f"{path} has format_version {data.get('format_version')!r}; this imgtrain reads {FORMAT_VERSION}.", hint)
+    data = read_versioned_json(path, FORMAT, FORMAT_VERSION, InvalidTransformationDirectoryError, hint)
     values = data.get("transforms")
     problems = ["'transforms' must be an object"] if not isinstance(values, dict) else spec_problems(values)
     if problems:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from torch import nn
 from .. import __version__
 from ..config import FAMILIES, OPTIONS
 from ..errors import InvalidModelDirectoryError, ParameterError
-from ..files import atomic_write_json, building_dir, publish
+from ..files import atomic_write_json, building_dir, publish, read_versioned_json
 
 log = logging.getLogger(__name__)
 
@@ -218,20 +217,8 @@ def read_model_meta(path: Path, expected_format: str, hint: str) -> dict[str, An
     if not meta_path.is_file():
         what = " (it is an image directory)" if (path / "imgtrain-images.json").exists() else ""
         raise InvalidModelDirectoryError(f"The model input {path} is not a model directory: no {MODEL_META}{what}.", hint)
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidModelDirectoryError(f"{meta_path} is not readable JSON: {exc}.", hint) from None
-    kind = meta.get("format") if isinstance(meta, dict) else None
-    if kind != expected_format:
-        why = f"it is {_FORMAT_NAMES[kind]}" if kind in _FORMAT_NAMES else f"its format is {kind!r}"
-        raise InvalidModelDirectoryError(f"{path} is not {_FORMAT_NAMES[expected_format].split(';')[0]}: {why}.",
-                                         hint)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise InvalidModelDirectoryError(
-            f"{meta_path} has format_version {meta.get('format_version')!r}; this imgtrain reads {FORMAT_VERSION}.",
-            "upgrade imgtrain, or recreate the directory with this version.")
-    return meta
+    return read_versioned_json(meta_path, expected_format, FORMAT_VERSION, InvalidModelDirectoryError, hint,
+                               kinds=_FORMAT_NAMES)
 
 
 def open_untrained(path: str | Path) -> UntrainedModel:

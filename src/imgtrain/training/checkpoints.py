@@ -12,7 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
 from ..errors import CheckpointError
-from ..files import atomic_file
+from ..files import atomic_file, format_problem
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_NAME = "last.safetensors"
@@ -83,8 +83,9 @@ def load_checkpoint(out: Path) -> Checkpoint:
 
 def _meta_problem(meta: Any) -> str | None:
     """What is wrong with a checkpoint's own fields, or None (the run state's are checked by `state.check_state`)."""
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        return f"it is not an imgtrain checkpoint of version {FORMAT_VERSION}"
+    problem = format_problem(meta, FORMAT, FORMAT_VERSION)
+    if problem:
+        return problem
     groups = meta.get("param_groups")
     checks = {"epoch": _count(meta.get("epoch")), "has_best": isinstance(meta.get("has_best"), bool),
               "param_groups": isinstance(groups, list) and all(isinstance(g, dict) and isinstance(g.get("params"), list)
