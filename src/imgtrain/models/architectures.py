@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,18 +144,28 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {_DENSENET_KEY.sub(r"\1\2", k.removeprefix("module.")): v for k, v in state.items()}
 
 
+def weights_mismatch(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor],
+                     may_lack: Callable[[str], bool] = lambda key: False) -> str | None:
+    """How `weights` fail to fit a network whose state dict is `expected` (missing, unexpected, wrong-shaped
+    tensors, a few of each named), or None when they fit. Keys for which `may_lack` is true may be missing."""
+    missing = sorted(k for k in set(expected) - set(weights) if not may_lack(k))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = sorted(f"{k} {tuple(weights[k].shape)} != {tuple(expected[k].shape)}"
+                   for k in set(expected) & set(weights) if weights[k].shape != expected[k].shape)
+    if not (missing or unexpected or wrong):
+        return None
+    return "; ".join(f"{what}: {items[:3]}{' ...' if len(items) > 3 else ''}" for what, items in
+                     (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items)
+
+
 def load_backbone(model: nn.Module, architecture: Architecture, weights: dict[str, torch.Tensor], source: str) -> None:
     """Load every weight but the head's, strictly: a missing or unexpected key is an error."""
     head = architecture.head + "."
     weights = {k: v for k, v in weights.items() if not k.startswith(head)}
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
     # Checkpoints older than PyTorch 0.4 have no BatchNorm batch counters: keep the model's zeros.
-    missing = sorted(k for k in set(expected) - set(weights) if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(set(weights) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(weights) if expected[k].shape != weights[k].shape)
-    if missing or unexpected or wrong:
-        details = "; ".join(f"{what}: {keys[:5]}{' ...' if len(keys) > 5 else ''}" for what, keys in
-                            (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys)
+    details = weights_mismatch(expected, weights, may_lack=lambda key: key.endswith("num_batches_tracked"))
+    if details:
         raise ParameterError(f"The weights from {source} do not fit {architecture.model_name} ({details}).",
                              hint=f"use weights made for {architecture.model_name}.")
     model.load_state_dict(weights, strict=False)

@@ -23,7 +23,7 @@ from safetensors.torch import load, save_file
 from torch import nn
 
 from .. import __version__
-from .architectures import MODEL_META, Architecture, read_model_meta, smallest_input_side
+from .architectures import MODEL_META, Architecture, read_model_meta, smallest_input_side, weights_mismatch
 from ..errors import InvalidModelDirectoryError, ParameterError
 from ..files import atomic_write_json, atomic_write_text, publish, write_failed
 from ..data.transforms import ModelInput, TransformSpec, spec_problems
@@ -149,13 +149,8 @@ def _load_weights(file: Path, architecture: Architecture, num_classes: int) -> d
             "restore the file written by `imgtrain train`.") from None
     with torch.device("meta"):
         expected = architecture.build(num_classes).state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    wrong = sorted(f"{k} {tuple(weights[k].shape)} != {tuple(expected[k].shape)}"
-                   for k in set(expected) & set(weights) if weights[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        details = "; ".join(f"{what}: {items[:3]}{' ...' if len(items) > 3 else ''}" for what, items in
-                            (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items)
+    details = weights_mismatch(expected, weights)
+    if details:
         raise InvalidModelDirectoryError(
             f"{file} does not fit {architecture.model_name} with {num_classes} classes ({details}).",
             "the weights and imgtrain-model.json must come from the same training run.")

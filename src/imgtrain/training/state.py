@@ -13,6 +13,7 @@ from torch import nn
 
 from ..devices import RESOLVED_PRECISIONS
 from ..errors import CheckpointError
+from ..models.architectures import weights_mismatch
 from .checkpoints import Checkpoint, checkpoint_path
 
 
@@ -104,10 +105,12 @@ def saved_precision(ckpt: Checkpoint) -> str:
 
 
 def _load_weights_and_optimizer(run: RunState, ckpt: Checkpoint, out: Path) -> None:
-    shapes = {k: v.shape for k, v in run.net.state_dict().items()}
+    expected = run.net.state_dict()
     try:
-        if ckpt.best is not None and {k: v.shape for k, v in ckpt.best.items()} != shapes:
-            raise ValueError("the best weights do not fit the network")
+        for name, weights in (("weights", ckpt.model), ("best weights", ckpt.best or {})):
+            details = weights and weights_mismatch(expected, weights)
+            if details:
+                raise ValueError(f"its {name} do not fit ({details})")
         # the optimizer's settings come from the parameters (the learning rate is set again each epoch)
         fixed = [{k: v for k, v in group.items() if k != "lr"} for group in run.optimizer.state_dict()["param_groups"]]
         if [{k: v for k, v in group.items() if k != "lr"} for group in ckpt.optimizer["param_groups"]] != fixed:
