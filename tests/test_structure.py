@@ -53,3 +53,12 @@ def test_every_error_class_lives_in_errors_and_is_exported():
 def test_every_public_name_resolves():
     for name in imgtrain.__all__:
         assert getattr(imgtrain, name) is not None, name
+
+
+def test_no_function_is_over_sixty_lines():
+    long = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(SRC)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long
