@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,10 @@ import pytest
 from PIL import Image
 
 from imgtrain.cli import main
+
+# Tests never reach the internet: a pretrained model that is not cached fails instead of downloading
+# (tests/test_weights.py turns this off against its own server on 127.0.0.1).
+os.environ["IMGTRAIN_OFFLINE"] = "1"
 
 
 def noise(width: int = 12, height: int = 10, seed: int = 0) -> Image.Image:

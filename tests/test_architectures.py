@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 import imgtrain
 from imgtrain import Architecture, InvalidModelDirectoryError, ParameterError
-from imgtrain.models.architectures import imagenet_weights_file, open_untrained
+from imgtrain.models.architectures import open_untrained
 
 
 def test_no_pretrained_writes_a_versioned_description(tmp_path):
@@ -55,25 +55,6 @@ def test_weights_file_is_stored_as_safetensors_without_the_head(tmp_path, fmt):
     stored = model.backbone_weights()
     assert "fc.weight" not in stored and len(stored) == len(state) - 2
     assert torch.equal(stored["conv1.weight"], state["conv1.weight"])
-
-
-def test_torchvision_cache_is_used_without_downloading(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
-    cached = imagenet_weights_file("resnet18")
-    assert str(cached).startswith(str(tmp_path)) and cached.name.endswith(".pth")
-    cached.parent.mkdir(parents=True)
-    _resnet18_weights(cached, "pth")
-    model = imgtrain.create_model_directory(tmp_path / "m", Architecture("resnet", "resnet18"))
-    assert model.pretrained and model.weights_source == str(cached)
-
-
-def test_offline_without_weights_says_where_to_put_them(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
-    with pytest.raises(ParameterError) as err:
-        imgtrain.create_model_directory(tmp_path / "m", Architecture("resnet", "resnet18"))
-    message = str(err.value)
-    assert str(imagenet_weights_file("resnet18")) in message and "--no-pretrained" in message
-    assert not (tmp_path / "m").exists()
 
 
 def test_weights_of_another_architecture_are_refused(tmp_path):

@@ -33,6 +33,7 @@ _PUBLIC = {
     "TrackingError": ".errors",
     "DistributedTrainingError": ".errors",
     "WorkerCrashedError": ".errors",
+    "PretrainedWeightsError": ".errors",
     "ImageDataset": ".data.image_directory",
     "ImageDirectory": ".data.image_directory",
     "ImageRecord": ".data.image_directory",
@@ -93,6 +94,7 @@ __all__ = [
     "TrackingError",
     "DistributedTrainingError",
     "WorkerCrashedError",
+    "PretrainedWeightsError",
 ]
 
 

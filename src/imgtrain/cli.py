@@ -239,14 +239,19 @@ def _add_architectures(sub: argparse._SubParsersAction, common: list[argparse.Ar
                            help=f"{'ResNet' if family == 'resnet' else 'DenseNet'}: create an untrained "
                            "model directory",
                            description=f"Create an untrained {family} model directory for `imgtrain train`. "
-                           "Pretrained ImageNet weights come from --weights FILE or torchvision's cache "
-                           "($TORCH_HOME/hub/checkpoints); imgtrain never downloads.")
+                           "Pretrained ImageNet weights come from --weights FILE, or from torch's cache "
+                           "($TORCH_HOME/hub/checkpoints), where they are downloaded once from torchvision's official "
+                           "URL and checked against its SHA-256. IMGTRAIN_WEIGHTS_URL replaces the base of that URL "
+                           "(a mirror; hashes still checked); IMGTRAIN_OFFLINE=1 or --offline never downloads.")
         p.add_argument("out", metavar="OUT", help="model directory to create")
         p.add_argument("--model-name", choices=FAMILIES[family], default=DEFAULT_MODEL[family], help="architecture")
         p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
                        help="start from ImageNet weights")
         p.add_argument("--weights", metavar="FILE", default=None,
-                       help="ImageNet weights (.safetensors or .pth state dict); default: torchvision's cache")
+                       help="ImageNet weights (.safetensors or .pth state dict); default: torch's cache, downloaded "
+                       "when missing")
+        p.add_argument("--offline", action="store_true",
+                       help="never download: fail naming the file and the folder to put it in when it is not cached")
         p.add_argument(option, action="store_true", help=option_help)
         p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
         p.set_defaults(func=_cmd_architecture, family=family, option=option[2:].replace("-", "_"))
@@ -414,7 +419,7 @@ def _cmd_architecture(args: argparse.Namespace) -> int:
 
     architecture = Architecture(args.family, args.model_name, {args.option: getattr(args, args.option)})
     model = create_model_directory(args.out, architecture, pretrained=args.pretrained, weights=args.weights,
-                                   overwrite=args.overwrite)
+                                   overwrite=args.overwrite, offline=args.offline)
     print(f"wrote untrained model directory {model.path}: {args.model_name}, "
           f"{'pretrained' if model.pretrained else 'not pretrained'}")
     return 0

@@ -84,6 +84,10 @@ class TrackingError(ImgtrainError):
     """Metrics cannot be logged where asked (an MLflow server that does not answer)."""
 
 
+class PretrainedWeightsError(ImgtrainError):
+    """Pretrained weights cannot be found offline, downloaded, or verified against their published hash."""
+
+
 class DistributedTrainingError(ImgtrainError):
     """A worker of a distributed training job failed; the job was stopped."""
 
@@ -117,6 +121,7 @@ __all__ = [
     "TrackingError",
     "DistributedTrainingError",
     "WorkerCrashedError",
+    "PretrainedWeightsError",
 ]
 
 

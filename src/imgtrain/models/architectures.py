@@ -19,6 +19,7 @@ from .. import __version__
 from ..config import FAMILIES, OPTIONS
 from ..errors import InvalidModelDirectoryError, ParameterError
 from ..files import atomic_write_json, building_dir, publish, read_versioned_json
+from . import weights as pretrained_weights
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +121,6 @@ class UntrainedModel:
                                              hint="recreate the model directory.") from None
 
 
-def imagenet_weights_file(model_name: str) -> Path:
-    """Where torchvision keeps its ImageNet weights for `model_name` once downloaded."""
-    url = torchvision.models.get_model_weights(model_name).DEFAULT.url
-    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
-
-
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors file, or a .pth/.pt file loaded without running any pickled code."""
     try:
@@ -178,19 +173,21 @@ def create_model_directory(
     pretrained: bool = True,
     weights: str | Path | None = None,
     overwrite: bool = False,
+    offline: bool = False,
+    progress: bool = True,
 ) -> UntrainedModel:
-    """Write an untrained model directory: a JSON description plus, when pretrained, the weights."""
+    """Write an untrained model directory: a JSON description plus, when pretrained, the weights.
+
+    Pretrained weights come from `weights` (a file), else from torch's hub cache, downloaded there once
+    and hash-checked (never when `offline` or IMGTRAIN_OFFLINE=1).
+    """
     out = Path(out)
     state, source = None, None
     if pretrained:
-        path = Path(weights) if weights else imagenet_weights_file(architecture.model_name)
-        if not path.is_file():
-            raise ParameterError(
-                f"No pretrained weights for {architecture.model_name}: {path} does not exist "
-                "(imgtrain never downloads).",
-                hint=f"download {torchvision.models.get_model_weights(architecture.model_name).DEFAULT.url} "
-                f"to {imagenet_weights_file(architecture.model_name)}, or pass --weights FILE, or --no-pretrained.",
-            )
+        if weights and not Path(weights).is_file():
+            raise ParameterError(f"The weights file {weights} does not exist.", hint="give an existing file.")
+        path = Path(weights) if weights else pretrained_weights.fetch(
+            pretrained_weights.imagenet_weights(architecture.model_name), offline, progress)
         state, source = read_state_dict(path), str(path)
         probe = architecture.build(num_classes=1000)
         load_backbone(probe, architecture, state, source)
