@@ -17,7 +17,8 @@ def _subparsers(parser):
     return next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
 
 
-COMMANDS = ("convert", "split", "transform", "densenet", "resnet", "train", "score", "evaluate", "export", "serve",
+COMMANDS = ("convert", "split", "transform", "densenet", "resnet", "model", "models", "train", "score", "evaluate", "export",
+            "serve",
             "demo")
 
 

@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Sequence
 
 from . import __version__
-from .config import (DEFAULT_MODEL, FAMILIES, MAX_SEED, PRECISIONS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig,
+from .config import (CATALOG_FAMILY, DEFAULT_MODEL, FAMILIES, MAX_SEED, PRECISIONS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig,
                      TransformSpec)
 from .errors import ImgtrainError, TrainingInterrupted
 from .interrupts import Terminated, terminate_cleanly
@@ -151,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", default=False, help="log warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = [_common()]
-    for add in (_add_convert, _add_split, _add_transform, _add_architectures, _add_train, _add_score, _add_evaluate,
-                _add_export, _add_serve, _add_demo):
+    for add in (_add_convert, _add_split, _add_transform, _add_architectures, _add_model, _add_models, _add_train,
+                _add_score, _add_evaluate, _add_export, _add_serve, _add_demo):
         add(sub, common)
     return parser
 
@@ -245,16 +245,44 @@ def _add_architectures(sub: argparse._SubParsersAction, common: list[argparse.Ar
                            "(a mirror; hashes still checked); IMGTRAIN_OFFLINE=1 or --offline never downloads.")
         p.add_argument("out", metavar="OUT", help="model directory to create")
         p.add_argument("--model-name", choices=FAMILIES[family], default=DEFAULT_MODEL[family], help="architecture")
-        p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
-                       help="start from ImageNet weights")
-        p.add_argument("--weights", metavar="FILE", default=None,
-                       help="ImageNet weights (.safetensors or .pth state dict); default: torch's cache, downloaded "
-                       "when missing")
-        p.add_argument("--offline", action="store_true",
-                       help="never download: fail naming the file and the folder to put it in when it is not cached")
         p.add_argument(option, action="store_true", help=option_help)
-        p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+        _add_pretrained_options(p)
         p.set_defaults(func=_cmd_architecture, family=family, option=option[2:].replace("-", "_"))
+
+
+def _add_model(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `model` subcommand: any network of the catalog."""
+    p = sub.add_parser("model", parents=common, formatter_class=_Formatter,
+                       help="any torchvision network with ImageNet weights (EfficientNet, ConvNeXt, ViT, ...) -> "
+                       "untrained model directory",
+                       description="Create an untrained model directory for `imgtrain train` from any network of the "
+                       "catalog (`imgtrain models` lists them). The classifier head is sized to the training classes; "
+                       "pretrained weights are found and downloaded as for `imgtrain resnet`.")
+    p.add_argument("out", metavar="OUT", help="model directory to create")
+    p.add_argument("--model-name", required=True, metavar="NAME", help="a network of `imgtrain models`")
+    _add_pretrained_options(p)
+    p.set_defaults(func=_cmd_architecture, family=CATALOG_FAMILY, option=None)
+
+
+def _add_models(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `models` subcommand: the catalog as a table."""
+    p = sub.add_parser("models", parents=common, formatter_class=_Formatter,
+                       help="list the model catalog: parameters, ImageNet top-1, GFLOPs, weights, cached or not",
+                       description="List every network `imgtrain model` can create, with torchvision's figures for "
+                       "its ImageNet weights and whether they are already in torch's cache.")
+    p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    p.set_defaults(func=_cmd_models)
+
+
+def _add_pretrained_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
+                   help="start from ImageNet weights")
+    p.add_argument("--weights", metavar="FILE", default=None,
+                   help="ImageNet weights (.safetensors or .pth state dict); default: torch's cache, downloaded "
+                   "when missing")
+    p.add_argument("--offline", action="store_true",
+                   help="never download: fail naming the file and the folder to put it in when it is not cached")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
 def _add_train(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
@@ -417,11 +445,30 @@ def _cmd_transform_apply(args: argparse.Namespace) -> int:
 def _cmd_architecture(args: argparse.Namespace) -> int:
     from .models.architectures import Architecture, create_model_directory
 
-    architecture = Architecture(args.family, args.model_name, {args.option: getattr(args, args.option)})
+    options = {args.option: getattr(args, args.option)} if args.option else {}
+    architecture = Architecture(args.family, args.model_name, options)
     model = create_model_directory(args.out, architecture, pretrained=args.pretrained, weights=args.weights,
                                    overwrite=args.overwrite, offline=args.offline)
     print(f"wrote untrained model directory {model.path}: {args.model_name}, "
           f"{'pretrained' if model.pretrained else 'not pretrained'}")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    import json
+
+    from .models.catalog import catalog_rows
+    from .models.weights import imagenet_weights
+
+    rows = [{**row, "cached": imagenet_weights(row["model"]).path.is_file()} for row in catalog_rows()]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    print(f"{'model':<20} {'params (M)':>10} {'top-1 %':>8} {'GFLOPs':>8} {'weights MB':>10} {'min input':>9}  cached")
+    for r in rows:
+        print(f"{r['model']:<20} {r['params_m']:>10.1f} {r['top1']:>8.2f} {r['gflops']:>8.2f} {r['size_mb']:>10.1f} "
+              f"{'x'.join(map(str, r['min_size'][::-1])):>9}  {'yes' if r['cached'] else 'no'}")
     return 0
 
 
@@ -538,6 +585,9 @@ def _execute(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `imgtrain models | head`: the reader has gone, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Terminated:
         print("error: terminated (SIGTERM); outputs are as they were before this command", file=sys.stderr)
         return 128 + signal.SIGTERM

@@ -34,6 +34,8 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
                "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2"),
 }
+#: The family of `imgtrain model` networks (any of the catalog, models.catalog).
+CATALOG_FAMILY = "torchvision"
 DEFAULT_MODEL = {"densenet": "densenet201", "resnet": "resnext101_32x8d"}
 OPTIONS = {"densenet": ("memory_efficient",), "resnet": ("zero_init_residual",)}
 

@@ -203,9 +203,9 @@ class ModelInput:
     """
 
     def __init__(self, spec: TransformSpec, mode: Mode, mean: tuple[float, ...], std: tuple[float, ...],
-                 smallest_side: int = 1):
+                 input_problem: Callable[[int, int], str | None] | None = None):
         self.spec = spec
-        self.smallest_side = smallest_side  # of the network's input (architectures.smallest_input_side)
+        self.input_problem = input_problem  # what the network says of an input size (models.catalog.InputCheck)
         self.transform = build_transform(spec, mode)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
@@ -213,16 +213,11 @@ class ModelInput:
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
         check_transform_size(self.spec, image.shape[-1], image.shape[-2])
         x = self.transform(image)
-        check_network_size(x.shape[-1], x.shape[-2], self.smallest_side)
+        problem = self.input_problem and self.input_problem(x.shape[-1], x.shape[-2])
+        if problem:
+            raise ImageTooSmall(problem)
         x = x.to(torch.float32).div_(255)
         return x.sub_(self.mean).div_(self.std)
-
-
-def check_network_size(width: int, height: int, smallest_side: int) -> None:
-    """ImageTooSmall when the transformation's output is smaller than the network takes."""
-    if min(width, height) < smallest_side:
-        raise ImageTooSmall(f"it comes out of the transformation {width}x{height} pixels; the network needs at least "
-                            f"{smallest_side}x{smallest_side} (turn on resize with a size of at least {smallest_side})")
 
 
 def output_size(spec: TransformSpec, mode: Mode, width: int, height: int) -> tuple[int, int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from collections.abc import Callable
@@ -16,10 +15,11 @@ from safetensors.torch import load, save_file
 from torch import nn
 
 from .. import __version__
-from ..config import FAMILIES, OPTIONS
+from ..config import CATALOG_FAMILY, FAMILIES, OPTIONS
 from ..errors import InvalidModelDirectoryError, ParameterError
 from ..files import atomic_write_json, building_dir, publish, read_versioned_json
 from . import weights as pretrained_weights
+from .catalog import InputCheck, catalog_names, head_keys
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,6 @@ UNTRAINED_FORMAT = "imgtrain.untrained_model"
 FORMAT_VERSION = 1
 WEIGHTS_NAME = "weights.safetensors"
 
-HEAD = {"densenet": "classifier", "resnet": "fc"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -45,8 +44,14 @@ class Architecture:
     options: dict[str, bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.family == CATALOG_FAMILY:
+            if self.model_name not in catalog_names() or self.options:
+                raise ParameterError(f"{self.model_name!r} is not in the model catalog (or takes no options).",
+                                     hint="`imgtrain models` lists the catalog.")
+            return
         if self.family not in FAMILIES:
-            raise ParameterError(f"Unknown model family {self.family!r}; choose one of {sorted(FAMILIES)}.")
+            raise ParameterError(f"Unknown model family {self.family!r}; choose one of "
+                                 f"{sorted([*FAMILIES, CATALOG_FAMILY])}.")
         if self.model_name not in FAMILIES[self.family]:
             raise ParameterError(
                 f"{self.model_name!r} is not a {self.family} model.",
@@ -66,39 +71,18 @@ class Architecture:
         return cls(data["family"], data["model_name"], dict(data.get("options", {})))
 
     @property
-    def head(self) -> str:
-        """Name of the final classifier layer."""
-        return HEAD[self.family]
+    def head_keys(self) -> frozenset[str]:
+        """The state-dict keys of the classifier head (sized to the classes; never taken from ImageNet)."""
+        return head_keys(self.model_name)
+
+    @property
+    def input_check(self) -> InputCheck:
+        """What the network needs of its input size."""
+        return InputCheck(self.model_name)
 
     def build(self, num_classes: int) -> nn.Module:
         """A freshly initialised network with a `num_classes`-way head (uses torch's RNG)."""
         return torchvision.models.get_model(self.model_name, weights=None, num_classes=num_classes, **self.options)
-
-
-def smallest_input_side(architecture: Architecture) -> int:
-    """The fewest pixels a side of the network's input may have (densenet's poolings need 29; resnet's 1)."""
-    return _smallest_side(architecture.model_name)
-
-
-@functools.lru_cache(maxsize=None)
-def _smallest_side(model_name: str) -> int:
-    with torch.random.fork_rng(devices=[]), torch.device("meta"):  # shapes only: no memory, no RNG draws
-        net = torchvision.models.get_model(model_name, weights=None, num_classes=2).eval()
-
-    def fits(side: int) -> bool:
-        try:
-            net(torch.empty(1, 3, side, side, device="meta"))
-            return True
-        except RuntimeError:  # "Output size is too small" from a pooling layer
-            return False
-
-    low, high = 0, 1  # fits(low) is False, fits(high) is True once found; these networks fit every larger side
-    while not fits(high):
-        low, high = high, high * 2
-    while high - low > 1:
-        middle = (low + high) // 2
-        low, high = (low, middle) if fits(middle) else (middle, high)
-    return high
 
 
 @dataclass(frozen=True)
@@ -155,9 +139,9 @@ def weights_mismatch(expected: dict[str, torch.Tensor], weights: dict[str, torch
 
 def load_backbone(model: nn.Module, architecture: Architecture, weights: dict[str, torch.Tensor], source: str) -> None:
     """Load every weight but the head's, strictly: a missing or unexpected key is an error."""
-    head = architecture.head + "."
-    weights = {k: v for k, v in weights.items() if not k.startswith(head)}
-    expected = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
+    head = architecture.head_keys
+    weights = {k: v for k, v in weights.items() if k not in head}
+    expected = {k: v for k, v in model.state_dict().items() if k not in head}
     # Checkpoints older than PyTorch 0.4 have no BatchNorm batch counters: keep the model's zeros.
     details = weights_mismatch(expected, weights, may_lack=lambda key: key.endswith("num_batches_tracked"))
     if details:
@@ -191,7 +175,7 @@ def create_model_directory(
         state, source = read_state_dict(path), str(path)
         probe = architecture.build(num_classes=1000)
         load_backbone(probe, architecture, state, source)
-        state = {k: v.contiguous() for k, v in probe.state_dict().items() if not k.startswith(architecture.head + ".")}
+        state = {k: v.contiguous() for k, v in probe.state_dict().items() if k not in architecture.head_keys}
     elif weights:
         raise ParameterError("--weights was given together with --no-pretrained.", hint="drop one of them.")
     with building_dir(out, overwrite, validate=open_untrained) as tmp:

@@ -23,7 +23,7 @@ from safetensors.torch import load, save_file
 from torch import nn
 
 from .. import __version__
-from .architectures import MODEL_META, Architecture, read_model_meta, smallest_input_side, weights_mismatch
+from .architectures import MODEL_META, Architecture, read_model_meta, weights_mismatch
 from ..errors import InvalidModelDirectoryError, ParameterError
 from ..files import atomic_write_json, atomic_write_text, publish, write_failed
 from ..data.transforms import ModelInput, TransformSpec, spec_problems
@@ -56,7 +56,7 @@ class TrainedModel:
 
     def model_input(self) -> ModelInput:
         """The inference input pipeline the model was trained with."""
-        return ModelInput(self.transform, "inference", self.mean, self.std, smallest_input_side(self.architecture))
+        return ModelInput(self.transform, "inference", self.mean, self.std, self.architecture.input_check.problem)
 
 
 def library_versions() -> dict[str, str]:

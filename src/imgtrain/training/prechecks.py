@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from ..config import TrainConfig, TransformSpec
@@ -24,7 +25,8 @@ def labeled_directory(path: str | Path, role: str) -> ImageDirectory:
 
 
 def check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirectory, valid: ImageDirectory,
-                  world_size: int = 1, smallest_side: int = 1) -> tuple[int, int]:
+                  world_size: int = 1, input_problem: Callable[[int, int], str | None] | None = None
+                  ) -> tuple[int, int]:
     """Everything that can be checked before any work starts; returns the training input's (width, height)."""
     present_train = {c for c, n in train.class_counts().items() if n}
     present_valid = {c for c, n in valid.class_counts().items() if n}
@@ -51,11 +53,11 @@ def check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirectory
         _check_transform_sizes(spec, directory, image_sizes)
         sizes = output_sizes(spec, image_sizes, mode)
         found.append(next(iter(sizes)))
-        if min(found[-1]) < smallest_side:
-            raise InvalidDatasetError(
-                f"Images of {directory.root} come out of the {mode} transformation {found[-1][0]}x{found[-1][1]} "
-                f"pixels; the network needs at least {smallest_side}x{smallest_side}.",
-                hint=f"turn on resize with a size (and crop size) of at least {smallest_side}.")
+        problem = input_problem and input_problem(*found[-1])
+        if problem:
+            raise InvalidDatasetError(f"Images of {directory.root} ({mode}): {problem}.",
+                                      hint="set the transformation's resize and crop sizes to what the network "
+                                      "takes (224 suits every network of the catalog).")
         if len(sizes) > 1:
             shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
             raise InvalidDatasetError(
