@@ -93,3 +93,28 @@ def test_model_and_models_commands(run_cli, tmp_path, monkeypatch):
     code, _, err = run_cli("model", tmp_path / "y", "--model-name", "efficientnet_b0")  # the suite is offline
     cached = imagenet_weights("efficientnet_b0").path  # efficientnet_b0_rwightman-7f5810bc.pth
     assert code == 1 and "PretrainedWeightsError" in err and cached.name in err and str(cached.parent) in err
+
+
+def test_freeze_epochs_train_the_head_alone_and_keep_the_backbone_and_its_statistics(small_training_data, tmp_path,
+                                                                                      monkeypatch):
+    """--freeze-epochs 1, as `train --help` documents it: during that epoch only the new head learns; the pretrained
+    backbone's weights and BatchNorm statistics come out exactly as they went in. From epoch 2 the backbone learns."""
+    from safetensors.torch import load_file
+
+    _, train, valid, spec = small_training_data
+    pretrained = torchvision.models.resnet18(num_classes=1000)
+    torch.save(pretrained.state_dict(), tmp_path / "w.pth")
+    imgtrain.create_model_directory(tmp_path / "u", Architecture("resnet", "resnet18"), weights=tmp_path / "w.pth")
+    backbone = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("fc.")}
+    config = TrainConfig(epochs=2, batch_size=8, freeze_epochs=1, patience=5, progress=False)
+    monkeypatch.setenv("IMGTRAIN_CRASH_AT", "batch:2.1")  # stop after epoch 2's first step; its checkpoint holds it
+    monkeypatch.setenv("IMGTRAIN_CRASH_SIGNAL", "TERM")
+    with pytest.raises(imgtrain.TrainingInterrupted):
+        imgtrain.train(tmp_path / "u", train, valid, tmp_path / "t", config, spec)
+    saved = load_file(tmp_path / "t" / "checkpoint" / "last.safetensors")
+    after_frozen = {k[5:]: v for k, v in saved.items() if k.startswith("best.")}  # epoch 1, the only one finished
+    after_step = {k[6:]: v for k, v in saved.items() if k.startswith("model.")}  # one step into epoch 2
+    assert [k for k in backbone if not torch.equal(after_frozen[k], backbone[k])] == []  # weights, statistics
+    assert not torch.equal(after_frozen["fc.weight"], after_step["fc.weight"])  # the head learns throughout
+    assert not torch.equal(after_step["conv1.weight"], backbone["conv1.weight"])
+    assert not torch.equal(after_step["bn1.running_mean"], backbone["bn1.running_mean"])

@@ -98,6 +98,11 @@ TRAIN_OPTIONS: dict[str, dict] = {
     "patience": dict(type=int, metavar="N", help="epochs without a better validation loss before stopping"),
     "warmup_epochs": dict(type=int, metavar="N", help="epochs of linear learning-rate warmup"),
     "print_frequency": dict(type=int, metavar="N", help="report progress every N batches"),
+    "freeze_epochs": dict(type=int, metavar="N", help="fine-tuning: train only the new classifier head for the first "
+                          "N epochs (the pretrained backbone's weights and BatchNorm statistics stay as they are); 0 "
+                          "trains everything from the start, as the designer does"),
+    "backbone_lr_scale": dict(type=float, metavar="X", help="fine-tuning: the backbone learns at X times the head's "
+                              "learning rate (e.g. 0.1); 1 = one rate for all, as the designer does"),
     "device": dict(help="auto, cpu or cuda (auto picks a GPU when there is one)"),
     "precision": dict(choices=PRECISIONS, help="arithmetic. auto = the fastest that keeps the --repeatable promise: on "
                       "a CPU fp32 (bf16 there is not bit-repeatable), on a GPU bf16 (fp16 without bf16) with "

@@ -127,6 +127,8 @@ class TrainConfig:
     seed: int = 1
     patience: int = 3
     warmup_epochs: int = 0
+    freeze_epochs: int = 0  # fine-tuning: epochs that train the new head alone (backbone and its BatchNorm fixed)
+    backbone_lr_scale: float = 1.0  # fine-tuning: the backbone's learning rate relative to the head's
     print_frequency: int = 10
     device: str = "auto"
     precision: str = "auto"
@@ -141,7 +143,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_seed(self.seed)
         for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 1),
-                          ("warmup_epochs", 0), ("print_frequency", 1)):
+                          ("warmup_epochs", 0), ("print_frequency", 1), ("freeze_epochs", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
@@ -149,6 +151,10 @@ class TrainConfig:
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < sys.float_info.epsilon:
             raise ParameterError(f"learning_rate must be a finite number >= {sys.float_info.epsilon:.3g}, got {lr!r}.",
                                  hint="the designer's default is 0.001.")
+        scale = self.backbone_lr_scale
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 <= scale <= 1000 or scale != scale:
+            raise ParameterError(f"backbone_lr_scale must be a number from 0 to 1000, got {scale!r}.",
+                                 hint="1 trains the backbone at the head's rate (the designer's behaviour).")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ParameterError(f"device must be auto, cpu or cuda, got {self.device!r}.")
         if self.precision not in PRECISIONS:
@@ -164,7 +170,8 @@ class TrainConfig:
     def hyperparameters(self) -> dict[str, Any]:
         """The parameters that shape the result (not how the run is executed)."""
         return {k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate", "seed", "patience",
-                                               "warmup_epochs", "repeatable")}
+                                               "warmup_epochs", "repeatable", "freeze_epochs",
+                                               "backbone_lr_scale")}
 
 
 # --- scoring and serving

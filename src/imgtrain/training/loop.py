@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from ..parallel import default_loader_workers
 from ..plots import plot_history
 from . import distributed
 from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from .finetune import fixed_norms, parameter_groups, set_learning_rates
 from .prechecks import check_inputs, labeled_directory
 from .state import EarlyStopping, EpochProgress, RunState, check_state, saved_precision
 from .tracking import Tracker, open_tracker
@@ -65,9 +66,13 @@ def learning_rate_at(epoch: int, config: TrainConfig) -> float:
 
 def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device,
                     config: TrainConfig, precision: str, scaler: torch.amp.GradScaler | None, progress: EpochProgress,
-                    stop: Callable[[], bool]) -> bool:
-    """Continue `progress` through this worker's training batches; False when `stop()` ended the epoch early."""
+                    stop: Callable[[], bool], fixed: Sequence[nn.Module] = ()) -> bool:
+    """Continue `progress` through this worker's training batches; False when `stop()` ended the epoch early.
+
+    Modules in `fixed` (a frozen backbone's BatchNorm layers) stay in eval mode."""
     net.train()
+    for module in fixed:
+        module.eval()
     criterion = nn.CrossEntropyLoss()
     autocast = autocast_for(device, precision)
     epoch, started = progress.epoch, time.perf_counter() - progress.seconds
@@ -242,7 +247,8 @@ def _start(job: Job, device: torch.device, resumed: Checkpoint | None, fingerpri
     # fused: one kernel for the whole update instead of several passes over every weight (measured 28 -> 11
     # ms per step for resnet18 on 2 CPU cores). Not with fp16's loss scaler: fused CPU SGD applied the steps the
     # scaler meant to skip (inf gradients), and the weights became NaN (measured, torch 2.14.1).
-    optimizer = torch.optim.SGD(net.parameters(), lr=job.config.learning_rate, momentum=MOMENTUM, nesterov=True,
+    groups = parameter_groups(net, job.untrained.architecture.head_keys, job.config)
+    optimizer = torch.optim.SGD(groups, lr=job.config.learning_rate, momentum=MOMENTUM, nesterov=True,
                                 weight_decay=WEIGHT_DECAY, fused=scaler is None)
     state = RunState(net, optimizer, scaler, EarlyStopping(job.config.patience), fingerprint, precision)
     if resumed is not None:
@@ -267,12 +273,12 @@ def _epochs(job: Job, state: RunState, runner: nn.Module, device: torch.device, 
         if state.stopper.should_stop:
             break
         lr = learning_rate_at(epoch - 1, config) * ctx.world_size  # scaled with the workers, as the original
-        for group in state.optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rates(state.optimizer, lr, epoch, config)
+        fixed = fixed_norms(state.net, job.untrained.architecture.head_keys, epoch, config)
         progress = state.progress_of(epoch)
         loader = data.training(epoch, progress)
         if not train_one_epoch(runner, loader, state.optimizer, device, config, state.precision, state.scaler,
-                               progress, stop_requested):
+                               progress, stop_requested, fixed):
             _save_checkpoint(job, state, progress)
             raise _interrupted(job.out, signalled, f"in epoch {epoch} after batch {progress.batches} of "
                                                    f"{loader.sampler.batches}")
@@ -416,7 +422,8 @@ def _run_precision(job: Job, resumed: Checkpoint | None, net: nn.Module, device:
 
 def _check_fingerprint(out: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
     saved = {k: v for k, v in saved.items() if k != "precision"}  # checked by _run_precision
-    for key in ("repeatable", "train_index", "valid_index"):  # checkpoints from before these were kept
+    # checkpoints from before these were kept
+    for key in ("repeatable", "train_index", "valid_index", "freeze_epochs", "backbone_lr_scale"):
         saved.setdefault(key, current.get(key))
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if changed:
