@@ -1,9 +1,10 @@
 """Does fine-tuning pretrained weights beat training from scratch? A real transfer run, offline.
 
-ImageNet weights cannot be fetched here, so a resnet18 is pretrained on one task (scikit-learn's
-digits 0-4) and its weights file is used as `--weights` for a different task (digits 5-9) with few
-images per class. Same epochs, same defaults (the designer's SGD, lr 0.001), three ways: from
-scratch, fine-tuned, and fine-tuned with the head trained alone first (--freeze-epochs 1).
+ImageNet weights cannot be fetched here, so a resnet18 is pretrained on one task (the first 1,000
+of scikit-learn's digits, upright) and its weights file is used as `--weights` for a different task
+(the other 797 digits, rotated 90 degrees) with few images per class. Same epochs, same defaults (the
+designer's SGD, lr 0.001), three ways: from scratch, fine-tuned, and fine-tuned with the head trained
+alone first (--freeze-epochs 1).
 
     .venv/bin/python bench/transfer.py                   # prints the table, writes docs/transfer.png
     .venv/bin/python bench/transfer.py --shots 5 10 20   # images per class of the new task
@@ -12,21 +13,27 @@ scratch, fine-tuned, and fine-tuned with the head trained alone first (--freeze-
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 from pathlib import Path
 
 WAYS = {"scratch": {}, "fine-tuned": {}, "fine-tuned, head first (--freeze-epochs 1)": {"freeze_epochs": 1}}
 
 
-def prepare(root: Path, limit: int = 1000, pretrain_epochs: int = 3) -> tuple[Path, Path]:
-    """Digits 0-4 pretrain a resnet18 (its weights file returned); digits 5-9 become the new task's folder."""
-    import imgtrain
-    from imgtrain.demo import DIGITS_TRANSFORM, write_digits_folder
+def prepare(root: Path, pretrain_epochs: int = 3) -> tuple[Path, Path]:
+    """Pretrain a resnet18 on upright digits (its weights file returned); other digits, rotated, are the new task."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_digits
 
-    write_digits_folder(root / "digits", limit=limit)
-    for digit in range(10):
-        shutil.move(root / "digits" / str(digit), root / ("old" if digit < 5 else "new") / str(digit))
+    import imgtrain
+    from imgtrain.demo import DIGITS_TRANSFORM
+
+    digits = load_digits()
+    for i, (pixels, target) in enumerate(zip(digits.images, digits.target)):
+        image = Image.fromarray(np.round(pixels * (255 / 16)).astype(np.uint8), "L").resize((32, 32))
+        part = "old" if i < 1000 else "new"
+        (root / part / str(target)).mkdir(parents=True, exist_ok=True)
+        (image if part == "old" else image.rotate(90)).save(root / part / str(target) / f"{i}.png")
     imgtrain.convert(root / "old", root / "old-images", progress=False)
     imgtrain.split(root / "old-images", root / "old-train", root / "old-valid", fraction=0.9)
     imgtrain.create_model_directory(root / "scratch", imgtrain.Architecture("resnet", "resnet18"), pretrained=False)
@@ -71,7 +78,7 @@ def main() -> None:
         root = Path(tmp)
         weights, images = prepare(root)
         table = {shots: compare(root, weights, images, shots, args.epochs) for shots in args.shots}
-    print(f"best validation accuracy after {args.epochs} epochs (designer defaults: SGD, lr 0.001), digits 5-9:")
+    print(f"best validation accuracy after {args.epochs} epochs (designer defaults: SGD, lr 0.001), rotated digits:")
     print(f"{'images/class':>12}  " + "  ".join(f"{way:>12}" for way in WAYS))
     for shots, row in table.items():
         print(f"{shots:>12}  " + "  ".join(f"{row[way]:>12.3f}" for way in WAYS))
@@ -87,8 +94,8 @@ def _plot(table: dict[int, dict[str, float]], epochs: int, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     for way in WAYS:
         ax.plot(list(table), [table[s][way] for s in table], marker="o", label=way)
-    ax.set(xlabel="training images per class (digits 5-9)", ylabel="best validation accuracy",
-           title=f"resnet18, {epochs} epochs: pretrained on digits 0-4 vs scratch", ylim=(0, 1))
+    ax.set(xlabel="training images per class (rotated digits)", ylabel="best validation accuracy",
+           title=f"resnet18, {epochs} epochs: pretrained on upright digits vs scratch", ylim=(0, 1))
     ax.legend()
     fig.savefig(path, dpi=100)
     print(f"wrote {path}")

@@ -118,3 +118,16 @@ def test_freeze_epochs_train_the_head_alone_and_keep_the_backbone_and_its_statis
     assert not torch.equal(after_frozen["fc.weight"], after_step["fc.weight"])  # the head learns throughout
     assert not torch.equal(after_step["conv1.weight"], backbone["conv1.weight"])
     assert not torch.equal(after_step["bn1.running_mean"], backbone["bn1.running_mean"])
+
+
+def test_a_pretrained_backbone_gets_a_new_head_that_starts_at_chance(small_training_data, tmp_path):
+    """A random head on pretrained features made large, confident logits (a first-epoch loss of 4.2 where log(10)
+    = 2.3, measured), and fine-tuning then trailed training from scratch: the new head starts at zero."""
+    _, train, valid, spec = small_training_data
+    torch.save(torchvision.models.resnet18(num_classes=1000).state_dict(), tmp_path / "w.pth")
+    imgtrain.create_model_directory(tmp_path / "u", Architecture("resnet", "resnet18"), weights=tmp_path / "w.pth")
+    config = TrainConfig(epochs=1, batch_size=8, freeze_epochs=1, learning_rate=1e-12, progress=False)
+    imgtrain.train(tmp_path / "u", train, valid, tmp_path / "t", config, spec)
+    for row in imgtrain.score(tmp_path / "t", valid, progress=False):
+        probabilities = [v for k, v in row.items() if k.startswith("Scored Probabilities_")]
+        assert probabilities == pytest.approx([1 / 3] * 3, abs=1e-6)
