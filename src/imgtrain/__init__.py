@@ -11,29 +11,15 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-#: Public name -> the module that defines it.
+from . import errors as _errors  # noqa: E402 (no torch: errors.py imports nothing heavy)
+
+#: Public name -> the module that defines it (every error class of errors.py, a light module, is public).
 _PUBLIC = {
+    **dict.fromkeys(_errors.__all__, ".errors"),
     "Architecture": ".models.architectures",
     "create_model_directory": ".models.architectures",
     "open_untrained": ".models.architectures",
     "convert": ".data.convert",
-    "ImageExceedsLimitError": ".errors",
-    "ImgtrainError": ".errors",
-    "InvalidDatasetError": ".errors",
-    "InvalidModelDirectoryError": ".errors",
-    "InvalidTransformationDirectoryError": ".errors",
-    "NotLabeledDatasetError": ".errors",
-    "OutputExistsError": ".errors",
-    "OutputWriteError": ".errors",
-    "TrainingInterrupted": ".errors",
-    "ParameterError": ".errors",
-    "TrainingDivergedError": ".errors",
-    "CheckpointError": ".errors",
-    "MissingDependencyError": ".errors",
-    "TrackingError": ".errors",
-    "DistributedTrainingError": ".errors",
-    "WorkerCrashedError": ".errors",
-    "PretrainedWeightsError": ".errors",
     "ImageDataset": ".data.image_directory",
     "ImageDirectory": ".data.image_directory",
     "ImageRecord": ".data.image_directory",
@@ -54,48 +40,7 @@ _PUBLIC = {
     "load_transform": ".data.transforms",
 }
 
-__all__ = [
-    "__version__",
-    "convert",
-    "split",
-    "ImageDirectory",
-    "ImageDataset",
-    "ImageRecord",
-    "Architecture",
-    "create_model_directory",
-    "open_untrained",
-    "train",
-    "TrainConfig",
-    "EarlyStopping",
-    "TrainedModel",
-    "open_model_directory",
-    "score",
-    "load_model",
-    "Model",
-    "evaluate",
-    "TransformSpec",
-    "init_transform",
-    "load_transform",
-    "build_transform",
-    "apply_transform",
-    "ImgtrainError",
-    "ParameterError",
-    "InvalidDatasetError",
-    "NotLabeledDatasetError",
-    "InvalidModelDirectoryError",
-    "InvalidTransformationDirectoryError",
-    "ImageExceedsLimitError",
-    "OutputExistsError",
-    "OutputWriteError",
-    "TrainingInterrupted",
-    "TrainingDivergedError",
-    "CheckpointError",
-    "MissingDependencyError",
-    "TrackingError",
-    "DistributedTrainingError",
-    "WorkerCrashedError",
-    "PretrainedWeightsError",
-]
+__all__ = ["__version__", *_PUBLIC]
 
 
 def __getattr__(name: str) -> Any:

@@ -152,7 +152,7 @@ class TrainConfig:
             raise ParameterError(f"learning_rate must be a finite number >= {sys.float_info.epsilon:.3g}, got {lr!r}.",
                                  hint="the designer's default is 0.001.")
         scale = self.backbone_lr_scale
-        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 <= scale <= 1000 or scale != scale:
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 <= scale <= 1000:
             raise ParameterError(f"backbone_lr_scale must be a number from 0 to 1000, got {scale!r}.",
                                  hint="1 trains the backbone at the head's rate (the designer's behaviour).")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):

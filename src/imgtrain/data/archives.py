@@ -90,6 +90,18 @@ class _Extractor:
                                     f"{MAX_MEMBER_BYTES:,} bytes)")
                 out.write(chunk)
 
+    def take(self, name: str, reason: str | None, is_dir: bool, open_member, shown: str | None = None) -> None:
+        """Refuse a member (with `reason`, listed as `shown`), skip a folder, or unpack a file."""
+        if reason:
+            self.refused.append(f"{shown or name}: {reason}")
+            return
+        if is_dir or self.refused:
+            return
+        target = self.accept(name)
+        if target is not None:
+            with open_member() as src:
+                self.copy(name, src, target)
+
     def accept(self, name: str) -> Path | None:
         """The path to write member `name` to, or None to skip it."""
         if _hidden(name):
@@ -140,15 +152,7 @@ def _extract_zip(archive: Path, dest: Path) -> list[str]:
             reason = _unsafe_reason(name)
             if reason is None and stat.S_ISLNK(info.external_attr >> 16):
                 reason = "symbolic link"
-            if reason:
-                ex.refused.append(f"{info.filename}: {reason}")
-                continue
-            if info.is_dir() or ex.refused:
-                continue
-            target = ex.accept(name)
-            if target is not None:
-                with zf.open(info) as src:
-                    ex.copy(name, src, target)
+            ex.take(name, reason, info.is_dir(), lambda: zf.open(info), shown=info.filename)
     return ex.finish()
 
 
@@ -165,13 +169,5 @@ def _extract_tar(archive: Path, dest: Path) -> list[str]:
                 reason = f"hard link to {member.linkname}"
             elif reason is None and not (member.isfile() or member.isdir()):
                 reason = "device, fifo or other special file"
-            if reason:
-                ex.refused.append(f"{member.name}: {reason}")
-                continue
-            if member.isdir() or ex.refused:
-                continue
-            target = ex.accept(member.name)
-            if target is not None:
-                with tf.extractfile(member) as src:
-                    ex.copy(member.name, src, target)
+            ex.take(member.name, reason, member.isdir(), lambda: tf.extractfile(member))
     return ex.finish()

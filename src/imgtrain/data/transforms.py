@@ -107,12 +107,17 @@ def largest_step_size(spec: TransformSpec, width: int, height: int) -> tuple[int
     """The largest (width, height) an image of this size takes inside the transformation: after the resize
     (short side to `size`, as torchvision computes it) and the padding; no other step enlarges it."""
     if spec.resize:
-        short, long = sorted((width, height))
-        new_short, new_long = spec.size, int(spec.size * long / max(short, 1))
-        width, height = (new_short, new_long) if width <= height else (new_long, new_short)
+        width, height = _resized(spec.size, width, height)
     if spec.pad:
         width, height = width + 2 * spec.padding, height + 2 * spec.padding
     return width, height
+
+
+def _resized(size: int, width: int, height: int) -> tuple[int, int]:
+    """(width, height) after torchvision's Resize(size): the short side becomes `size`, the long one follows."""
+    short, long = sorted((width, height))
+    new_short, new_long = size, int(size * long / max(short, 1))
+    return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
 def check_transform_size(spec: TransformSpec, width: int, height: int) -> None:
@@ -228,7 +233,7 @@ def output_size(spec: TransformSpec, mode: Mode, width: int, height: int) -> tup
     """
     use = functools.partial(_active, spec, mode=mode)
     if use("resize"):
-        width, height = largest_step_size(dataclasses.replace(spec, pad=False), width, height)
+        width, height = _resized(spec.size, width, height)
     if use("center_crop"):
         width = height = spec.crop_size
     if use("pad"):

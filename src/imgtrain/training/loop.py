@@ -37,7 +37,6 @@ from ..faults import crash_point
 from ..files import building_dir, check_output, exclusive, within
 from ..interrupts import StopRequest, stop_on_signals
 from ..models.architectures import IMAGENET_MEAN, IMAGENET_STD, UntrainedModel, load_backbone, open_untrained
-from ..models.catalog import InputCheck
 from ..models.model_directory import PLOT_NAME, open_model_directory, write_model_directory
 from ..parallel import default_loader_workers
 from ..plots import plot_history
@@ -155,14 +154,14 @@ def train(
     ctx = distributed.context_from_env()
     untrained = open_untrained(model)
     train_dir, valid_dir = labeled_directory(train, "training"), labeled_directory(valid, "validation")
-    input_check = untrained.architecture.input_check
-    width, height = check_inputs(config, spec, train_dir, valid_dir, ctx.world_size, input_check.problem)
+    width, height = check_inputs(config, spec, train_dir, valid_dir, ctx.world_size,
+                                 untrained.architecture.input_check.problem)
     out = Path(out)
     if config.log_dir is not None and within(config.log_dir, out):
         raise ParameterError(f"--log-dir {config.log_dir} lies inside --out {out}, which the trained model replaces "
                              "as a whole: the event files would be deleted.", hint="put the log folder elsewhere.")
     job = Job(untrained, train_dir, valid_dir, out, (Path(model), Path(train), Path(valid)), config, spec, ctx,
-              (config.batch_size, 3, height, width), input_check)
+              (config.batch_size, 3, height, width))
     with exclusive(out) if ctx.is_main else contextlib.nullcontext():
         return _train(job)
 
@@ -180,7 +179,6 @@ class Job:
     spec: TransformSpec
     ctx: distributed.Context
     batch_shape: tuple[int, ...]
-    input_check: InputCheck  # what the network needs of its input size
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -302,10 +300,9 @@ class _Data:
         self.job, self.pin = job, device.type == "cuda"
         config = job.config
         self.workers = config.workers if config.workers is not None else default_loader_workers()
-        self.train = job.train_dir.dataset(ModelInput(job.spec, "training", IMAGENET_MEAN, IMAGENET_STD,
-                                                      job.input_check.problem))
-        self.valid = job.valid_dir.dataset(ModelInput(job.spec, "inference", IMAGENET_MEAN, IMAGENET_STD,
-                                                      job.input_check.problem), classes=job.classes)
+        self.train = job.train_dir.dataset(ModelInput(job.spec, "training", IMAGENET_MEAN, IMAGENET_STD))
+        self.valid = job.valid_dir.dataset(ModelInput(job.spec, "inference", IMAGENET_MEAN, IMAGENET_STD),
+                                       classes=job.classes)
 
     def training(self, epoch: int, progress: EpochProgress) -> DataLoader:
         """This epoch's shuffled loader, starting after the batches `progress` has done; seeds torch for it."""
