@@ -3,8 +3,9 @@
 ImageNet weights cannot be fetched here, so a resnet18 is pretrained on one task (the first 1,000
 of scikit-learn's digits, upright) and its weights file is used as `--weights` for a different task
 (the other 797 digits, rotated 90 degrees) with few images per class. Same epochs, same defaults (the
-designer's SGD, lr 0.001), three ways: from scratch, fine-tuned, and fine-tuned with the head trained
-alone first (--freeze-epochs 1).
+designer's SGD, lr 0.001), four ways: from scratch; fine-tuned with imgtrain's default (the new head at 10x
+the learning rate); fine-tuned at the designer's single rate (--head-lr-scale 1); fine-tuned with the head
+trained alone first (--freeze-epochs 1).
 
     .venv/bin/python bench/transfer.py                   # prints the table, writes docs/transfer.png
     .venv/bin/python bench/transfer.py --shots 5 10 20   # images per class of the new task
@@ -16,7 +17,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-WAYS = {"scratch": {}, "fine-tuned": {}, "fine-tuned, head first (--freeze-epochs 1)": {"freeze_epochs": 1}}
+WAYS = {"scratch": {}, "fine-tuned (default)": {}, "fine-tuned, one rate (--head-lr-scale 1)": {"head_lr_scale": 1},
+        "fine-tuned, head first (--freeze-epochs 1)": {"freeze_epochs": 1}}
 
 
 def prepare(root: Path, pretrain_epochs: int = 3) -> tuple[Path, Path]:
@@ -79,9 +81,8 @@ def main() -> None:
         weights, images = prepare(root)
         table = {shots: compare(root, weights, images, shots, args.epochs) for shots in args.shots}
     print(f"best validation accuracy after {args.epochs} epochs (designer defaults: SGD, lr 0.001), rotated digits:")
-    print(f"{'images/class':>12}  " + "  ".join(f"{way:>12}" for way in WAYS))
-    for shots, row in table.items():
-        print(f"{shots:>12}  " + "  ".join(f"{row[way]:>12.3f}" for way in WAYS))
+    for way in WAYS:
+        print(f"{way:>44}: " + "  ".join(f"{shots} images/class {row[way]:.3f}" for shots, row in table.items()))
     _plot(table, args.epochs, Path(args.plot))
 
 

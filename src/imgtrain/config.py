@@ -128,7 +128,7 @@ class TrainConfig:
     patience: int = 3
     warmup_epochs: int = 0
     freeze_epochs: int = 0  # fine-tuning: epochs that train the new head alone (backbone and its BatchNorm fixed)
-    backbone_lr_scale: float = 1.0  # fine-tuning: the backbone's learning rate relative to the head's
+    head_lr_scale: float = 10.0  # fine-tuning: the new head's learning rate relative to learning_rate
     print_frequency: int = 10
     device: str = "auto"
     precision: str = "auto"
@@ -151,10 +151,10 @@ class TrainConfig:
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < sys.float_info.epsilon:
             raise ParameterError(f"learning_rate must be a finite number >= {sys.float_info.epsilon:.3g}, got {lr!r}.",
                                  hint="the designer's default is 0.001.")
-        scale = self.backbone_lr_scale
-        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 <= scale <= 1000:
-            raise ParameterError(f"backbone_lr_scale must be a number from 0 to 1000, got {scale!r}.",
-                                 hint="1 trains the backbone at the head's rate (the designer's behaviour).")
+        scale = self.head_lr_scale
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale <= 1000:
+            raise ParameterError(f"head_lr_scale must be a number above 0 and at most 1000, got {scale!r}.",
+                                 hint="1 trains the head at the backbone's rate (the designer's behaviour).")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ParameterError(f"device must be auto, cpu or cuda, got {self.device!r}.")
         if self.precision not in PRECISIONS:
@@ -171,7 +171,7 @@ class TrainConfig:
         """The parameters that shape the result (not how the run is executed)."""
         return {k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate", "seed", "patience",
                                                "warmup_epochs", "repeatable", "freeze_epochs",
-                                               "backbone_lr_scale")}
+                                               "head_lr_scale")}
 
 
 # --- scoring and serving

@@ -184,13 +184,19 @@ class Job:
     def classes(self) -> tuple[str, ...]:
         return self.train_dir.classes
 
+    @property
+    def head_lr_scale(self) -> float:
+        """The new head's learning rate relative to the backbone's: config.head_lr_scale on pretrained weights."""
+        return self.config.head_lr_scale if self.untrained.pretrained else 1.0
+
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must share with the one it continues."""
         return {"architecture": self.untrained.architecture.to_json(), "pretrained": self.untrained.pretrained,
                 "classes": list(self.classes), "train_images": len(self.train_dir),
                 "valid_images": len(self.valid_dir), "train_index": self.train_dir.fingerprint(),
                 "valid_index": self.valid_dir.fingerprint(), "transform": self.spec.to_json()["transforms"],
-                "world_size": self.ctx.world_size, **self.config.hyperparameters()}
+                "world_size": self.ctx.world_size, **self.config.hyperparameters(),
+                "head_lr_scale": self.head_lr_scale}
 
 
 def _train(job: Job) -> list[dict[str, Any]]:
@@ -207,7 +213,8 @@ def _train(job: Job) -> list[dict[str, Any]]:
         runner = DistributedDataParallel(state.net, device_ids=[device.index] if device.type == "cuda" else None) \
             if ctx.enabled else state.net
         tracker = open_tracker(job.config.log_dir, job.config.mlflow, {
-            **job.config.hyperparameters(), "model": job.untrained.architecture.model_name,
+            **job.config.hyperparameters(), "head_lr_scale": job.head_lr_scale,
+            "model": job.untrained.architecture.model_name,
             "precision": state.precision, "world_size": ctx.world_size}, run_name=job.out.name) \
             if ctx.is_main else Tracker()
         try:
@@ -245,7 +252,7 @@ def _start(job: Job, device: torch.device, resumed: Checkpoint | None, fingerpri
     # fused: one kernel for the whole update instead of several passes over every weight (measured 28 -> 11
     # ms per step for resnet18 on 2 CPU cores). Not with fp16's loss scaler: fused CPU SGD applied the steps the
     # scaler meant to skip (inf gradients), and the weights became NaN (measured, torch 2.14.1).
-    groups = parameter_groups(net, job.untrained.architecture.head_keys, job.config)
+    groups = parameter_groups(net, job.untrained.architecture.head_keys, job.config.freeze_epochs, job.head_lr_scale)
     optimizer = torch.optim.SGD(groups, lr=job.config.learning_rate, momentum=MOMENTUM, nesterov=True,
                                 weight_decay=WEIGHT_DECAY, fused=scaler is None)
     state = RunState(net, optimizer, scaler, EarlyStopping(job.config.patience), fingerprint, precision)
@@ -271,8 +278,8 @@ def _epochs(job: Job, state: RunState, runner: nn.Module, device: torch.device, 
         if state.stopper.should_stop:
             break
         lr = learning_rate_at(epoch - 1, config) * ctx.world_size  # scaled with the workers, as the original
-        set_learning_rates(state.optimizer, lr, epoch, config)
-        fixed = fixed_norms(state.net, job.untrained.architecture.head_keys, epoch, config)
+        set_learning_rates(state.optimizer, lr, epoch, config.freeze_epochs, job.head_lr_scale)
+        fixed = fixed_norms(state.net, job.untrained.architecture.head_keys, epoch, config.freeze_epochs)
         progress = state.progress_of(epoch)
         loader = data.training(epoch, progress)
         if not train_one_epoch(runner, loader, state.optimizer, device, config, state.precision, state.scaler,
@@ -354,7 +361,7 @@ def _save_model(job: Job, state: RunState, device: torch.device) -> None:
     """Write the trained model directory as a whole, replacing `out` (and its checkpoint) at once."""
     model, train, valid = job.inputs
     config, stopper = job.config, state.stopper
-    training = {**config.hyperparameters(), "momentum": MOMENTUM, "nesterov": True, "weight_decay": WEIGHT_DECAY,
+    training = {**config.hyperparameters(), "head_lr_scale": job.head_lr_scale, "momentum": MOMENTUM, "nesterov": True, "weight_decay": WEIGHT_DECAY,
                 "device": str(device), "precision": state.precision, "world_size": job.ctx.world_size,
                 "model": str(model), "train": str(train), "valid": str(valid), "pretrained": job.untrained.pretrained,
                 "stopped_early": stopper.should_stop}
@@ -420,8 +427,9 @@ def _run_precision(job: Job, resumed: Checkpoint | None, net: nn.Module, device:
 def _check_fingerprint(out: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
     saved = {k: v for k, v in saved.items() if k != "precision"}  # checked by _run_precision
     # checkpoints from before these were kept
-    for key in ("repeatable", "train_index", "valid_index", "freeze_epochs", "backbone_lr_scale"):
+    for key in ("repeatable", "train_index", "valid_index", "freeze_epochs"):
         saved.setdefault(key, current.get(key))
+    saved.setdefault("head_lr_scale", 1.0)  # before it existed, the head learnt at the backbone's rate
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if changed:
         raise ParameterError(

@@ -1,0 +1,29 @@
+"""Fine-tuning pretrained weights against training from scratch, for real: a network pretrained on one task,
+its weights file fine-tuned on another with few images, both for the designer's 5 epochs (bench/transfer.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "transfer.py"
+
+
+@pytest.fixture(scope="module")
+def transfer():
+    spec = importlib.util.spec_from_file_location("bench_transfer", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fine_tuning_beats_training_from_scratch_at_equal_epochs(transfer, tmp_path):
+    """5 rotated digits per class: the default fine-tune of weights pretrained on upright digits beats the same
+    network from scratch by a wide margin (measured 0.65 against 0.25), and beats the designer's single rate."""
+    weights, images = transfer.prepare(tmp_path)
+    ways = {"scratch": {}, "default": {}, "one rate": {"head_lr_scale": 1}}
+    accuracy = transfer.compare(tmp_path, weights, images, shots=5, ways=ways)
+    assert accuracy["default"] > accuracy["scratch"] + 0.2, accuracy
+    assert accuracy["default"] > accuracy["one rate"], accuracy
