@@ -27,6 +27,37 @@ def make_class_folder(root: Path, count: int, size: int, classes: int = 10, seed
     return root
 
 
+def make_photos(root: Path, count: int, width: int = 4032, height: int = 3024, classes: int = 4,
+                seed: int = 0) -> Path:
+    """`count` camera-like JPEGs (quality 90) in `classes` folders: a class is a large shape of its own colour on
+    a smooth random scene, overlaid with fine texture, so the files are as large (3-4 MB at 12 MP) and as
+    costly to decode as real photos; flat colour would decode several times faster."""
+    from PIL import ImageDraw
+
+    rng = np.random.default_rng(seed)
+    tile = rng.normal(0, 10, (1024, 1024, 3))
+    for i in range(count):
+        label = i % classes
+        small = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(
+            (width // 8, height // 8), Image.BICUBIC)
+        draw = ImageDraw.Draw(small)
+        for _ in range(6):  # clutter shared by every class
+            x, y = rng.integers(0, width // 8, 2)
+            draw.rectangle([x, y, x + rng.integers(10, 80), y + rng.integers(10, 80)],
+                           fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+        x, y, r = rng.integers(width // 32, width // 12), rng.integers(height // 32, height // 12), height // 24
+        colour = [(220, 40, 40), (40, 200, 60), (40, 60, 220), (230, 200, 40)][label % 4]
+        draw.ellipse([x, y, x + 2 * r, y + 2 * r], fill=colour)
+        pixels = np.asarray(small.resize((width, height), Image.BICUBIC), dtype=np.float32)
+        dy, dx = rng.integers(0, 1024, 2)
+        texture = np.roll(tile, (dy, dx), axis=(0, 1))
+        pixels += np.tile(texture, (height // 1024 + 1, width // 1024 + 1, 1))[:height, :width]
+        folder = root / f"class{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"{i:05d}.jpg", quality=90)
+    return root
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,9 @@ from imgtrain.cli import main
 # Tests never reach the internet: a pretrained model that is not cached fails instead of downloading
 # (tests/test_weights.py turns this off against its own server on 127.0.0.1).
 os.environ["IMGTRAIN_OFFLINE"] = "1"
+# The decoded-image cache of the whole run lives in a folder of its own, never in ~/.cache.
+os.environ["IMGTRAIN_CACHE_DIR"] = tempfile.mkdtemp(prefix="imgtrain-test-cache-")
+atexit.register(shutil.rmtree, os.environ["IMGTRAIN_CACHE_DIR"], ignore_errors=True)
 
 
 def noise(width: int = 12, height: int = 10, seed: int = 0) -> Image.Image:

@@ -116,6 +116,10 @@ TRAIN_OPTIONS: dict[str, dict] = {
                        "faster, cuDNN autotuning on GPUs; resume then restores the exact saved state but the rest of "
                        "the run may differ in the last bits"),
     "workers": dict(type=_count, metavar="N", help=WORKERS_HELP + " (default: 0 on 2 cores or fewer, else up to 4)"),
+    "cache": dict(help="keep images that the transformation's resize shrinks at least 4x (camera photos) decoded "
+                  "and resized in the decoded-image cache, so epochs after the first read them instead of decoding "
+                  "them again; the weights are the same with or without it. The cache is in $IMGTRAIN_CACHE_DIR, "
+                  "else ~/.cache/imgtrain/decoded; delete it any time"),
     "resume": dict(help="continue an interrupted run in --out from its last checkpoint"),
     "overwrite": dict(help="replace --out if it holds a model or an interrupted run"),
     "progress": dict(help="show progress bars (on a terminal)"),
@@ -181,6 +185,10 @@ def _add_convert(sub: argparse._SubParsersAction, common: list[argparse.Argument
                    help="let a manifest name files outside its own folder (absolute paths, ..); refused otherwise")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--workers", type=_count, default=None, metavar="N", help=WORKERS_HELP + " (default: one per CPU core)")
+    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+                   help="also keep photos that the default transformation's resize (256) shrinks at least 4x resized "
+                   "in the decoded-image cache, so the first epoch of training and scoring start from them (see "
+                   "train --help)")
     p.set_defaults(func=_cmd_convert)
 
 
@@ -339,9 +347,13 @@ def _add_score(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPa
                    help="arithmetic: auto = bf16 on GPUs, and on CPUs with native bf16 where one batch measured "
                    "faster than fp32; else fp32 (bf16 probabilities differ from fp32 in the 3rd-4th decimal)")
     p.add_argument("--workers", type=_count, default=None, metavar="N",
-                   help=WORKERS_HELP + " (default: 0 on 2 cores or fewer, else up to 4)")
+                   help=WORKERS_HELP + " (default: one per core for photos over 2 megapixels, where decoding is the "
+                   "work; else 0 on 2 cores or fewer, up to 4 on more)")
     p.add_argument("--skip-invalid", action="store_true",
                    help="give unreadable images a row with an 'error' column instead of failing")
+    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+                   help="read photos the resize shrinks at least 4x through the decoded-image cache (see train "
+                   "--help), and keep them there for the next run; the scores are the same either way")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_cmd_score)
 
@@ -417,7 +429,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from .data.convert import convert
 
     directory = convert(args.src, args.out, overwrite=args.overwrite, skip_invalid=args.skip_invalid,
-                        allow_outside=args.allow_outside_paths, workers=args.workers)
+                        allow_outside=args.allow_outside_paths, workers=args.workers, cache=args.cache)
     print(f"wrote image directory {_describe(directory)}")
     return 0
 
@@ -506,7 +518,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.device, args.precision)
     path, rows = score_to_file(model, args.data, args.out, fmt=args.format, batch_size=args.batch_size,
                                workers=args.workers, skip_invalid=args.skip_invalid,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, cache=args.cache)
     print(f"wrote {rows} scores to {path}")
     return 0
 

@@ -134,6 +134,7 @@ class TrainConfig:
     precision: str = "auto"
     repeatable: bool = True  # same seed -> bit-identical weights; off lets `auto` pick bf16 where it is faster
     workers: int | None = None
+    cache: bool = True  # keep large photos decoded and resized on disk (data.decoding), read from epoch 2 on
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
@@ -162,8 +163,9 @@ class TrainConfig:
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
                                          or self.workers < 0):
             raise ParameterError(f"workers must be an integer >= 0, got {self.workers!r}.")
-        if not isinstance(self.repeatable, bool):
-            raise ParameterError(f"repeatable must be True or False, got {self.repeatable!r}.")
+        for name in ("repeatable", "cache"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParameterError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         if self.resume and self.overwrite:
             raise ParameterError("resume and overwrite exclude each other.", hint="choose one.")
 

@@ -31,6 +31,16 @@ def default_loader_workers() -> int:
     return 0 if cores <= 2 else min(4, cores - 1)
 
 
+#: Images over this many pixels take longer to decode (~30 ms for a 12 MP JPEG at reduced scale) than a model's
+#: inference on them: scoring them is decoding-bound, and loader workers on every core pay off even on 2 cores.
+LARGE_IMAGE_PIXELS = 2_000_000
+
+
+def scoring_loader_workers(median_pixels: float) -> int:
+    """Loader workers for scoring: one per core for large photos (decoding-bound), else the default."""
+    return default_workers() if median_pixels > LARGE_IMAGE_PIXELS else default_loader_workers()
+
+
 def _init_worker() -> None:
     # Each worker is one core's worth of work: keep torch from starting its own thread pool.
     if "torch" in sys.modules:

@@ -26,7 +26,9 @@ from .image_directory import (
     safe_relative_path,
     write_image_directory,
 )
-from .imaging import IMAGE_EXTENSIONS, BadImage, is_image_name, open_image, read_image_file, to_rgb
+from ..config import TransformSpec
+from .decoding import DecodedCache, default_cache_dir, resize_reduced, rgb_of
+from .imaging import IMAGE_EXTENSIONS, BadImage, is_image_name, open_reduced, read_image_file
 from ..parallel import process_map
 
 log = logging.getLogger(__name__)
@@ -55,10 +57,12 @@ def convert(
     allow_outside: bool = False,
     workers: int | None = None,
     progress: bool = True,
+    cache: bool = True,
 ) -> ImageDirectory:
     """Turn a folder, archive, manifest or designer image directory into an imgtrain image directory.
 
-    Every image is decoded once here. Bad images raise InvalidDatasetError naming them and
+    Every image is decoded once here; with `cache`, photos are also kept resized for the default transformation
+    in the decoded-image cache (data.decoding). Bad images raise InvalidDatasetError naming them and
     nothing is written, unless `skip_invalid`, which leaves them out and lists them in
     OUT/convert-report.json.
     """
@@ -72,7 +76,7 @@ def convert(
             _check_inside(src, candidates)
         candidates, misnamed = _utf8_names(candidates)
         ignored = [printable(name) for name in ignored]
-        records, bad = _import_images(candidates, tmp, workers, progress)
+        records, bad = _import_images(candidates, tmp, workers, progress, str(default_cache_dir()) if cache else None)
         bad = misnamed + bad
         shutil.rmtree(tmp / ".extract", ignore_errors=True)
         if bad and not skip_invalid:
@@ -325,21 +329,24 @@ def _from_image_directory(src: Path) -> list[Candidate]:
     return [Candidate(src / r.path, r.source or r.path, r.label, r.id) for r in directory]
 
 
-def _import_one(task: tuple[str, str, bool]) -> tuple[str, int, int, str]:
+def _import_one(task: tuple[str, str, bool, str | None]) -> tuple[str, int, int, str]:
     """Decode one file and copy (or, for our own extracted files, move) it to `dest_stem` + extension.
 
-    Returns ('ok', width, height, extension) or ('bad', 0, 0, reason).
+    The image is decoded for the default transformation's resize (a JPEG at reduced scale: every byte is still
+    read and checked); with a cache folder, a photo that resize shrinks is kept there resized, so training and
+    scoring start from it. Returns ('ok', width, height, extension) or ('bad', 0, 0, reason).
     """
-    file, dest_stem, move = task
+    file, dest_stem, move, cache_root = task
+    size = TransformSpec().size
     try:
         data = read_image_file(file)
-        img = open_image(data)
+        img, (width, height) = open_reduced(data, size)
         fmt = img.format
-        rgb = to_rgb(img)
+        rgb = rgb_of(img)
     except BadImage as exc:
         return ("bad", 0, 0, str(exc))
-    except Exception as exc:  # a format quirk Pillow cannot convert: still a bad image, not a crash
-        return ("bad", 0, 0, f"cannot convert to RGB ({type(exc).__name__}: {exc})")
+    except Exception as exc:  # a format quirk Pillow cannot handle: still a bad image, not a crash
+        return ("bad", 0, 0, f"cannot decode ({type(exc).__name__}: {exc})")
     suffix = Path(file).suffix.lower()
     ext = suffix if is_image_name(file) else _FORMAT_EXTENSIONS.get(fmt or "", ".img")
     if move:
@@ -347,7 +354,10 @@ def _import_one(task: tuple[str, str, bool]) -> tuple[str, int, int, str]:
     else:
         with open(dest_stem + ext, "wb") as f:
             f.write(data)
-    return ("ok", rgb.width, rgb.height, ext)
+    cache = DecodedCache(Path(cache_root)) if cache_root else None
+    if cache and cache.worth_keeping(size, width, height):
+        cache.keep(Path(dest_stem + ext), size, resize_reduced(rgb, size, (width, height)))
+    return ("ok", width, height, ext)
 
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".json", ".ndjson")
@@ -384,7 +394,7 @@ def _utf8_names(candidates: list[Candidate]) -> tuple[list[Candidate], list[tupl
 
 
 def _import_images(
-    candidates: list[Candidate], tmp: Path, workers: int | None, progress: bool
+    candidates: list[Candidate], tmp: Path, workers: int | None, progress: bool, cache_root: str | None
 ) -> tuple[list[ImageRecord], list[tuple[str, str]]]:
     (tmp / IMAGES_DIR).mkdir()
     ids = [c.id for c in candidates]
@@ -392,7 +402,7 @@ def _import_images(
         ids = list(range(len(candidates)))
     width = max(6, len(str(len(candidates))))
     staged = tmp / ".extract"  # files extracted from an archive are ours to move
-    tasks = [(str(c.file), str(tmp / IMAGES_DIR / f"{k:0{width}d}"), c.file.is_relative_to(staged))
+    tasks = [(str(c.file), str(tmp / IMAGES_DIR / f"{k:0{width}d}"), c.file.is_relative_to(staged), cache_root)
              for k, c in enumerate(candidates)]
     records: list[ImageRecord] = []
     bad: list[tuple[str, str]] = []

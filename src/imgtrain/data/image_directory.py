@@ -25,7 +25,8 @@ from .. import __version__
 from ..errors import list_problems
 from ..errors import InvalidDatasetError, NotLabeledDatasetError
 from ..files import atomic_write_json, atomic_write_text, read_versioned_json
-from .imaging import BadImage, load_rgb, rgb_tensor
+from .decoding import ImageChanged, decode_full
+from .imaging import BadImage, load_rgb, read_image_file
 
 META_NAME = "imgtrain-images.json"
 INDEX_NAME = "images.jsonl"
@@ -176,10 +177,6 @@ class ImageDirectory:
         return ImageDataset(self, transform, classes)
 
 
-class ImageChanged(BadImage):
-    """The file is not the image the index describes: it was replaced after convert."""
-
-
 def load_indexed(path: Path, width: int, height: int) -> Image.Image:
     """Read an image of an image directory, refusing one whose size is not the size its index recorded.
 
@@ -220,11 +217,14 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
         path = str(self.paths[i])
+        width, height = map(int, self.sizes[i])
+        from_file = getattr(self.transform, "from_file", None)  # a ModelInput: resizes while decoding, caches
         try:
-            img = load_indexed(Path(path), *map(int, self.sizes[i]))
+            if from_file is not None:
+                return from_file(Path(path), width, height), int(self.labels[i])
+            tensor = decode_full(read_image_file(path), (width, height))
         except BadImage as exc:
             raise InvalidDatasetError(f"Image {path} cannot be read: {exc}.") from None
-        tensor = rgb_tensor(img)
         if self.transform is not None:
             tensor = self.transform(tensor)
         return tensor, int(self.labels[i])

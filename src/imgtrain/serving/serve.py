@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..config import MAX_IMAGES_PER_REQUEST, ServeConfig
-from ..data.imaging import BadImage, ImageTooLarge, decode_rgb, rgb_tensor
+from ..data.imaging import BadImage, ImageTooLarge
 from ..errors import MissingDependencyError, ParameterError
 from ..inference.scoring import PROBABILITY_PREFIX, SCORED_LABELS, Model, load_model
 from .webpage import PAGE
@@ -89,8 +89,7 @@ class Batcher:
 
 def _decode(data: bytes, name: str, config: ServeConfig, model: Model) -> torch.Tensor:
     try:
-        img = decode_rgb(data, config.max_pixels)
-        return model.model_input(rgb_tensor(img))  # refuses images the transformation would blow up
+        return model.model_input.from_bytes(data, config.max_pixels)  # refuses images the transformation would blow up
     except BadImage as exc:
         raise BadRequest(413 if isinstance(exc, ImageTooLarge) else 400, f"{name}: {exc}") from None
 

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..config import TrainConfig, TransformSpec
+from ..data.decoding import DecodedCache, default_cache_dir, report_usage
 from ..data.image_directory import ImageDirectory
 from ..data.sampling import epoch_seed, seed_everything, training_loader, validation_loader
 from ..data.transforms import ModelInput, load_transform
@@ -298,6 +299,8 @@ def _epochs(job: Job, state: RunState, runner: nn.Module, device: torch.device, 
                      "%d epochs", epoch, state.stopper.best_epoch, state.stopper.best_loss, config.patience)
         if epoch < config.epochs and not state.stopper.should_stop and stop_requested():
             raise _interrupted(job.out, signalled, f"after epoch {epoch}")
+    if ctx.is_main:
+        report_usage(data.cache)
 
 
 class _Data:
@@ -307,9 +310,10 @@ class _Data:
         self.job, self.pin = job, device.type == "cuda"
         config = job.config
         self.workers = config.workers if config.workers is not None else default_loader_workers()
-        self.train = job.train_dir.dataset(ModelInput(job.spec, "training", IMAGENET_MEAN, IMAGENET_STD))
-        self.valid = job.valid_dir.dataset(ModelInput(job.spec, "inference", IMAGENET_MEAN, IMAGENET_STD),
-                                       classes=job.classes)
+        self.cache = cache = DecodedCache(default_cache_dir()) if config.cache else None
+        self.train = job.train_dir.dataset(ModelInput(job.spec, "training", IMAGENET_MEAN, IMAGENET_STD, cache=cache))
+        self.valid = job.valid_dir.dataset(ModelInput(job.spec, "inference", IMAGENET_MEAN, IMAGENET_STD, cache=cache),
+                                           classes=job.classes)
 
     def training(self, epoch: int, progress: EpochProgress) -> DataLoader:
         """This epoch's shuffled loader, starting after the batches `progress` has done; seeds torch for it."""
