@@ -27,7 +27,7 @@ from .image_directory import (
     write_image_directory,
 )
 from ..config import TransformSpec
-from .decoding import DecodedCache, default_cache_dir, resize_reduced, rgb_of
+from .decoding import DecodedCache, default_cache_dir, report_usage, resize_reduced, rgb_of
 from .imaging import IMAGE_EXTENSIONS, BadImage, is_image_name, open_reduced, read_image_file
 from ..parallel import process_map
 
@@ -61,8 +61,7 @@ def convert(
 ) -> ImageDirectory:
     """Turn a folder, archive, manifest or designer image directory into an imgtrain image directory.
 
-    Every image is decoded once here; with `cache`, photos are also kept resized for the default transformation
-    in the decoded-image cache (data.decoding). Bad images raise InvalidDatasetError naming them and
+    Every image is decoded once here; with `cache`, photos are kept resized in the decoded-image cache too. Bad images raise InvalidDatasetError naming them and
     nothing is written, unless `skip_invalid`, which leaves them out and lists them in
     OUT/convert-report.json.
     """
@@ -107,6 +106,7 @@ def convert(
         log.warning("ignored %d files (no image extension, or symbolic links), e.g. %s", len(ignored), ignored[:3])
     log.info("converted %d images (%s) in %.1fs into %s", len(records),
              f"{len(classes)} classes" if classes else "unlabeled", time.perf_counter() - started, out)
+    report_usage(DecodedCache(default_cache_dir()) if cache else None)
     return ImageDirectory.open(out)
 
 
