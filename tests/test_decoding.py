@@ -159,3 +159,17 @@ def test_convert_keeps_photos_resized_for_the_default_transformation(tmp_path, m
         assert torch.equal(cache.load(directory.image_path(i), 256, 1200, 900),
                            decode_resized(directory.image_path(i).read_bytes(), 256))
     assert {p: p.stat().st_ino for p in entries(tmp_path / "cache")} == stored  # found, not rewritten
+
+
+def test_broken_files_are_bad_images_whatever_their_format(tmp_path):
+    """Reading a PNG's EXIF loads its pixels: a PNG with a broken body must come out as BadImage (serve answers 400),
+    not as Pillow's OSError (it did, through the orientation check, and serve answered 500)."""
+    from imgtrain.data.imaging import BadImage
+
+    buffer = tmp_path / "a.png"
+    Image.fromarray(np.zeros((1, 1000, 3), np.uint8)).save(buffer)
+    broken_png = buffer.read_bytes()[:60]
+    broken_jpeg = photo(tmp_path / "a.jpg", 0).read_bytes()[:5000]
+    for data in (broken_png, broken_jpeg, b"\x89PNG\r\n\x1a\n"):
+        with pytest.raises(BadImage):
+            decode_resized(data, 256)

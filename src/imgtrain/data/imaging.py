@@ -63,12 +63,15 @@ def open_reduced(data: bytes, short_side: int, max_pixels: int = MAX_IMAGE_PIXEL
     """
     img = _checked_header(data, max_pixels)
     width, height = img.size
-    full = (height, width) if img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (width, height)
-    if min(width, height) >= 2 * short_side:
+    if img.format == "JPEG" and min(width, height) >= 2 * short_side:
         scale = short_side / min(width, height)
         img.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
-    _load(img)
-    return img, full
+    _load(img)  # before EXIF: reading a PNG's EXIF loads the image, which must fail here, as BadImage
+    try:
+        turned = img.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8)
+    except Exception:  # unreadable EXIF: to_rgb names the problem
+        turned = False
+    return img, (height, width) if turned else (width, height)
 
 
 def _checked_header(data: bytes, max_pixels: int) -> Image.Image:
