@@ -109,9 +109,10 @@ def eval_flops(model_name: str, size: int, batch: int, classes: int = 10) -> flo
     return float(counter.get_total_flops())
 
 
-def alternate(script: str, args: list[str], rounds: int) -> dict[str, list[dict]]:
-    """Run the plain and the imgtrain child `rounds` times each, alternating, so drift hits both alike."""
-    results: dict[str, list[dict]] = {"plain": [], "imgtrain": []}
+def alternate(script: str, args: list[str], rounds: int,
+              names: tuple[str, ...] = ("plain", "imgtrain")) -> dict[str, list[dict]]:
+    """Run each named child (plain and imgtrain by default) `rounds` times, alternating, so drift hits all alike."""
+    results: dict[str, list[dict]] = {name: [] for name in names}
     for _ in range(rounds):
         for name in results:
             results[name].append(run_child(script, ["--child", name, *args]))
@@ -131,3 +132,7 @@ def report(results: dict[str, list[dict]], flops_per_image: float, peak_gflops: 
               f"peak RSS {best[name]['rss_mb']:.0f} MB; {rate * flops_per_image / 1e9 / peak_gflops:.0%} of matmul "
               f"peak{extra}")
     print(f"  ratio imgtrain / plain: {best['imgtrain']['images_per_second'] / best['plain']['images_per_second']:.2f}x")
+    if "ceiling" in best:
+        top = best["ceiling"]["images_per_second"]
+        print(f"  of the model-only ceiling: imgtrain {best['imgtrain']['images_per_second'] / top:.0%}, "
+              f"plain {best['plain']['images_per_second'] / top:.0%}")

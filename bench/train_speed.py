@@ -3,8 +3,9 @@
     .venv/bin/python bench/train_speed.py --size 32 --images 3000 --model resnet18
     .venv/bin/python bench/train_speed.py --size 224 --images 400 --model densenet121 --epochs 1
 
-Each run is a fresh process (its own peak memory); the two are alternated `--rounds` times
-and the ratio uses the best round of each, so a noisy neighbour does not decide it.
+Each run is a fresh process (its own peak memory): the plain loop, imgtrain, and the model-only ceiling
+(the same network and SGD step on tensors already in memory) are alternated `--rounds` times and the
+ratios use the best round of each, so a noisy neighbour does not decide them.
 Prints training images/s, ratio imgtrain / plain, validation accuracy, peak RSS, and the
 achieved FLOP/s as a fraction of this machine's float32 matmul peak (measured here too).
 """
@@ -74,6 +75,26 @@ def imgtrain_loop(train: Path, valid: Path, args) -> dict:
                 "precision")}
 
 
+def ceiling(args) -> dict:
+    """The model alone: the same network, SGD step and batch on random tensors in memory, for as long as an epoch."""
+    import torch
+    import torchvision
+
+    size = 224 if args.size > 64 else args.size
+    net = torchvision.models.get_model(args.model, num_classes=10)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, nesterov=True, weight_decay=1e-4,
+                                fused=True)
+    x, y = torch.randn(16, 3, size, size), torch.randint(0, 10, (16,))
+    steps = max(3, int(args.images * 0.9) // 16)
+    for step in range(steps + 2):
+        if step == 2:
+            start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        optimizer.step()
+    return {"images_per_second": 16 * steps / (time.perf_counter() - start), "rss_mb": peak_rss_mb()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=32)
@@ -83,9 +104,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--no-repeatable", action="store_true", help="let auto pick bf16 where measured faster")
-    parser.add_argument("--child", choices=["plain", "imgtrain"])
+    parser.add_argument("--child", choices=["plain", "imgtrain", "ceiling"])
     parser.add_argument("--data")
     args = parser.parse_args()
+    if args.child == "ceiling":
+        print(json.dumps(ceiling(args)))
+        return
     if args.child:
         data = Path(args.data)
         run = plain_loop if args.child == "plain" else imgtrain_loop
@@ -103,7 +127,7 @@ def main() -> None:
         imgtrain.convert(data / "folders-valid", data / "valid", progress=False)
         common = ["--data", str(data), "--size", str(args.size), "--model", args.model, "--epochs",
                   str(args.epochs), "--precision", args.precision] + (["--no-repeatable"] if args.no_repeatable else [])
-        results = alternate(__file__, common, args.rounds)
+        results = alternate(__file__, common, args.rounds, ("plain", "imgtrain", "ceiling"))
         peak = matmul_peak_gflops()
     flops = train_step_flops(args.model, 224 if args.size > 64 else args.size, 16) / 16
     print(f"train {args.model} {args.size}px, {args.images} images, {args.epochs} epoch(s), batch 16, "
