@@ -48,12 +48,24 @@ def server(trained_model):
         process.wait(timeout=30)
 
 
-def test_pick_an_image_on_the_page_and_see_its_label(server, trained_model):
+def _chrome():
+    """Headless Chromium through chromedriver, or a skip (a failure in CI) when they are not installed."""
     if not (os.path.exists(CHROMIUM) and os.path.exists(DRIVER)):
         if os.environ.get("IMGTRAIN_REQUIRE_BROWSER") == "1":
             pytest.fail("chromium / chromedriver missing: apt-get install chromium chromium-driver")
         pytest.skip("Debian's chromium and chromium-driver are not installed")
     from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,800"):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
+
+
+def test_pick_an_image_on_the_page_and_see_its_label(server, trained_model):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
@@ -63,13 +75,7 @@ def test_pick_an_image_on_the_page_and_see_its_label(server, trained_model):
     image = directory.root / list(directory)[0].path
     expected = imgtrain.load_model(model_dir).predict(image)["label"]
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
+    driver = _chrome()
     try:
         driver.get(server)
         WebDriverWait(driver, 30).until(expected_conditions.text_to_be_present_in_element((By.ID, "model"), "classes"))
@@ -81,5 +87,69 @@ def test_pick_an_image_on_the_page_and_see_its_label(server, trained_model):
         assert label.text == expected
         bars = driver.find_elements(By.CSS_SELECTOR, ".result .row")
         assert len(bars) == 3  # the top classes, as bars
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def studio(tmp_path):
+    from conftest import make_class_folder
+
+    root = make_class_folder(tmp_path / "root" / "photos", {"cat": 8, "dog": 8}, size=(32, 32)).parent
+    port, token = _free_port(), "browser-token"
+    process = subprocess.Popen([sys.executable, "-m", "imgtrain", "studio", "--root", str(root), "--port", str(port),
+                                "--token", token], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{url}api/health?token={token}", timeout=1).read()
+                break
+            except OSError:
+                if process.poll() is not None:
+                    pytest.fail(f"imgtrain studio exited: {process.stdout.read()}")
+                time.sleep(0.1)
+        yield f"{url}?token={token}", root
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
+    """The studio's page alone: pick the folder, untick pretrained, set 1 epoch, submit; the chart and the final
+    accuracy appear; an image dropped on "try it" gets a label."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    url, root = studio
+    driver = _chrome()
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 30)
+        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#train option")))
+        Select(driver.find_element(By.ID, "train")).select_by_value("photos")
+        driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'ResNet')]").click()
+        pretrained = driver.find_element(By.NAME, "pretrained")
+        if pretrained.is_selected():
+            pretrained.click()
+        driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'Train PyTorch Model')]").click()
+        epochs = driver.find_element(By.NAME, "epochs")
+        epochs.clear()
+        epochs.send_keys("1\t")
+        batch = driver.find_element(By.NAME, "batch_size")
+        batch.clear()
+        batch.send_keys("4\t")
+        driver.find_element(By.ID, "submit").click()
+        accuracy = WebDriverWait(driver, 240).until(expected_conditions.presence_of_element_located((By.ID, "accuracy")))
+        assert accuracy.text.startswith("accuracy ")
+        assert "finished" in driver.find_element(By.ID, "status").text
+        assert driver.find_element(By.ID, "error").text == ""
+        image = next((root / "photos" / "cat").iterdir())
+        driver.find_element(By.ID, "try").send_keys(str(image))
+        label = WebDriverWait(driver, 60).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR,
+                                                                                                   "#answer .label")))
+        assert label.text in ("cat", "dog")
+        driver.save_screenshot(str(root / "studio.png"))
     finally:
         driver.quit()

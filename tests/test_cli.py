@@ -18,8 +18,7 @@ def _subparsers(parser):
 
 
 COMMANDS = ("convert", "split", "transform", "densenet", "resnet", "model", "models", "train", "score", "evaluate", "export",
-            "serve",
-            "demo")
+            "serve", "studio", "demo")
 
 
 def test_help_lists_one_subcommand_per_module(run_cli):

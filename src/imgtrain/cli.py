@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = [_common()]
     for add in (_add_convert, _add_split, _add_transform, _add_architectures, _add_model, _add_models, _add_train,
-                _add_score, _add_evaluate, _add_export, _add_serve, _add_demo):
+                _add_score, _add_evaluate, _add_export, _add_serve, _add_studio, _add_demo):
         add(sub, common)
     return parser
 
@@ -544,6 +544,30 @@ def _serve_config(args: argparse.Namespace) -> ServeConfig:
     """The endpoint's limits from serve's options."""
     return ServeConfig(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
                        max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms, decode_threads=args.decode_threads)
+
+
+def _add_studio(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `studio` subcommand."""
+    p = sub.add_parser("studio", parents=common, formatter_class=_Formatter,
+                       help="the designer's pipeline in a browser: build, run, watch and resume training",
+                       description="A local web app over the images in --root: pick a folder, set the designer's "
+                       "parameters, submit, watch loss and accuracy live, stop and resume, open the evaluation. Each "
+                       "run writes the ordinary outputs (image directories, model directory, scores, evaluation) to "
+                       "ROOT/imgtrain-runs/run-N; the run registry survives restarts. Prints the URL to open, with "
+                       "its token.")
+    p.add_argument("--root", required=True, metavar="DIR", help="the folder the studio reads and writes under")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (another than this machine's own "
+                   "only when you mean it: anyone with the token could then run jobs)")
+    p.add_argument("--port", type=_number(1, 65535, int), default=8765, help="TCP port")
+    p.add_argument("--token", default=None, help="the access token (default: a new random one each start)")
+    p.set_defaults(func=_cmd_studio)
+
+
+def _cmd_studio(args: argparse.Namespace) -> int:
+    from .studio.app import studio
+
+    studio(args.root, args.host, args.port, args.token)
+    return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -110,9 +110,12 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
         if step % config.print_frequency == 0:
             rate = progress.seen / progress.seconds
             bar.set_postfix(loss=f"{progress.loss_sum / progress.seen:.4f}", img_s=f"{rate:.0f}")
-            if bar.disable:
+            if bar.disable:  # the extra is for programs that follow a run through logging (the studio)
+                report = {"epoch": epoch, "epochs": config.epochs, "batch": step, "batches": bar.total,
+                          "loss": progress.loss_sum / progress.seen, "images_per_second": rate,
+                          "seconds": progress.seconds}
                 log.info("epoch %d [%d/%d] loss %.4f, %.0f images/s", epoch, step, bar.total,
-                         progress.loss_sum / progress.seen, rate)
+                         progress.loss_sum / progress.seen, rate, extra={"imgtrain_progress": report})
     return True
 
 
@@ -290,7 +293,7 @@ def _epochs(job: Job, state: RunState, runner: nn.Module, device: torch.device, 
                                                    f"{loader.sampler.batches}")
         state.record(_metrics(job, state, data, device, epoch, lr, progress))
         if ctx.is_main:
-            log.info(_summary(state.history[-1], config.epochs))
+            log.info(_summary(state.history[-1], config.epochs), extra={"imgtrain_epoch": state.history[-1]})
             tracker.epoch(state.history[-1])
         _save_checkpoint(job, state)
         crash_point("checkpoint-saved", epoch)

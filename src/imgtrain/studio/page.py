@@ -1,0 +1,141 @@
+"""The studio's page: one self-contained HTML file (no external assets), talking to the API with the page's token."""
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>imgtrain studio</title>
+<style>
+body{font:14px system-ui,sans-serif;margin:0;color:#222}
+header{display:flex;gap:1em;align-items:center;padding:.6em 1em;background:#20364f;color:#fff}
+header h1{font-size:16px;margin:0}
+main{display:grid;grid-template-columns:1fr 320px;gap:1em;padding:1em}
+.pipeline{display:flex;flex-wrap:wrap;gap:.4em;align-items:center}
+.box{border:1px solid #789;border-radius:6px;padding:.5em .8em;background:#f4f7fa;cursor:pointer}
+.box.selected{outline:2px solid #2a6fb0}.box .dot{display:inline-block;width:.6em;height:.6em;border-radius:50%;
+background:#bbb;margin-right:.4em}.running .dot{background:#e0a000}.finished .dot{background:#2a2}
+.failed .dot{background:#c22}
+label{display:block;margin:.3em 0}input{width:7em}#error{color:#b00;white-space:pre-wrap}
+canvas{border:1px solid #ccc;background:#fff}table{border-collapse:collapse}td,th{padding:2px 6px;border:1px solid #ddd}
+</style></head><body>
+<header><h1>imgtrain studio</h1><span id="root"></span><button id="submit">Submit</button>
+<button id="stop" disabled>Stop</button><button id="resume" disabled>Resume</button><span id="status"></span></header>
+<main><section>
+<div class="pipeline" id="pipeline"></div>
+<p><label>Training images (folder, archive, manifest or image directory under the root)
+<select id="train"></select></label>
+<label>Validation images <select id="valid"><option value="">split the training images</option></select></label></p>
+<div id="progress"></div>
+<canvas id="chart" width="640" height="220" aria-label="loss and accuracy per epoch"></canvas>
+<div id="metrics"></div>
+<h2>Try it</h2><input type="file" id="try" accept="image/*" aria-label="an image to classify"><div id="answer"></div>
+<h2>Runs</h2><table id="runs"><tr><th>run</th><th>status</th><th>best accuracy</th></tr></table>
+</section>
+<aside><h2 id="module">Train PyTorch Model</h2><form id="params"></form><p id="error"></p></aside></main>
+<script>
+const token = new URLSearchParams(location.search).get("token") || "";
+const api = (path, options = {}) => fetch(path + (path.includes("?") ? "&" : "?") + "token=" + token, options)
+  .then(async r => { const body = await r.json(); if (!r.ok) throw new Error(body.error || r.statusText); return body; });
+const MODULES = [["Convert to Image Directory", null], ["Split Image Directory", null],
+  ["Init Image Transformation", "transform"], ["ResNet", "model"], ["Train PyTorch Model", "train_params"],
+  ["Score Image Model", null], ["Evaluate Model", null]];
+let PARAMS = {}, values = {};  // defaults from the library's dataclasses (GET /api/parameters)
+let selected = "train_params", current = null, source = null;
+function drawPipeline(status) {
+  const el = document.getElementById("pipeline"); el.innerHTML = "";
+  MODULES.forEach(([name, key], i) => {
+    const box = document.createElement("div");
+    box.className = "box " + (status || "") + (key === selected ? " selected" : "");
+    box.innerHTML = '<span class="dot"></span>' + name; box.tabIndex = 0;
+    box.onclick = () => { if (key) { selected = key; document.getElementById("module").textContent = name;
+      drawForm(); drawPipeline(status); } };
+    el.appendChild(box);
+    if (i < MODULES.length - 1) el.appendChild(document.createTextNode(" \\u2192 "));
+  });
+}
+function drawForm() {
+  const form = document.getElementById("params"); form.innerHTML = "";
+  for (const [name, value] of Object.entries(values[selected])) {
+    const label = document.createElement("label"), input = document.createElement("input");
+    input.name = name;
+    if (typeof value === "boolean") { input.type = "checkbox"; input.checked = value; }
+    else input.value = value;
+    input.onchange = () => { values[selected][name] = input.type === "checkbox" ? input.checked
+      : (typeof PARAMS[selected][name] === "number" ? Number(input.value) : input.value); };
+    label.append(name.replace(/_/g, " ") + " ", input); form.appendChild(label);
+  }
+}
+async function loadFiles() {
+  const listing = await api("/api/files");
+  for (const id of ["train", "valid"]) for (const e of listing.entries) {
+    const o = document.createElement("option"); o.value = e.path; o.textContent = e.path + " (" + e.kind + ")";
+    document.getElementById(id).appendChild(o);
+  }
+}
+function drawChart(history) {
+  const c = document.getElementById("chart").getContext("2d"); c.clearRect(0, 0, 640, 220);
+  if (!history.length) return;
+  const maxLoss = Math.max(...history.map(h => Math.max(h.train_loss, h.val_loss || 0)), 1e-9);
+  const x = i => 40 + i * 560 / Math.max(1, history.length - 1);
+  const line = (key, scale, color) => { c.strokeStyle = c.fillStyle = color; c.beginPath();
+    history.forEach((h, i) => { const y = 200 - 180 * (h[key] || 0) / scale; i ? c.lineTo(x(i), y) : c.moveTo(x(i), y); });
+    c.stroke();
+    history.forEach((h, i) => c.fillRect(x(i) - 2, 198 - 180 * (h[key] || 0) / scale, 4, 4)); };
+  line("train_loss", maxLoss, "#c55"); line("val_loss", maxLoss, "#e99"); line("val_top1", 1, "#2a6fb0");
+  c.fillStyle = "#222"; c.fillText("loss (red: training, pink: validation), validation accuracy (blue) per epoch", 40, 14);
+}
+async function refresh() {
+  const runs = await api("/api/runs"), table = document.getElementById("runs");
+  table.querySelectorAll("tr.run").forEach(r => r.remove());
+  for (const r of runs.reverse()) {
+    const tr = document.createElement("tr"); tr.className = "run";
+    tr.innerHTML = `<td><a href="#" data-id="${r.id}">#${r.id}</a></td><td>${r.status}</td><td></td>`;
+    tr.querySelector("a").onclick = e => { e.preventDefault(); follow(r.id); }; table.appendChild(tr);
+  }
+}
+async function show(id) {
+  const run = await api("/api/runs/" + id);
+  document.getElementById("status").textContent = "run #" + id + ": " + run.status;
+  document.getElementById("stop").disabled = !["queued", "running"].includes(run.status);
+  document.getElementById("resume").disabled = !["stopped", "interrupted", "failed"].includes(run.status);
+  document.getElementById("error").textContent = run.error ? run.error.name + ": " + run.error.message : "";
+  drawPipeline(run.status); drawChart(run.history);
+  if (run.metrics) document.getElementById("metrics").innerHTML =
+    `<p id="accuracy">accuracy ${run.metrics.accuracy.toFixed(3)}</p>`;
+  return run;
+}
+function follow(id) {
+  current = id; if (source) source.close(); show(id);
+  source = new EventSource("/api/runs/" + id + "/events?token=" + token);
+  source.onmessage = m => { const e = JSON.parse(m.data);
+    if (e.kind === "progress") document.getElementById("progress").textContent =
+      `epoch ${e.epoch}/${e.epochs}, batch ${e.batch}/${e.batches}, loss ${e.loss.toFixed(4)}, ` +
+      `${e.images_per_second.toFixed(0)} img/s`;
+    if (e.kind === "epoch") show(id); };
+  source.addEventListener("end", () => { source.close(); show(id); refresh(); });
+}
+document.getElementById("submit").onclick = async () => {
+  document.getElementById("error").textContent = "";
+  const valid = document.getElementById("valid").value;
+  try {
+    const {id} = await api("/api/runs", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({train: document.getElementById("train").value, valid: valid || null,
+        model: {family: "resnet", ...values.model}, transform: values.transform, train_params: values.train_params})});
+    follow(id); refresh();
+  } catch (e) { document.getElementById("error").textContent = e.message; }
+};
+document.getElementById("try").onchange = async e => {
+  const file = e.target.files[0]; if (!file || current === null) return;
+  try {
+    const answer = await api("/api/runs/" + current + "/predict", {method: "POST", body: file});
+    const out = document.getElementById("answer"), label = document.createElement("p");
+    label.className = "label"; label.textContent = answer.label; out.replaceChildren(label);
+    for (const t of answer.top) { const line = document.createElement("div");
+      line.textContent = t.class + " " + (100 * t.probability).toFixed(1) + "%"; out.appendChild(line); }
+  } catch (err) { document.getElementById("answer").textContent = err.message; }
+};
+document.getElementById("stop").onclick = () => api("/api/runs/" + current + "/stop", {method: "POST"});
+document.getElementById("resume").onclick = () => api("/api/runs/" + current + "/resume", {method: "POST"})
+  .then(() => follow(current));
+api("/api/health").then(h => document.getElementById("root").textContent = "root: " + h.root);
+api("/api/parameters").then(p => { PARAMS = p; values = JSON.parse(JSON.stringify(p)); drawPipeline(); drawForm(); });
+loadFiles(); refresh();
+</script></body></html>
+"""
