@@ -150,6 +150,13 @@ def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
         label = WebDriverWait(driver, 60).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR,
                                                                                                    "#answer .label")))
         assert label.text in ("cat", "dog")
+        confusion = driver.find_element(By.CSS_SELECTOR, "img[alt='confusion matrix']")
+        WebDriverWait(driver, 30).until(lambda d: d.execute_script("return arguments[0].naturalWidth", confusion) > 0)
+        assert [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#metrics a")] == [
+            "model directory (zip)", "scores CSV", "ONNX"]
         driver.save_screenshot(str(root / "studio.png"))
+        driver.refresh()  # a reloaded page finds the run again
+        WebDriverWait(driver, 30).until(expected_conditions.text_to_be_present_in_element((By.ID, "status"),
+                                                                                          "run #1: finished"))
     finally:
         driver.quit()

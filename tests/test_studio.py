@@ -51,6 +51,31 @@ def test_a_run_goes_through_the_pipeline_and_leaves_the_ordinary_outputs(root):
         kinds = [json.loads(line[6:])["kind"] for line in stream.splitlines() if line.startswith("data: {\"time")]
         assert "progress" in kinds and kinds.count("epoch") == 2 and "event: end" in stream
         assert [r["id"] for r in client.get("/api/runs", headers=AUTH).json()] == [run_id]
+        for name in ("evaluation/confusion_matrix.png", "evaluation/most_confident_errors.png", "model/training.png"):
+            answer = client.get(f"/api/runs/{run_id}/files/{name}", headers=AUTH)
+            assert (answer.status_code, answer.content[:4]) == (200, b"\x89PNG"), name
+        assert client.get(f"/api/runs/{run_id}/files/../../photos/cat/img0.png", headers=AUTH).status_code == 404
+        assert client.get(f"/api/runs/{run_id}/files/%2e%2e/%2e%2e/photos/cat/img0.png",
+                          headers=AUTH).status_code == 404
+
+
+def test_downloads_the_model_the_onnx_export_and_the_scores(root):
+    import io
+    import zipfile
+
+    with TestClient(create_app(root, TOKEN)) as client:
+        request = {"train": "photos", "train_params": {"epochs": 1, "batch_size": 6}, **SMALL}
+        run_id = client.post("/api/runs", json=request, headers=AUTH).json()["id"]
+        assert wait_for(client, run_id, ("finished", "failed"))["status"] == "finished"
+        model = client.get(f"/api/runs/{run_id}/download/model", headers=AUTH)
+        names = zipfile.ZipFile(io.BytesIO(model.content)).namelist()
+        assert "model/imgtrain-model.json" in names and "model/model.safetensors" in names
+        assert not any("checkpoint" in name for name in names)
+        onnx = client.get(f"/api/runs/{run_id}/download/onnx", headers=AUTH)
+        assert onnx.status_code == 200 and len(onnx.content) > 1_000_000
+        scores = client.get(f"/api/runs/{run_id}/download/scores", headers=AUTH)
+        assert scores.text.startswith("id,path,source,label,")
+        assert client.get(f"/api/runs/{run_id}/download/weights", headers=AUTH).status_code == 404
 
 
 def test_stop_writes_a_checkpoint_and_resume_finishes_the_run(root):
@@ -84,6 +109,8 @@ def test_a_library_error_is_the_runs_failure_not_a_500(root):
         run = wait_for(client, run_id, ("finished", "failed"))
         assert run["status"] == "failed"
         assert run["error"]["name"] == "InvalidDatasetError" and "a.png" in run["error"]["message"]
+        assert client.get(f"/api/runs/{run_id}/download/model", headers=AUTH).status_code == 409
+        assert client.post(f"/api/runs/{run_id}/predict", content=b"x", headers=AUTH).status_code == 409
 
 
 def test_requests_are_refused_with_the_reason(root, tmp_path):

@@ -131,7 +131,7 @@ def create_app(root: str | Path, token: str | None = None):
 def _run_routes(app, manager: Manager) -> None:
     """Submit, list, read, stop, resume and follow runs; try an image on a run's model."""
     from fastapi import Request
-    from fastapi.responses import StreamingResponse
+    from fastapi.responses import FileResponse, StreamingResponse
 
     root = manager.root
 
@@ -145,7 +145,8 @@ def _run_routes(app, manager: Manager) -> None:
 
     @app.get("/api/runs")
     async def runs() -> list[dict[str, Any]]:
-        return [_summary(run) for run in manager.registry.all()]
+        return [{**_summary(run), "best_accuracy": _best_accuracy(manager.folder(run["id"]))}
+                for run in manager.registry.all()]
 
     @app.get("/api/runs/{run_id}")
     async def run(run_id: int) -> dict[str, Any]:
@@ -172,6 +173,17 @@ def _run_routes(app, manager: Manager) -> None:
     async def events(run_id: int, request: Request) -> StreamingResponse:
         _run_or_404(manager, run_id)
         return StreamingResponse(_follow(manager, run_id, request), media_type="text/event-stream")
+
+    @app.get("/api/runs/{run_id}/files/{name:path}")
+    async def run_file(run_id: int, name: str) -> FileResponse:
+        _run_or_404(manager, run_id)
+        return FileResponse(_run_file(manager.folder(run_id), name))
+
+    @app.get("/api/runs/{run_id}/download/{what}")
+    async def download(run_id: int, what: str) -> FileResponse:
+        _run_or_404(manager, run_id)
+        path = await asyncio.to_thread(_download, manager.folder(run_id), what)
+        return FileResponse(path, filename=f"run-{run_id}-{path.name}")
 
     @app.post("/api/runs/{run_id}/predict")
     async def predict(run_id: int, request: Request) -> dict[str, Any]:
@@ -221,6 +233,45 @@ async def _bounded_body(request, limit: int = MAX_REQUEST_BYTES) -> bytes:
     return body
 
 
+def _run_file(folder: Path, name: str) -> Path:
+    """A file of a run's outputs (plots, metrics, scores); nothing outside the run's folder."""
+    path = (folder / name).resolve()
+    if not path.is_relative_to(folder.resolve()) or not path.is_file():
+        raise BadRequest(404, f"the run has no file {name!r}.")
+    return path
+
+
+DOWNLOADS = ("model", "onnx", "scores")
+
+
+def _download(folder: Path, what: str) -> Path:
+    """The model directory as a zip, its ONNX export, or the scores: made once, on the first request."""
+    from ..files import atomic_file
+
+    if what not in DOWNLOADS:
+        raise BadRequest(404, f"downloads are {', '.join(DOWNLOADS)}; not {what!r}.")
+    model = folder / "model"
+    if not (model / "imgtrain-model.json").is_file():
+        raise BadRequest(409, "the run has no trained model yet.")
+    if what == "scores":
+        return _run_file(folder, "scores.csv")
+    if what == "onnx":
+        from ..models.export import export_model
+
+        if not (folder / "export" / "model.onnx").is_file():
+            export_model(model, folder / "export", "onnx", overwrite=True)
+        return folder / "export" / "model.onnx"
+    zipped = folder / "downloads" / "model.zip"
+    if not zipped.is_file():
+        import zipfile
+
+        with atomic_file(zipped) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+            for path in sorted(model.rglob("*")):
+                if path.is_file() and "checkpoint" not in path.relative_to(model).parts:
+                    archive.write(path, Path("model") / path.relative_to(model))
+    return zipped
+
+
 def _predict(model_dir: Path, data: bytes) -> dict[str, Any]:
     """The top classes of one uploaded image under a run's trained model ("try it")."""
     from ..data.imaging import BadImage
@@ -256,6 +307,12 @@ def _details(root: Path, folder: Path) -> dict[str, Any]:
                ("train-images", "train", "valid", "untrained", "model", "scores.csv", "evaluation")
                if (folder / name).exists()}
     return {"history": history, "metrics": metrics, "outputs": outputs}
+
+
+def _best_accuracy(folder: Path) -> float | None:
+    accuracies = [e["val_top1"] for e in _read_events(folder) if e.get("kind") == "epoch" and
+                  e.get("val_top1") is not None]
+    return max(accuracies, default=None)
 
 
 def _read_events(folder: Path) -> list[dict[str, Any]]:

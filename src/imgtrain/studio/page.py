@@ -86,7 +86,8 @@ async function refresh() {
   table.querySelectorAll("tr.run").forEach(r => r.remove());
   for (const r of runs.reverse()) {
     const tr = document.createElement("tr"); tr.className = "run";
-    tr.innerHTML = `<td><a href="#" data-id="${r.id}">#${r.id}</a></td><td>${r.status}</td><td></td>`;
+    tr.innerHTML = `<td><a href="#" data-id="${r.id}">#${r.id}</a></td><td>${r.status}</td>` +
+      `<td>${r.best_accuracy == null ? "" : r.best_accuracy.toFixed(3)}</td>`;
     tr.querySelector("a").onclick = e => { e.preventDefault(); follow(r.id); }; table.appendChild(tr);
   }
 }
@@ -97,17 +98,41 @@ async function show(id) {
   document.getElementById("resume").disabled = !["stopped", "interrupted", "failed"].includes(run.status);
   document.getElementById("error").textContent = run.error ? run.error.name + ": " + run.error.message : "";
   drawPipeline(run.status); drawChart(run.history);
-  if (run.metrics) document.getElementById("metrics").innerHTML =
-    `<p id="accuracy">accuracy ${run.metrics.accuracy.toFixed(3)}</p>`;
+  drawResults(id, run);
   return run;
+}
+function cell(row, text, tag = "td") { const c = document.createElement(tag); c.textContent = text; row.appendChild(c); }
+function drawResults(id, run) {
+  const out = document.getElementById("metrics"); out.replaceChildren();
+  if (!run.metrics) return;
+  const m = run.metrics, p = document.createElement("p"); p.id = "accuracy";
+  p.textContent = `accuracy ${m.accuracy.toFixed(3)}, macro F1 ${m.macro_avg.f1.toFixed(3)}, ${m.images} images`;
+  out.appendChild(p);
+  const table = document.createElement("table"), head = document.createElement("tr");
+  ["class", "precision", "recall", "F1", "images"].forEach(t => cell(head, t, "th")); table.appendChild(head);
+  for (const [name, c] of Object.entries(m.per_class)) { const row = document.createElement("tr");
+    cell(row, name); [c.precision, c.recall, c.f1].forEach(v => cell(row, v.toFixed(3))); cell(row, c.support);
+    table.appendChild(row); }
+  out.appendChild(table);
+  for (const [file, alt] of [["model/training.png", "training history"], ["evaluation/confusion_matrix.png",
+      "confusion matrix"], ["evaluation/most_confident_errors.png", "most confident errors"]]) {
+    const img = document.createElement("img"); img.alt = alt; img.style.maxWidth = "640px";
+    img.src = `/api/runs/${id}/files/${file}?token=${token}`; out.appendChild(img); }
+  const links = document.createElement("p");
+  for (const [what, text] of [["model", "model directory (zip)"], ["scores", "scores CSV"], ["onnx", "ONNX"]]) {
+    const a = document.createElement("a"); a.href = `/api/runs/${id}/download/${what}?token=${token}`;
+    a.textContent = text; links.append(a, " "); }
+  out.appendChild(links);
 }
 function follow(id) {
   current = id; if (source) source.close(); show(id);
   source = new EventSource("/api/runs/" + id + "/events?token=" + token);
   source.onmessage = m => { const e = JSON.parse(m.data);
-    if (e.kind === "progress") document.getElementById("progress").textContent =
-      `epoch ${e.epoch}/${e.epochs}, batch ${e.batch}/${e.batches}, loss ${e.loss.toFixed(4)}, ` +
-      `${e.images_per_second.toFixed(0)} img/s`;
+    if (e.kind === "progress") { const left = ((e.epochs - e.epoch) * e.batches + e.batches - e.batch) *
+        e.seconds / e.batch;
+      document.getElementById("progress").textContent = `epoch ${e.epoch}/${e.epochs}, batch ${e.batch}/` +
+        `${e.batches}, loss ${e.loss.toFixed(4)}, ${e.images_per_second.toFixed(0)} img/s, ETA ` +
+        `${Math.floor(left / 60)}:${String(Math.round(left % 60)).padStart(2, "0")}`; }
     if (e.kind === "epoch") show(id); };
   source.addEventListener("end", () => { source.close(); show(id); refresh(); });
 }
@@ -136,6 +161,9 @@ document.getElementById("resume").onclick = () => api("/api/runs/" + current + "
   .then(() => follow(current));
 api("/api/health").then(h => document.getElementById("root").textContent = "root: " + h.root);
 api("/api/parameters").then(p => { PARAMS = p; values = JSON.parse(JSON.stringify(p)); drawPipeline(); drawForm(); });
-loadFiles(); refresh();
+loadFiles();
+refresh().then(() => api("/api/runs")).then(runs => {  // a reloaded page re-attaches to the active run
+  const active = runs.filter(r => ["queued", "running"].includes(r.status)).pop() || runs.pop();
+  if (active) follow(active.id); });
 </script></body></html>
 """
