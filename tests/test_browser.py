@@ -136,7 +136,13 @@ def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
         driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'Train PyTorch Model')]").click()
         epochs = driver.find_element(By.NAME, "epochs")
         epochs.clear()
+        epochs.send_keys("0\t")  # refused in place, with the library's message
+        WebDriverWait(driver, 30).until(expected_conditions.text_to_be_present_in_element(
+            (By.ID, "error"), "epochs must be an integer >= 1"))
+        assert not driver.find_element(By.ID, "submit").is_enabled()
+        epochs.clear()
         epochs.send_keys("1\t")
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "submit").is_enabled())
         batch = driver.find_element(By.NAME, "batch_size")
         batch.clear()
         batch.send_keys("4\t")
@@ -154,6 +160,12 @@ def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
         WebDriverWait(driver, 30).until(lambda d: d.execute_script("return arguments[0].naturalWidth", confusion) > 0)
         assert [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#metrics a")] == [
             "model directory (zip)", "scores CSV", "ONNX"]
+        driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'Convert')]").click()
+        WebDriverWait(driver, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#output img.thumb")) == 8)
+        assert "16 images: cat 8, dog 8" in driver.find_element(By.ID, "output").text
+        driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'Evaluate')]").click()
+        WebDriverWait(driver, 30).until(expected_conditions.text_to_be_present_in_element((By.ID, "output"),
+                                                                                          "confusion_matrix"))
         driver.save_screenshot(str(root / "studio.png"))
         driver.refresh()  # a reloaded page finds the run again
         WebDriverWait(driver, 30).until(expected_conditions.text_to_be_present_in_element((By.ID, "status"),

@@ -51,6 +51,14 @@ def test_a_run_goes_through_the_pipeline_and_leaves_the_ordinary_outputs(root):
         kinds = [json.loads(line[6:])["kind"] for line in stream.splitlines() if line.startswith("data: {\"time")]
         assert "progress" in kinds and kinds.count("epoch") == 2 and "event: end" in stream
         assert [r["id"] for r in client.get("/api/runs", headers=AUTH).json()] == [run_id]
+        outputs = {name: client.get(f"/api/runs/{run_id}/outputs/{name}", headers=AUTH).json()
+                   for name in ("train-images", "train", "model", "scores.csv", "evaluation")}
+        assert outputs["train-images"]["classes"] == {"cat": 12, "dog": 12}
+        assert outputs["train"]["images"] == 18 and len(outputs["train"]["samples"]) == 8
+        assert outputs["model"]["classes"] == ["cat", "dog"] and outputs["model"]["training"]["epochs"] == 2
+        assert outputs["scores.csv"]["head"][0].startswith("id,path,source,label,")
+        assert outputs["evaluation"]["metrics"]["accuracy"] == run["metrics"]["accuracy"]
+        assert client.get(f"/api/runs/{run_id}/outputs/events.jsonl", headers=AUTH).status_code == 404
         for name in ("evaluation/confusion_matrix.png", "evaluation/most_confident_errors.png", "model/training.png"):
             answer = client.get(f"/api/runs/{run_id}/files/{name}", headers=AUTH)
             assert (answer.status_code, answer.content[:4]) == (200, b"\x89PNG"), name
@@ -133,6 +141,9 @@ def test_requests_are_refused_with_the_reason(root, tmp_path):
             answer = client.post("/api/runs", json=body, headers=AUTH)
             assert (answer.status_code, words in answer.json()["error"]) == (status, True), (body, answer.json())
         assert client.post("/api/runs", content=b"{", headers=AUTH).status_code == 400
+        assert client.post("/api/check", json={"train": "photos"}, headers=AUTH).json()["ok"]
+        refused = client.post("/api/check", json={"train": "photos", "train_params": {"epochs": 0}}, headers=AUTH)
+        assert refused.status_code == 400 and "epochs must be an integer >= 1" in refused.json()["error"]
         assert client.post("/api/runs", content=b"x" * (2 << 20), headers=AUTH).status_code == 413
         assert client.get("/api/runs/99", headers=AUTH).status_code == 404
         assert client.post("/api/runs/99/stop", headers=AUTH).status_code == 404

@@ -124,6 +124,7 @@ def create_app(root: str | Path, token: str | None = None):
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
     _run_routes(app, manager)
+    _output_routes(app, manager)
     _other_routes(app, manager)
     return app
 
@@ -131,7 +132,7 @@ def create_app(root: str | Path, token: str | None = None):
 def _run_routes(app, manager: Manager) -> None:
     """Submit, list, read, stop, resume and follow runs; try an image on a run's model."""
     from fastapi import Request
-    from fastapi.responses import FileResponse, StreamingResponse
+    from fastapi.responses import StreamingResponse
 
     root = manager.root
 
@@ -174,6 +175,14 @@ def _run_routes(app, manager: Manager) -> None:
         _run_or_404(manager, run_id)
         return StreamingResponse(_follow(manager, run_id, request), media_type="text/event-stream")
 
+
+def _output_routes(app, manager: Manager) -> None:
+    """A run's outputs: its files, downloads, each module's summary, trying an image; checking a request."""
+    from fastapi import Request
+    from fastapi.responses import FileResponse
+
+    root = manager.root
+
     @app.get("/api/runs/{run_id}/files/{name:path}")
     async def run_file(run_id: int, name: str) -> FileResponse:
         _run_or_404(manager, run_id)
@@ -184,6 +193,19 @@ def _run_routes(app, manager: Manager) -> None:
         _run_or_404(manager, run_id)
         path = await asyncio.to_thread(_download, manager.folder(run_id), what)
         return FileResponse(path, filename=f"run-{run_id}-{path.name}")
+
+    @app.get("/api/runs/{run_id}/outputs/{name}")
+    async def output(run_id: int, name: str) -> dict[str, Any]:
+        _run_or_404(manager, run_id)
+        return await asyncio.to_thread(_output_summary, manager.folder(run_id), name)
+
+    @app.post("/api/check")
+    async def check(request: Request) -> dict[str, Any]:
+        try:
+            body = json.loads(await _bounded_body(request))
+        except ValueError:
+            raise BadRequest(400, "the request body is not JSON.") from None
+        return {"ok": True, "request": check_request(root, body)}
 
     @app.post("/api/runs/{run_id}/predict")
     async def predict(run_id: int, request: Request) -> dict[str, Any]:
@@ -270,6 +292,32 @@ def _download(folder: Path, what: str) -> Path:
                 if path.is_file() and "checkpoint" not in path.relative_to(model).parts:
                     archive.write(path, Path("model") / path.relative_to(model))
     return zipped
+
+
+IMAGE_OUTPUTS = ("train-images", "valid-images", "train", "valid")
+
+
+def _output_summary(folder: Path, name: str) -> dict[str, Any]:
+    """What one module wrote, for its box: an image directory's counts and a few images, the model's card, the
+    first scores, the evaluation's metrics."""
+    from ..data.image_directory import ImageDirectory
+    from ..models.model_directory import open_model_directory
+
+    path = folder / name
+    if name in IMAGE_OUTPUTS and path.is_dir():
+        directory = ImageDirectory.open(path)
+        samples = [str((path / r.path).relative_to(folder)) for r in directory.records[:8]]
+        return {"kind": "image directory", "images": len(directory), "classes": directory.class_counts(),
+                "samples": samples}
+    if name == "model" and (path / "imgtrain-model.json").is_file():
+        trained = open_model_directory(path)
+        return {"kind": "model", "classes": list(trained.classes), "training": trained.meta.get("training", {})}
+    if name == "scores.csv" and path.is_file():
+        with open(path, encoding="utf-8") as f:
+            return {"kind": "scores", "head": [next(f, "").rstrip("\n") for _ in range(11)]}
+    if name == "evaluation" and (path / "metrics.json").is_file():
+        return {"kind": "evaluation", "metrics": json.loads((path / "metrics.json").read_text())}
+    raise BadRequest(404, f"the run has no output {name!r} (yet).")
 
 
 def _predict(model_dir: Path, data: bytes) -> dict[str, Any]:

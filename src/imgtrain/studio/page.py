@@ -9,7 +9,7 @@ header h1{font-size:16px;margin:0}
 main{display:grid;grid-template-columns:1fr 320px;gap:1em;padding:1em}
 .pipeline{display:flex;flex-wrap:wrap;gap:.4em;align-items:center}
 .box{border:1px solid #789;border-radius:6px;padding:.5em .8em;background:#f4f7fa;cursor:pointer}
-.box.selected{outline:2px solid #2a6fb0}.box .dot{display:inline-block;width:.6em;height:.6em;border-radius:50%;
+.box.selected{outline:2px solid #2a6fb0}.box:focus{outline:2px dashed #2a6fb0}.thumb{margin:2px;image-rendering:pixelated}.box .dot{display:inline-block;width:.6em;height:.6em;border-radius:50%;
 background:#bbb;margin-right:.4em}.running .dot{background:#e0a000}.finished .dot{background:#2a2}
 .failed .dot{background:#c22}
 label{display:block;margin:.3em 0}input{width:7em}#error{color:#b00;white-space:pre-wrap}
@@ -28,27 +28,54 @@ canvas{border:1px solid #ccc;background:#fff}table{border-collapse:collapse}td,t
 <h2>Try it</h2><input type="file" id="try" accept="image/*" aria-label="an image to classify"><div id="answer"></div>
 <h2>Runs</h2><table id="runs"><tr><th>run</th><th>status</th><th>best accuracy</th></tr></table>
 </section>
-<aside><h2 id="module">Train PyTorch Model</h2><form id="params"></form><p id="error"></p></aside></main>
+<aside><h2 id="module">Train PyTorch Model</h2><form id="params"></form><p id="error" role="alert"></p>
+<div id="output"></div></aside></main>
 <script>
 const token = new URLSearchParams(location.search).get("token") || "";
 const api = (path, options = {}) => fetch(path + (path.includes("?") ? "&" : "?") + "token=" + token, options)
   .then(async r => { const body = await r.json(); if (!r.ok) throw new Error(body.error || r.statusText); return body; });
-const MODULES = [["Convert to Image Directory", null], ["Split Image Directory", null],
-  ["Init Image Transformation", "transform"], ["ResNet", "model"], ["Train PyTorch Model", "train_params"],
-  ["Score Image Model", null], ["Evaluate Model", null]];
+// [name, the parameters it edits, the output it writes]
+const MODULES = [["Convert to Image Directory", null, "train-images"], ["Split Image Directory", null, "train"],
+  ["Init Image Transformation", "transform", null], ["ResNet", "model", "untrained"],
+  ["Train PyTorch Model", "train_params", "model"], ["Score Image Model", null, "scores.csv"],
+  ["Evaluate Model", null, "evaluation"]];
 let PARAMS = {}, values = {};  // defaults from the library's dataclasses (GET /api/parameters)
 let selected = "train_params", current = null, source = null;
-function drawPipeline(status) {
+function boxState(run, output) {  // finished when its output exists; the first missing one is where the run is
+  if (!run) return "";
+  if (output === null) return "finished";
+  if (output in run.outputs || (output === "train-images" && run.outputs.train)) return "finished";
+  const first = MODULES.find(([, , o]) => o && !(o in run.outputs) && !(o === "train-images" && run.outputs.train));
+  return first && first[2] === output ? run.status : "";
+}
+function drawPipeline(run) {
   const el = document.getElementById("pipeline"); el.innerHTML = "";
-  MODULES.forEach(([name, key], i) => {
-    const box = document.createElement("div");
-    box.className = "box " + (status || "") + (key === selected ? " selected" : "");
-    box.innerHTML = '<span class="dot"></span>' + name; box.tabIndex = 0;
-    box.onclick = () => { if (key) { selected = key; document.getElementById("module").textContent = name;
-      drawForm(); drawPipeline(status); } };
+  MODULES.forEach(([name, key, output], i) => {
+    const box = document.createElement("div"), state = boxState(run, output);
+    box.className = "box " + state + (key && key === selected ? " selected" : "");
+    box.innerHTML = '<span class="dot"></span>' + name; box.tabIndex = 0; box.title = state;
+    box.onclick = () => {
+      if (key) { selected = key; document.getElementById("module").textContent = name; drawForm(); drawPipeline(run); }
+      if (run && state === "finished" && output) showOutput(run.id, output);
+    };
+    box.onkeydown = e => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); box.onclick(); } };
     el.appendChild(box);
     if (i < MODULES.length - 1) el.appendChild(document.createTextNode(" \\u2192 "));
   });
+}
+async function showOutput(id, output) {
+  const out = document.getElementById("output"); out.replaceChildren();
+  const title = document.createElement("h3"); title.textContent = output; out.appendChild(title);
+  let summary; try { summary = await api(`/api/runs/${id}/outputs/${output}`); }
+  catch (e) { out.append(e.message); return; }
+  const text = document.createElement("pre");
+  if (summary.kind === "image directory") {
+    text.textContent = `${summary.images} images: ` + Object.entries(summary.classes).map(([c, n]) => `${c} ${n}`)
+      .join(", "); out.appendChild(text);
+    for (const sample of summary.samples) { const img = document.createElement("img"); img.className = "thumb";
+      img.src = `/api/runs/${id}/files/${sample}?token=${token}`; img.alt = sample; img.width = 64; out.appendChild(img); }
+  } else if (summary.kind === "scores") { text.textContent = summary.head.join("\\n"); out.appendChild(text); }
+  else { text.textContent = JSON.stringify(summary.metrics || summary, null, 1); out.appendChild(text); }
 }
 function drawForm() {
   const form = document.getElementById("params"); form.innerHTML = "";
@@ -58,9 +85,21 @@ function drawForm() {
     if (typeof value === "boolean") { input.type = "checkbox"; input.checked = value; }
     else input.value = value;
     input.onchange = () => { values[selected][name] = input.type === "checkbox" ? input.checked
-      : (typeof PARAMS[selected][name] === "number" ? Number(input.value) : input.value); };
+      : (typeof PARAMS[selected][name] === "number" ? Number(input.value) : input.value); check(); };
     label.append(name.replace(/_/g, " ") + " ", input); form.appendChild(label);
   }
+}
+function request() {
+  const valid = document.getElementById("valid").value;
+  return {train: document.getElementById("train").value, valid: valid || null,
+    model: {family: "resnet", ...values.model}, transform: values.transform, train_params: values.train_params};
+}
+async function check() {  // the library's own message, in place, as soon as a value is wrong
+  try { await api("/api/check", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify(request())}); document.getElementById("error").textContent = "";
+    document.getElementById("submit").disabled = false; }
+  catch (e) { document.getElementById("error").textContent = e.message;
+    document.getElementById("submit").disabled = true; }
 }
 async function loadFiles() {
   const listing = await api("/api/files");
@@ -97,7 +136,7 @@ async function show(id) {
   document.getElementById("stop").disabled = !["queued", "running"].includes(run.status);
   document.getElementById("resume").disabled = !["stopped", "interrupted", "failed"].includes(run.status);
   document.getElementById("error").textContent = run.error ? run.error.name + ": " + run.error.message : "";
-  drawPipeline(run.status); drawChart(run.history);
+  drawPipeline(run); drawChart(run.history);
   drawResults(id, run);
   return run;
 }
@@ -138,11 +177,9 @@ function follow(id) {
 }
 document.getElementById("submit").onclick = async () => {
   document.getElementById("error").textContent = "";
-  const valid = document.getElementById("valid").value;
   try {
     const {id} = await api("/api/runs", {method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({train: document.getElementById("train").value, valid: valid || null,
-        model: {family: "resnet", ...values.model}, transform: values.transform, train_params: values.train_params})});
+      body: JSON.stringify(request())});
     follow(id); refresh();
   } catch (e) { document.getElementById("error").textContent = e.message; }
 };
@@ -156,6 +193,7 @@ document.getElementById("try").onchange = async e => {
       line.textContent = t.class + " " + (100 * t.probability).toFixed(1) + "%"; out.appendChild(line); }
   } catch (err) { document.getElementById("answer").textContent = err.message; }
 };
+document.getElementById("train").onchange = document.getElementById("valid").onchange = () => check();
 document.getElementById("stop").onclick = () => api("/api/runs/" + current + "/stop", {method: "POST"});
 document.getElementById("resume").onclick = () => api("/api/runs/" + current + "/resume", {method: "POST"})
   .then(() => follow(current));
