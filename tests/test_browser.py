@@ -170,5 +170,8 @@ def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
         driver.refresh()  # a reloaded page finds the run again
         WebDriverWait(driver, 30).until(expected_conditions.text_to_be_present_in_element((By.ID, "status"),
                                                                                           "run #1: finished"))
+        driver.find_element(By.CSS_SELECTOR, "input[aria-label='compare run 1']").click()
+        drawn = "return arguments[0].getContext('2d').getImageData(0, 0, 640, 160).data.some(v => v > 0)"
+        WebDriverWait(driver, 30).until(lambda d: d.execute_script(drawn, d.find_element(By.ID, "compare")))
     finally:
         driver.quit()

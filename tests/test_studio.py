@@ -150,6 +150,25 @@ def test_requests_are_refused_with_the_reason(root, tmp_path):
         assert client.get("/api/files?path=../outside", headers=AUTH).status_code == 403
         names = [e["name"] for e in client.get("/api/files", headers=AUTH).json()["entries"]]
         assert names == ["photos"]  # the link out of the root is not offered
+
+
+def test_the_file_browser_offers_sources_a_few_levels_down(root):
+    import shutil
+
+    import imgtrain
+
+    shutil.copytree(root / "photos", root / "projects" / "pets" / "set-a")
+    imgtrain.convert(root / "photos", root / "projects" / "converted", progress=False)
+    (root / "projects" / "labels.csv").write_text("path,label\n")
+    (root / "projects" / "notes.txt").write_text("not a source")
+    (root / "flat").mkdir()
+    (root / "flat" / "x.png").write_bytes((root / "photos" / "cat" / "img0.png").read_bytes())
+    with TestClient(create_app(root, TOKEN)) as client:
+        entries = client.get("/api/files", headers=AUTH).json()["entries"]
+        assert [(e["path"], e["kind"]) for e in entries] == [
+            ("flat", "images, unlabeled"), ("photos", "class folders"),
+            ("projects/converted", "image directory"), ("projects/labels.csv", "archive or manifest"),
+            ("projects/pets/set-a", "class folders")]
         assert client.get("/api/runs", headers=AUTH).json() == []
 
 

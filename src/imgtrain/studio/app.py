@@ -407,27 +407,55 @@ def default_parameters() -> dict[str, dict[str, Any]]:
 
     train = {f.name: f.default for f in dataclasses.fields(TrainConfig)
              if f.name not in MANAGED and f.name not in ("device", "workers", "print_frequency")}
-    return {"train_params": train, "model": {"model_name": "resnet18", "pretrained": True},
+    return {"train_params": train, "model": {"family": "resnet", "model_name": "resnet18", "pretrained": True},
             "transform": dataclasses.asdict(TransformSpec())}
 
 
-def _listing(root: Path, relative: str) -> dict[str, Any]:
-    """A folder under the root: its sub-folders (image directories marked) and the archives and manifests in it."""
+def _listing(root: Path, relative: str, depth: int = 3, limit: int = 500) -> dict[str, Any]:
+    """The sources under a folder of the root, `depth` levels down: image directories, datasets (a folder whose
+    sub-folders hold images: class folders), folders of images, archives and manifests. Links out of the root
+    are not offered."""
     folder = inside_root(root, relative, "path") if relative not in ("", ".") else root
     if not folder.is_dir():
         raise BadRequest(400, f"{relative!r} is not a folder.")
-    entries = []
-    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-        if entry.name in (STATE_DIR,) or entry.name.startswith("."):
-            continue
-        resolved = entry.resolve()
-        if not resolved.is_relative_to(root):
-            continue  # a link leading out of the root is not offered
-        kind = ("image directory" if (entry / "imgtrain-images.json").is_file() else "folder") if entry.is_dir() \
-            else "source" if entry.name.lower().endswith(SOURCE_SUFFIXES) else None
-        if kind:
-            entries.append({"name": entry.name, "path": str(entry.relative_to(root)), "kind": kind})
+    entries: list[dict[str, str]] = []
+    _walk(root, folder, depth, entries, limit)
     return {"path": str(folder.relative_to(root)), "entries": entries}
+
+
+def _walk(root: Path, folder: Path, depth: int, entries: list[dict[str, str]], limit: int) -> None:
+    from ..data.imaging import is_image_name
+
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if len(entries) >= limit or entry.name.startswith(".") or entry.name == STATE_DIR:
+            continue
+        if not entry.resolve().is_relative_to(root):
+            continue
+        path = str(entry.relative_to(root))
+        if entry.is_file():
+            if entry.name.lower().endswith(SOURCE_SUFFIXES):
+                entries.append({"name": entry.name, "path": path, "kind": "archive or manifest"})
+        elif (entry / "imgtrain-images.json").is_file():
+            entries.append({"name": entry.name, "path": path, "kind": "image directory"})
+        elif _holds(entry, lambda c: c.is_dir() and _holds(c, lambda f: is_image_name(f.name))):
+            entries.append({"name": entry.name, "path": path, "kind": "class folders"})
+        elif _holds(entry, lambda f: is_image_name(f.name)):
+            entries.append({"name": entry.name, "path": path, "kind": "images, unlabeled"})
+        elif depth > 1:
+            _walk(root, entry, depth - 1, entries, limit)
+
+
+def _holds(folder: Path, test, look: int = 50) -> bool:
+    """Whether one of the first `look` entries of `folder` passes `test` (a bounded look, for huge folders)."""
+    try:
+        for n, child in enumerate(folder.iterdir()):
+            if n >= look:
+                return False
+            if test(child):
+                return True
+    except OSError:
+        return False
+    return False
 
 
 def studio(root: str | Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> None:

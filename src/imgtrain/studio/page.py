@@ -9,7 +9,7 @@ header h1{font-size:16px;margin:0}
 main{display:grid;grid-template-columns:1fr 320px;gap:1em;padding:1em}
 .pipeline{display:flex;flex-wrap:wrap;gap:.4em;align-items:center}
 .box{border:1px solid #789;border-radius:6px;padding:.5em .8em;background:#f4f7fa;cursor:pointer}
-.box.selected{outline:2px solid #2a6fb0}.box:focus{outline:2px dashed #2a6fb0}.thumb{margin:2px;image-rendering:pixelated}.box .dot{display:inline-block;width:.6em;height:.6em;border-radius:50%;
+pre{overflow:auto;max-width:320px}.box.selected{outline:2px solid #2a6fb0}.box:focus{outline:2px dashed #2a6fb0}.thumb{margin:2px;image-rendering:pixelated}.box .dot{display:inline-block;width:.6em;height:.6em;border-radius:50%;
 background:#bbb;margin-right:.4em}.running .dot{background:#e0a000}.finished .dot{background:#2a2}
 .failed .dot{background:#c22}
 label{display:block;margin:.3em 0}input{width:7em}#error{color:#b00;white-space:pre-wrap}
@@ -26,7 +26,8 @@ canvas{border:1px solid #ccc;background:#fff}table{border-collapse:collapse}td,t
 <canvas id="chart" width="640" height="220" aria-label="loss and accuracy per epoch"></canvas>
 <div id="metrics"></div>
 <h2>Try it</h2><input type="file" id="try" accept="image/*" aria-label="an image to classify"><div id="answer"></div>
-<h2>Runs</h2><table id="runs"><tr><th>run</th><th>status</th><th>best accuracy</th></tr></table>
+<h2>Runs</h2><table id="runs"><tr><th>run</th><th>status</th><th>best accuracy</th><th>compare</th></tr></table>
+<canvas id="compare" width="640" height="160" aria-label="validation accuracy of the compared runs"></canvas>
 </section>
 <aside><h2 id="module">Train PyTorch Model</h2><form id="params"></form><p id="error" role="alert"></p>
 <div id="output"></div></aside></main>
@@ -126,9 +127,23 @@ async function refresh() {
   for (const r of runs.reverse()) {
     const tr = document.createElement("tr"); tr.className = "run";
     tr.innerHTML = `<td><a href="#" data-id="${r.id}">#${r.id}</a></td><td>${r.status}</td>` +
-      `<td>${r.best_accuracy == null ? "" : r.best_accuracy.toFixed(3)}</td>`;
-    tr.querySelector("a").onclick = e => { e.preventDefault(); follow(r.id); }; table.appendChild(tr);
+      `<td>${r.best_accuracy == null ? "" : r.best_accuracy.toFixed(3)}</td>` +
+      `<td><input type="checkbox" aria-label="compare run ${r.id}" ${compared.has(r.id) ? "checked" : ""}></td>`;
+    tr.querySelector("a").onclick = e => { e.preventDefault(); follow(r.id); };
+    tr.querySelector("input").onchange = e => { e.target.checked ? compared.add(r.id) : compared.delete(r.id);
+      drawCompare(); };
+    table.appendChild(tr);
   }
+}
+const compared = new Set(), COLOURS = ["#2a6fb0", "#c55", "#2a2", "#a6a", "#e0a000", "#555"];
+async function drawCompare() {  // validation accuracy per epoch of the runs ticked, overlaid
+  const c = document.getElementById("compare").getContext("2d"); c.clearRect(0, 0, 640, 160);
+  const runs = await Promise.all([...compared].map(id => api("/api/runs/" + id)));
+  const longest = Math.max(2, ...runs.map(r => r.history.length));
+  runs.forEach((run, k) => { c.strokeStyle = c.fillStyle = COLOURS[k % COLOURS.length]; c.beginPath();
+    run.history.forEach((h, i) => { const x = 40 + i * 560 / (longest - 1), y = 150 - 130 * (h.val_top1 || 0);
+      i ? c.lineTo(x, y) : c.moveTo(x, y); c.fillRect(x - 2, y - 2, 4, 4); });
+    c.stroke(); c.fillText("#" + run.id, 40 + 40 * k, 12); });
 }
 async function show(id) {
   const run = await api("/api/runs/" + id);
