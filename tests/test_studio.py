@@ -270,3 +270,20 @@ def test_a_studio_killed_mid_run_shows_it_interrupted_and_resumes_it(root):
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def test_runs_wait_their_turn_and_a_queued_run_can_be_taken_off_the_queue(root):
+    with TestClient(create_app(root, TOKEN)) as client:
+        request = {"train": "photos", "train_params": {"epochs": 2, "batch_size": 6}, **SMALL}
+        first, second, third = (client.post("/api/runs", json=request, headers=AUTH).json()["id"] for _ in range(3))
+        assert client.post(f"/api/runs/{third}/stop", headers=AUTH).json()["stopping"]
+        seen_waiting = False
+        while (run := client.get(f"/api/runs/{first}", headers=AUTH).json())["status"] in ("queued", "running"):
+            statuses = {r["id"]: r["status"] for r in client.get("/api/runs", headers=AUTH).json()}
+            assert list(statuses.values()).count("running") <= 1
+            seen_waiting |= statuses[first] == "running" and statuses[second] == "queued"
+            time.sleep(0.1)
+        assert run["status"] == "finished" and seen_waiting
+        assert wait_for(client, second, ("finished", "failed"))["status"] == "finished"
+        third_run = client.get(f"/api/runs/{third}", headers=AUTH).json()
+        assert third_run["status"] == "stopped" and third_run["history"] == []

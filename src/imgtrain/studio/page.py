@@ -9,7 +9,7 @@ header h1{font-size:16px;margin:0}
 main{display:grid;grid-template-columns:1fr 320px;gap:1em;padding:1em}
 .pipeline{display:flex;flex-wrap:wrap;gap:.4em;align-items:center}
 .box{border:1px solid #789;border-radius:6px;padding:.5em .8em;background:#f4f7fa;cursor:pointer}
-pre{overflow:auto;max-width:320px}.box.selected{outline:2px solid #2a6fb0}.box:focus{outline:2px dashed #2a6fb0}.thumb{margin:2px;image-rendering:pixelated}.box .dot{display:inline-block;width:.6em;height:.6em;border-radius:50%;
+pre{overflow:auto;max-width:320px}.drop{border:2px dashed #99a;padding:1em;max-width:600px}.box.selected{outline:2px solid #2a6fb0}.box:focus{outline:2px dashed #2a6fb0}.thumb{margin:2px;image-rendering:pixelated}.box .dot{display:inline-block;width:.6em;height:.6em;border-radius:50%;
 background:#bbb;margin-right:.4em}.running .dot{background:#e0a000}.finished .dot{background:#2a2}
 .failed .dot{background:#c22}
 label{display:block;margin:.3em 0}input{width:7em}#error{color:#b00;white-space:pre-wrap}
@@ -25,7 +25,8 @@ canvas{border:1px solid #ccc;background:#fff}table{border-collapse:collapse}td,t
 <div id="progress"></div>
 <canvas id="chart" width="640" height="220" aria-label="loss and accuracy per epoch"></canvas>
 <div id="metrics"></div>
-<h2>Try it</h2><input type="file" id="try" accept="image/*" aria-label="an image to classify"><div id="answer"></div>
+<h2>Try it</h2><div id="drop" class="drop">drop an image here, or
+<input type="file" id="try" accept="image/*" aria-label="an image to classify"></div><div id="answer"></div>
 <h2>Runs</h2><table id="runs"><tr><th>run</th><th>status</th><th>best accuracy</th><th>compare</th></tr></table>
 <canvas id="compare" width="640" height="160" aria-label="validation accuracy of the compared runs"></canvas>
 </section>
@@ -198,8 +199,12 @@ document.getElementById("submit").onclick = async () => {
     follow(id); refresh();
   } catch (e) { document.getElementById("error").textContent = e.message; }
 };
-document.getElementById("try").onchange = async e => {
-  const file = e.target.files[0]; if (!file || current === null) return;
+const drop = document.getElementById("drop");
+drop.ondragover = e => e.preventDefault();
+drop.ondrop = e => { e.preventDefault(); tryImage(e.dataTransfer.files[0]); };
+document.getElementById("try").onchange = e => tryImage(e.target.files[0]);
+async function tryImage(file) {
+  if (!file || current === null) return;
   try {
     const answer = await api("/api/runs/" + current + "/predict", {method: "POST", body: file});
     const out = document.getElementById("answer"), label = document.createElement("p");
@@ -207,7 +212,7 @@ document.getElementById("try").onchange = async e => {
     for (const t of answer.top) { const line = document.createElement("div");
       line.textContent = t.class + " " + (100 * t.probability).toFixed(1) + "%"; out.appendChild(line); }
   } catch (err) { document.getElementById("answer").textContent = err.message; }
-};
+}
 document.getElementById("train").onchange = document.getElementById("valid").onchange = () => check();
 document.getElementById("stop").onclick = () => api("/api/runs/" + current + "/stop", {method: "POST"});
 document.getElementById("resume").onclick = () => api("/api/runs/" + current + "/resume", {method: "POST"})
