@@ -175,3 +175,41 @@ def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
         WebDriverWait(driver, 30).until(lambda d: d.execute_script(drawn, d.find_element(By.ID, "compare")))
     finally:
         driver.quit()
+
+
+def test_studio_stop_and_resume_a_run_from_the_page(studio):
+    """Stop on the page stops the run as Ctrl-C does; Resume continues it to the end; live progress shows batches."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    url, root = studio
+    driver = _chrome()
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 240)
+        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#train option")))
+        Select(driver.find_element(By.ID, "train")).select_by_value("photos")
+        driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'ResNet')]").click()
+        driver.find_element(By.NAME, "pretrained").click()
+        driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'Init Image')]").click()
+        for name in ("resize", "center_crop"):
+            driver.find_element(By.NAME, name).click()
+        driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'Train PyTorch Model')]").click()
+        for name, value in (("epochs", "20"), ("batch_size", "4"), ("patience", "20")):
+            field = driver.find_element(By.NAME, name)
+            field.clear()
+            field.send_keys(value + "\t")
+        wait.until(lambda d: d.find_element(By.ID, "submit").is_enabled())
+        driver.find_element(By.ID, "submit").click()
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "progress"), "epoch 2/20, batch"))
+        assert "ETA" in driver.find_element(By.ID, "progress").text
+        wait.until(lambda d: d.find_element(By.ID, "stop").is_enabled())
+        driver.find_element(By.ID, "stop").click()
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "status"), "stopped"))
+        assert "TrainingInterrupted" in driver.find_element(By.ID, "error").text
+        driver.find_element(By.ID, "resume").click()
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "status"), "finished"))
+        assert driver.find_element(By.ID, "accuracy").text.startswith("accuracy ")
+    finally:
+        driver.quit()

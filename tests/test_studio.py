@@ -197,6 +197,8 @@ def test_the_page_and_its_defaults_come_from_the_library(root):
         assert defaults["train_params"]["epochs"] == TrainConfig().epochs == 5
         assert defaults["train_params"]["learning_rate"] == TrainConfig().learning_rate
         assert defaults["transform"]["size"] == TransformSpec().size
+        assert defaults["ranges"]["epochs"] == [1, None] and defaults["ranges"]["seed"][1] == 2**32 - 1
+        assert defaults["ranges"]["random_rotation_degrees"] == [0, 180]
 
 
 def _free_port() -> int:

@@ -117,6 +117,12 @@ def spec_problems(values: dict) -> list[str]:
 
 # --- training
 
+#: The integer parameters of TrainConfig and their ranges (None: no upper bound), checked in __post_init__ and
+#: shown by the studio's form.
+TRAIN_RANGES: dict[str, tuple[int, int | None]] = {
+    "epochs": (1, None), "batch_size": (1, None), "seed": (0, MAX_SEED), "patience": (1, None),
+    "warmup_epochs": (0, None), "freeze_epochs": (0, None), "print_frequency": (1, None)}
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Train PyTorch Model's parameters (the designer's names and defaults) and how to run."""
@@ -143,10 +149,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
-        for name, low in (("epochs", 1), ("batch_size", 1), ("patience", 1),
-                          ("warmup_epochs", 0), ("print_frequency", 1), ("freeze_epochs", 0)):
+        for name, (low, _) in TRAIN_RANGES.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if name != "seed" and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < sys.float_info.epsilon:

@@ -402,13 +402,13 @@ def default_parameters() -> dict[str, dict[str, Any]]:
     """Each module's parameters and their defaults, read from the library's dataclasses (the CLI reads the same)."""
     import dataclasses
 
-    from ..config import TrainConfig, TransformSpec
+    from ..config import RANGES, TRAIN_RANGES, TrainConfig, TransformSpec
     from .runner import MANAGED
 
     train = {f.name: f.default for f in dataclasses.fields(TrainConfig)
              if f.name not in MANAGED and f.name not in ("device", "workers", "print_frequency")}
     return {"train_params": train, "model": {"family": "resnet", "model_name": "resnet18", "pretrained": True},
-            "transform": dataclasses.asdict(TransformSpec())}
+            "transform": dataclasses.asdict(TransformSpec()), "ranges": {**TRAIN_RANGES, **RANGES}}
 
 
 def _listing(root: Path, relative: str, depth: int = 3, limit: int = 500) -> dict[str, Any]:

@@ -86,9 +86,12 @@ function drawForm() {
     input.name = name;
     if (typeof value === "boolean") { input.type = "checkbox"; input.checked = value; }
     else input.value = value;
+    const range = RANGES[name], hint = document.createElement("small");
+    if (range) { input.type = "number"; input.min = range[0]; if (range[1] !== null) input.max = range[1];
+      hint.textContent = range[1] === null ? ` \u2265 ${range[0]}` : ` ${range[0]}\u2013${range[1]}`; }
     input.onchange = () => { values[selected][name] = input.type === "checkbox" ? input.checked
       : (typeof PARAMS[selected][name] === "number" ? Number(input.value) : input.value); check(); };
-    label.append(name.replace(/_/g, " ") + " ", input); form.appendChild(label);
+    label.append(name.replace(/_/g, " ") + " ", input, hint); form.appendChild(label);
   }
 }
 function request() {
@@ -110,17 +113,22 @@ async function loadFiles() {
     document.getElementById(id).appendChild(o);
   }
 }
-function drawChart(history) {
+let live = [], shown = {history: [], epochs: 1};  // live: the running epoch's loss, batch by batch
+function drawChart(history, epochs) {
+  shown = {history, epochs};
   const c = document.getElementById("chart").getContext("2d"); c.clearRect(0, 0, 640, 220);
-  if (!history.length) return;
-  const maxLoss = Math.max(...history.map(h => Math.max(h.train_loss, h.val_loss || 0)), 1e-9);
-  const x = i => 40 + i * 560 / Math.max(1, history.length - 1);
+  const total = Math.max(1, epochs || 1, history.length);
+  const maxLoss = Math.max(...history.map(h => Math.max(h.train_loss, h.val_loss || 0)), ...live.map(p => p.loss), 1e-9);
+  const x = epoch => 40 + epoch * 560 / total, y = (v, scale) => 200 - 180 * (v || 0) / scale;
   const line = (key, scale, color) => { c.strokeStyle = c.fillStyle = color; c.beginPath();
-    history.forEach((h, i) => { const y = 200 - 180 * (h[key] || 0) / scale; i ? c.lineTo(x(i), y) : c.moveTo(x(i), y); });
-    c.stroke();
-    history.forEach((h, i) => c.fillRect(x(i) - 2, 198 - 180 * (h[key] || 0) / scale, 4, 4)); };
+    history.forEach((h, i) => i ? c.lineTo(x(h.epoch), y(h[key], scale)) : c.moveTo(x(h.epoch), y(h[key], scale)));
+    c.stroke(); history.forEach(h => c.fillRect(x(h.epoch) - 2, y(h[key], scale) - 2, 4, 4)); };
   line("train_loss", maxLoss, "#c55"); line("val_loss", maxLoss, "#e99"); line("val_top1", 1, "#2a6fb0");
-  c.fillStyle = "#222"; c.fillText("loss (red: training, pink: validation), validation accuracy (blue) per epoch", 40, 14);
+  c.strokeStyle = "#999"; c.beginPath();
+  live.forEach((p, i) => i ? c.lineTo(x(p.at), y(p.loss, maxLoss)) : c.moveTo(x(p.at), y(p.loss, maxLoss)));
+  c.stroke();
+  c.fillStyle = "#222"; c.fillText("loss (red: training, pink: validation, grey: this epoch, live), " +
+    "validation accuracy (blue); x: epochs", 40, 14);
 }
 async function refresh() {
   const runs = await api("/api/runs"), table = document.getElementById("runs");
@@ -152,7 +160,9 @@ async function show(id) {
   document.getElementById("stop").disabled = !["queued", "running"].includes(run.status);
   document.getElementById("resume").disabled = !["stopped", "interrupted", "failed"].includes(run.status);
   document.getElementById("error").textContent = run.error ? run.error.name + ": " + run.error.message : "";
-  drawPipeline(run); drawChart(run.history);
+  drawPipeline(run);
+  if (run.status !== "running") live = [];
+  drawChart(run.history, run.request.train_params.epochs || (PARAMS.train_params || {}).epochs);
   drawResults(id, run);
   return run;
 }
@@ -180,15 +190,16 @@ function drawResults(id, run) {
   out.appendChild(links);
 }
 function follow(id) {
-  current = id; if (source) source.close(); show(id);
+  current = id; live = []; if (source) source.close(); show(id);
   source = new EventSource("/api/runs/" + id + "/events?token=" + token);
   source.onmessage = m => { const e = JSON.parse(m.data);
-    if (e.kind === "progress") { const left = ((e.epochs - e.epoch) * e.batches + e.batches - e.batch) *
+    if (e.kind === "progress") { live.push({at: e.epoch - 1 + e.batch / e.batches, loss: e.loss});
+      drawChart(shown.history, e.epochs); const left = ((e.epochs - e.epoch) * e.batches + e.batches - e.batch) *
         e.seconds / e.batch;
       document.getElementById("progress").textContent = `epoch ${e.epoch}/${e.epochs}, batch ${e.batch}/` +
         `${e.batches}, loss ${e.loss.toFixed(4)}, ${e.images_per_second.toFixed(0)} img/s, ETA ` +
         `${Math.floor(left / 60)}:${String(Math.round(left % 60)).padStart(2, "0")}`; }
-    if (e.kind === "epoch") show(id); };
+    if (e.kind === "epoch") { live = live.filter(p => p.at >= e.epoch); show(id); } };
   source.addEventListener("end", () => { source.close(); show(id); refresh(); });
 }
 document.getElementById("submit").onclick = async () => {
@@ -218,7 +229,9 @@ document.getElementById("stop").onclick = () => api("/api/runs/" + current + "/s
 document.getElementById("resume").onclick = () => api("/api/runs/" + current + "/resume", {method: "POST"})
   .then(() => follow(current));
 api("/api/health").then(h => document.getElementById("root").textContent = "root: " + h.root);
-api("/api/parameters").then(p => { PARAMS = p; values = JSON.parse(JSON.stringify(p)); drawPipeline(); drawForm(); });
+let RANGES = {};
+api("/api/parameters").then(p => { RANGES = p.ranges; delete p.ranges; PARAMS = p;
+  values = JSON.parse(JSON.stringify(p)); drawPipeline(); drawForm(); });
 loadFiles();
 refresh().then(() => api("/api/runs")).then(runs => {  // a reloaded page re-attaches to the active run
   const active = runs.filter(r => ["queued", "running"].includes(r.status)).pop() || runs.pop();

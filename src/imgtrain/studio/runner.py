@@ -139,7 +139,8 @@ def _pipeline(root: Path, out: Path, request: dict[str, Any]) -> dict[str, str]:
         from imgtrain.training.checkpoints import checkpoint_path
 
         resume = checkpoint_path(out / "model").is_file()  # a stopped or interrupted run continues
-        config = TrainConfig(**request["train_params"], progress=False, resume=resume)
+        params = {"print_frequency": 1, **request["train_params"]}  # every batch reaches the page
+        config = TrainConfig(**params, progress=False, resume=resume)
         imgtrain.train(out / "untrained", train, valid, out / "model", config, TransformSpec(**request["transform"]))
     if not (out / "scores.csv").exists():
         score_to_file(out / "model", valid, out / "scores.csv", progress=False)
