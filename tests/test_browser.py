@@ -130,6 +130,10 @@ def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
         wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#train option")))
         Select(driver.find_element(By.ID, "train")).select_by_value("photos")
         driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'ResNet')]").click()
+        Select(driver.find_element(By.NAME, "family")).select_by_value("torchvision")  # the catalog's names follow
+        assert "efficientnet_b0" in [o.text for o in Select(driver.find_element(By.NAME, "model_name")).options]
+        Select(driver.find_element(By.NAME, "family")).select_by_value("resnet")
+        Select(driver.find_element(By.NAME, "model_name")).select_by_value("resnet18")
         pretrained = driver.find_element(By.NAME, "pretrained")
         if pretrained.is_selected():
             pretrained.click()
@@ -158,6 +162,8 @@ def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
         assert label.text in ("cat", "dog")
         confusion = driver.find_element(By.CSS_SELECTOR, "img[alt='confusion matrix']")
         WebDriverWait(driver, 30).until(lambda d: d.execute_script("return arguments[0].naturalWidth", confusion) > 0)
+        WebDriverWait(driver, 30).until(expected_conditions.text_to_be_present_in_element((By.ID, "errors"),
+                                                                                          "Most confident errors"))
         assert [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#metrics a")] == [
             "model directory (zip)", "scores CSV", "ONNX"]
         driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'Convert')]").click()

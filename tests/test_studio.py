@@ -59,6 +59,11 @@ def test_a_run_goes_through_the_pipeline_and_leaves_the_ordinary_outputs(root):
         assert outputs["scores.csv"]["head"][0].startswith("id,path,source,label,")
         assert outputs["evaluation"]["metrics"]["accuracy"] == run["metrics"]["accuracy"]
         assert client.get(f"/api/runs/{run_id}/outputs/events.jsonl", headers=AUTH).status_code == 404
+        errors = client.get(f"/api/runs/{run_id}/errors", headers=AUTH).json()
+        wrong = round((1 - run["metrics"]["accuracy"]) * run["metrics"]["images"])
+        assert len(errors) == wrong and all(e["true"] != e["predicted"] for e in errors)
+        assert [e["probability"] for e in errors] == sorted((e["probability"] for e in errors), reverse=True)
+        assert all((folder / e["path"]).is_file() for e in errors)
         for name in ("evaluation/confusion_matrix.png", "evaluation/most_confident_errors.png", "model/training.png"):
             answer = client.get(f"/api/runs/{run_id}/files/{name}", headers=AUTH)
             assert (answer.status_code, answer.content[:4]) == (200, b"\x89PNG"), name
@@ -199,6 +204,7 @@ def test_the_page_and_its_defaults_come_from_the_library(root):
         assert defaults["transform"]["size"] == TransformSpec().size
         assert defaults["ranges"]["epochs"] == [1, None] and defaults["ranges"]["seed"][1] == 2**32 - 1
         assert defaults["ranges"]["random_rotation_degrees"] == [0, 180]
+        assert "resnet18" in defaults["models"]["resnet"] and "efficientnet_b0" in defaults["models"]["torchvision"]
 
 
 def _free_port() -> int:

@@ -199,6 +199,11 @@ def _output_routes(app, manager: Manager) -> None:
         _run_or_404(manager, run_id)
         return await asyncio.to_thread(_output_summary, manager.folder(run_id), name)
 
+    @app.get("/api/runs/{run_id}/errors")
+    async def errors(run_id: int) -> list[dict[str, Any]]:
+        _run_or_404(manager, run_id)
+        return await asyncio.to_thread(_confident_errors, manager.folder(run_id))
+
     @app.post("/api/check")
     async def check(request: Request) -> dict[str, Any]:
         try:
@@ -320,6 +325,29 @@ def _output_summary(folder: Path, name: str) -> dict[str, Any]:
     raise BadRequest(404, f"the run has no output {name!r} (yet).")
 
 
+def _confident_errors(folder: Path, count: int = 16) -> list[dict[str, Any]]:
+    """The most confidently wrong predictions of a run's scores, each with its image's path in the run's folder
+    (None for an image outside it: a validation directory given as it was)."""
+    import csv
+
+    from ..inference.scoring import PROBABILITY_PREFIX, SCORED_LABELS
+
+    scores = folder / "scores.csv"
+    if not scores.is_file():
+        raise BadRequest(409, "the run has no scores yet.")
+    wrong = []
+    with open(scores, encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            if row.get("label") and row.get(SCORED_LABELS) and row["label"] != row[SCORED_LABELS]:
+                confidence = float(row[PROBABILITY_PREFIX + row[SCORED_LABELS]])
+                wrong.append((confidence, row))
+    wrong.sort(key=lambda pair: -pair[0])
+    valid = folder / "valid" if (folder / "valid").is_dir() else folder / "valid-images"
+    return [{"path": str((valid / row["path"]).relative_to(folder)) if (valid / row["path"]).is_file() else None,
+             "true": row["label"], "predicted": row[SCORED_LABELS], "probability": confidence}
+            for confidence, row in wrong[:count]]
+
+
 def _predict(model_dir: Path, data: bytes) -> dict[str, Any]:
     """The top classes of one uploaded image under a run's trained model ("try it")."""
     from ..data.imaging import BadImage
@@ -402,13 +430,16 @@ def default_parameters() -> dict[str, dict[str, Any]]:
     """Each module's parameters and their defaults, read from the library's dataclasses (the CLI reads the same)."""
     import dataclasses
 
-    from ..config import RANGES, TRAIN_RANGES, TrainConfig, TransformSpec
+    from ..config import CATALOG_FAMILY, FAMILIES, RANGES, TRAIN_RANGES, TrainConfig, TransformSpec
     from .runner import MANAGED
 
     train = {f.name: f.default for f in dataclasses.fields(TrainConfig)
              if f.name not in MANAGED and f.name not in ("device", "workers", "print_frequency")}
+    from ..models.catalog import catalog_names
+
     return {"train_params": train, "model": {"family": "resnet", "model_name": "resnet18", "pretrained": True},
-            "transform": dataclasses.asdict(TransformSpec()), "ranges": {**TRAIN_RANGES, **RANGES}}
+            "transform": dataclasses.asdict(TransformSpec()), "ranges": {**TRAIN_RANGES, **RANGES},
+            "models": {**{family: list(names) for family, names in FAMILIES.items()}, CATALOG_FAMILY: catalog_names()}}
 
 
 def _listing(root: Path, relative: str, depth: int = 3, limit: int = 500) -> dict[str, Any]:

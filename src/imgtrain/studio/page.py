@@ -9,7 +9,7 @@ header h1{font-size:16px;margin:0}
 main{display:grid;grid-template-columns:1fr 320px;gap:1em;padding:1em}
 .pipeline{display:flex;flex-wrap:wrap;gap:.4em;align-items:center}
 .box{border:1px solid #789;border-radius:6px;padding:.5em .8em;background:#f4f7fa;cursor:pointer}
-pre{overflow:auto;max-width:320px}.drop{border:2px dashed #99a;padding:1em;max-width:600px}.box.selected{outline:2px solid #2a6fb0}.box:focus{outline:2px dashed #2a6fb0}.thumb{margin:2px;image-rendering:pixelated}.box .dot{display:inline-block;width:.6em;height:.6em;border-radius:50%;
+pre{overflow:auto;max-width:320px}.drop{border:2px dashed #99a;padding:1em;max-width:600px}figure.error{display:inline-block;margin:4px;font-size:12px}.box.selected{outline:2px solid #2a6fb0}.box:focus{outline:2px dashed #2a6fb0}.thumb{margin:2px;image-rendering:pixelated}.box .dot{display:inline-block;width:.6em;height:.6em;border-radius:50%;
 background:#bbb;margin-right:.4em}.running .dot{background:#e0a000}.finished .dot{background:#2a2}
 .failed .dot{background:#c22}
 label{display:block;margin:.3em 0}input{width:7em}#error{color:#b00;white-space:pre-wrap}
@@ -82,15 +82,21 @@ async function showOutput(id, output) {
 function drawForm() {
   const form = document.getElementById("params"); form.innerHTML = "";
   for (const [name, value] of Object.entries(values[selected])) {
-    const label = document.createElement("label"), input = document.createElement("input");
+    const label = document.createElement("label");
+    const choices = name === "family" ? Object.keys(MODELS) : name === "model_name" ? MODELS[values.model.family] : null;
+    const input = document.createElement(choices ? "select" : "input");
     input.name = name;
+    for (const choice of choices || []) { const o = document.createElement("option"); o.value = o.textContent = choice;
+      input.appendChild(o); }
     if (typeof value === "boolean") { input.type = "checkbox"; input.checked = value; }
     else input.value = value;
     const range = RANGES[name], hint = document.createElement("small");
     if (range) { input.type = "number"; input.min = range[0]; if (range[1] !== null) input.max = range[1];
       hint.textContent = range[1] === null ? ` \u2265 ${range[0]}` : ` ${range[0]}\u2013${range[1]}`; }
     input.onchange = () => { values[selected][name] = input.type === "checkbox" ? input.checked
-      : (typeof PARAMS[selected][name] === "number" ? Number(input.value) : input.value); check(); };
+      : (typeof PARAMS[selected][name] === "number" ? Number(input.value) : input.value);
+      if (name === "family") { values.model.model_name = MODELS[input.value][0]; drawForm(); }
+      check(); };
     label.append(name.replace(/_/g, " ") + " ", input, hint); form.appendChild(label);
   }
 }
@@ -183,6 +189,16 @@ function drawResults(id, run) {
       "confusion matrix"], ["evaluation/most_confident_errors.png", "most confident errors"]]) {
     const img = document.createElement("img"); img.alt = alt; img.style.maxWidth = "640px";
     img.src = `/api/runs/${id}/files/${file}?token=${token}`; out.appendChild(img); }
+  api(`/api/runs/${id}/errors`).then(errors => {
+    const gallery = document.createElement("div"); gallery.id = "errors";
+    const title = document.createElement("h3"); title.textContent = "Most confident errors"; gallery.appendChild(title);
+    if (!errors.length) gallery.append("none");
+    for (const e of errors) { const fig = document.createElement("figure"), cap = document.createElement("figcaption");
+      fig.className = "error"; cap.textContent = `${e.true} \u2192 ${e.predicted} (${e.probability.toFixed(2)})`;
+      if (e.path) { const img = document.createElement("img"); img.width = 96; img.className = "thumb";
+        img.src = `/api/runs/${id}/files/${e.path}?token=${token}`; img.alt = e.path; fig.appendChild(img); }
+      fig.appendChild(cap); gallery.appendChild(fig); }
+    out.appendChild(gallery); }).catch(() => {});
   const links = document.createElement("p");
   for (const [what, text] of [["model", "model directory (zip)"], ["scores", "scores CSV"], ["onnx", "ONNX"]]) {
     const a = document.createElement("a"); a.href = `/api/runs/${id}/download/${what}?token=${token}`;
@@ -230,7 +246,8 @@ document.getElementById("resume").onclick = () => api("/api/runs/" + current + "
   .then(() => follow(current));
 api("/api/health").then(h => document.getElementById("root").textContent = "root: " + h.root);
 let RANGES = {};
-api("/api/parameters").then(p => { RANGES = p.ranges; delete p.ranges; PARAMS = p;
+let MODELS = {};
+api("/api/parameters").then(p => { RANGES = p.ranges; MODELS = p.models; delete p.ranges; delete p.models; PARAMS = p;
   values = JSON.parse(JSON.stringify(p)); drawPipeline(); drawForm(); });
 loadFiles();
 refresh().then(() => api("/api/runs")).then(runs => {  // a reloaded page re-attaches to the active run
