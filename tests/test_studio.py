@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -295,3 +296,22 @@ def test_runs_wait_their_turn_and_a_queued_run_can_be_taken_off_the_queue(root):
         assert wait_for(client, second, ("finished", "failed"))["status"] == "finished"
         third_run = client.get(f"/api/runs/{third}", headers=AUTH).json()
         assert third_run["status"] == "stopped" and third_run["history"] == []
+
+
+def test_what_a_run_writes_stays_under_the_root(tmp_path):
+    """Outputs in ROOT/imgtrain-runs, the registry and the decoded-image cache in ROOT/.imgtrain-studio; the user's
+    cache folder is not touched."""
+    import os
+
+    root = make_class_folder(tmp_path / "root" / "large", {"a": 6, "b": 6}, size=(320, 320)).parent
+    user_cache = Path(os.environ["IMGTRAIN_CACHE_DIR"])
+    before = set(user_cache.rglob("*.rgb"))
+    with TestClient(create_app(root, TOKEN)) as client:
+        request = {"train": "large", "split_fraction": 0.5, "model": SMALL["model"],
+                   "transform": {"size": 64, "center_crop": False, "random_horizontal_flip": False},
+                   "train_params": {"epochs": 1, "batch_size": 3}}
+        run_id = client.post("/api/runs", json=request, headers=AUTH).json()["id"]
+        assert wait_for(client, run_id, ("finished", "failed"))["status"] == "finished"
+    assert len(list((root / ".imgtrain-studio" / "decoded-cache").rglob("*.rgb"))) == 12
+    assert set(user_cache.rglob("*.rgb")) == before
+    assert sorted(p.name for p in root.iterdir()) == [".imgtrain-studio", "imgtrain-runs", "large"]

@@ -15,7 +15,9 @@ from typing import Any
 
 from ..config import CATALOG_FAMILY, FAMILIES, TrainConfig, TransformSpec, spec_problems
 from ..errors import ImgtrainError, ParameterError, TrainingInterrupted
+from ..data.decoding import CACHE_ENV
 from ..files import atomic_write_json
+from .registry import STATE_DIR
 
 EVENTS = "events.jsonl"
 RESULT = "result.json"
@@ -102,6 +104,7 @@ def work(root: str, folder: str, request: dict[str, Any]) -> None:
     """Run one pipeline in this worker process; the outcome goes to FOLDER/result.json, the story to events.jsonl."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
+    os.environ[CACHE_ENV] = str(Path(root) / STATE_DIR / "decoded-cache")  # what the studio writes stays under the root
     logger = logging.getLogger("imgtrain")
     logger.setLevel(logging.INFO)
     logger.addHandler(_Events(out / EVENTS))
