@@ -61,11 +61,36 @@ def _rows():
     return rows
 
 
+def test_expected_calibration_error_against_hand_computed_values():
+    """PROBS' top-1 confidences 0.7, 0.5, 0.8, 0.6, 0.6 (bins of width 1/15): 0.7 right, 0.5 wrong, 0.8 right, and
+    0.6 twice with one right: ECE = (0.3 + 0.5 + 0.2 + 2 x 0.1) / 5."""
+    m = compute_metrics(TRUTH, PROBS, ["a", "b", "c"])
+    assert m["calibration"]["ece"] == pytest.approx((0.3 + 0.5 + 0.2 + 2 * 0.1) / 5)
+    filled = [b for b in m["calibration"]["bins"] if b["images"]]
+    assert [(b["images"], b["accuracy"]) for b in filled] == [(1, 0.0), (2, 0.5), (1, 1.0), (1, 1.0)]
+    assert len(m["calibration"]["bins"]) == 15 and sum(b["images"] for b in m["calibration"]["bins"]) == 5
+
+
+def test_overconfidence_shows_as_a_large_calibration_error(run_cli, tmp_path):
+    """Half right at 0.99 confidence: ECE 0.49, in metrics.json, the summary and a reliability diagram."""
+    truth = np.array([0, 1] * 10)
+    probs = np.tile([[0.99, 0.01]], (20, 1))
+    assert compute_metrics(truth, probs, ["a", "b"])["calibration"]["ece"] == pytest.approx(0.49)
+    calibrated = np.array([[0.5, 0.5]] * 20)
+    assert compute_metrics(truth, calibrated, ["a", "b"])["calibration"]["ece"] == pytest.approx(0.0)
+    lines = ["id,path,source,label,Scored Probabilities_a,Scored Probabilities_b,Scored Labels"]
+    lines += [f"{i},{i}.png,{i}.png,{'ab'[t]},0.99,0.01,a" for i, t in enumerate(truth)]
+    (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
+    code, out, _ = run_cli("evaluate", "--scores", tmp_path / "s.csv", "--out", tmp_path / "r")
+    assert code == 0 and "calibration error: 0.4900" in out
+    assert (tmp_path / "r" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_report_files_and_unscored_rows(tmp_path):
     rows = _rows() + [{"id": 9, "path": "x", "source": "x", "label": "a", "Scored Labels": "", "error": "broken"}]
     metrics = imgtrain.evaluate(_write_scores(tmp_path / "s.csv", rows), tmp_path / "report")
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
-        "confusion_matrix.json", "confusion_matrix.png", "metrics.json", "most_confident_errors.png"]
+        "confusion_matrix.json", "confusion_matrix.png", "metrics.json", "most_confident_errors.png", "reliability.png"]
     saved = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert saved["accuracy"] == pytest.approx(0.6) and saved["unscored"] == 1 and saved["images"] == 5
     assert json.loads((tmp_path / "report" / "confusion_matrix.json").read_text())["classes"] == ["a", "b", "c"]

@@ -363,7 +363,9 @@ def _add_evaluate(sub: argparse._SubParsersAction, common: list[argparse.Argumen
     p = sub.add_parser("evaluate", parents=common, formatter_class=_Formatter,
                        help="Evaluate Model: scores -> accuracy, precision, recall, F1, confusion matrix",
                        description="Evaluate a scores file of a labeled image directory. Writes metrics.json, "
-                       "confusion_matrix.json / .png and most_confident_errors.png to --out and prints a summary.")
+                       "confusion_matrix.json / .png, most_confident_errors.png and reliability.png (calibration: how "
+                       "well the confidences match the accuracy, with its expected calibration error) to --out and "
+                       "prints a summary.")
     p.add_argument("--scores", required=True, metavar="FILE", help="scores file from `imgtrain score`")
     p.add_argument("--out", required=True, metavar="DIR", help="report directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

@@ -67,6 +67,25 @@ def plot_confusion_matrix(matrix, classes: list[str], path: Path) -> None:
     _save(fig, path)
 
 
+def plot_reliability(calibration: dict, path: Path) -> None:
+    """A reliability diagram: each confidence bin's accuracy against the diagonal of perfect calibration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), constrained_layout=True)
+    filled = [b for b in calibration["bins"] if b["images"]]
+    width = calibration["bins"][0]["upper"] - calibration["bins"][0]["lower"]
+    ax.bar([b["lower"] for b in filled], [b["accuracy"] for b in filled], width=width, align="edge",
+           edgecolor="black", label="accuracy of the images in the bin")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-1 probability)", ylabel="accuracy",
+           title=f"Reliability (ECE {calibration['ece']:.3f})")
+    ax.legend(loc="upper left")
+    _save(fig, path)
+
+
 def plot_image_grid(items: list[tuple[str | None, str]], path: Path, title: str) -> None:
     """Images with captions in a grid, as a PNG; unreadable or missing images show as blanks."""
     import matplotlib

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 METRICS_NAME = "metrics.json"
 CONFUSION_JSON = "confusion_matrix.json"
 CONFUSION_PNG = "confusion_matrix.png"
+RELIABILITY_PNG = "reliability.png"
+CALIBRATION_BINS = 15
 ERRORS_PNG = "most_confident_errors.png"
 EPSILON = 1e-15
 
@@ -81,10 +83,29 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -
         "confusion_matrix": {"classes": list(classes), "rows_are": "true class", "columns_are": "predicted class",
                              "matrix": matrix.tolist()},
     }
+    metrics["calibration"] = calibration(probs.max(1), y_pred == y_true)
     if k > 5:
         top5 = np.argsort(-probs, axis=1, kind="stable")[:, :5]
         metrics["top5_accuracy"] = float((top5 == y_true[:, None]).any(1).mean())
     return metrics
+
+
+def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:
+    """Expected calibration error (Guo et al., 2017): the top-1 confidences in `bins` equal-width bins, and the
+    image-weighted mean gap between each bin's accuracy and its mean confidence; with the bins, for the diagram."""
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        members = which == b
+        count = int(members.sum())
+        row = {"lower": float(edges[b]), "upper": float(edges[b + 1]), "images": count, "confidence": None,
+               "accuracy": None}
+        if count:
+            row["confidence"], row["accuracy"] = float(confidence[members].mean()), float(correct[members].mean())
+            ece += count / len(confidence) * abs(row["accuracy"] - row["confidence"])
+        rows.append(row)
+    return {"ece": float(ece), "bins": rows}
 
 
 def _parse(rows: list[dict[str, Any]], classes: list[str]) -> tuple[np.ndarray, np.ndarray, list[int], int]:
@@ -141,12 +162,13 @@ def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, ma
     y_true, probs, kept, unscored = _parse(rows, classes)
     metrics = {"format": "imgtrain.metrics", "format_version": 1, "scores": str(scores), "unscored": unscored,
                **compute_metrics(y_true, probs, classes)}
-    from ..plots import plot_confusion_matrix, plot_image_grid
+    from ..plots import plot_confusion_matrix, plot_image_grid, plot_reliability
 
     with building_dir(out, overwrite, inputs=[scores]) as tmp:
         atomic_write_json(tmp / METRICS_NAME, metrics)
         atomic_write_json(tmp / CONFUSION_JSON, metrics["confusion_matrix"])
         plot_confusion_matrix(np.array(metrics["confusion_matrix"]["matrix"]), classes, tmp / CONFUSION_PNG)
+        plot_reliability(metrics["calibration"], tmp / RELIABILITY_PNG)
         y_pred = probs.argmax(1)
         wrong = [j for j in np.argsort(-probs.max(1), kind="stable") if y_pred[j] != y_true[j]][:max_errors_shown]
         plot_image_grid(
@@ -170,6 +192,9 @@ def summary(metrics: dict[str, Any]) -> str:
                   **metrics["macro_avg"]),
               "weighted avg:      precision {precision:.4f}  recall {recall:.4f}  f1 {f1:.4f}".format(
                   **metrics["weighted_avg"])]
+    if "calibration" in metrics:
+        lines.append(f"calibration error: {metrics['calibration']['ece']:.4f} (ECE, {CALIBRATION_BINS} bins; 0 = "
+                     "confidences match accuracy)")
     worst = sorted(((v["f1"], c) for c, v in metrics["per_class"].items() if v["support"]))[:3]
     lines.append("lowest f1:         " + ", ".join(f"{c} {f:.3f}" for f, c in worst))
     return "\n".join(lines)

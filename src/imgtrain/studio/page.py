@@ -177,7 +177,8 @@ function drawResults(id, run) {
   const out = document.getElementById("metrics"); out.replaceChildren();
   if (!run.metrics) return;
   const m = run.metrics, p = document.createElement("p"); p.id = "accuracy";
-  p.textContent = `accuracy ${m.accuracy.toFixed(3)}, macro F1 ${m.macro_avg.f1.toFixed(3)}, ${m.images} images`;
+  p.textContent = `accuracy ${m.accuracy.toFixed(3)}, macro F1 ${m.macro_avg.f1.toFixed(3)}, ${m.images} images` +
+    (m.calibration ? `, calibration error ${m.calibration.ece.toFixed(3)}` : "");
   out.appendChild(p);
   const table = document.createElement("table"), head = document.createElement("tr");
   ["class", "precision", "recall", "F1", "images"].forEach(t => cell(head, t, "th")); table.appendChild(head);
@@ -186,7 +187,8 @@ function drawResults(id, run) {
     table.appendChild(row); }
   out.appendChild(table);
   for (const [file, alt] of [["model/training.png", "training history"], ["evaluation/confusion_matrix.png",
-      "confusion matrix"], ["evaluation/most_confident_errors.png", "most confident errors"]]) {
+      "confusion matrix"], ["evaluation/most_confident_errors.png", "most confident errors"],
+      ["evaluation/reliability.png", "reliability diagram"]]) {
     const img = document.createElement("img"); img.alt = alt; img.style.maxWidth = "640px";
     img.src = `/api/runs/${id}/files/${file}?token=${token}`; out.appendChild(img); }
   api(`/api/runs/${id}/errors`).then(errors => {
