@@ -115,6 +115,26 @@ def studio(tmp_path):
         process.wait(timeout=60)
 
 
+def _box(driver, name: str):
+    """The studio's module box whose name contains `name`."""
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.XPATH, f"//div[contains(@class,'box')][contains(., '{name}')]")
+
+
+def _open_with_photos(driver, url: str, timeout: float):
+    """Open the studio's page and pick the `photos` folder as training images; a waiter of `timeout` seconds."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    driver.get(url)
+    wait = WebDriverWait(driver, timeout)
+    wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#train option")))
+    Select(driver.find_element(By.ID, "train")).select_by_value("photos")
+    return wait
+
+
 def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
     """The studio's page alone: pick the folder, untick pretrained, set 1 epoch, submit; the chart and the final
     accuracy appear; an image dropped on "try it" gets a label."""
@@ -125,11 +145,8 @@ def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
     url, root = studio
     driver = _chrome()
     try:
-        driver.get(url)
-        wait = WebDriverWait(driver, 30)
-        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#train option")))
-        Select(driver.find_element(By.ID, "train")).select_by_value("photos")
-        driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'ResNet')]").click()
+        _open_with_photos(driver, url, 30)
+        _box(driver, "ResNet").click()
         Select(driver.find_element(By.NAME, "family")).select_by_value("torchvision")  # the catalog's names follow
         assert "efficientnet_b0" in [o.text for o in Select(driver.find_element(By.NAME, "model_name")).options]
         Select(driver.find_element(By.NAME, "family")).select_by_value("resnet")
@@ -137,7 +154,7 @@ def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
         pretrained = driver.find_element(By.NAME, "pretrained")
         if pretrained.is_selected():
             pretrained.click()
-        driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'Train PyTorch Model')]").click()
+        _box(driver, "Train PyTorch Model").click()
         epochs = driver.find_element(By.NAME, "epochs")
         epochs.clear()
         epochs.send_keys("0\t")  # refused in place, with the library's message
@@ -166,10 +183,10 @@ def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
                                                                                           "Most confident errors"))
         assert [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#metrics a")] == [
             "model directory (zip)", "scores CSV", "ONNX"]
-        driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'Convert')]").click()
+        _box(driver, "Convert").click()
         WebDriverWait(driver, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#output img.thumb")) == 8)
         assert "16 images: cat 8, dog 8" in driver.find_element(By.ID, "output").text
-        driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'Evaluate')]").click()
+        _box(driver, "Evaluate").click()
         WebDriverWait(driver, 30).until(expected_conditions.text_to_be_present_in_element((By.ID, "output"),
                                                                                           "confusion_matrix"))
         driver.save_screenshot(str(root / "studio.png"))
@@ -187,21 +204,17 @@ def test_studio_stop_and_resume_a_run_from_the_page(studio):
     """Stop on the page stops the run as Ctrl-C does; Resume continues it to the end; live progress shows batches."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     url, root = studio
     driver = _chrome()
     try:
-        driver.get(url)
-        wait = WebDriverWait(driver, 120)
-        wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#train option")))
-        Select(driver.find_element(By.ID, "train")).select_by_value("photos")
-        driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'ResNet')]").click()
+        wait = _open_with_photos(driver, url, 120)
+        _box(driver, "ResNet").click()
         driver.find_element(By.NAME, "pretrained").click()
-        driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'Init Image')]").click()
+        _box(driver, "Init Image").click()
         for name in ("resize", "center_crop"):
             driver.find_element(By.NAME, name).click()
-        driver.find_element(By.XPATH, "//div[contains(@class,'box')][contains(., 'Train PyTorch Model')]").click()
+        _box(driver, "Train PyTorch Model").click()
         for name, value in (("epochs", "20"), ("batch_size", "4"), ("patience", "20")):
             field = driver.find_element(By.NAME, name)
             field.clear()

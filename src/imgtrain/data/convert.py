@@ -27,7 +27,7 @@ from .image_directory import (
     write_image_directory,
 )
 from ..config import TransformSpec
-from .decoding import DecodedCache, default_cache_dir, report_usage, resize_reduced, rgb_of
+from .decoding import DecodedCache, default_cache_dir, report_usage, resize_exact, rgb_of
 from .imaging import IMAGE_EXTENSIONS, BadImage, is_image_name, open_reduced, read_image_file
 from ..parallel import process_map
 
@@ -329,6 +329,10 @@ def _from_image_directory(src: Path) -> list[Candidate]:
     return [Candidate(src / r.path, r.source or r.path, r.label, r.id) for r in directory]
 
 
+#: The resize of the default transformation: what convert keeps photos at in the decoded-image cache.
+DEFAULT_RESIZE = TransformSpec().size
+
+
 def _import_one(task: tuple[str, str, bool, str | None]) -> tuple[str, int, int, str]:
     """Decode one file and copy (or, for our own extracted files, move) it to `dest_stem` + extension.
 
@@ -337,7 +341,7 @@ def _import_one(task: tuple[str, str, bool, str | None]) -> tuple[str, int, int,
     scoring start from it. Returns ('ok', width, height, extension) or ('bad', 0, 0, reason).
     """
     file, dest_stem, move, cache_root = task
-    size = TransformSpec().size
+    size = DEFAULT_RESIZE
     try:
         data = read_image_file(file)
         img, (width, height) = open_reduced(data, size)
@@ -356,7 +360,7 @@ def _import_one(task: tuple[str, str, bool, str | None]) -> tuple[str, int, int,
             f.write(data)
     cache = DecodedCache(Path(cache_root)) if cache_root else None
     if cache and cache.worth_keeping(size, width, height):
-        cache.keep(Path(dest_stem + ext), size, resize_reduced(rgb, size, (width, height)))
+        cache.keep(Path(dest_stem + ext), size, resize_exact(rgb, size, (width, height)))
     return ("ok", width, height, ext)
 
 

@@ -42,6 +42,15 @@ class ImageChanged(BadImage):
     """The file is not the image the index describes: it was replaced after convert."""
 
 
+def check_indexed_size(actual: tuple[int, int], expected: tuple[int, int] | None) -> None:
+    """ImageChanged when an image's (width, height) is not the one its image directory's index recorded (training
+    and scoring plan batches and bound memory from the indexed sizes, so a file replaced after convert must not
+    slip through); nothing when `expected` is None."""
+    if expected is not None and tuple(actual) != tuple(expected):
+        raise ImageChanged(f"it is {actual[0]}x{actual[1]} pixels but the image directory's index says "
+                           f"{expected[0]}x{expected[1]}: the file changed after convert; run `imgtrain convert` again")
+
+
 def default_cache_dir() -> Path:
     """$IMGTRAIN_CACHE_DIR, else imgtrain/decoded under $XDG_CACHE_HOME (~/.cache)."""
     if os.environ.get(CACHE_ENV):
@@ -73,10 +82,8 @@ def decode_resized(data: bytes, size: int, expected: tuple[int, int] | None = No
     img, full = open_reduced(data, size, max_pixels)
     if check is not None:
         check(*full)
-    if expected is not None and full != expected:
-        raise ImageChanged(f"it is {full[0]}x{full[1]} pixels but the image directory's index says "
-                           f"{expected[0]}x{expected[1]}: the file changed after convert; run `imgtrain convert` again")
-    return resize_reduced(rgb_of(img), size, full)
+    check_indexed_size(full, expected)
+    return resize_exact(rgb_of(img), size, full)
 
 
 def rgb_of(img: Image.Image) -> torch.Tensor:
@@ -87,8 +94,9 @@ def rgb_of(img: Image.Image) -> torch.Tensor:
         raise BadImage(f"cannot convert {img.mode} image to RGB ({type(exc).__name__}: {exc})") from None
 
 
-def resize_reduced(tensor: torch.Tensor, size: int, full: tuple[int, int]) -> torch.Tensor:
-    """An image decoded by `open_reduced`, resized to exactly what the resize of its full (width, height) gives."""
+def resize_exact(tensor: torch.Tensor, size: int, full: tuple[int, int]) -> torch.Tensor:
+    """An image, decoded in full or at reduced scale, resized to exactly the size torchvision's Resize(size) makes of
+    its full (width, height): the same size either way, so batch shapes never depend on how it was decoded."""
     width, height = resized_size(size, *full)
     return v2.functional.resize(tensor, [height, width], interpolation(size), antialias=True)
 
@@ -97,9 +105,7 @@ def decode_full(data: bytes, expected: tuple[int, int] | None = None,
                 max_pixels: int = MAX_IMAGE_PIXELS) -> torch.Tensor:
     """Image bytes as an upright uint8 CHW tensor at full size (ImageChanged as in `decode_resized`)."""
     img = decode_rgb(data, max_pixels)
-    if expected is not None and img.size != expected:
-        raise ImageChanged(f"it is {img.width}x{img.height} pixels but the image directory's index says "
-                           f"{expected[0]}x{expected[1]}: the file changed after convert; run `imgtrain convert` again")
+    check_indexed_size(img.size, expected)
     return rgb_tensor(img)
 
 

@@ -25,7 +25,7 @@ from .. import __version__
 from ..errors import list_problems
 from ..errors import InvalidDatasetError, NotLabeledDatasetError
 from ..files import atomic_write_json, atomic_write_text, read_versioned_json
-from .decoding import ImageChanged, decode_full
+from .decoding import check_indexed_size, decode_full
 from .imaging import BadImage, load_rgb, read_image_file
 
 META_NAME = "imgtrain-images.json"
@@ -184,9 +184,7 @@ def load_indexed(path: Path, width: int, height: int) -> Image.Image:
     after convert must not slip through.
     """
     img = load_rgb(path)
-    if img.size != (width, height):
-        raise ImageChanged(f"it is {img.width}x{img.height} pixels but the image directory's index says "
-                           f"{width}x{height}: the file changed after convert; run `imgtrain convert` again")
+    check_indexed_size(img.size, (width, height))
     return img
 
 

@@ -24,7 +24,8 @@ from ..config import TRANSFORM_FORMAT as FORMAT
 from ..config import TRANSFORM_FORMAT_VERSION as FORMAT_VERSION
 from ..errors import InvalidDatasetError, InvalidTransformationDirectoryError, OutputExistsError, ParameterError
 from ..files import atomic_write_json, building_dir, read_versioned_json
-from .decoding import DecodedCache, decode_full, decode_resized, interpolation, load_for_model, resized_size
+from .decoding import (DecodedCache, decode_full, decode_resized, interpolation, load_for_model, resize_exact,
+                       resized_size)
 from .image_directory import IMAGES_DIR, ImageDirectory, list_problems, write_image_directory
 from .imaging import MAX_IMAGE_PIXELS, BadImage, ImageTooLarge, ImageTooSmall, load_rgb, rgb_tensor
 from ..parallel import process_map
@@ -222,8 +223,7 @@ class ModelInput:
         height, width = image.shape[-2:]
         check_transform_size(self.spec, width, height)
         if self.resize is not None:
-            new_width, new_height = resized_size(self.resize, width, height)
-            image = v2.functional.resize(image, [new_height, new_width], interpolation(self.resize), antialias=True)
+            image = resize_exact(image, self.resize, (width, height))
         return self._finish(image)
 
     def from_file(self, path: Path, width: int, height: int) -> torch.Tensor:

@@ -109,7 +109,6 @@ def create_app(root: str | Path, token: str | None = None):
         await asyncio.to_thread(manager.shutdown)
 
     app = FastAPI(title="imgtrain studio", lifespan=lifespan)
-    app.state.token, app.state.manager = token, manager
 
     @app.middleware("http")
     async def require_token(request: Request, call_next):
@@ -138,11 +137,7 @@ def _run_routes(app, manager: Manager) -> None:
 
     @app.post("/api/runs")
     async def submit(request: Request) -> dict[str, int]:
-        try:
-            body = json.loads(await _bounded_body(request))
-        except ValueError:
-            raise BadRequest(400, "the request body is not JSON.") from None
-        return {"id": manager.registry.add(check_request(root, body))}
+        return {"id": manager.registry.add(await _checked_request(request, root))}
 
     @app.get("/api/runs")
     async def runs() -> list[dict[str, Any]]:
@@ -206,11 +201,7 @@ def _output_routes(app, manager: Manager) -> None:
 
     @app.post("/api/check")
     async def check(request: Request) -> dict[str, Any]:
-        try:
-            body = json.loads(await _bounded_body(request))
-        except ValueError:
-            raise BadRequest(400, "the request body is not JSON.") from None
-        return {"ok": True, "request": check_request(root, body)}
+        return {"ok": True, "request": await _checked_request(request, root)}
 
     @app.post("/api/runs/{run_id}/predict")
     async def predict(run_id: int, request: Request) -> dict[str, Any]:
@@ -346,6 +337,15 @@ def _confident_errors(folder: Path, count: int = 16) -> list[dict[str, Any]]:
     return [{"path": str((valid / row["path"]).relative_to(folder)) if (valid / row["path"]).is_file() else None,
              "true": row["label"], "predicted": row[SCORED_LABELS], "probability": confidence}
             for confidence, row in wrong[:count]]
+
+
+async def _checked_request(request, root: Path) -> dict[str, Any]:
+    """A run request's JSON body, checked (check_request); BadRequest when it is not JSON or not valid."""
+    try:
+        body = json.loads(await _bounded_body(request))
+    except ValueError:
+        raise BadRequest(400, "the request body is not JSON.") from None
+    return check_request(root, body)
 
 
 def _predict(model_dir: Path, data: bytes) -> dict[str, Any]:
