@@ -39,7 +39,8 @@ def test_scores_use_the_models_own_inference_pipeline(trained_model):
     trained = imgtrain.open_model_directory(model_dir)
     data = ImageDirectory.open(valid).dataset(trained.model_input(), classes=trained.classes)
     with torch.inference_mode():
-        expected = torch.softmax(trained.network()(torch.stack([data[i][0] for i in range(len(data))])), 1)
+        logits = trained.network()(torch.stack([data[i][0] for i in range(len(data))]))
+        expected = torch.softmax(logits / trained.temperature, 1)  # the temperature train fitted
     rows = imgtrain.score(imgtrain.load_model(model_dir, precision="fp32"), valid, progress=False)
     got = torch.tensor([[row[f"Scored Probabilities_{c}"] for c in CLASSES] for row in rows])
     assert torch.allclose(got, expected, atol=1e-5)

@@ -249,6 +249,9 @@ def test_resume_with_other_parameters_is_refused(small_training_data, tmp_path):
     with pytest.raises(ParameterError, match="learning_rate"):
         imgtrain.train(model, train, valid, tmp_path / "cut",
                        TrainConfig(epochs=2, batch_size=8, learning_rate=0.1, resume=True, progress=False), spec)
+    with pytest.raises(ParameterError, match="class_weights, sampler"):
+        imgtrain.train(model, train, valid, tmp_path / "cut", TrainConfig(epochs=2, batch_size=8, resume=True,
+                       progress=False, class_weights="balanced", sampler="balanced"), spec)
 
 
 def test_resume_without_a_checkpoint_is_refused(small_training_data, tmp_path):

@@ -12,7 +12,7 @@ import traceback
 from collections.abc import Sequence
 
 from . import __version__
-from .config import (CATALOG_FAMILY, DEFAULT_MODEL, FAMILIES, MAX_SEED, PRECISIONS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig,
+from .config import (CATALOG_FAMILY, CLASS_WEIGHTS, SAMPLERS, DEFAULT_MODEL, FAMILIES, MAX_SEED, PRECISIONS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig,
                      TransformSpec)
 from .errors import ImgtrainError, TrainingInterrupted
 from .interrupts import Terminated, terminate_cleanly
@@ -89,6 +89,9 @@ def _count(text: str) -> int:
 
 
 #: train's options, one per TrainConfig field: argparse settings; the default always comes from the field.
+MIN_CONFIDENCE_HELP = ("answer 'unknown' for an image whose most likely class has a probability below P (0 < P <= "
+                       "1), instead of a class it is unsure of; the probabilities are the calibrated ones (see train "
+                       "--calibrate)")
 TRAIN_OPTIONS: dict[str, dict] = {
     "epochs": dict(type=int, metavar="N", help="number of epochs (> 0)"),
     "batch_size": dict(type=int, metavar="N", help="images per batch (> 0)"),
@@ -120,6 +123,16 @@ TRAIN_OPTIONS: dict[str, dict] = {
                   "and resized in the decoded-image cache, so epochs after the first read them instead of decoding "
                   "them again; the weights are the same with or without it. The cache is in $IMGTRAIN_CACHE_DIR, "
                   "else ~/.cache/imgtrain/decoded; delete it any time"),
+    "class_weights": dict(choices=CLASS_WEIGHTS, help="class imbalance: balanced weighs each class's loss by n / "
+                          "(classes x images of the class), so every class counts the same in total (the validation "
+                          "loss that picks the best epoch is weighted the same way); none counts every image the same, "
+                          "as the designer does"),
+    "sampler": dict(choices=SAMPLERS, help="class imbalance: balanced draws each epoch's images with replacement, "
+                    "every class equally likely (minority images repeat, majority images are left out); uniform "
+                    "shuffles the training images, as the designer does"),
+    "calibrate": dict(help="after training, fit a temperature to the validation set so the model's confidences "
+                      "match how often it is right (temperature scaling, Guo et al. 2017); stored in the model "
+                      "directory and used by score, serve, export and the studio. Rankings and labels do not change"),
     "resume": dict(help="continue an interrupted run in --out from its last checkpoint"),
     "overwrite": dict(help="replace --out if it holds a model or an interrupted run"),
     "progress": dict(help="show progress bars (on a terminal)"),
@@ -349,6 +362,8 @@ def _add_score(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPa
     p.add_argument("--workers", type=_count, default=None, metavar="N",
                    help=WORKERS_HELP + " (default: one per core for photos over 2 megapixels, where decoding is the "
                    "work; else 0 on 2 cores or fewer, up to 4 on more)")
+    p.add_argument("--min-confidence", type=_number(1e-9, 1), default=None, metavar="P", help=MIN_CONFIDENCE_HELP
+                   + "; a 'Best Guess' column keeps the top class")
     p.add_argument("--skip-invalid", action="store_true",
                    help="give unreadable images a row with an 'error' column instead of failing")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
@@ -407,6 +422,8 @@ def _add_serve(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPa
                    help="how long a request waits for others to share its batch")
     p.add_argument("--decode-threads", type=_number(1, 256, int), default=ServeConfig.decode_threads, metavar="N",
                    help="images decoded at once, off the event loop (each may hold up to --max-pixels x 3 bytes)")
+    p.add_argument("--min-confidence", type=_number(1e-9, 1), default=ServeConfig.min_confidence, metavar="P",
+                   help=MIN_CONFIDENCE_HELP + "; `best_guess` keeps the top class and `unknown` says so")
     p.set_defaults(func=_cmd_serve)
 
 
@@ -520,7 +537,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.device, args.precision)
     path, rows = score_to_file(model, args.data, args.out, fmt=args.format, batch_size=args.batch_size,
                                workers=args.workers, skip_invalid=args.skip_invalid,
-                               overwrite=args.overwrite, cache=args.cache)
+                               overwrite=args.overwrite, cache=args.cache, min_confidence=args.min_confidence)
     print(f"wrote {rows} scores to {path}")
     return 0
 
@@ -545,7 +562,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _serve_config(args: argparse.Namespace) -> ServeConfig:
     """The endpoint's limits from serve's options."""
     return ServeConfig(max_upload_bytes=int(args.max_upload_mb * 2**20), max_pixels=args.max_pixels,
-                       max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms, decode_threads=args.decode_threads)
+                       max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms, decode_threads=args.decode_threads,
+                       min_confidence=args.min_confidence)
 
 
 def _add_studio(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:

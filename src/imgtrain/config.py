@@ -43,6 +43,15 @@ OPTIONS = {"densenet": ("memory_efficient",), "resnet": ("zero_init_residual",)}
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
+# --- class imbalance
+
+#: none: every image counts the same; balanced: each class's loss is weighted n / (k * n_class) (scikit-learn's
+#: "balanced"), so every class weighs the same in total.
+CLASS_WEIGHTS = ("none", "balanced")
+#: uniform: each epoch is a shuffle of the training images; balanced: each epoch draws as many images, with
+#: replacement, every class equally likely.
+SAMPLERS = ("uniform", "balanced")
+
 
 # --- transformations
 
@@ -141,6 +150,9 @@ class TrainConfig:
     repeatable: bool = True  # same seed -> bit-identical weights; off lets `auto` pick bf16 where it is faster
     workers: int | None = None
     cache: bool = True  # keep large photos decoded and resized on disk (data.decoding), read from epoch 2 on
+    class_weights: str = "none"  # CLASS_WEIGHTS
+    sampler: str = "uniform"  # SAMPLERS
+    calibrate: bool = True  # fit a temperature on the validation set after training (inference.calibration)
     resume: bool = False
     overwrite: bool = False
     progress: bool = True
@@ -168,7 +180,11 @@ class TrainConfig:
         if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
                                          or self.workers < 0):
             raise ParameterError(f"workers must be an integer >= 0, got {self.workers!r}.")
-        for name in ("repeatable", "cache"):
+        for name, choices in (("class_weights", CLASS_WEIGHTS), ("sampler", SAMPLERS)):
+            if getattr(self, name) not in choices:
+                raise ParameterError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}.",
+                                     hint="balanced helps when some classes have far fewer images than others.")
+        for name in ("repeatable", "cache", "calibrate"):
             if not isinstance(getattr(self, name), bool):
                 raise ParameterError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         if self.resume and self.overwrite:
@@ -178,12 +194,30 @@ class TrainConfig:
         """The parameters that shape the result (not how the run is executed)."""
         return {k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate", "seed", "patience",
                                                "warmup_epochs", "repeatable", "freeze_epochs",
-                                               "head_lr_scale")}
+                                               "head_lr_scale", "class_weights", "sampler")}
 
 
 # --- scoring and serving
 
 SCORE_BATCH_SIZE = 32
+#: The label score and serve answer for an image whose top probability is below --min-confidence.
+UNKNOWN_LABEL = "unknown"
+BEST_GUESS = "Best Guess"  # the scores column that keeps the top class when the label is UNKNOWN_LABEL
+
+
+def check_min_confidence(value: object, classes: tuple[str, ...] | list[str] = ()) -> float | None:
+    """The threshold if None or a probability in (0, 1]; ParameterError saying so otherwise (also when a class is
+    itself named UNKNOWN_LABEL, which would make the answer ambiguous)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ParameterError(f"min_confidence must be a probability above 0 and at most 1, got {value!r}.",
+                             hint="e.g. 0.5: images whose top class is less likely than that are answered "
+                                  f"{UNKNOWN_LABEL!r}.")
+    if UNKNOWN_LABEL in classes:
+        raise ParameterError(f"The model has a class named {UNKNOWN_LABEL!r}, so an {UNKNOWN_LABEL!r} answer below "
+                             "--min-confidence could not be told from it.", hint="leave out --min-confidence.")
+    return float(value)
 
 
 DEFAULT_MAX_UPLOAD_MB = 10.0
@@ -200,8 +234,10 @@ class ServeConfig:
     max_batch: int = 16
     batch_wait_ms: float = 5.0
     decode_threads: int = 2  # images decoded at once, off the event loop; bounds decoding memory too
+    min_confidence: float | None = None  # below it the answer is UNKNOWN_LABEL
 
     def __post_init__(self) -> None:
+        check_min_confidence(self.min_confidence)
         if (self.max_upload_bytes < 1 or self.max_pixels < 1 or self.max_batch < 1 or self.decode_threads < 1
                 or not 0 <= self.batch_wait_ms <= 60_000):
             raise ParameterError("upload size, pixel limit, batch size and decode threads must be positive, "

@@ -41,12 +41,17 @@ def sample_seed(seed: int, index: int) -> int:
 class EpochOrder(Sampler):
     """One worker's share of an epoch's shuffled order, whole batches only, from batch `skip` on.
 
-    Yields (image index, augmentation seed). The order is a permutation seeded by `seed`;
+    Yields (image index, augmentation seed). The order is a permutation seeded by `seed`, or with `weights`
+    (one per image) `size` draws with replacement, each image with probability proportional to its weight;
     worker `rank` of `world_size` takes every world_size-th image of it.
     """
 
-    def __init__(self, size: int, seed: int, batch_size: int, skip: int = 0, rank: int = 0, world_size: int = 1):
-        order = torch.randperm(size, generator=torch.Generator().manual_seed(seed)).numpy()
+    def __init__(self, size: int, seed: int, batch_size: int, skip: int = 0, rank: int = 0, world_size: int = 1,
+                 weights: np.ndarray | None = None):
+        generator = torch.Generator().manual_seed(seed)
+        order = (torch.randperm(size, generator=generator) if weights is None else
+                 torch.multinomial(torch.as_tensor(weights, dtype=torch.float64), size, replacement=True,
+                                   generator=generator)).numpy()
         share = order[rank:size - size % world_size:world_size]
         self.seed = seed
         self.batches = len(share) // batch_size
@@ -81,9 +86,10 @@ def _quiet_worker(worker_id: int) -> None:
 
 
 def training_loader(dataset: Dataset, batch_size: int, seed: int, workers: int, pin_memory: bool, skip: int = 0,
-                    rank: int = 0, world_size: int = 1) -> DataLoader:
-    """Shuffled batches of this worker's share of the training images, starting at batch `skip`."""
-    order = EpochOrder(len(dataset), seed, batch_size, skip, rank, world_size)
+                    rank: int = 0, world_size: int = 1, weights: np.ndarray | None = None) -> DataLoader:
+    """Shuffled batches of this worker's share of the training images, starting at batch `skip`; drawn with
+    replacement in proportion to `weights` when given (EpochOrder)."""
+    order = EpochOrder(len(dataset), seed, batch_size, skip, rank, world_size, weights)
     return DataLoader(SeededSamples(dataset), batch_size=batch_size, sampler=order, num_workers=workers,
                       worker_init_fn=_quiet_worker, pin_memory=pin_memory)
 

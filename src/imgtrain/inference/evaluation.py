@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..calibration import CALIBRATION_BINS, calibration
 from ..errors import InvalidDatasetError, NotLabeledDatasetError
 from ..files import atomic_write_json, building_dir
 from .scoring import PROBABILITY_PREFIX, SCORED_LABELS
@@ -21,7 +22,6 @@ METRICS_NAME = "metrics.json"
 CONFUSION_JSON = "confusion_matrix.json"
 CONFUSION_PNG = "confusion_matrix.png"
 RELIABILITY_PNG = "reliability.png"
-CALIBRATION_BINS = 15
 ERRORS_PNG = "most_confident_errors.png"
 EPSILON = 1e-15
 
@@ -88,24 +88,6 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -
         top5 = np.argsort(-probs, axis=1, kind="stable")[:, :5]
         metrics["top5_accuracy"] = float((top5 == y_true[:, None]).any(1).mean())
     return metrics
-
-
-def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRATION_BINS) -> dict[str, Any]:
-    """Expected calibration error (Guo et al., 2017): the top-1 confidences in `bins` equal-width bins, and the
-    image-weighted mean gap between each bin's accuracy and its mean confidence; with the bins, for the diagram."""
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    rows, ece = [], 0.0
-    for b in range(bins):
-        members = which == b
-        count = int(members.sum())
-        row = {"lower": float(edges[b]), "upper": float(edges[b + 1]), "images": count, "confidence": None,
-               "accuracy": None}
-        if count:
-            row["confidence"], row["accuracy"] = float(confidence[members].mean()), float(correct[members].mean())
-            ece += count / len(confidence) * abs(row["accuracy"] - row["confidence"])
-        rows.append(row)
-    return {"ece": float(ece), "bins": rows}
 
 
 def _parse(rows: list[dict[str, Any]], classes: list[str]) -> tuple[np.ndarray, np.ndarray, list[int], int]:

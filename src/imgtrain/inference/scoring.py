@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..config import SCORE_BATCH_SIZE
+from ..config import BEST_GUESS, SCORE_BATCH_SIZE, UNKNOWN_LABEL, check_min_confidence
 from ..errors import InvalidDatasetError, ParameterError
 from ..files import atomic_file, check_output
 from ..data.decoding import DecodedCache, default_cache_dir
@@ -48,7 +48,7 @@ class Model:
 
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities (float32, on the CPU) of a batch of model inputs."""
+        """Softmax probabilities (float32, on the CPU) of a batch of model inputs, at the model's temperature."""
         if self.precision == "auto":  # scores carry no seed promise: the fastest precision measured here
             self.precision = resolve_precision("auto", self.device, repeatable=False, speedup=lambda candidate:
                                                measure_speedup(self.network, tuple(batch.shape), self.device,
@@ -56,10 +56,15 @@ class Model:
         with autocast_for(self.device, self.precision):
             batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             logits = self.network(batch)
-        return torch.softmax(logits.float(), dim=1).cpu()
+        return torch.softmax(logits.float() / self.trained.temperature, dim=1).cpu()
 
-    def predict(self, images: Image.Image | str | Path | Sequence[Image.Image | str | Path]) -> Any:
-        """Label and per-class probabilities of one image (a dict) or of a list of images (a list of dicts)."""
+    def predict(self, images: Image.Image | str | Path | Sequence[Image.Image | str | Path],
+                min_confidence: float | None = None) -> Any:
+        """Label and per-class probabilities of one image (a dict) or of a list of images (a list of dicts).
+
+        With `min_confidence`, an image whose top probability is below it gets the label UNKNOWN_LABEL; its
+        `best_guess` keeps the top class."""
+        min_confidence = check_min_confidence(min_confidence, self.classes)
         single = isinstance(images, Image.Image | str | Path)
         batch = [images] if single else list(images)
         tensors = []
@@ -74,8 +79,8 @@ class Model:
         results = []
         for tensor in tensors:  # one at a time: images may differ in size
             probs = self.probabilities(tensor[None])[0].tolist()
-            results.append({"label": self.classes[int(np.argmax(probs))],
-                            "probabilities": dict(zip(self.classes, probs))})
+            label, guess = decide(self.classes, probs, min_confidence)
+            results.append({"label": label, "best_guess": guess, "probabilities": dict(zip(self.classes, probs))})
         return results[0] if single else results
 
 
@@ -132,12 +137,15 @@ def score_rows(
     skip_invalid: bool = False,
     progress: bool = True,
     cache: bool = True,
+    min_confidence: float | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield one row per image, in the directory's order, holding only a batch in memory at a time.
 
     Unreadable images raise InvalidDatasetError naming them (after every image was tried),
-    or with `skip_invalid` yield rows with an `error` and no probabilities.
+    or with `skip_invalid` yield rows with an `error` and no probabilities. With `min_confidence`, an image
+    whose top probability is below it is labelled UNKNOWN_LABEL, and a BEST_GUESS column keeps the top class.
     """
+    min_confidence = check_min_confidence(min_confidence, model.classes)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ParameterError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
     if len(output_sizes(model.trained.transform, {(r.width, r.height) for r in directory}, "inference")) > 1:
@@ -157,10 +165,10 @@ def score_rows(
             rows: dict[int, dict[str, Any]] = {}
             if batch is not None and (skip_invalid or not bad):  # once failing, only look for more bad images
                 for i, probs in zip(positions, model.probabilities(batch).tolist()):
-                    rows[i] = _row(records[i], directory, model.classes, probs)
+                    rows[i] = _row(records[i], directory, model.classes, probs, min_confidence=min_confidence)
             for i, error in zip(bad_positions, errors):
                 bad.append(f"{records[i].path}: {error}")
-                rows[i] = _row(records[i], directory, model.classes, None, error)
+                rows[i] = _row(records[i], directory, model.classes, None, error, min_confidence)
             if skip_invalid or not bad:
                 for i in sorted(rows):
                     yield rows[i]
@@ -170,15 +178,26 @@ def score_rows(
                                   hint="pass --skip-invalid to score the rest (bad images get an error row).")
 
 
+def decide(classes: Sequence[str], probs: Sequence[float], min_confidence: float | None) -> tuple[str, str]:
+    """(label, best guess): the top class twice, or UNKNOWN_LABEL and the top class when its probability is below
+    `min_confidence`."""
+    top = int(np.argmax(probs))
+    unsure = min_confidence is not None and probs[top] < min_confidence
+    return (UNKNOWN_LABEL if unsure else classes[top]), classes[top]
+
+
 def _row(record, directory: ImageDirectory, classes: Sequence[str], probs: list[float] | None,
-         error: str | None = None) -> dict[str, Any]:
+         error: str | None = None, min_confidence: float | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {"id": record.id, "path": str((directory.root / record.path).resolve()),
                            "source": record.source}
     if directory.labeled:
         row["label"] = record.label
     for k, name in enumerate(classes):
         row[PROBABILITY_PREFIX + name] = None if probs is None else probs[k]
-    row[SCORED_LABELS] = None if probs is None else classes[int(np.argmax(probs))]
+    label, guess = (None, None) if probs is None else decide(classes, probs, min_confidence)
+    row[SCORED_LABELS] = label
+    if min_confidence is not None:
+        row[BEST_GUESS] = guess
     if error is not None:
         row["error"] = error
     return row
@@ -186,12 +205,13 @@ def _row(record, directory: ImageDirectory, classes: Sequence[str], probs: list[
 
 def score(model: str | Path | Model, images: str | Path | ImageDirectory, *, batch_size: int = SCORE_BATCH_SIZE,
           workers: int | None = None, skip_invalid: bool = False, progress: bool = True,
-          cache: bool = True) -> list[dict[str, Any]]:
-    """Score an image directory; return the table as a list of rows (dicts with the designer's column names)."""
+          cache: bool = True, min_confidence: float | None = None) -> list[dict[str, Any]]:
+    """Score an image directory; return the table as a list of rows (dicts with the designer's column names;
+    see score_rows for `min_confidence`)."""
     model = model if isinstance(model, Model) else load_model(model)
     directory = images if isinstance(images, ImageDirectory) else ImageDirectory.open(images)
     return list(score_rows(model, directory, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid,
-                           progress=progress, cache=cache))
+                           progress=progress, cache=cache, min_confidence=min_confidence))
 
 
 def _check_scores_output(out: Path, overwrite: bool, inputs: list[Path]) -> None:
@@ -203,7 +223,8 @@ def _check_scores_output(out: Path, overwrite: bool, inputs: list[Path]) -> None
 
 def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path, *, fmt: str | None = None,
                   batch_size: int = SCORE_BATCH_SIZE, workers: int | None = None, skip_invalid: bool = False,
-                  overwrite: bool = False, progress: bool = True, cache: bool = True) -> tuple[Path, int]:
+                  overwrite: bool = False, progress: bool = True, cache: bool = True,
+                  min_confidence: float | None = None) -> tuple[Path, int]:
     """Stream the scores to `out` (CSV or JSON lines), which appears only once complete; return (path, rows)."""
     out = Path(out)
     fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv")
@@ -212,9 +233,11 @@ def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path
     inputs = [model.trained.path if isinstance(model, Model) else Path(model), Path(images)]
     _check_scores_output(out, overwrite, inputs)
     model = model if isinstance(model, Model) else load_model(model)
+    min_confidence = check_min_confidence(min_confidence, model.classes)
     directory = ImageDirectory.open(images)
     columns = (["id", "path", "source"] + (["label"] if directory.labeled else [])
-               + [PROBABILITY_PREFIX + c for c in model.classes] + [SCORED_LABELS] + (["error"] if skip_invalid else []))
+               + [PROBABILITY_PREFIX + c for c in model.classes] + [SCORED_LABELS]
+               + ([BEST_GUESS] if min_confidence is not None else []) + (["error"] if skip_invalid else []))
     kept = f"{out} is as it was before." if out.exists() else ""
     count = 0
     with atomic_file(out, kept) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -222,7 +245,7 @@ def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path
         if writer:
             writer.writeheader()
         for row in score_rows(model, directory, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid,
-                              progress=progress, cache=cache):
+                              progress=progress, cache=cache, min_confidence=min_confidence):
             if writer:
                 writer.writerow(row)
             else:

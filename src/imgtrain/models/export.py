@@ -31,16 +31,17 @@ OPSET = 17
 
 
 class ExportedModel(nn.Module):
-    """Normalize, run the network, softmax: what every runtime gets."""
+    """Normalize, run the network, divide by the calibrated temperature, softmax: what every runtime gets."""
 
-    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], temperature: float = 1.0):
         super().__init__()
         self.net = net
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.temperature = float(temperature)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net((images - self.mean) / self.std), dim=1)
+        return torch.softmax(self.net((images - self.mean) / self.std) / self.temperature, dim=1)
 
 
 def preprocess(trained: TrainedModel, image: Image.Image) -> np.ndarray:
@@ -53,7 +54,7 @@ def export_model(model: str | Path, out: str | Path, fmt: str = "onnx", overwrit
     if fmt not in FORMATS:
         raise ParameterError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
     trained = open_model_directory(model)
-    net = ExportedModel(trained.network(), trained.mean, trained.std).eval()
+    net = ExportedModel(trained.network(), trained.mean, trained.std, trained.temperature).eval()
     height, width = _example_size(trained)
     example = torch.rand(1, 3, height, width)
     with building_dir(Path(out), overwrite, inputs=[Path(model)]) as tmp:
@@ -108,6 +109,7 @@ def _describe(trained: TrainedModel, fmt: str, height: int, width: int) -> dict[
                   "normalization": {"mean": list(trained.mean), "std": list(trained.std),
                                     "applied": "inside the exported model"}},
         "output": {"name": "probabilities", "shape": ["batch", len(trained.classes)],
-                   "meaning": "softmax probabilities, in the order of `classes`"},
+                   "meaning": "softmax probabilities, in the order of `classes`",
+                   "temperature": trained.temperature, "temperature_applied": "inside the exported model"},
         "source_model": str(trained.path),
     }

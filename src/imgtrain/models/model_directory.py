@@ -1,7 +1,7 @@
 """The trained model directory: JSON description + safetensors weights, never pickle.
 
     MODELDIR/imgtrain-model.json   architecture, classes, input pipeline, training parameters,
-                                   metric history, library versions
+                                   metric history, calibration (temperature), library versions
     MODELDIR/model.safetensors     the weights (of the best epoch)
     MODELDIR/history.jsonl         one line of metrics per epoch
     MODELDIR/training.png          loss and accuracy per epoch
@@ -24,6 +24,7 @@ from torch import nn
 
 from .. import __version__
 from .architectures import MODEL_META, Architecture, read_model_meta, weights_mismatch
+from ..calibration import check_temperature
 from ..errors import InvalidModelDirectoryError, ParameterError
 from ..files import atomic_write_json, atomic_write_text, publish, write_failed
 from ..data.transforms import ModelInput, TransformSpec, spec_problems
@@ -47,6 +48,7 @@ class TrainedModel:
     transform: TransformSpec
     meta: dict[str, Any]
     weights: dict[str, torch.Tensor]
+    temperature: float = 1.0  # divides the logits before softmax (calibration); 1 when not calibrated
 
     def network(self) -> nn.Module:
         """The network with its trained weights, in eval mode, on the CPU."""
@@ -76,8 +78,10 @@ def write_model_directory(
     training: dict[str, Any],
     history: list[dict[str, Any]],
     best_epoch: int,
+    calibration: dict[str, Any] | None = None,
 ) -> None:
-    """Write a trained model directory's files into `root` (a folder being built)."""
+    """Write a trained model directory's files into `root` (a folder being built); `calibration` holds the
+    fitted temperature (calibration.temperature_report)."""
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(root / WEIGHTS_NAME))
         publish(root / WEIGHTS_NAME)
@@ -94,6 +98,7 @@ def write_model_directory(
         "best_epoch": best_epoch,
         "training": training,
         "history": history,
+        **({"calibration": calibration} if calibration is not None else {}),
         "library_versions": library_versions(),
     })
 
@@ -115,10 +120,12 @@ def open_model_directory(path: str | Path) -> TrainedModel:
         mean, std = _triple(meta["input"]["mean"], "mean"), _triple(meta["input"]["std"], "std")
         if min(std) <= 0:
             raise ValueError("std must be positive")
+        stored = meta.get("calibration", {"temperature": 1.0})
+        temperature = check_temperature(stored.get("temperature") if isinstance(stored, dict) else None)
     except (KeyError, TypeError, ValueError, ParameterError) as exc:
         raise InvalidModelDirectoryError(f"{meta_path} is invalid: {exc}.", hint) from None
     weights = _load_weights(path / WEIGHTS_NAME, architecture, len(classes))
-    return TrainedModel(path, architecture, classes, mean, std, transform, meta, weights)
+    return TrainedModel(path, architecture, classes, mean, std, transform, meta, weights, temperature)
 
 
 def _classes(value: Any) -> tuple[str, ...]:

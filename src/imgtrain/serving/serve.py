@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..config import MAX_IMAGES_PER_REQUEST, ServeConfig
+from ..config import BEST_GUESS, MAX_IMAGES_PER_REQUEST, ServeConfig, check_min_confidence
 from ..data.imaging import BadImage, ImageTooLarge
 from ..errors import MissingDependencyError, ParameterError
-from ..inference.scoring import PROBABILITY_PREFIX, SCORED_LABELS, Model, load_model
+from ..inference.scoring import PROBABILITY_PREFIX, SCORED_LABELS, Model, decide, load_model
 from .webpage import PAGE
 
 log = logging.getLogger(__name__)
@@ -132,6 +131,7 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
 
     config = config or ServeConfig()
     model = model if isinstance(model, Model) else load_model(model)
+    check_min_confidence(config.min_confidence, model.classes)  # a class named "unknown" would be ambiguous
     batcher = Batcher(model, config)
     stats = {"requests": 0, "rejected": 0}
     decoders = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="imgtrain-decode")
@@ -166,19 +166,26 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
         images, designer = await _images_of(body, request.headers.get("content-type", ""), off_loop)
         tensors = await asyncio.gather(*(off_loop(_decode, data, name, config, model) for name, data in images))
         rows = await asyncio.gather(*(batcher.probabilities(t) for t in tensors))
-        return JSONResponse(_answer(model.classes, [name for name, _ in images], rows, designer))
+        return JSONResponse(_answer(model.classes, [name for name, _ in images], rows, designer,
+                                    config.min_confidence))
 
     @app.get("/health", summary="Liveness and model facts")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": str(model.trained.path), "architecture": model.trained.architecture.model_name,
-                "classes": list(model.classes), "device": str(model.device), **stats, "batches": batcher.batches,
-                "images": batcher.images, "largest_batch": batcher.largest_batch}
+        return {**_facts(model, config), **stats, "batches": batcher.batches, "images": batcher.images,
+                "largest_batch": batcher.largest_batch}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(PAGE)
 
     return app
+
+
+def _facts(model: Model, config: ServeConfig) -> dict[str, Any]:
+    """What /health says about the model and how it answers."""
+    return {"status": "ok", "model": str(model.trained.path), "architecture": model.trained.architecture.model_name,
+            "classes": list(model.classes), "device": str(model.device), "temperature": model.trained.temperature,
+            "min_confidence": config.min_confidence}
 
 
 async def _read_body(request, config: ServeConfig) -> bytes:
@@ -210,16 +217,20 @@ async def _images_of(body: bytes, content_type: str, off_loop) -> tuple[list[tup
     return images, designer
 
 
-def _answer(classes: Sequence[str], names: list[str], rows: list[list[float]], designer: bool) -> dict[str, Any]:
-    """The response: the designer's table, or each image's label, probabilities and top five."""
+def _answer(classes: Sequence[str], names: list[str], rows: list[list[float]], designer: bool,
+            min_confidence: float | None = None) -> dict[str, Any]:
+    """The response: the designer's table, or each image's label, probabilities and top five. Below
+    `min_confidence` the label is UNKNOWN_LABEL (and `best_guess` / BEST_GUESS the top class)."""
+    decided = [decide(classes, row, min_confidence) for row in rows]
     if designer:
-        table = [{SCORED_LABELS: classes[int(np.argmax(r))], **{PROBABILITY_PREFIX + c: p for c, p in zip(classes, r)}}
-                 for r in rows]
+        table = [{SCORED_LABELS: label, **({BEST_GUESS: guess} if min_confidence is not None else {}),
+                  **{PROBABILITY_PREFIX + c: p for c, p in zip(classes, r)}} for r, (label, guess) in zip(rows, decided)]
         return {"Results": {"WebServiceOutput0": table}}
     predictions = []
-    for name, row in zip(names, rows):
+    for name, row, (label, guess) in zip(names, rows, decided):
         ranked = sorted(zip(classes, row), key=lambda cp: -cp[1])
-        predictions.append({"name": name, "label": ranked[0][0], "probabilities": dict(zip(classes, row)),
+        predictions.append({"name": name, "label": label, "best_guess": guess, "unknown": label != guess,
+                            "probabilities": dict(zip(classes, row)),
                             "top": [{"label": c, "probability": p} for c, p in ranked[:5]]})
     return {"predictions": predictions}
 

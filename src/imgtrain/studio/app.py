@@ -430,7 +430,8 @@ def default_parameters() -> dict[str, dict[str, Any]]:
     """Each module's parameters and their defaults, read from the library's dataclasses (the CLI reads the same)."""
     import dataclasses
 
-    from ..config import CATALOG_FAMILY, FAMILIES, RANGES, TRAIN_RANGES, TrainConfig, TransformSpec
+    from ..config import CATALOG_FAMILY, CLASS_WEIGHTS, FAMILIES, PRECISIONS, RANGES, SAMPLERS, TRAIN_RANGES, \
+        TrainConfig, TransformSpec
     from .runner import MANAGED
 
     train = {f.name: f.default for f in dataclasses.fields(TrainConfig)
@@ -439,6 +440,7 @@ def default_parameters() -> dict[str, dict[str, Any]]:
 
     return {"train_params": train, "model": {"family": "resnet", "model_name": "resnet18", "pretrained": True},
             "transform": dataclasses.asdict(TransformSpec()), "ranges": {**TRAIN_RANGES, **RANGES},
+            "choices": {"precision": PRECISIONS, "class_weights": CLASS_WEIGHTS, "sampler": SAMPLERS},
             "models": {**{family: list(names) for family, names in FAMILIES.items()}, CATALOG_FAMILY: catalog_names()}}
 
 

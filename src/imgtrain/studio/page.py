@@ -83,7 +83,8 @@ function drawForm() {
   const form = document.getElementById("params"); form.innerHTML = "";
   for (const [name, value] of Object.entries(values[selected])) {
     const label = document.createElement("label");
-    const choices = name === "family" ? Object.keys(MODELS) : name === "model_name" ? MODELS[values.model.family] : null;
+    const choices = name === "family" ? Object.keys(MODELS) : name === "model_name" ? MODELS[values.model.family]
+      : CHOICES[name] || null;
     const input = document.createElement(choices ? "select" : "input");
     input.name = name;
     for (const choice of choices || []) { const o = document.createElement("option"); o.value = o.textContent = choice;
@@ -248,8 +249,9 @@ document.getElementById("resume").onclick = () => api("/api/runs/" + current + "
   .then(() => follow(current));
 api("/api/health").then(h => document.getElementById("root").textContent = "root: " + h.root);
 let RANGES = {};
-let MODELS = {};
-api("/api/parameters").then(p => { RANGES = p.ranges; MODELS = p.models; delete p.ranges; delete p.models; PARAMS = p;
+let MODELS = {}, CHOICES = {};
+api("/api/parameters").then(p => { RANGES = p.ranges; MODELS = p.models; CHOICES = p.choices;
+  delete p.ranges; delete p.models; delete p.choices; PARAMS = p;
   values = JSON.parse(JSON.stringify(p)); drawPipeline(); drawForm(); });
 loadFiles();
 refresh().then(() => api("/api/runs")).then(runs => {  // a reloaded page re-attaches to the active run

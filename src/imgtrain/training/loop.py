@@ -20,12 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ..calibration import temperature_report
 from ..config import TrainConfig, TransformSpec
 from ..data.decoding import DecodedCache, default_cache_dir, report_usage
 from ..data.image_directory import ImageDirectory
@@ -66,14 +68,16 @@ def learning_rate_at(epoch: int, config: TrainConfig) -> float:
 
 def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device,
                     config: TrainConfig, precision: str, scaler: torch.amp.GradScaler | None, progress: EpochProgress,
-                    stop: Callable[[], bool], fixed: Sequence[nn.Module] = ()) -> bool:
+                    stop: Callable[[], bool], fixed: Sequence[nn.Module] = (),
+                    class_weights: torch.Tensor | None = None) -> bool:
     """Continue `progress` through this worker's training batches; False when `stop()` ended the epoch early.
 
-    Modules in `fixed` (a frozen backbone's BatchNorm layers) stay in eval mode."""
+    Modules in `fixed` (a frozen backbone's BatchNorm layers) stay in eval mode; `class_weights` weighs each
+    class's loss."""
     net.train()
     for module in fixed:
         module.eval()
-    criterion = nn.CrossEntropyLoss()
+    criterion = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device))
     autocast = autocast_for(device, precision)
     epoch, started = progress.epoch, time.perf_counter() - progress.seconds
     bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False, initial=progress.batches,
@@ -121,21 +125,26 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
 
 @torch.inference_mode()
 def evaluate(net: nn.Module, loader: DataLoader, device: torch.device, num_classes: int,
-             precision: str = "fp32") -> dict[str, float | None]:
-    """Sums over this worker's validation images: loss, top-1 and top-5 hits, images."""
+             precision: str = "fp32", class_weights: torch.Tensor | None = None) -> dict[str, float | None]:
+    """Sums over this worker's validation images: loss (weighted by `class_weights`, as in training), the
+    weights, top-1 and top-5 hits, images."""
     net.eval()
     autocast = autocast_for(device, precision)
-    loss_sum, top1, top5, seen = 0.0, 0, 0, 0
+    weights = None if class_weights is None else class_weights.to(device)
+    loss_sum, weight_sum, top1, top5, seen = 0.0, 0.0, 0, 0, 0
     for images, labels in loader:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with autocast:
             logits = net(images)
-        loss_sum += float(nn.functional.cross_entropy(logits.float(), labels, reduction="sum"))
+        losses = nn.functional.cross_entropy(logits.float(), labels, reduction="none")
+        sample_weights = torch.ones_like(losses) if weights is None else weights[labels]
+        loss_sum += float((losses * sample_weights).sum())
+        weight_sum += float(sample_weights.sum())
         top1 += int((logits.argmax(1) == labels).sum())
         if num_classes > 5:
             top5 += int((logits.topk(5, dim=1).indices == labels[:, None]).any(1).sum())
         seen += len(labels)
-    return {"loss_sum": loss_sum, "top1": top1, "top5": top5, "seen": seen}
+    return {"loss_sum": loss_sum, "weight_sum": weight_sum, "top1": top1, "top5": top5, "seen": seen}
 
 
 def train(
@@ -188,6 +197,14 @@ class Job:
     def classes(self) -> tuple[str, ...]:
         return self.train_dir.classes
 
+    @functools.cached_property
+    def class_weights(self) -> torch.Tensor | None:
+        """Each class's loss weight: n / (k * n_class) for --class-weights balanced, else None (all 1)."""
+        if self.config.class_weights == "none":
+            return None
+        counts = torch.tensor(list(self.train_dir.class_counts().values()), dtype=torch.float64)
+        return (counts.sum() / (len(counts) * counts.clamp(min=1))).float()
+
     @property
     def head_lr_scale(self) -> float:
         """The new head's learning rate relative to the backbone's: config.head_lr_scale on pretrained weights."""
@@ -221,8 +238,9 @@ def _train(job: Job) -> list[dict[str, Any]]:
             "model": job.untrained.architecture.model_name,
             "precision": state.precision, "world_size": ctx.world_size}, run_name=job.out.name) \
             if ctx.is_main else Tracker()
+        data = _Data(job, device)
         try:
-            _epochs(job, state, runner, device, signalled, tracker)
+            _epochs(job, state, runner, device, signalled, tracker, data)
         except RuntimeError as exc:
             if not ctx.enabled:
                 raise
@@ -238,7 +256,7 @@ def _train(job: Job) -> list[dict[str, Any]]:
         finally:
             tracker.close("FAILED" if sys.exc_info()[0] else "FINISHED")
         if ctx.is_main:
-            _save_model(job, state, device)
+            _save_model(job, state, device, _calibrate(job, state, device, data))
         distributed.barrier(ctx)
     return state.history
 
@@ -273,10 +291,9 @@ def _start(job: Job, device: torch.device, resumed: Checkpoint | None, fingerpri
 
 
 def _epochs(job: Job, state: RunState, runner: nn.Module, device: torch.device, signalled: StopRequest,
-            tracker: Tracker) -> None:
+            tracker: Tracker, data: _Data) -> None:
     """The epochs still to run: train, evaluate, record, checkpoint; stop early, or when signalled."""
     config, ctx = job.config, job.ctx
-    data = _Data(job, device)
     stop_requested = functools.partial(_stop_requested, signalled, ctx, device)
     for epoch in range(state.epoch + 1, config.epochs + 1):
         if state.stopper.should_stop:
@@ -287,7 +304,7 @@ def _epochs(job: Job, state: RunState, runner: nn.Module, device: torch.device, 
         progress = state.progress_of(epoch)
         loader = data.training(epoch, progress)
         if not train_one_epoch(runner, loader, state.optimizer, device, config, state.precision, state.scaler,
-                               progress, stop_requested, fixed):
+                               progress, stop_requested, fixed, job.class_weights):
             _save_checkpoint(job, state, progress)
             raise _interrupted(job.out, signalled, f"in epoch {epoch} after batch {progress.batches} of "
                                                    f"{loader.sampler.batches}")
@@ -322,25 +339,29 @@ class _Data:
         """This epoch's shuffled loader, starting after the batches `progress` has done; seeds torch for it."""
         ctx, seed = self.job.ctx, epoch_seed(self.job.config.seed, epoch)
         seed_everything(seed + ctx.rank)
+        weights = None
+        if self.job.config.sampler == "balanced":
+            counts = np.bincount(self.train.labels, minlength=len(self.job.classes))
+            weights = 1.0 / counts[self.train.labels]
         return training_loader(self.train, self.job.config.batch_size, seed, self.workers, self.pin,
-                               progress.batches, ctx.rank, ctx.world_size)
+                               progress.batches, ctx.rank, ctx.world_size, weights)
 
-    def validation(self) -> DataLoader:
-        ctx = self.job.ctx
-        return validation_loader(self.valid, self.job.config.batch_size, self.workers, self.pin, ctx.rank,
-                                 ctx.world_size)
+    def validation(self, whole: bool = False) -> DataLoader:
+        """This worker's share of the validation images, or with `whole` all of them."""
+        rank, world_size = (0, 1) if whole else (self.job.ctx.rank, self.job.ctx.world_size)
+        return validation_loader(self.valid, self.job.config.batch_size, self.workers, self.pin, rank, world_size)
 
 
 def _metrics(job: Job, state: RunState, data: _Data, device: torch.device, epoch: int, lr: float,
              progress: EpochProgress) -> dict[str, Any]:
     """The epoch's row of the history: training sums and validation, over every worker."""
     ctx, num_classes = job.ctx, len(job.classes)
-    val = evaluate(state.net, data.validation(), device, num_classes, state.precision)
+    val = evaluate(state.net, data.validation(), device, num_classes, state.precision, job.class_weights)
     loss_sum, correct, seen = distributed.all_sum([progress.loss_sum, progress.correct, progress.seen], ctx, device)
-    v_loss, v_top1, v_top5, v_seen = distributed.all_sum([val["loss_sum"], val["top1"], val["top5"], val["seen"]],
-                                                         ctx, device)
+    v_loss, v_weights, v_top1, v_top5, v_seen = distributed.all_sum(
+        [val["loss_sum"], val["weight_sum"], val["top1"], val["top5"], val["seen"]], ctx, device)
     return {"epoch": epoch, "lr": lr, "train_loss": loss_sum / seen, "train_top1": correct / seen,
-            "val_loss": v_loss / v_seen, "val_top1": v_top1 / v_seen,
+            "val_loss": v_loss / v_weights, "val_top1": v_top1 / v_seen,
             "val_top5": v_top5 / v_seen if num_classes > 5 else None,
             "images_per_second": seen / progress.seconds, "seconds": progress.seconds}
 
@@ -364,20 +385,39 @@ def _interrupted(out: Path, signalled: StopRequest, where: str) -> TrainingInter
                                hint="rerun the same command with --resume to continue from there.", signum=signum)
 
 
-def _save_model(job: Job, state: RunState, device: torch.device) -> None:
+@torch.inference_mode()
+def _calibrate(job: Job, state: RunState, device: torch.device, data: _Data) -> dict[str, Any] | None:
+    """Fit the temperature of the weights to be saved on the whole validation set (see imgtrain.calibration)."""
+    if not job.config.calibrate:
+        return None
+    if state.best is not None:
+        state.net.load_state_dict(state.best)
+    state.net.eval()
+    logits, labels = [], []
+    with autocast_for(device, state.precision):
+        for images, targets in data.validation(whole=True):
+            logits.append(state.net(images.to(device)).float().cpu())
+            labels.append(targets)
+    report = temperature_report(torch.cat(logits).numpy(), torch.cat(labels).numpy())
+    log.info("calibrated: temperature %.3f on %d validation images (expected calibration error %.4f -> %.4f)",
+             report["temperature"], report["images"], report["ece_before"], report["ece_after"])
+    return report
+
+
+def _save_model(job: Job, state: RunState, device: torch.device, calibration: dict[str, Any] | None) -> None:
     """Write the trained model directory as a whole, replacing `out` (and its checkpoint) at once."""
     model, train, valid = job.inputs
     config, stopper = job.config, state.stopper
     training = {**config.hyperparameters(), "head_lr_scale": job.head_lr_scale, "momentum": MOMENTUM, "nesterov": True, "weight_decay": WEIGHT_DECAY,
                 "device": str(device), "precision": state.precision, "world_size": job.ctx.world_size,
                 "model": str(model), "train": str(train), "valid": str(valid), "pretrained": job.untrained.pretrained,
-                "stopped_early": stopper.should_stop}
+                "stopped_early": stopper.should_stop, "calibrate": config.calibrate}
     best = state.best or state.net.state_dict()
     with building_dir(job.out, overwrite=True, inputs=job.inputs, validate=open_model_directory) as tmp:
         write_model_directory(tmp, architecture=job.untrained.architecture, classes=job.classes,
                               weights={k: v.detach().cpu() for k, v in best.items()}, transform=job.spec,
                               mean=IMAGENET_MEAN, std=IMAGENET_STD, training=training, history=state.history,
-                              best_epoch=stopper.best_epoch)
+                              best_epoch=stopper.best_epoch, calibration=calibration)
         plot_history(state.history, tmp / PLOT_NAME)
         crash_point("model-writing")
     log.info("wrote trained model directory %s (best epoch %d, validation loss %.4f)", job.out, stopper.best_epoch,
@@ -437,6 +477,8 @@ def _check_fingerprint(out: Path, saved: dict[str, Any], current: dict[str, Any]
     for key in ("repeatable", "train_index", "valid_index", "freeze_epochs"):
         saved.setdefault(key, current.get(key))
     saved.setdefault("head_lr_scale", 1.0)  # before it existed, the head learnt at the backbone's rate
+    saved.setdefault("class_weights", "none")
+    saved.setdefault("sampler", "uniform")
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if changed:
         raise ParameterError(

@@ -1,0 +1,122 @@
+"""Calibrated, abstaining predictions: the temperature train fits, score / serve / predict applying it, and
+--min-confidence answering `unknown`."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+import imgtrain
+from imgtrain import InvalidModelDirectoryError, ParameterError
+from imgtrain.calibration import TEMPERATURE_RANGE, fit_temperature, softmax
+from imgtrain.serving.serve import ServeConfig, create_app
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "trust.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_trust", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_fitted_temperature_is_the_one_that_made_the_labels():
+    """Labels drawn from softmax(z / 2.5): the fit finds 2.5; from softmax(z / 0.4): 0.4."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (20_000, 5))
+    for true in (2.5, 0.4):
+        probs = softmax(logits, true)
+        labels = np.array([rng.choice(5, p=p) for p in probs])
+        assert fit_temperature(logits, labels) == pytest.approx(true, rel=0.05)
+    wrong = np.eye(3)[np.arange(300) % 3] * 5  # sure and always wrong: as soft as the range allows
+    assert fit_temperature(wrong, (np.arange(300) + 1) % 3) == pytest.approx(TEMPERATURE_RANGE[1], rel=1e-3)
+
+
+def test_temperature_scaling_lowers_the_heldout_calibration_error(bench, tmp_path):
+    """A resnet18 trained on 300 digits: the temperature fitted on 400 validation digits lowers the expected
+    calibration error on the other 1,097 (measured 0.049 -> 0.025 and 0.064 -> 0.031 for seeds 1 and 2)."""
+    figures = bench.calibration_figures(tmp_path)
+    assert figures["temperature"] != 1.0
+    assert figures["ece_calibrated"] < 0.8 * figures["ece_raw"], figures
+
+
+def test_train_stores_the_temperature_and_no_calibrate_leaves_it_out(small_training_data, trained_model, tmp_path):
+    meta = json.loads((trained_model[0] / "imgtrain-model.json").read_text())
+    fit = meta["calibration"]
+    assert fit["method"] == "temperature scaling" and fit["images"] == 9 and fit["fitted_on"] == "validation"
+    assert TEMPERATURE_RANGE[0] <= fit["temperature"] <= TEMPERATURE_RANGE[1]
+    assert fit["nll_after"] <= fit["nll_before"] + 1e-9
+    assert imgtrain.open_model_directory(trained_model[0]).temperature == fit["temperature"]
+    model, train, valid, spec = small_training_data
+    out = tmp_path / "plain"
+    imgtrain.train(model, train, valid, out, imgtrain.TrainConfig(epochs=1, batch_size=8, progress=False,
+                                                                  calibrate=False), spec)
+    assert "calibration" not in json.loads((out / "imgtrain-model.json").read_text())
+    assert imgtrain.open_model_directory(out).temperature == 1.0
+
+
+@pytest.mark.parametrize("stored", [-1, 0, 1e9, "2", None, True, [1.0]])
+def test_a_damaged_temperature_is_refused(trained_model, tmp_path, stored):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(trained_model[0], copy)
+    meta = json.loads((copy / "imgtrain-model.json").read_text())
+    meta["calibration"] = {"temperature": stored} if stored != [1.0] else stored
+    (copy / "imgtrain-model.json").write_text(json.dumps(meta))
+    with pytest.raises(InvalidModelDirectoryError, match="temperature"):
+        imgtrain.open_model_directory(copy)
+
+
+def _top(rows):
+    return [max(v for k, v in r.items() if k.startswith("Scored Probabilities_")) for r in rows]
+
+
+def test_score_answers_unknown_below_min_confidence(trained_model, run_cli, tmp_path):
+    model, valid = trained_model
+    plain = imgtrain.score(model, valid, progress=False)
+    threshold = float(np.median(_top(plain)))
+    rows = imgtrain.score(model, valid, progress=False, min_confidence=threshold)
+    for before, after, top in zip(plain, rows, _top(plain)):
+        assert after["Best Guess"] == before["Scored Labels"]
+        assert after["Scored Labels"] == ("unknown" if top < threshold else before["Scored Labels"])
+    assert {r["Scored Labels"] for r in rows} > {"unknown"}  # some answered, some not
+    code, _, _ = run_cli("score", "--model", model, "--data", valid, "--out", tmp_path / "s.csv",
+                         "--min-confidence", str(threshold))
+    written = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert code == 0 and [r["Scored Labels"] for r in written] == [r["Scored Labels"] for r in rows]
+    assert list(written[0])[-2:] == ["Scored Labels", "Best Guess"]
+    code, _, err = run_cli("score", "--model", model, "--data", valid, "--out", tmp_path / "t.csv",
+                           "--min-confidence", "1.5")
+    assert code == 2 and "--min-confidence" in err and not (tmp_path / "t.csv").exists()
+
+
+def test_predict_and_serve_answer_unknown_below_min_confidence(trained_model):
+    model_dir, valid = trained_model
+    directory = imgtrain.ImageDirectory.open(valid)
+    data = (directory.root / list(directory)[0].path).read_bytes()
+    model = imgtrain.load_model(model_dir)
+    sure = model.predict(Image.open(io.BytesIO(data)))
+    top = max(sure["probabilities"].values())
+    assert model.predict(Image.open(io.BytesIO(data)), min_confidence=top * 0.999)["label"] == sure["label"]
+    unsure = model.predict(Image.open(io.BytesIO(data)), min_confidence=min(1.0, top * 1.001))
+    assert unsure["label"] == "unknown" and unsure["best_guess"] == sure["label"]
+    with pytest.raises(ParameterError, match="min_confidence"):
+        model.predict(Image.open(io.BytesIO(data)), min_confidence=0)
+    with TestClient(create_app(model, ServeConfig(min_confidence=min(1.0, top * 1.001)))) as client:
+        answer = client.post("/predict", files={"file": ("x.png", data, "image/png")}).json()["predictions"][0]
+        assert answer["label"] == "unknown" and answer["unknown"] and answer["best_guess"] == sure["label"]
+        assert client.get("/health").json()["temperature"] == model.trained.temperature
+    with TestClient(create_app(model, ServeConfig(min_confidence=top * 0.999))) as client:
+        answer = client.post("/predict", files={"file": ("x.png", data, "image/png")}).json()["predictions"][0]
+        assert answer["label"] == sure["label"] and not answer["unknown"]
