@@ -125,3 +125,19 @@ def test_score_then_evaluate_through_the_cli(run_cli, trained_model, tmp_path):
     code, out, err = run_cli("evaluate", "--scores", tmp_path / "s.jsonl", "--out", tmp_path / "report")
     assert code == 0, err
     assert "accuracy:" in out and "macro avg:" in out and str(tmp_path / "report") in out
+
+
+def test_imbalanced_classes_lead_the_summary_with_per_class_recall(run_cli, tmp_path):
+    """10:1 and every image called the majority: accuracy 0.91 looks fine; the first line after the count says
+    the minority's recall is 0."""
+    truth = np.array([0] * 20 + [1] * 2)
+    lines = ["id,path,source,label,Scored Probabilities_major,Scored Probabilities_minor,Scored Labels"]
+    lines += [f"{i},{i}.png,{i}.png,{['major', 'minor'][t]},0.8,0.2,major" for i, t in enumerate(truth)]
+    (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
+    code, out, _ = run_cli("evaluate", "--scores", tmp_path / "s.csv", "--out", tmp_path / "r")
+    assert code == 0
+    assert out.splitlines()[1] == ("classes imbalanced 10.0:1; macro recall (balanced accuracy) 0.5000; "
+                                   "recall per class: major 1.000, minor 0.000")
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["imbalance_ratio"] == 10.0
+    balanced = compute_metrics(np.array([0, 1]), np.array([[0.8, 0.2], [0.3, 0.7]]), ["a", "b"])
+    assert balanced["imbalance_ratio"] == 1.0

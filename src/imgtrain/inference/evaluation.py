@@ -24,6 +24,8 @@ CONFUSION_PNG = "confusion_matrix.png"
 RELIABILITY_PNG = "reliability.png"
 ERRORS_PNG = "most_confident_errors.png"
 EPSILON = 1e-15
+#: From this ratio of the largest class's images to the smallest's, the summary leads with per-class recall.
+IMBALANCED = 3.0
 
 
 def read_scores(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
@@ -83,6 +85,8 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -
         "confusion_matrix": {"classes": list(classes), "rows_are": "true class", "columns_are": "predicted class",
                              "matrix": matrix.tolist()},
     }
+    counts = support[present]
+    metrics["imbalance_ratio"] = float(counts.max() / counts.min())
     metrics["calibration"] = calibration(probs.max(1), y_pred == y_true)
     if k > 5:
         top5 = np.argsort(-probs, axis=1, kind="stable")[:, :5]
@@ -165,8 +169,13 @@ def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, ma
 def summary(metrics: dict[str, Any]) -> str:
     """A few lines for people: the headline numbers and the weakest classes."""
     lines = [f"images evaluated:  {metrics['images']}" + (f" ({metrics['unscored']} unscored left out)"
-                                                           if metrics.get("unscored") else ""),
-             f"accuracy:          {metrics['accuracy']:.4f}"]
+                                                           if metrics.get("unscored") else "")]
+    ratio = metrics.get("imbalance_ratio", 1.0)
+    if ratio >= IMBALANCED:  # accuracy then mostly says how the largest class fares: per-class recall first
+        lines.append(f"classes imbalanced {ratio:.1f}:1; macro recall (balanced accuracy) "
+                     f"{metrics['macro_avg']['recall']:.4f}; recall per class: " + ", ".join(
+                         f"{c} {v['recall']:.3f}" for c, v in metrics["per_class"].items() if v["support"]))
+    lines.append(f"accuracy:          {metrics['accuracy']:.4f}")
     if "top5_accuracy" in metrics:
         lines.append(f"top-5 accuracy:    {metrics['top5_accuracy']:.4f}")
     lines += [f"log loss:          {metrics['log_loss']:.4f}",
