@@ -21,6 +21,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -112,6 +113,178 @@ def imbalance_figures(root: Path, seeds: tuple[int, ...] = (1, 2, 3), epochs: in
             rows = [r for r in imgtrain.score(out, root / "test", progress=False) if r["label"] == "minor"]
             recalls[(weights, sampler)].append(sum(r["Scored Labels"] == "minor" for r in rows) / len(rows))
     return recalls
+
+
+# --- audit
+
+AUDIT_PALETTE = {"sea": (40, 90, 170), "forest": (40, 140, 60), "desert": (200, 170, 90)}
+
+
+def scene(rng: np.random.Generator, label: str, size: int = 96) -> Image.Image:
+    """A generated photo stand-in: a background of the class's colour (varied) with random shapes and noise."""
+    from PIL import ImageDraw
+
+    base = np.clip(np.array(AUDIT_PALETTE[label]) + rng.normal(0, 25, 3), 0, 255)
+    img = Image.new("RGB", (size, size), tuple(int(v) for v in base))
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(3, 7))):
+        x, y = (int(v) for v in rng.integers(0, size - 10, 2))
+        w, h = (int(v) for v in rng.integers(10, size // 2, 2))
+        shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+        shape([x, y, x + w, y + h], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+    pixels = np.asarray(img).astype(float) + rng.normal(0, 8, (size, size, 3))
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+
+
+def near_copy(img: Image.Image, rng: np.random.Generator, kind: str) -> Image.Image:
+    """A resized, re-encoded (JPEG quality 60) or slightly cropped (up to 5% off each side) copy."""
+    import io
+
+    w, h = img.size
+    if kind == "resized":
+        return img.resize((int(w * rng.uniform(0.5, 0.8)), int(h * rng.uniform(0.5, 0.8))), Image.BILINEAR)
+    if kind == "re-encoded":
+        buffer = io.BytesIO()
+        img.save(buffer, "JPEG", quality=60)
+        return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    left, top, right, bottom = rng.uniform(0, 0.05, 4)
+    return img.crop((round(left * w), round(top * h), round(w - right * w), round(h - bottom * h)))
+
+
+def planted_dataset(root: Path, per_class: int = 100, seed: int = 0) -> dict[str, Any]:
+    """train/ and valid/ image directories with planted faults; returns what was planted (source file names).
+
+    train: `per_class` scenes per class, 10% of them with a wrong label (the flips), 10 exact copies under a
+    second name, 5 exact copies under another class (conflicting labels). valid: 30 fresh scenes, 30 near
+    copies of training scenes (10 resized, 10 re-encoded, 10 cropped) and 5 exact copies (leakage).
+    """
+    import imgtrain
+
+    rng = np.random.default_rng(seed)
+    classes = list(AUDIT_PALETTE)
+    originals: list[tuple[str, Image.Image]] = []
+    planted: dict[str, Any] = {"flipped": [], "exact": [], "conflicting": [], "near": [], "leaked": []}
+    for label in classes:
+        for i in range(per_class):
+            originals.append((label, scene(rng, label)))
+    order = rng.permutation(len(originals))
+    flips, copies, conflicts, nears, leaks = (order[:len(order) // 10], order[-10:], order[-15:-10],
+                                              order[-45:-15], order[-50:-45])
+
+    def save(part: str, label: str, name: str, img: Image.Image) -> str:
+        (root / part / label).mkdir(parents=True, exist_ok=True)
+        img.save(root / part / label / name)
+        return name
+
+    for k, (label, img) in enumerate(originals):
+        shown = classes[(classes.index(label) + 1) % len(classes)] if k in flips else label
+        name = save("train-src", shown, f"{k}.png", img)
+        if k in flips:
+            planted["flipped"].append(name)
+        if k in copies:
+            planted["exact"].append((name, save("train-src", shown, f"{k}-copy.png", img)))
+        if k in conflicts:
+            other = classes[(classes.index(shown) + 2) % len(classes)]
+            planted["conflicting"].append((name, save("train-src", other, f"{k}-relabelled.png", img)))
+    for n, k in enumerate(nears):
+        label, img = originals[k]
+        kind = ("resized", "re-encoded", "cropped")[n % 3]
+        planted["near"].append((f"{k}.png", save("valid-src", label, f"near-{k}.png", near_copy(img, rng, kind))))
+    for k in leaks:
+        planted["leaked"].append((f"{k}.png", save("valid-src", originals[k][0], f"leak-{k}.png", originals[k][1])))
+    for i in range(30):
+        save("valid-src", classes[i % 3], f"fresh-{i}.png", scene(rng, classes[i % 3]))
+    for part in ("train", "valid"):
+        imgtrain.convert(root / f"{part}-src", root / part, workers=1, progress=False)
+    return planted
+
+
+def audit_figures(root: Path, per_class: int = 100, workers: int | None = 1) -> dict[str, float]:
+    """Audit the planted dataset: the share of each planted fault the audit found."""
+    import imgtrain
+
+    planted = planted_dataset(root, per_class)
+    report = imgtrain.audit(root / "train", against=[root / "valid"], out=root / "audit", workers=workers,
+                            progress=False)
+    name = lambda ref: Path(ref["source"]).name  # noqa: E731 - the file name before convert
+
+    def pairs(groups: list[dict]) -> set[frozenset]:
+        found = set()
+        for group in groups:
+            names = [name(r) for r in group["images"]]
+            found |= {frozenset((a, b)) for a in names for b in names if a != b}
+        return found
+
+    exact, leakage, conflicts = (pairs(report[k]) for k in ("exact_duplicates", "leakage", "conflicting_labels"))
+    issues = report["label_issues"]["issues"]
+    top = {name(i) for i in issues[:report["directories"][0]["images"] // 10]}  # the top-10% list
+    return {
+        "exact": sum(frozenset(p) in exact for p in planted["exact"] + planted["conflicting"] + planted["leaked"])
+                 / len(planted["exact"] + planted["conflicting"] + planted["leaked"]),
+        "near_across_splits": sum(frozenset(p) in leakage for p in planted["near"]) / len(planted["near"]),
+        "conflicting": sum(frozenset(p) in conflicts for p in planted["conflicting"]) / len(planted["conflicting"]),
+        "flipped_in_top_10_percent": len(top & set(planted["flipped"])) / len(planted["flipped"]),
+        "false_near_pairs": len(pairs(report["near_duplicates"]) - {frozenset(p) for p in planted["near"]}),
+        "report": report,
+    }
+
+
+# --- explanations
+
+CORNER_CLASSES = ("square", "disc", "triangle", "bar")
+
+
+def corner_image(rng: np.random.Generator, label: str, size: int = 128) -> Image.Image:
+    """Noise with grey distractor blobs anywhere, and the class's own object (a red square, a blue disc, a green
+    triangle or a yellow bar) in the top-left quarter: only that corner decides the class, and every class has
+    something there to see (with two classes a network can learn one as "not the other", whose evidence is then
+    everywhere)."""
+    from PIL import ImageDraw
+
+    img = Image.fromarray(rng.integers(0, 120, (size, size, 3), dtype=np.uint8))
+    draw = ImageDraw.Draw(img)
+    half, side = size // 2, size // 4
+    for _ in range(4):
+        x, y = (int(v) for v in rng.integers(0, size - side // 2, 2))
+        grey = int(rng.integers(130, 230))
+        draw.ellipse([x, y, x + side // 2, y + side // 3], fill=(grey, grey, grey))
+    x, y = (int(v) for v in rng.integers(2, half - side - 2, 2))
+    box = [x, y, x + side, y + side]
+    if label == "square":
+        draw.rectangle(box, fill=(230, 40, 40))
+    elif label == "disc":
+        draw.ellipse(box, fill=(40, 60, 230))
+    elif label == "triangle":
+        draw.polygon([(x, y + side), (x + side, y + side), (x + side // 2, y)], fill=(40, 200, 60))
+    else:
+        draw.rectangle([x, y + side // 3, x + side, y + 2 * side // 3], fill=(230, 220, 40))
+    return img
+
+
+def explain_figures(root: Path, per_class: int = 80, epochs: int = 6, seed: int = 1, size: int = 128
+                    ) -> dict[str, float]:
+    """Train on the corner task; the mean share of Grad-CAM mass in the top-left quarter over the explained images."""
+    import imgtrain
+    from imgtrain.inference.explain import explain
+
+    rng = np.random.default_rng(0)
+    for part, count in (("train", per_class), ("valid", per_class // 4)):
+        for label in CORNER_CLASSES:
+            (root / f"{part}-src" / label).mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                corner_image(rng, label, size).save(root / f"{part}-src" / label / f"{i}.png")
+        imgtrain.convert(root / f"{part}-src", root / part, workers=1, progress=False)
+    imgtrain.create_model_directory(root / "untrained", imgtrain.Architecture("resnet", "resnet18"), pretrained=False)
+    spec = imgtrain.TransformSpec(resize=False, center_crop=False, random_horizontal_flip=False)
+    history = imgtrain.train(root / "untrained", root / "train", root / "valid", root / "model",
+                             imgtrain.TrainConfig(epochs=epochs, learning_rate=0.01, seed=seed, progress=False), spec)
+    document = explain(root / "model", root / "valid", root / "explained", errors=4, correct=16, progress=False)
+    from safetensors.numpy import load_file
+
+    maps = load_file(root / "explained" / "heatmaps.safetensors")
+    shares = [float(m[:m.shape[0] // 2, :m.shape[1] // 2].sum() / max(m.sum(), 1e-9)) for m in maps.values()]
+    return {"accuracy": max(r["val_top1"] for r in history), "corner_share": float(np.mean(shares)),
+            "images": len(document["images"])}
 
 
 # --- the command

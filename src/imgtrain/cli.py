@@ -176,8 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", default=False, help="log warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = [_common()]
-    for add in (_add_convert, _add_split, _add_transform, _add_architectures, _add_model, _add_models, _add_train,
-                _add_score, _add_evaluate, _add_export, _add_serve, _add_studio, _add_demo):
+    for add in (_add_convert, _add_split, _add_audit, _add_transform, _add_architectures, _add_model, _add_models,
+                _add_train, _add_score, _add_evaluate, _add_explain, _add_export, _add_serve, _add_studio, _add_demo):
         add(sub, common)
     return parser
 
@@ -220,6 +220,31 @@ def _add_split(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPa
                    help="keep each class's share the same in both parts")
     p.add_argument("--overwrite", action="store_true", help="replace OUT1 / OUT2 if they exist")
     p.set_defaults(func=_cmd_split)
+
+
+def _add_audit(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `audit` subcommand."""
+    p = sub.add_parser("audit", parents=common, formatter_class=_Formatter,
+                       help="audit an image directory before training: duplicates, leakage, label errors, imbalance",
+                       description="Read every image of IMAGEDIR (and of each --against directory) once and list: exact "
+                       "duplicates (identical bytes); near-duplicates (resized, re-encoded or slightly cropped copies, "
+                       "by perceptual hash); leakage (copies in IMAGEDIR and in an --against directory, such as train "
+                       "and validation); copies with conflicting labels; images per class and the imbalance ratio; "
+                       "tiny images, odd aspect ratios and size outliers; likely label errors (5-fold logistic "
+                       "regression on thumbnails, ranked by cleanlab). Writes OUT/audit.json and a self-contained "
+                       "OUT/audit.html with thumbnails; prints a summary.")
+    p.add_argument("images", metavar="IMAGEDIR", help="image directory to audit (imgtrain convert)")
+    p.add_argument("--against", nargs="+", default=[], metavar="DIR",
+                   help="other image directories (validation, test) to look for copies of IMAGEDIR's images in")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for audit.json and audit.html")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 when leakage or conflicting labels are found (for CI pipelines)")
+    p.add_argument("--labels", action=argparse.BooleanOptionalAction, default=True,
+                   help="look for likely label errors (--no-labels skips the k-fold check)")
+    p.add_argument("--seed", type=_number(0, MAX_SEED, int), default=0, metavar="N", help="seed of the k-fold split")
+    p.add_argument("--workers", type=_count, default=None, metavar="N", help=WORKERS_HELP + " (default: one per core)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=_cmd_audit)
 
 
 def _add_transform(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
@@ -383,8 +408,31 @@ def _add_evaluate(sub: argparse._SubParsersAction, common: list[argparse.Argumen
                        "prints a summary.")
     p.add_argument("--scores", required=True, metavar="FILE", help="scores file from `imgtrain score`")
     p.add_argument("--out", required=True, metavar="DIR", help="report directory to write")
+    p.add_argument("--model", default=None, metavar="DIR", help="the trained model that made the scores: adds Grad-CAM "
+                   "explanations of its most confident errors and of some right answers (--out/explanations/, as "
+                   "`imgtrain explain` writes them)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=_cmd_evaluate)
+
+
+def _add_explain(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `explain` subcommand."""
+    p = sub.add_parser("explain", parents=common, formatter_class=_Formatter,
+                       help="Grad-CAM heatmaps: what the model looked at in its errors and in right answers",
+                       description="Score a labeled image directory with a trained model, then explain its most "
+                       "confident errors and a seeded sample of its correct predictions with Grad-CAM heatmaps of the "
+                       "predicted class (captum's LayerGradCam at the network's last spatial layer). Writes "
+                       "OUT/explanations.json, OUT/heatmaps.safetensors, one overlay PNG per image and "
+                       "OUT/explanations.png (a grid). `evaluate --model` adds the same to its report.")
+    p.add_argument("--model", required=True, metavar="DIR", help="trained model directory (imgtrain train)")
+    p.add_argument("--data", required=True, metavar="DIR", help="labeled image directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write the explanations to")
+    p.add_argument("--errors", type=_count, default=8, metavar="N", help="most confident errors to explain")
+    p.add_argument("--correct", type=_count, default=8, metavar="N", help="correct predictions to explain (a seeded "
+                   "random sample)")
+    p.add_argument("--seed", type=_number(0, MAX_SEED, int), default=0, metavar="N", help="seed of the sample")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=_cmd_explain)
 
 
 def _add_export(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
@@ -542,12 +590,39 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .auditing.run import audit, summary_text
+
+    report = audit(args.images, args.against, args.out, overwrite=args.overwrite, workers=args.workers,
+                   check_labels=args.labels, seed=args.seed)
+    print(summary_text(report))
+    print(f"report: {os.path.join(args.out, 'audit.html')}")
+    found = report["summary"]["leakage_groups"] + report["summary"]["conflicting_label_groups"]
+    if args.strict and found:
+        print(f"imgtrain audit: --strict: {found} groups of leaked or conflicting copies; see the report.",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .inference.evaluation import evaluate, summary
 
-    metrics = evaluate(args.scores, args.out, overwrite=args.overwrite)
+    metrics = evaluate(args.scores, args.out, overwrite=args.overwrite, model=args.model)
     print(summary(metrics))
     print(f"report: {args.out}")
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .inference.explain import explain
+
+    document = explain(args.model, args.data, args.out, errors=args.errors, correct=args.correct, seed=args.seed,
+                       overwrite=args.overwrite)
+    wrong = sum(e["error"] for e in document["images"])
+    print(f"explained {len(document['images'])} images ({wrong} errors) with Grad-CAM at "
+          f"{document['target_layer']} of {document['architecture']}")
+    print(f"report: {os.path.join(args.out, 'explanations.png')}")
     return 0
 
 

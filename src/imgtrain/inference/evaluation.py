@@ -23,6 +23,7 @@ CONFUSION_JSON = "confusion_matrix.json"
 CONFUSION_PNG = "confusion_matrix.png"
 RELIABILITY_PNG = "reliability.png"
 ERRORS_PNG = "most_confident_errors.png"
+EXPLANATIONS_DIR = "explanations"
 EPSILON = 1e-15
 #: From this ratio of the largest class's images to the smallest's, the summary leads with per-class recall.
 IMBALANCED = 3.0
@@ -140,17 +141,23 @@ def _parse(rows: list[dict[str, Any]], classes: list[str]) -> tuple[np.ndarray, 
     return np.array(y, dtype=np.int64), matrix, kept, unscored
 
 
-def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, max_errors_shown: int = 16
-             ) -> dict[str, Any]:
-    """Evaluate a scores file; write metrics.json, the confusion matrix (JSON, PNG) and the errors grid to `out`."""
+def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, max_errors_shown: int = 16,
+             model: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a scores file; write metrics.json, the confusion matrix (JSON, PNG) and the errors grid to `out`;
+    with the `model` that made the scores, also Grad-CAM explanations of its errors in out/explanations/."""
     scores, out = Path(scores), Path(out)
+    trained = None
+    if model is not None:
+        from ..models.model_directory import open_model_directory
+
+        trained = open_model_directory(model)
     classes, rows = read_scores(scores)
     y_true, probs, kept, unscored = _parse(rows, classes)
     metrics = {"format": "imgtrain.metrics", "format_version": 1, "scores": str(scores), "unscored": unscored,
                **compute_metrics(y_true, probs, classes)}
     from ..plots import plot_confusion_matrix, plot_image_grid, plot_reliability
 
-    with building_dir(out, overwrite, inputs=[scores]) as tmp:
+    with building_dir(out, overwrite, inputs=[scores] + ([Path(model)] if model is not None else [])) as tmp:
         atomic_write_json(tmp / METRICS_NAME, metrics)
         atomic_write_json(tmp / CONFUSION_JSON, metrics["confusion_matrix"])
         plot_confusion_matrix(np.array(metrics["confusion_matrix"]["matrix"]), classes, tmp / CONFUSION_PNG)
@@ -161,6 +168,11 @@ def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, ma
             [(rows[kept[j]].get("path"), f"true {classes[y_true[j]]}\npredicted {classes[y_pred[j]]} "
               f"({probs[j, y_pred[j]]:.2f})") for j in wrong],
             tmp / ERRORS_PNG, title="Most confidently wrong predictions")
+        if trained is not None:
+            from .explain import explain_rows
+
+            explain_rows(trained, rows, tmp / EXPLANATIONS_DIR, errors=max_errors_shown // 2,
+                         correct=max_errors_shown // 4)
     if unscored:
         log.warning("%d rows had no score (unreadable images) and were left out", unscored)
     return metrics
