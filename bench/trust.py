@@ -289,27 +289,80 @@ def explain_figures(root: Path, per_class: int = 80, epochs: int = 6, seed: int 
 
 # --- the command
 
+def scale_figures(root: Path, images: int = 10_000) -> dict[str, float]:
+    """Audit `images` generated 96 px scenes (plus the planted validation part) in a fresh process: seconds and
+    peak memory of the audit alone (the main process and its image-reading workers)."""
+    import json
+    import subprocess
+    import sys
+
+    planted_dataset(root, per_class=images // 3)
+    child = subprocess.run([sys.executable, __file__, "--audit-child", str(root)], capture_output=True, text=True,
+                           check=True)
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def _audit_child(root: Path) -> None:
+    import json
+    import resource
+
+    import imgtrain
+
+    started = time.perf_counter()
+    report = imgtrain.audit(root / "train", against=[root / "valid"], out=root / "audit", progress=False)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"images": report["summary"]["images"], "seconds": seconds,
+                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "worker_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+                      "summary": report["summary"]}))
+
+
 def main() -> None:
-    sections = ("calibration", "imbalance")
+    sections = ("calibration", "imbalance", "audit", "explain", "scale")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=sections, default=sections)
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the imbalance section")
+    parser.add_argument("--images", type=int, default=10_000, help="images of the scale section")
+    parser.add_argument("--audit-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.audit_child:
+        return _audit_child(args.audit_child)
     for section in args.only:
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            if section == "calibration":
-                for seed in range(1, 4):
-                    (Path(tmp) / str(seed)).mkdir()
-                    f = calibration_figures(Path(tmp) / str(seed), seed)
-                    print(f"calibration seed {seed}: temperature {f['temperature']:.3f}, held-out ECE "
-                          f"{f['ece_raw']:.4f} raw -> {f['ece_calibrated']:.4f} calibrated")
-            elif section == "imbalance":
-                recalls = imbalance_figures(Path(tmp), tuple(range(1, args.seeds + 1)))
-                for (weights, sampler), values in recalls.items():
-                    print(f"imbalance --class-weights {weights:8} --sampler {sampler:8}: minority recall "
-                          f"{statistics.mean(values):.3f} (seeds: {', '.join(f'{v:.2f}' for v in values)})")
-        print(f"  ({time.perf_counter() - started:.0f} s)")
+            _section(section, Path(tmp), args)
+        print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def _section(section: str, tmp: Path, args: argparse.Namespace) -> None:
+    if section == "calibration":
+        for seed in range(1, 4):
+            (tmp / str(seed)).mkdir()
+            f = calibration_figures(tmp / str(seed), seed)
+            print(f"calibration seed {seed}: temperature {f['temperature']:.3f}, held-out ECE "
+                  f"{f['ece_raw']:.4f} raw -> {f['ece_calibrated']:.4f} calibrated")
+    elif section == "imbalance":
+        for (weights, sampler), values in imbalance_figures(tmp, tuple(range(1, args.seeds + 1))).items():
+            print(f"imbalance --class-weights {weights:8} --sampler {sampler:8}: minority recall "
+                  f"{statistics.mean(values):.3f} (seeds: {', '.join(f'{v:.2f}' for v in values)})")
+    elif section == "audit":
+        f = audit_figures(tmp)
+        f.pop("report")
+        print("audit, share of planted faults found: " + ", ".join(f"{k} {v:.2f}" for k, v in f.items()))
+    elif section == "explain":
+        for seed in (1, 2, 3):
+            (tmp / str(seed)).mkdir()
+            f = explain_figures(tmp / str(seed), per_class=60, seed=seed)
+            print(f"explain seed {seed}: validation accuracy {f['accuracy']:.3f}, Grad-CAM mass in the deciding "
+                  f"quarter {f['corner_share']:.3f} over {f['images']} images (uniform: 0.25)")
+    else:
+        f = scale_figures(tmp, args.images)
+        print(f"audit of {f['images']} images: {f['seconds']:.1f} s, peak RSS {f['peak_rss_mb']:.0f} MB main, "
+              f"{f['worker_peak_rss_mb']:.0f} MB largest worker; found {json_summary(f['summary'])}")
+
+
+def json_summary(summary: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in summary.items() if k != "images")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..calibration import CALIBRATION_BINS, calibration
-from ..errors import InvalidDatasetError, NotLabeledDatasetError
+from ..errors import InvalidDatasetError, NotLabeledDatasetError, ParameterError
 from ..files import atomic_write_json, building_dir
 from .scoring import PROBABILITY_PREFIX, SCORED_LABELS
 
@@ -152,6 +152,10 @@ def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, ma
 
         trained = open_model_directory(model)
     classes, rows = read_scores(scores)
+    if trained is not None and list(trained.classes) != classes:
+        raise ParameterError(f"The scores {scores} have the classes {classes[:10]}, the model {model} "
+                             f"{list(trained.classes)[:10]}: it did not make them.",
+                             hint="give --model the model directory that scored the images.")
     y_true, probs, kept, unscored = _parse(rows, classes)
     metrics = {"format": "imgtrain.metrics", "format_version": 1, "scores": str(scores), "unscored": unscored,
                **compute_metrics(y_true, probs, classes)}

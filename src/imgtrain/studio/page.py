@@ -189,7 +189,8 @@ function drawResults(id, run) {
   out.appendChild(table);
   for (const [file, alt] of [["model/training.png", "training history"], ["evaluation/confusion_matrix.png",
       "confusion matrix"], ["evaluation/most_confident_errors.png", "most confident errors"],
-      ["evaluation/reliability.png", "reliability diagram"]]) {
+      ["evaluation/reliability.png", "reliability diagram"],
+      ["evaluation/explanations/explanations.png", "Grad-CAM: where the model looked"]]) {
     const img = document.createElement("img"); img.alt = alt; img.style.maxWidth = "640px";
     img.src = `/api/runs/${id}/files/${file}?token=${token}`; out.appendChild(img); }
   api(`/api/runs/${id}/errors`).then(errors => {

@@ -148,7 +148,7 @@ def _pipeline(root: Path, out: Path, request: dict[str, Any]) -> dict[str, str]:
     if not (out / "scores.csv").exists():
         score_to_file(out / "model", valid, out / "scores.csv", progress=False)
     if not (out / "evaluation").exists():
-        imgtrain.evaluate(out / "scores.csv", out / "evaluation")
+        imgtrain.evaluate(out / "scores.csv", out / "evaluation", model=out / "model")  # with Grad-CAM
     return {name: str((out / name).relative_to(root)) for name in ("model", "scores.csv", "evaluation")}
 
 
