@@ -289,6 +289,17 @@ def explain_figures(root: Path, per_class: int = 80, epochs: int = 6, seed: int 
 
 # --- the command
 
+def catalog_layers() -> dict[str, str]:
+    """The layer explain picks in each catalog network at 224 px (shapes only, on the meta device)."""
+    import torch
+
+    from imgtrain.inference.explain import head_modules, target_layer_name
+    from imgtrain.models.catalog import _meta_network, catalog_names, head_keys
+
+    return {name: target_layer_name(_meta_network(name, 7), torch.empty(1, 3, 224, 224, device="meta"),
+                                    head_modules(head_keys(name))) for name in catalog_names()}
+
+
 def scale_figures(root: Path, images: int = 10_000) -> dict[str, float]:
     """Audit `images` generated 96 px scenes (plus the planted validation part) in a fresh process: seconds and
     peak memory of the audit alone (the main process and its image-reading workers)."""
@@ -318,7 +329,7 @@ def _audit_child(root: Path) -> None:
 
 
 def main() -> None:
-    sections = ("calibration", "imbalance", "audit", "explain", "scale")
+    sections = ("calibration", "imbalance", "audit", "explain", "catalog", "scale")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=sections, default=sections)
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the imbalance section")
@@ -355,6 +366,10 @@ def _section(section: str, tmp: Path, args: argparse.Namespace) -> None:
             f = explain_figures(tmp / str(seed), per_class=60, seed=seed)
             print(f"explain seed {seed}: validation accuracy {f['accuracy']:.3f}, Grad-CAM mass in the deciding "
                   f"quarter {f['corner_share']:.3f} over {f['images']} images (uniform: 0.25)")
+    elif section == "catalog":
+        layers = catalog_layers()
+        print(f"explain finds a layer in {len(layers)} catalog networks: " + ", ".join(
+            f"{name} {layer}" for name, layer in layers.items()))
     else:
         f = scale_figures(tmp, args.images)
         print(f"audit of {f['images']} images: {f['seconds']:.1f} s, peak RSS {f['peak_rss_mb']:.0f} MB main, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -94,3 +95,20 @@ def trained_model(small_training_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("scoring") / "model"
     imgtrain.train(model, train, valid, out, imgtrain.TrainConfig(epochs=1, batch_size=8, progress=False), spec)
     return out, valid
+
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def load_bench(name: str):
+    """bench/NAME.py as a module: the tests run the benchmarks' own code at a smaller size."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def bench():
+    """bench/trust.py (audit, explanations, calibration, imbalance)."""
+    return load_bench("trust")

@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,15 +17,6 @@ from imgtrain import InvalidModelDirectoryError, ParameterError
 from imgtrain.calibration import TEMPERATURE_RANGE, fit_temperature, softmax
 from imgtrain.serving.serve import ServeConfig, create_app
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "trust.py"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_trust", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_the_fitted_temperature_is_the_one_that_made_the_labels():

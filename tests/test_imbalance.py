@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,15 +13,6 @@ import imgtrain
 from imgtrain import ParameterError
 from imgtrain.data.sampling import EpochOrder
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "trust.py"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_trust", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_balanced_class_weights_raise_minority_recall_at_equal_epochs(bench, tmp_path):

@@ -3,20 +3,13 @@ its weights file fine-tuned on another with few images, both for the designer's 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "transfer.py"
+from conftest import load_bench
 
 
 @pytest.fixture(scope="module")
 def transfer():
-    spec = importlib.util.spec_from_file_location("bench_transfer", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("transfer")
 
 
 def test_fine_tuning_beats_training_from_scratch_at_equal_epochs(transfer, tmp_path):

@@ -12,8 +12,8 @@ import traceback
 from collections.abc import Sequence
 
 from . import __version__
-from .config import (CATALOG_FAMILY, CLASS_WEIGHTS, SAMPLERS, DEFAULT_MODEL, FAMILIES, MAX_SEED, PRECISIONS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig,
-                     TransformSpec)
+from .config import (CATALOG_FAMILY, CLASS_WEIGHTS, DEFAULT_MODEL, EXPLAIN_COUNT, FAMILIES, MAX_SEED, PRECISIONS,
+                     SAMPLERS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig, TransformSpec)
 from .errors import ImgtrainError, TrainingInterrupted
 from .interrupts import Terminated, terminate_cleanly
 
@@ -427,8 +427,8 @@ def _add_explain(sub: argparse._SubParsersAction, common: list[argparse.Argument
     p.add_argument("--model", required=True, metavar="DIR", help="trained model directory (imgtrain train)")
     p.add_argument("--data", required=True, metavar="DIR", help="labeled image directory")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the explanations to")
-    p.add_argument("--errors", type=_count, default=8, metavar="N", help="most confident errors to explain")
-    p.add_argument("--correct", type=_count, default=8, metavar="N", help="correct predictions to explain (a seeded "
+    p.add_argument("--errors", type=_count, default=EXPLAIN_COUNT, metavar="N", help="most confident errors to explain")
+    p.add_argument("--correct", type=_count, default=EXPLAIN_COUNT, metavar="N", help="correct predictions to explain (a seeded "
                    "random sample)")
     p.add_argument("--seed", type=_number(0, MAX_SEED, int), default=0, metavar="N", help="seed of the sample")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")

@@ -200,6 +200,8 @@ class TrainConfig:
 # --- scoring and serving
 
 SCORE_BATCH_SIZE = 32
+#: Explanations (imgtrain explain): most confident errors, and right answers, explained by default.
+EXPLAIN_COUNT = 8
 #: The label score and serve answer for an image whose top probability is below --min-confidence.
 UNKNOWN_LABEL = "unknown"
 BEST_GUESS = "Best Guess"  # the scores column that keeps the top class when the label is UNKNOWN_LABEL

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import EXPLAIN_COUNT
 from ..data.imaging import BadImage, read_image_file
 from ..data.transforms import ModelInput
 from ..errors import InvalidDatasetError, MissingDependencyError, NotLabeledDatasetError, ParameterError
@@ -35,7 +36,7 @@ EXPLAIN_FORMAT = "imgtrain.explanations"
 EXPLAIN_JSON = "explanations.json"
 HEATMAPS = "heatmaps.safetensors"
 GRID_PNG = "explanations.png"
-DEFAULT_COUNT = 8
+DEFAULT_COUNT = EXPLAIN_COUNT
 #: A map of 4x4 cannot tell which quarter of the image mattered (measured on bench/trust.py's corner task at 128 px:
 #: 35% of the mass in the deciding quarter at ResNet's 4x4 layer4, 68% at its 8x8 layer3). At 224 px every
 #: catalog network's last map is 7x7 or larger, so there this picks the usual last layer.
