@@ -2,7 +2,7 @@
 
 Whatever the bytes, convert / train / score / the readers end normally or raise an ImgtrainError,
 never another exception and never a hang. IMGTRAIN_FUZZ_EXAMPLES=N runs N examples per target
-(default 20, fixed seed so CI is repeatable); run it with a large N and no seed when touching a reader.
+(default 12, fixed seed so CI is repeatable); run it with a large N and no seed when touching a reader.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import imgtrain
 from imgtrain import ImgtrainError, TrainConfig
 from imgtrain.inference.scoring import score_to_file
 
-EXAMPLES = int(os.environ.get("IMGTRAIN_FUZZ_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("IMGTRAIN_FUZZ_EXAMPLES", "12"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="IMGTRAIN_FUZZ_EXAMPLES" not in os.environ,
                 database=None, suppress_health_check=list(HealthCheck))
 HANG_SECONDS = 30
