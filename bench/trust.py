@@ -70,8 +70,8 @@ def calibration_figures(root: Path, seed: int = 1, epochs: int = 6) -> dict[str,
     imgtrain.create_model_directory(root / "untrained", imgtrain.Architecture("resnet", "resnet18"), pretrained=False)
     imgtrain.train(root / "untrained", parts["train"], parts["valid"], root / "model",
                    imgtrain.TrainConfig(epochs=epochs, learning_rate=0.01, seed=seed, progress=False), DIGITS_TRANSFORM)
-    calibrated = imgtrain.load_model(root / "model")
-    raw = Model(replace(calibrated.trained, temperature=1.0))
+    calibrated = imgtrain.load_model(root / "model", precision="fp32")  # both in fp32: only T differs
+    raw = Model(replace(calibrated.trained, temperature=1.0), precision="fp32")
     return {"temperature": calibrated.trained.temperature, "ece_raw": heldout_ece(raw, parts["test"]),
             "ece_calibrated": heldout_ece(calibrated, parts["test"])}
 
@@ -110,7 +110,8 @@ def imbalance_figures(root: Path, seeds: tuple[int, ...] = (1, 2, 3), epochs: in
             config = imgtrain.TrainConfig(epochs=epochs, batch_size=10, learning_rate=0.01, seed=seed, progress=False,
                                           class_weights=weights, sampler=sampler, overwrite=True)
             imgtrain.train(root / "untrained", root / "train", root / "valid", out, config, spec)
-            rows = [r for r in imgtrain.score(out, root / "test", progress=False) if r["label"] == "minor"]
+            model = imgtrain.load_model(out, precision="fp32")
+            rows = [r for r in imgtrain.score(model, root / "test", progress=False) if r["label"] == "minor"]
             recalls[(weights, sampler)].append(sum(r["Scored Labels"] == "minor" for r in rows) / len(rows))
     return recalls
 
