@@ -189,8 +189,14 @@ def _add_convert(sub: argparse._SubParsersAction, common: list[argparse.Argument
                        description="Convert images into an imgtrain image directory. SRC is a folder in class-sub-folder "
                        "layout (SRC/<class>/...), a flat folder (unlabeled), a .zip/.tar/.tar.gz/.tgz/.tar.bz2 archive "
                        "of either, a CSV or JSON-lines manifest (path,label; paths relative to the manifest), or an "
-                       "image directory written by the Azure ML designer (_meta.yaml + images.lst).")
-    p.add_argument("src", metavar="SRC", help="folder, archive, manifest or designer image directory")
+                       "image directory written by the Azure ML designer (_meta.yaml + images.lst). SRC may also be "
+                       "in object storage: s3://bucket/prefix, az://container/prefix, gs://bucket/prefix or any "
+                       "fsspec URL (a prefix, an archive or a manifest with keys relative to it), copied in with "
+                       "retries. Credentials come from the environment: the AWS variables or profile "
+                       "(AWS_ENDPOINT_URL for MinIO and other S3-compatible stores), AZURE_STORAGE_CONNECTION_STRING "
+                       "(BlobEndpoint for Azurite), Google's application default credentials. Needs "
+                       "pip install 'imgtrain[s3]', '[azure]' or '[gcs]'.")
+    p.add_argument("src", metavar="SRC", help="folder, archive, manifest or designer image directory, or a URL")
     p.add_argument("out", metavar="OUT", help="image directory to create")
     p.add_argument("--skip-invalid", action="store_true",
                    help="leave unreadable images out (listed in OUT/convert-report.json) instead of failing")
@@ -706,6 +712,9 @@ def _train_worker(args: argparse.Namespace) -> None:
         raise SystemExit(code)
 
 
+NOISY_LOGGERS = ("azure", "botocore", "aiobotocore", "s3fs", "adlfs", "gcsfs", "urllib3", "fsspec")
+
+
 def _execute(args: argparse.Namespace) -> int:
     """Run a parsed command with logging set up; errors become a message and an exit status."""
     handler = _ProgressAwareHandler()
@@ -713,6 +722,8 @@ def _execute(args: argparse.Namespace) -> int:
     worker = os.environ.get("RANK", "0") != "0"  # distributed workers other than rank 0 only warn
     logging.basicConfig(level=logging.WARNING if args.quiet or worker else logging.INFO, handlers=[handler],
                         force=True)
+    for chatty in NOISY_LOGGERS:  # storage SDKs log every request at INFO, headers included
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         with terminate_cleanly():
             return args.func(args)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from . import archives
+from . import archives, remote
 from ..errors import InvalidDatasetError
 from ..files import atomic_write_json, building_dir
 from .image_directory import (
@@ -61,16 +61,22 @@ def convert(
 ) -> ImageDirectory:
     """Turn a folder, archive, manifest or designer image directory into an imgtrain image directory.
 
-    Every image is decoded once here; with `cache`, photos are kept resized in the decoded-image cache too. Bad images raise InvalidDatasetError naming them and
-    nothing is written, unless `skip_invalid`, which leaves them out and lists them in
-    OUT/convert-report.json.
+    `src` may be a URL (s3://, az://, gs://, any fsspec URL: data.remote), copied in first. Every image is
+    decoded once here; with `cache`, photos are kept resized in the decoded-image cache too. Bad images
+    raise InvalidDatasetError naming them and nothing is written, unless `skip_invalid`, which leaves them
+    out and lists them in OUT/convert-report.json.
     """
+    url = str(src) if remote.is_remote(src) else None
     src, out = Path(src), Path(out)
-    if not src.exists():
+    if url is None and not src.exists():
         raise InvalidDatasetError(f"The source {src} does not exist.", hint="check the path.")
     started = time.perf_counter()
-    with building_dir(out, overwrite, inputs=[src], validate=ImageDirectory.open) as tmp:
+    with building_dir(out, overwrite, inputs=[] if url else [src], validate=ImageDirectory.open) as tmp:
+        if url is not None:  # copied inside the output being built: an interrupted convert leaves nothing
+            src = remote.stage(url, tmp / ".download", progress)
         candidates, ignored = _gather(src, tmp / ".extract")
+        if url is not None:
+            candidates = _named_by_url(candidates, src, url)
         if src.is_file() and src.suffix.lower() in MANIFEST_SUFFIXES and not allow_outside:
             _check_inside(src, candidates)
         candidates, misnamed = _utf8_names(candidates)
@@ -78,6 +84,7 @@ def convert(
         records, bad = _import_images(candidates, tmp, workers, progress, str(default_cache_dir()) if cache else None)
         bad = misnamed + bad
         shutil.rmtree(tmp / ".extract", ignore_errors=True)
+        shutil.rmtree(tmp / ".download", ignore_errors=True)
         if bad and not skip_invalid:
             raise InvalidDatasetError(
                 f"{len(bad)} of {len(candidates) + len(misnamed)} images in {src} cannot be used; nothing was "
@@ -89,17 +96,7 @@ def convert(
             raise InvalidDatasetError(f"None of the images in {src} can be used.", hint="check the files.")
         classes = sorted({r.label for r in records if r.label is not None})
         write_image_directory(tmp, classes, records)
-        atomic_write_json(
-            tmp / REPORT_NAME,
-            {
-                "format": "imgtrain.convert_report",
-                "format_version": 1,
-                "source": str(src),
-                "images": len(records),
-                "skipped": [{"source": name, "reason": reason} for name, reason in bad],
-                "ignored_non_images": ignored,
-            },
-        )
+        _write_report(tmp / REPORT_NAME, remote.display(url) if url else str(src), len(records), bad, ignored)
     if bad:
         log.warning("skipped %d invalid images; see %s", len(bad), out / REPORT_NAME)
     if ignored:
@@ -108,6 +105,19 @@ def convert(
              f"{len(classes)} classes" if classes else "unlabeled", time.perf_counter() - started, out)
     report_usage(DecodedCache(default_cache_dir()) if cache else None)
     return ImageDirectory.open(out)
+
+
+def _named_by_url(candidates: list[Candidate], staged: Path, url: str) -> list[Candidate]:
+    """Candidates of a staged remote source, named by their URL rather than by where they were staged."""
+    prefix, shown = str(staged), remote.display(url)
+    return [dataclasses.replace(c, source=shown + c.source[len(prefix):]) if c.source.startswith(prefix) else c
+            for c in candidates]
+
+
+def _write_report(path: Path, source: str, images: int, bad: list[tuple[str, str]], ignored: list[str]) -> None:
+    atomic_write_json(path, {"format": "imgtrain.convert_report", "format_version": 1, "source": source,
+                             "images": images, "skipped": [{"source": n, "reason": r} for n, r in bad],
+                             "ignored_non_images": ignored})
 
 
 def _gather(src: Path, extract_dir: Path) -> tuple[list[Candidate], list[str]]:
