@@ -82,8 +82,8 @@ def retrying(action: Callable[[], T], what: str, retries: int = RETRIES) -> T:
 
 
 def _transient(exc: BaseException) -> bool:
-    if isinstance(exc, FileNotFoundError | PermissionError):
-        return False
+    if isinstance(exc, FileNotFoundError | PermissionError | ConnectionRefusedError):
+        return False  # a refused connection is a wrong endpoint far more often than a passing fault
     if _status(exc) in (408, 429, 500, 502, 503, 504):
         return True
     text = str(exc).lower()
