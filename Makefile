@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test clean
+.PHONY: demo test test-slow clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Tests too long for `make test` (a two-node job over network namespaces, as root); .ci/run runs them too.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
