@@ -180,6 +180,25 @@ def test_wrong_credentials_fail_clearly_without_the_secret(s3, tmp_path, monkeyp
     assert code == 1 and "Traceback" not in err and not (tmp_path / "out").exists()
 
 
+def test_score_streams_a_remote_prefix(s3, trained_model, run_cli, tmp_path):
+    """The same probabilities as scoring a local copy, each object read when scored, nothing staged on disk."""
+    model, _ = trained_model
+    loaded = imgtrain.load_model(model, precision="fp32")
+    remote = imgtrain.score(loaded, "s3://photos/labeled", progress=False)
+    local = imgtrain.score(loaded, imgtrain.convert("s3://photos/labeled", tmp_path / "copy", progress=False),
+                           progress=False)
+    assert [r["path"] for r in remote] == [f"s3://photos/labeled/{label}/{i}.png" for label in ("cat", "dog")
+                                            for i in range(3)]
+    assert [r["label"] for r in remote] == ["cat"] * 3 + ["dog"] * 3
+    by_source = {r["source"]: r for r in local}
+    for row in remote:
+        for c in loaded.classes:
+            key = f"Scored Probabilities_{c}"
+            assert row[key] == pytest.approx(by_source[row["source"]][key], abs=1e-6)
+    code, out, _ = run_cli("score", "--model", model, "--data", "s3://photos/labeled", "--out", tmp_path / "s.csv")
+    assert code == 0 and "wrote 6 scores" in out and sorted(p.name for p in tmp_path.iterdir()) == ["copy", "s.csv"]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs is installed here")
 def test_a_protocol_without_its_library_names_the_extra(tmp_path):
     with pytest.raises(MissingDependencyError, match=r"imgtrain\[gcs\]"):

@@ -16,6 +16,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -120,6 +121,52 @@ def stage(url: str, dest: Path, progress: bool = True) -> Path:
         sizes = {k: 0 for k in keys}
         _download(fs, {f"{parent}/{k}": dest / k for k in keys}, sizes, url, progress)
     return local
+
+
+@dataclass(frozen=True)
+class RemoteImages:
+    """The images under a remote prefix, listed but not downloaded: each read when it is needed (streaming)."""
+
+    url: str
+    fs: Any
+    root: str
+    keys: list[str]  # relative to root
+    labels: list[str | None]  # the first folder of a class-folder layout; None for a flat prefix
+
+    def read(self, index: int) -> bytes:
+        """The bytes of image `index` (capped at MAX_FILE_BYTES, retried like every remote read)."""
+        key = f"{self.root.rstrip('/')}/{self.keys[index]}"
+        try:
+            return retrying(lambda: _read_capped(self.fs, key), f"downloading {_safe(key)}")
+        except InvalidDatasetError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified, never shown raw
+            raise remote_error(self.url, exc, key) from None
+
+    def address(self, index: int) -> str:
+        return f"{_safe(self.url).rstrip('/')}/{self.keys[index]}"
+
+
+def list_images(url: str) -> RemoteImages:
+    """The images (by extension) under a remote prefix, in key order; labels from class folders if every image is
+    in one, else none."""
+    from .imaging import is_image_name
+
+    fs, root = open_url(url)
+    try:
+        info = retrying(lambda: fs.info(root), f"reading {_safe(url)}")
+    except InvalidDatasetError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise remote_error(url, exc) from None
+    if info.get("type") != "directory":
+        raise InvalidDatasetError(f"{_safe(url)} is not a prefix of images.",
+                                  hint="score a prefix; convert an archive or a manifest first.")
+    keys = sorted(k for k in _listing(fs, root, url) if is_image_name(k))
+    if not keys:
+        raise InvalidDatasetError(f"There is no image under {_safe(url)}.", hint="check the prefix.")
+    nested = all("/" in k for k in keys)
+    return RemoteImages(url, fs, root, keys, [k.split("/", 1)[0] if nested else None for k in keys])
 
 
 def _listing(fs: Any, root: str, url: str) -> dict[str, int]:

@@ -19,7 +19,8 @@ from ..config import BEST_GUESS, SCORE_BATCH_SIZE, UNKNOWN_LABEL, check_min_conf
 from ..errors import InvalidDatasetError, ParameterError
 from ..files import atomic_file, check_output
 from ..data.decoding import DecodedCache, default_cache_dir
-from ..data.image_directory import ImageDirectory, list_problems
+from ..data.image_directory import ImageDirectory, ImageRecord, list_problems
+from ..data.remote import RemoteImages, display, is_remote, list_images
 from ..data.imaging import BadImage, read_image_file, rgb_tensor, to_rgb
 from ..models.model_directory import TrainedModel, open_model_directory
 from ..parallel import scoring_loader_workers
@@ -122,6 +123,56 @@ class _ScoringData(Dataset):
             return None, i, str(exc)
 
 
+class _RemoteData(Dataset):
+    """(input tensor or None, position, error) per image of a remote prefix, each read when it is scored."""
+
+    def __init__(self, images: RemoteImages, model_input: ModelInput):
+        self.images, self.model_input = images, model_input
+
+    def __len__(self) -> int:
+        return len(self.images.keys)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str]:
+        try:
+            return self.model_input.from_bytes(self.images.read(i)), i, ""
+        except (BadImage, InvalidDatasetError) as exc:
+            return None, i, str(exc).split(" Fix:")[0]
+
+
+def remote_score_rows(model: Model, images: RemoteImages | str, *, batch_size: int = SCORE_BATCH_SIZE, skip_invalid: bool = False,
+                      progress: bool = True, min_confidence: float | None = None) -> Iterator[dict[str, Any]]:
+    """Like score_rows, for the images under a remote prefix (s3://, az://, ...), streamed: each object is read
+    when its batch is scored, nothing is written to disk. Rows carry the object's URL as `path`."""
+    images = images if isinstance(images, RemoteImages) else list_images(images)
+    min_confidence = check_min_confidence(min_confidence, model.classes)
+    probe = output_sizes(model.trained.transform, {(4000, 3000), (300, 500)}, "inference")
+    loader = DataLoader(_RemoteData(images, model.model_input), batch_size=batch_size if len(probe) == 1 else 1,
+                        collate_fn=_collate)  # sizes are unknown before reading: batch only a fixed-size output
+    bad: list[str] = []
+    with tqdm(total=len(images.keys), desc="score", unit="img", leave=False, disable=None if progress else True) as bar:
+        for batch, positions, bad_positions, errors in loader:
+            rows: dict[int, dict[str, Any]] = {}
+            if batch is not None and (skip_invalid or not bad):
+                for i, probs in zip(positions, model.probabilities(batch).tolist()):
+                    rows[i] = _remote_row(images, i, model.classes, probs, min_confidence=min_confidence)
+            for i, error in zip(bad_positions, errors):
+                bad.append(f"{images.keys[i]}: {error}")
+                rows[i] = _remote_row(images, i, model.classes, None, error, min_confidence)
+            if skip_invalid or not bad:
+                yield from (rows[i] for i in sorted(rows))
+            bar.update(len(positions) + len(bad_positions))
+    if bad and not skip_invalid:
+        raise InvalidDatasetError(f"{len(bad)} images under {display(images.url)} cannot be read:\n"
+                                  f"{list_problems(bad)}",
+                                  hint="pass --skip-invalid to score the rest (bad images get an error row).")
+
+
+def _remote_row(images: RemoteImages, i: int, classes: Sequence[str], probs: list[float] | None,
+                error: str | None = None, min_confidence: float | None = None) -> dict[str, Any]:
+    record = ImageRecord(i, images.keys[i], images.labels[i], 0, 0, images.keys[i])
+    return _row(record, images.address(i), images.labels[0] is not None, classes, probs, error, min_confidence)
+
+
 def _collate(items: list) -> tuple[torch.Tensor | None, list[int], list[int], list[str]]:
     good = [(x, i) for x, i, _ in items if x is not None]
     batch = torch.stack([x for x, _ in good]) if good else None
@@ -160,15 +211,20 @@ def score_rows(
                         collate_fn=_collate, pin_memory=model.device.type == "cuda")
     records = directory.records
     bad: list[str] = []
+
+    def where(i: int) -> str:
+        return str((directory.root / records[i].path).resolve())
+
     with tqdm(total=len(directory), desc="score", unit="img", leave=False, disable=None if progress else True) as bar:
         for batch, positions, bad_positions, errors in loader:
             rows: dict[int, dict[str, Any]] = {}
             if batch is not None and (skip_invalid or not bad):  # once failing, only look for more bad images
                 for i, probs in zip(positions, model.probabilities(batch).tolist()):
-                    rows[i] = _row(records[i], directory, model.classes, probs, min_confidence=min_confidence)
+                    rows[i] = _row(records[i], where(i), directory.labeled, model.classes, probs,
+                                   min_confidence=min_confidence)
             for i, error in zip(bad_positions, errors):
                 bad.append(f"{records[i].path}: {error}")
-                rows[i] = _row(records[i], directory, model.classes, None, error, min_confidence)
+                rows[i] = _row(records[i], where(i), directory.labeled, model.classes, None, error, min_confidence)
             if skip_invalid or not bad:
                 for i in sorted(rows):
                     yield rows[i]
@@ -186,11 +242,10 @@ def decide(classes: Sequence[str], probs: Sequence[float], min_confidence: float
     return (UNKNOWN_LABEL if unsure else classes[top]), classes[top]
 
 
-def _row(record, directory: ImageDirectory, classes: Sequence[str], probs: list[float] | None,
+def _row(record: ImageRecord, path: str, labeled: bool, classes: Sequence[str], probs: list[float] | None,
          error: str | None = None, min_confidence: float | None = None) -> dict[str, Any]:
-    row: dict[str, Any] = {"id": record.id, "path": str((directory.root / record.path).resolve()),
-                           "source": record.source}
-    if directory.labeled:
+    row: dict[str, Any] = {"id": record.id, "path": path, "source": record.source}
+    if labeled:
         row["label"] = record.label
     for k, name in enumerate(classes):
         row[PROBABILITY_PREFIX + name] = None if probs is None else probs[k]
@@ -206,9 +261,12 @@ def _row(record, directory: ImageDirectory, classes: Sequence[str], probs: list[
 def score(model: str | Path | Model, images: str | Path | ImageDirectory, *, batch_size: int = SCORE_BATCH_SIZE,
           workers: int | None = None, skip_invalid: bool = False, progress: bool = True,
           cache: bool = True, min_confidence: float | None = None) -> list[dict[str, Any]]:
-    """Score an image directory; return the table as a list of rows (dicts with the designer's column names;
-    see score_rows for `min_confidence`)."""
+    """Score an image directory, or the images under a remote prefix (s3://..., streamed); return the table as a
+    list of rows (dicts with the designer's column names; see score_rows for `min_confidence`)."""
     model = model if isinstance(model, Model) else load_model(model)
+    if isinstance(images, str) and is_remote(images):
+        return list(remote_score_rows(model, images, batch_size=batch_size, skip_invalid=skip_invalid,
+                                      progress=progress, min_confidence=min_confidence))
     directory = images if isinstance(images, ImageDirectory) else ImageDirectory.open(images)
     return list(score_rows(model, directory, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid,
                            progress=progress, cache=cache, min_confidence=min_confidence))
@@ -230,12 +288,22 @@ def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path
     fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv")
     if fmt not in FORMATS:
         raise ParameterError(f"format must be one of {FORMATS}, got {fmt!r}.")
-    inputs = [model.trained.path if isinstance(model, Model) else Path(model), Path(images)]
+    remote = is_remote(images)
+    inputs = [model.trained.path if isinstance(model, Model) else Path(model)] + ([] if remote else [Path(images)])
     _check_scores_output(out, overwrite, inputs)
     model = model if isinstance(model, Model) else load_model(model)
     min_confidence = check_min_confidence(min_confidence, model.classes)
-    directory = ImageDirectory.open(images)
-    columns = (["id", "path", "source"] + (["label"] if directory.labeled else [])
+    if remote:
+        listed = list_images(str(images))
+        labeled, source = listed.labels[0] is not None, listed.url
+        rows = remote_score_rows(model, listed, batch_size=batch_size, skip_invalid=skip_invalid, progress=progress,
+                                 min_confidence=min_confidence)
+    else:
+        directory = ImageDirectory.open(images)
+        labeled, source = directory.labeled, directory.root
+        rows = score_rows(model, directory, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid,
+                          progress=progress, cache=cache, min_confidence=min_confidence)
+    columns = (["id", "path", "source"] + (["label"] if labeled else [])
                + [PROBABILITY_PREFIX + c for c in model.classes] + [SCORED_LABELS]
                + ([BEST_GUESS] if min_confidence is not None else []) + (["error"] if skip_invalid else []))
     kept = f"{out} is as it was before." if out.exists() else ""
@@ -244,12 +312,11 @@ def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path
         writer = csv.DictWriter(f, columns, extrasaction="raise") if fmt == "csv" else None
         if writer:
             writer.writeheader()
-        for row in score_rows(model, directory, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid,
-                              progress=progress, cache=cache, min_confidence=min_confidence):
+        for row in rows:
             if writer:
                 writer.writerow(row)
             else:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
-    log.info("scored %d images of %s with %s into %s", count, directory.root, model.trained.path, out)
+    log.info("scored %d images of %s with %s into %s", count, source, model.trained.path, out)
     return out, count
