@@ -127,6 +127,8 @@ def sample_objects() -> dict[str, bytes]:
     objects["listed/manifest.csv"] = b"path,label\nimages/a.png,cat\nimages/b.png,dog\n"
     objects["broken/manifest.csv"] = b"path,label\nimages/gone.png,cat\n"
     objects["escape/manifest.csv"] = b"path,label\n../labeled/cat/0.png,cat\n"
+    objects["imagedir/imgtrain-images.json"] = b"{}"
+    objects["imagedir/images/0.png"] = _png(50)
     return objects
 
 
@@ -197,6 +199,8 @@ def test_score_streams_a_remote_prefix(s3, trained_model, run_cli, tmp_path):
             assert row[key] == pytest.approx(by_source[row["source"]][key], abs=1e-6)
     code, out, _ = run_cli("score", "--model", model, "--data", "s3://photos/labeled", "--out", tmp_path / "s.csv")
     assert code == 0 and "wrote 6 scores" in out and sorted(p.name for p in tmp_path.iterdir()) == ["copy", "s.csv"]
+    with pytest.raises(InvalidDatasetError, match="convert it first"):
+        imgtrain.score(loaded, "s3://photos/imagedir", progress=False)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs is installed here")

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..errors import InvalidDatasetError, MissingDependencyError
 from .archives import archive_kind
-from .image_directory import safe_relative_path
+from .image_directory import META_NAME, safe_relative_path
 from .imaging import MAX_FILE_BYTES
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,11 @@ def list_images(url: str) -> RemoteImages:
     if info.get("type") != "directory":
         raise InvalidDatasetError(f"{_safe(url)} is not a prefix of images.",
                                   hint="score a prefix; convert an archive or a manifest first.")
-    keys = sorted(k for k in _listing(fs, root, url) if is_image_name(k))
+    listed = _listing(fs, root, url)
+    if META_NAME in listed or "_meta.yaml" in listed:
+        raise InvalidDatasetError(f"{_safe(url)} is an image directory; score reads a prefix of images.",
+                                  hint=f"convert it first: imgtrain convert {_safe(url)} DIR, then score DIR.")
+    keys = sorted(k for k in listed if is_image_name(k))
     if not keys:
         raise InvalidDatasetError(f"There is no image under {_safe(url)}.", hint="check the prefix.")
     nested = all("/" in k for k in keys)
