@@ -137,31 +137,37 @@ def _upload(client) -> None:
         client.put_object(Bucket="photos", Key=key, Body=body)
 
 
-def test_a_labeled_prefix_converts_like_a_folder(s3, tmp_path):
-    directory = imgtrain.convert("s3://photos/labeled", tmp_path / "out", progress=False)
+def every_kind_of_source_converts(base: str, tmp_path) -> None:
+    """A labeled prefix, an archive object and a manifest with relative keys under `base` (s3://photos, ...)."""
+    directory = imgtrain.convert(f"{base}/labeled", tmp_path / "out", progress=False)
     assert directory.classes == ("cat", "dog") and len(directory) == 6
     assert sorted(r.source for r in directory)[0] == "cat/0.png"
-    report = json.loads((tmp_path / "out" / "convert-report.json").read_text())
-    assert report["source"] == "s3://photos/labeled"
-    assert not any(p.name == ".download" for p in (tmp_path / "out").rglob("*"))
-
-
-def test_an_archive_and_a_manifest_in_a_bucket(s3, tmp_path):
-    archive = imgtrain.convert("s3://photos/archives/data.zip", tmp_path / "a", progress=False)
+    assert json.loads((tmp_path / "out" / "convert-report.json").read_text())["source"] == f"{base}/labeled"
+    assert not any(p.name == ".download" for p in (tmp_path / "out").rglob("*"))  # nothing staged is left
+    archive = imgtrain.convert(f"{base}/archives/data.zip", tmp_path / "a", progress=False)
     assert archive.class_counts() == {"cat": 2, "dog": 2}
-    assert all(r.source.startswith("s3://photos/archives/data.zip/") for r in archive)
-    listed = imgtrain.convert("s3://photos/listed/manifest.csv", tmp_path / "m", progress=False)
+    assert all(r.source.startswith(f"{base}/archives/data.zip/") for r in archive)
+    listed = imgtrain.convert(f"{base}/listed/manifest.csv", tmp_path / "m", progress=False)
     assert listed.class_counts() == {"cat": 1, "dog": 1}
 
 
-def test_missing_keys_and_manifests_leaving_their_prefix_are_refused(s3, tmp_path):
+def missing_and_escaping_keys_are_refused(base: str, tmp_path) -> None:
+    """A missing prefix, a manifest naming a missing key, a manifest path leaving its prefix: named, no output."""
     with pytest.raises(InvalidDatasetError, match="does not exist"):
-        imgtrain.convert("s3://photos/nothing-here", tmp_path / "x", progress=False)
+        imgtrain.convert(f"{base}/nothing-here", tmp_path / "x", progress=False)
     with pytest.raises(InvalidDatasetError, match="images/gone.png"):
-        imgtrain.convert("s3://photos/broken/manifest.csv", tmp_path / "y", progress=False)
+        imgtrain.convert(f"{base}/broken/manifest.csv", tmp_path / "y", progress=False)
     with pytest.raises(InvalidDatasetError, match="not keys relative to it"):
-        imgtrain.convert("s3://photos/escape/manifest.csv", tmp_path / "z", progress=False)
+        imgtrain.convert(f"{base}/escape/manifest.csv", tmp_path / "z", progress=False)
     assert not any((tmp_path / n).exists() for n in "xyz")
+
+
+def test_a_prefix_an_archive_and_a_manifest_in_a_bucket(s3, tmp_path):
+    every_kind_of_source_converts("s3://photos", tmp_path)
+
+
+def test_missing_keys_and_manifests_leaving_their_prefix_are_refused(s3, tmp_path):
+    missing_and_escaping_keys_are_refused("s3://photos", tmp_path)
 
 
 def test_throttled_requests_succeed_on_retry(s3, tmp_path):

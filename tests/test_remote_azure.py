@@ -16,10 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_remote import sample_objects
-
-import imgtrain
-from imgtrain import InvalidDatasetError
+from test_remote import every_kind_of_source_converts, missing_and_escaping_keys_are_refused, sample_objects
 
 blob = pytest.importorskip("azure.storage.blob")
 pytest.importorskip("adlfs")
@@ -79,21 +76,12 @@ def azurite(tmp_path_factory):
         process.wait(timeout=10)
 
 
-def test_a_labeled_prefix_an_archive_and_a_manifest(azurite, tmp_path):
-    labeled = imgtrain.convert("az://photos/labeled", tmp_path / "l", progress=False)
-    assert labeled.classes == ("cat", "dog") and len(labeled) == 6
-    archive = imgtrain.convert("az://photos/archives/data.zip", tmp_path / "a", progress=False)
-    assert archive.class_counts() == {"cat": 2, "dog": 2}
-    listed = imgtrain.convert("az://photos/listed/manifest.csv", tmp_path / "m", progress=False)
-    assert listed.class_counts() == {"cat": 1, "dog": 1}
+def test_a_prefix_an_archive_and_a_manifest_in_a_container(azurite, tmp_path):
+    every_kind_of_source_converts("az://photos", tmp_path)
 
 
-def test_missing_keys_are_named(azurite, tmp_path):
-    with pytest.raises(InvalidDatasetError, match="does not exist"):
-        imgtrain.convert("az://photos/nothing-here", tmp_path / "x", progress=False)
-    with pytest.raises(InvalidDatasetError, match="images/gone.png"):
-        imgtrain.convert("az://photos/broken/manifest.csv", tmp_path / "y", progress=False)
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+def test_missing_keys_and_manifests_leaving_their_prefix_are_refused(azurite, tmp_path):
+    missing_and_escaping_keys_are_refused("az://photos", tmp_path)
 
 
 def test_a_wrong_account_key_fails_clearly_without_the_key(azurite, tmp_path, monkeypatch, run_cli):
