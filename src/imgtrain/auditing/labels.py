@@ -12,8 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MissingDependencyError
-
 FOLDS = 5
 
 
@@ -33,11 +31,7 @@ def out_of_sample_probabilities(features: np.ndarray, labels: np.ndarray, seed: 
 def label_issues(features: np.ndarray, labels: np.ndarray, classes: list[str], seed: int = 0
                  ) -> dict[str, Any]:
     """The images whose label the out-of-sample probabilities contradict, most doubtful first; or why not run."""
-    try:
-        from cleanlab.filter import find_label_issues
-    except ImportError:
-        raise MissingDependencyError("The label check needs cleanlab and scikit-learn.",
-                                     hint="pip install 'imgtrain[audit]'.") from None
+    from cleanlab.filter import find_label_issues  # present: audit() checks its libraries before any work
     counts = np.bincount(labels, minlength=len(classes))
     folds = min(FOLDS, int(counts.min()))
     if len(classes) < 2 or folds < 2:

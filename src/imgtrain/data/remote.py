@@ -93,16 +93,26 @@ def _transient(exc: BaseException) -> bool:
                                   "temporarily", "connection reset", "connection aborted"))
 
 
-def stage(url: str, dest: Path, progress: bool = True) -> Path:
-    """Copy the remote source at `url` into `dest`; return the local path that stands for it (a folder, an
-    archive or a manifest), to be converted as a local source."""
-    fs, root = open_url(url)
+def _call(action: Callable[[], T], what: str, url: str, key: str | None = None) -> T:
+    """action() with retries (retrying); an SDK error that remains becomes the named error (remote_error)."""
     try:
-        info = retrying(lambda: fs.info(root), f"reading {_safe(url)}")
+        return retrying(action, what)
     except InvalidDatasetError:
         raise
     except Exception as exc:  # noqa: BLE001 - each SDK has its own errors: classified, never shown raw
-        raise remote_error(url, exc) from None
+        raise remote_error(url, exc, key) from None
+
+
+def _stat(url: str) -> tuple[Any, str, dict[str, Any]]:
+    """(filesystem, path, info) of a URL: what it is (an object or a prefix) and how large."""
+    fs, root = open_url(url)
+    return fs, root, _call(lambda: fs.info(root), f"reading {_safe(url)}", url)
+
+
+def stage(url: str, dest: Path, progress: bool = True) -> Path:
+    """Copy the remote source at `url` into `dest`; return the local path that stands for it (a folder, an
+    archive or a manifest), to be converted as a local source."""
+    fs, root, info = _stat(url)
     dest.mkdir(parents=True, exist_ok=True)
     if info.get("type") == "directory":
         objects = _listing(fs, root, url)
@@ -136,12 +146,7 @@ class RemoteImages:
     def read(self, index: int) -> bytes:
         """The bytes of image `index` (capped at MAX_FILE_BYTES, retried like every remote read)."""
         key = f"{self.root.rstrip('/')}/{self.keys[index]}"
-        try:
-            return retrying(lambda: _read_capped(self.fs, key), f"downloading {_safe(key)}")
-        except InvalidDatasetError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - classified, never shown raw
-            raise remote_error(self.url, exc, key) from None
+        return _call(lambda: _read_capped(self.fs, key), f"downloading {_safe(key)}", self.url, key)
 
     def address(self, index: int) -> str:
         return f"{_safe(self.url).rstrip('/')}/{self.keys[index]}"
@@ -152,13 +157,7 @@ def list_images(url: str) -> RemoteImages:
     in one, else none."""
     from .imaging import is_image_name
 
-    fs, root = open_url(url)
-    try:
-        info = retrying(lambda: fs.info(root), f"reading {_safe(url)}")
-    except InvalidDatasetError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise remote_error(url, exc) from None
+    fs, root, info = _stat(url)
     if info.get("type") != "directory":
         raise InvalidDatasetError(f"{_safe(url)} is not a prefix of images.",
                                   hint="score a prefix; convert an archive or a manifest first.")
@@ -175,7 +174,7 @@ def list_images(url: str) -> RemoteImages:
 
 def _listing(fs: Any, root: str, url: str) -> dict[str, int]:
     """Relative key -> size of every object under the prefix; refused when too many, too large or unsafe."""
-    found = retrying(lambda: fs.find(root, detail=True), f"listing {_safe(url)}")
+    found = _call(lambda: fs.find(root, detail=True), f"listing {_safe(url)}", url)
     objects: dict[str, int] = {}
     prefix = root.rstrip("/") + "/"
     for key, meta in found.items():
@@ -228,12 +227,7 @@ def _download(fs: Any, pairs: dict[str, Path], sizes: dict[str, int], url: str, 
     with bar:
         for n, (key, local) in enumerate(pairs.items(), 1):
             local.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                data = retrying(lambda: _read_capped(fs, key), f"downloading {_safe(key)}")
-            except InvalidDatasetError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - as in stage
-                raise remote_error(url, exc, key) from None
+            data = _call(lambda: _read_capped(fs, key), f"downloading {_safe(key)}", url, key)
             local.write_bytes(data)
             bar.update(len(data))
             bar.set_postfix(objects=f"{n}/{len(pairs)}")

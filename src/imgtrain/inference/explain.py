@@ -102,20 +102,22 @@ def _network_for_gradients(trained: TrainedModel) -> nn.Module:
 def choose(rows: list[dict[str, Any]], classes: Sequence[str], errors: int, correct: int, seed: int
            ) -> list[tuple[dict[str, Any], bool]]:
     """The `errors` most confident errors, then a seeded sample of `correct` right predictions: (row, is_error)."""
-    from .scoring import PROBABILITY_PREFIX
-
     scored = [r for r in rows if r.get("label") not in (None, "") and not r.get("error")]
     if not scored:
         raise NotLabeledDatasetError("There is no labeled, scored image to explain.",
                                      hint="explain a labeled image directory (or the scores of one).")
-
-    def top(row: dict[str, Any]) -> tuple[float, str]:
-        return max((float(row[PROBABILITY_PREFIX + c]), c) for c in classes)
-
-    wrong = sorted((r for r in scored if top(r)[1] != r["label"]), key=lambda r: -top(r)[0])[:errors]
-    right = [r for r in scored if top(r)[1] == r["label"]]
+    judged = [(r, *_top(r, classes)) for r in scored]  # (row, top probability, top class)
+    wrong = sorted((j for j in judged if j[2] != j[0]["label"]), key=lambda j: -j[1])[:errors]
+    right = [r for r, _, c in judged if c == r["label"]]
     picked = np.random.default_rng(seed).permutation(len(right))[:correct]
-    return [(r, True) for r in wrong] + [(right[i], False) for i in sorted(picked)]
+    return [(r, True) for r, _, _ in wrong] + [(right[i], False) for i in sorted(picked)]
+
+
+def _top(row: dict[str, Any], classes: Sequence[str]) -> tuple[float, str]:
+    """(probability, class) of a scored row's most likely class."""
+    from .scoring import PROBABILITY_PREFIX
+
+    return max((float(row[PROBABILITY_PREFIX + c]), c) for c in classes)
 
 
 def explain_rows(trained: TrainedModel, rows: list[dict[str, Any]], out: str | Path, *, errors: int = DEFAULT_COUNT,
@@ -130,14 +132,16 @@ def explain_rows(trained: TrainedModel, rows: list[dict[str, Any]], out: str | P
     model_input = trained.model_input()
     net = _network_for_gradients(trained)
     entries, maps, images = [], [], []
-    layer_name = None
+    layer_name = layer = None
     for row, is_error in chosen:
         tensor = _model_input_of(model_input, row["path"])[None]
-        layer_name = layer_name or target_layer_name(net, tensor, head_modules(trained.architecture.head_keys))
-        predicted = max(trained.classes, key=lambda c: float(row[f"Scored Probabilities_{c}"]))
-        cam = gradcam(net, dict(net.named_modules())[layer_name], tensor, [trained.classes.index(predicted)])[0]
+        if layer is None:  # the first image's shape picks the layer for all (one transformation, one size)
+            layer_name = target_layer_name(net, tensor, head_modules(trained.architecture.head_keys))
+            layer = dict(net.named_modules())[layer_name]
+        probability, predicted = _top(row, trained.classes)
+        cam = gradcam(net, layer, tensor, [trained.classes.index(predicted)])[0]
         entries.append({"id": row["id"], "path": row["path"], "label": row["label"], "predicted": predicted,
-                        "probability": float(row[f"Scored Probabilities_{predicted}"]), "error": is_error})
+                        "probability": probability, "error": is_error})
         maps.append(cam)
         images.append(_display(tensor[0], trained))
     document = {"format": EXPLAIN_FORMAT, "format_version": 1, "method": "Grad-CAM (captum LayerGradCam)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,32 +145,18 @@ def remote_score_rows(model: Model, images: RemoteImages | str, *, batch_size: i
     when its batch is scored, nothing is written to disk. Rows carry the object's URL as `path`."""
     images = images if isinstance(images, RemoteImages) else list_images(images)
     min_confidence = check_min_confidence(min_confidence, model.classes)
+    _check_batch_size(batch_size)
     probe = output_sizes(model.trained.transform, {(4000, 3000), (300, 500)}, "inference")
     loader = DataLoader(_RemoteData(images, model.model_input), batch_size=batch_size if len(probe) == 1 else 1,
                         collate_fn=_collate)  # sizes are unknown before reading: batch only a fixed-size output
-    bad: list[str] = []
-    with tqdm(total=len(images.keys), desc="score", unit="img", leave=False, disable=None if progress else True) as bar:
-        for batch, positions, bad_positions, errors in loader:
-            rows: dict[int, dict[str, Any]] = {}
-            if batch is not None and (skip_invalid or not bad):
-                for i, probs in zip(positions, model.probabilities(batch).tolist()):
-                    rows[i] = _remote_row(images, i, model.classes, probs, min_confidence=min_confidence)
-            for i, error in zip(bad_positions, errors):
-                bad.append(f"{images.keys[i]}: {error}")
-                rows[i] = _remote_row(images, i, model.classes, None, error, min_confidence)
-            if skip_invalid or not bad:
-                yield from (rows[i] for i in sorted(rows))
-            bar.update(len(positions) + len(bad_positions))
-    if bad and not skip_invalid:
-        raise InvalidDatasetError(f"{len(bad)} images under {display(images.url)} cannot be read:\n"
-                                  f"{list_problems(bad)}",
-                                  hint="pass --skip-invalid to score the rest (bad images get an error row).")
+    records = [ImageRecord(i, key, label, 0, 0, key) for i, (key, label) in enumerate(zip(images.keys, images.labels))]
+    yield from _rows_of(model, loader, records, images.address, images.labels[0] is not None,
+                        f"under {display(images.url)}", skip_invalid, progress, min_confidence)
 
 
-def _remote_row(images: RemoteImages, i: int, classes: Sequence[str], probs: list[float] | None,
-                error: str | None = None, min_confidence: float | None = None) -> dict[str, Any]:
-    record = ImageRecord(i, images.keys[i], images.labels[i], 0, 0, images.keys[i])
-    return _row(record, images.address(i), images.labels[0] is not None, classes, probs, error, min_confidence)
+def _check_batch_size(batch_size: object) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ParameterError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
 
 
 def _collate(items: list) -> tuple[torch.Tensor | None, list[int], list[int], list[str]]:
@@ -197,8 +183,7 @@ def score_rows(
     whose top probability is below it is labelled UNKNOWN_LABEL, and a BEST_GUESS column keeps the top class.
     """
     min_confidence = check_min_confidence(min_confidence, model.classes)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ParameterError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    _check_batch_size(batch_size)
     if len(output_sizes(model.trained.transform, {(r.width, r.height) for r in directory}, "inference")) > 1:
         log.warning("images come out of the model's transformation in several sizes: scoring one at a time")
         batch_size = 1
@@ -210,27 +195,30 @@ def score_rows(
                         num_workers=workers,
                         collate_fn=_collate, pin_memory=model.device.type == "cuda")
     records = directory.records
+    yield from _rows_of(model, loader, records, lambda i: str((directory.root / records[i].path).resolve()),
+                        directory.labeled, f"of {directory.root}", skip_invalid, progress, min_confidence)
+
+
+def _rows_of(model: Model, loader: DataLoader, records: Sequence[ImageRecord], where: Callable[[int], str],
+             labeled: bool, name: str, skip_invalid: bool, progress: bool, min_confidence: float | None
+             ) -> Iterator[dict[str, Any]]:
+    """The rows of the loader's batches in the images' order (local or remote: `where` gives each one's path);
+    unreadable images are raised after every image was tried, or with `skip_invalid` given error rows."""
     bad: list[str] = []
-
-    def where(i: int) -> str:
-        return str((directory.root / records[i].path).resolve())
-
-    with tqdm(total=len(directory), desc="score", unit="img", leave=False, disable=None if progress else True) as bar:
+    with tqdm(total=len(records), desc="score", unit="img", leave=False, disable=None if progress else True) as bar:
         for batch, positions, bad_positions, errors in loader:
             rows: dict[int, dict[str, Any]] = {}
             if batch is not None and (skip_invalid or not bad):  # once failing, only look for more bad images
                 for i, probs in zip(positions, model.probabilities(batch).tolist()):
-                    rows[i] = _row(records[i], where(i), directory.labeled, model.classes, probs,
-                                   min_confidence=min_confidence)
+                    rows[i] = _row(records[i], where(i), labeled, model.classes, probs, min_confidence=min_confidence)
             for i, error in zip(bad_positions, errors):
                 bad.append(f"{records[i].path}: {error}")
-                rows[i] = _row(records[i], where(i), directory.labeled, model.classes, None, error, min_confidence)
+                rows[i] = _row(records[i], where(i), labeled, model.classes, None, error, min_confidence)
             if skip_invalid or not bad:
-                for i in sorted(rows):
-                    yield rows[i]
+                yield from (rows[i] for i in sorted(rows))
             bar.update(len(positions) + len(bad_positions))
     if bad and not skip_invalid:
-        raise InvalidDatasetError(f"{len(bad)} images of {directory.root} cannot be read:\n{list_problems(bad)}",
+        raise InvalidDatasetError(f"{len(bad)} images {name} cannot be read:\n{list_problems(bad)}",
                                   hint="pass --skip-invalid to score the rest (bad images get an error row).")
 
 
