@@ -18,7 +18,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# Tests too long for `make test` (a two-node job over network namespaces, as root); .ci/run runs them too.
+# Tests too long for `make test` (a two-node job over network namespaces, as root; the transfer and Grad-CAM
+# corner figures); .ci/run runs them too.
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 

@@ -19,6 +19,7 @@ from imgtrain.models.catalog import head_keys
 
 
 
+@pytest.mark.slow  # about 20 s: `make test-slow`, which .ci/run runs after `make test`
 def test_gradcam_mass_falls_in_the_corner_that_decides_the_class(bench, tmp_path):
     """Four classes told apart only by the object in the top-left quarter of 128 px images: a resnet18 learns
     the task, and on average at least half of each explained image's Grad-CAM mass lies in that quarter

@@ -12,6 +12,7 @@ def transfer():
     return load_bench("transfer")
 
 
+@pytest.mark.slow  # about 25 s: `make test-slow`, which .ci/run runs after `make test`
 def test_fine_tuning_beats_training_from_scratch_at_equal_epochs(transfer, tmp_path):
     """5 rotated digits per class: the default fine-tune of weights pretrained on upright digits beats the same
     network from scratch by a wide margin (measured 0.65 against 0.25), and beats the designer's single rate."""
