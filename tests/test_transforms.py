@@ -76,6 +76,53 @@ def test_parameters_are_validated_when_made():
         TransformSpec(crop_size=-3)
 
 
+@pytest.mark.parametrize("values, message", [
+    ({"size": 64, "crop_size": 224}, "crop_size must be at most size .* got crop_size 224 with size 64"),
+    ({"size": 20, "center_crop": False, "random_crop": True, "random_crop_size": 31},
+     "random_crop_size must be at most 20, the side the resize"),
+    ({"size": 32, "crop_size": 24, "pad": True, "padding": 2, "random_crop": True, "random_crop_size": 30},
+     "random_crop_size must be at most 28, the side the center crop"),
+    ({"random_resized_crop": True, "random_resized_crop_size": 96, "random_crop": True},
+     "random_crop_size must be at most 96, the side the random resized crop"),
+])
+def test_a_crop_larger_than_its_image_is_refused_as_a_black_frame(values, message):
+    """Issue 25: `--size 64 --crop-size 224` made a 64 px picture in a black 224 px frame."""
+    with pytest.raises(imgtrain.ParameterError, match=message) as caught:
+        TransformSpec(**values)
+    assert "black" in str(caught.value) and "or less" in str(caught.value)
+
+
+@pytest.mark.parametrize("values", [
+    {"size": 64, "crop_size": 64},
+    {"size": 28, "crop_size": 24, "pad": True, "padding": 4, "random_crop": True, "random_crop_size": 32},
+    {"resize": False, "crop_size": 224},  # sizes depend on the images: nothing to check here
+    {"size": 64, "crop_size": 224, "center_crop": False},  # an unused size is no problem
+    {"random_horizontal_flip": False},  # the designer's defaults
+    {"size": 64, "crop_size": 56, "random_resized_crop": True, "random_resized_crop_size": 224},
+])
+def test_crops_that_fit_their_image_are_accepted(values):
+    spec = TransformSpec(**values)
+    if spec.resize:  # then no step pads but the one asked for
+        x = torch.full((3, 100, 150), 200, dtype=torch.uint8)
+        y = build_transform(spec, "training")(x)
+        assert (y == 0).float().mean() <= (1 - 24 * 24 / 32 ** 2 if spec.pad else 0)
+
+
+def test_a_framing_transformation_file_is_refused_on_reading(tmp_path):
+    path = init_transform(tmp_path / "t.json")
+    data = json.loads(path.read_text())
+    data["transforms"].update(size=64)
+    path.write_text(json.dumps(data))
+    with pytest.raises(InvalidTransformationDirectoryError, match="crop_size must be at most size"):
+        load_transform(path)
+
+
+def test_transform_init_refuses_a_crop_larger_than_the_resize(run_cli, tmp_path):
+    code, out, err = run_cli("transform", "init", tmp_path / "t.json", "--size", "64", "--crop-size", "224")
+    assert code == 1 and out == "" and not (tmp_path / "t.json").exists()
+    assert "ParameterError" in err and "black frame" in err and "lower crop_size to 64 or less" in err
+
+
 def test_default_transform_resizes_and_center_crops():
     x = torch.randint(0, 256, (3, 300, 400), dtype=torch.uint8)
     y = build_transform(TransformSpec(), "inference")(x)
@@ -154,9 +201,9 @@ def test_dataset_applies_spec_on_the_fly_with_fresh_draws(directory):
 @pytest.mark.parametrize("spec", [
     imgtrain.TransformSpec(),
     imgtrain.TransformSpec(size=1, center_crop=False),
-    imgtrain.TransformSpec(size=37, crop_size=50, pad=True, padding=3),
+    imgtrain.TransformSpec(size=37, crop_size=30, pad=True, padding=3),
     imgtrain.TransformSpec(resize=False, center_crop=False, random_resized_crop=True, random_resized_crop_size=19),
-    imgtrain.TransformSpec(resize=True, size=20, center_crop=False, random_crop=True, random_crop_size=31,
+    imgtrain.TransformSpec(resize=False, center_crop=False, random_crop=True, random_crop_size=31,
                            random_rotation=True, random_rotation_degrees=30, random_perspective=True),
 ])
 def test_output_sizes_by_arithmetic_match_the_transformation_for_every_size(spec):

@@ -121,6 +121,30 @@ def spec_problems(values: dict) -> list[str]:
             if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
                 kind = "an integer" if integral else "a number"
                 problems.append(f"{name} must be {kind} from {low} to {high}, got {value!r}")
+    return problems or _frame_problems({f.name: f.default for f in fields(TransformSpec)} | values)
+
+
+def _frame_problems(s: dict) -> list[str]:
+    """Crops larger than the image they are given: torchvision pads the difference with black, so the picture
+    ends up small in a black frame. Only the sizes the spec fixes are checked (without a resize, the image's)."""
+    problems = []
+    side, made_by = (s["size"], "the resize (size)") if s["resize"] else (None, "")
+    if s["center_crop"]:
+        if side is not None and s["crop_size"] > side:
+            problems.append(f"crop_size must be at most size when both resize and center_crop are on, got crop_size "
+                            f"{s['crop_size']} with size {side}: a {s['crop_size']} px center crop of an image "
+                            f"resized to {side} px is that image in a black frame; lower crop_size to {side} or "
+                            f"less, or raise size to {s['crop_size']} or more")
+        side, made_by = s["crop_size"], "the center crop (crop_size)"
+    if s["pad"] and side is not None:
+        side, made_by = side + 2 * s["padding"], f"{made_by} and the padding"
+    if s["random_resized_crop"]:
+        side, made_by = s["random_resized_crop_size"], "the random resized crop (random_resized_crop_size)"
+    if s["random_crop"] and side is not None and s["random_crop_size"] > side:
+        problems.append(f"random_crop_size must be at most {side}, the side {made_by} leaves, got "
+                        f"{s['random_crop_size']}: the random crop would pad the image with black to "
+                        f"{s['random_crop_size']} px; lower random_crop_size to {side} or less (or turn on pad "
+                        "with a padding, if a black border is what you want)")
     return problems
 
 
