@@ -141,6 +141,18 @@ def test_existing_output_error_names_the_fix(run_cli, labeled_folder, tmp_path):
     assert code == 0
 
 
+def test_the_cli_names_the_fix_as_an_option_and_the_library_as_a_parameter(run_cli, labeled_folder, tmp_path):
+    """Issue 25: OutputExistsError said '--overwrite (overwrite=True)' to everyone."""
+    import imgtrain
+
+    imgtrain.convert(labeled_folder, tmp_path / "all", progress=False)
+    with pytest.raises(imgtrain.OutputExistsError) as caught:
+        imgtrain.convert(labeled_folder, tmp_path / "all", progress=False)
+    assert "pass overwrite=True to replace it" in str(caught.value) and "--" not in str(caught.value)
+    code, _, err = run_cli("convert", labeled_folder, tmp_path / "all")
+    assert code == 1 and "pass --overwrite to replace it" in err and "overwrite=True" not in err
+
+
 @pytest.mark.parametrize("value", ["-1", "x"])
 def test_bad_workers_value_is_wrong_usage(run_cli, labeled_folder, tmp_path, value):
     code, _, err = run_cli("convert", labeled_folder, tmp_path / "o", "--workers", value)

@@ -96,7 +96,7 @@ def test_bad_images_fail_naming_each_and_write_nothing(labeled_folder, tmp_path)
     message = str(err.value)
     for name in ("cat/empty.png", "cat/text.jpg", "dog/cut.png"):
         assert name in message
-    assert "--skip-invalid" in message
+    assert "skip_invalid=True" in message
     assert tree(tmp_path) == before
 
 
@@ -302,7 +302,7 @@ def test_existing_output_is_refused_unless_overwrite(labeled_folder, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
-    with pytest.raises(OutputExistsError, match="--overwrite"):
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
         imgtrain.convert(labeled_folder, out)
     assert (out / "precious.txt").read_text() == "keep me"
     with pytest.raises(OutputExistsError, match="replaces only imgtrain outputs"):  # not someone's own folder

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 
 import pytest
 
-from imgtrain import ImageDirectory, OutputExistsError, open_model_directory
+from imgtrain import ImageDirectory, OutputExistsError, TrainingInterrupted, open_model_directory
 from imgtrain.demo import run_demo
 from imgtrain.data.transforms import load_transform
 
@@ -31,3 +32,16 @@ def test_demo_replaces_its_own_output_but_nothing_else(tmp_path):
     (tmp_path / "other" / "mine.txt").write_text("x")
     with pytest.raises(OutputExistsError):
         run_demo(tmp_path / "other", epochs=1, limit=50, progress=False)
+
+
+def test_an_interrupted_demo_says_to_run_it_again_not_to_resume(tmp_path, monkeypatch):
+    """Issue 25: stopping `imgtrain demo` said 'rerun the same command with --resume'; demo has no --resume."""
+    monkeypatch.setenv("IMGTRAIN_CRASH_AT", "batch:1.1")  # SIGINT after the first batch, as Ctrl-C would
+    monkeypatch.setenv("IMGTRAIN_CRASH_SIGNAL", "INT")
+    with pytest.raises(TrainingInterrupted) as caught:
+        run_demo(tmp_path / "demo", epochs=1, limit=40, progress=False)
+    assert caught.value.signum == signal.SIGINT
+    assert "resume" not in str(caught.value).replace("no resume", "")
+    assert "call run_demo again: it starts over" in str(caught.value)
+    shown = caught.value.cli_text()  # what `imgtrain demo` prints after "error: TrainingInterrupted: "
+    assert "run `imgtrain demo` again: it starts over" in shown and "--resume" not in shown.replace("no --resume", "")

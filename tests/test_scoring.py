@@ -110,7 +110,7 @@ def test_unreadable_images_are_named_and_no_file_is_left(trained_model, tmp_path
     directory = _with_bad_images(valid, tmp_path)
     with pytest.raises(InvalidDatasetError, match="2 images") as err:
         score_to_file(model, directory.root, tmp_path / "out" / "scores.csv", progress=False)
-    assert directory.records[1].path in str(err.value) and "--skip-invalid" in str(err.value)
+    assert directory.records[1].path in str(err.value) and "skip_invalid=True" in str(err.value)
     assert list((tmp_path / "out").iterdir()) == []
 
 

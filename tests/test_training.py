@@ -213,7 +213,7 @@ def test_same_seed_gives_bit_identical_weights_whatever_the_loader_workers(small
 def test_existing_model_is_refused_unless_overwrite(trained, small_training_data):
     out, _ = trained
     model, train, valid, spec = small_training_data
-    with pytest.raises(OutputExistsError, match="--overwrite"):
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
         imgtrain.train(model, train, valid, out, TrainConfig(**FAST), spec)
     imgtrain.open_model_directory(out)  # untouched
 

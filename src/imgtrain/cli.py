@@ -732,7 +732,7 @@ def _execute(args: argparse.Namespace) -> int:
     except ImgtrainError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {exc.cli_text()}", file=sys.stderr)
         return 128 + exc.signum if isinstance(exc, TrainingInterrupted) else 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import tempfile
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from PIL import Image
 
 from .models.architectures import Architecture, create_model_directory
 from .data.convert import convert
-from .errors import OutputExistsError
+from .errors import OutputExistsError, TrainingInterrupted
 from .files import atomic_write_json
 from .inference.evaluation import evaluate
 from .data.image_directory import ImageDirectory
@@ -66,7 +67,8 @@ def run_demo(out: str | Path, epochs: int = 5, limit: int | None = None, progres
     started = time.perf_counter()
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise OutputExistsError(f"{out} exists and is not an earlier demo output.", hint="choose another --out.")
+        raise OutputExistsError(f"{out} exists and is not an earlier demo output.", hint="choose another out folder.",
+                                cli_hint="choose another --out.")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / MARKER, {"format": "imgtrain.demo", "format_version": 1})
     with tempfile.TemporaryDirectory(prefix="imgtrain-digits-") as folder:
@@ -78,7 +80,14 @@ def run_demo(out: str | Path, epochs: int = 5, limit: int | None = None, progres
     untrained = create_model_directory(out / "untrained", Architecture("resnet", "resnet18"), pretrained=False,
                                        overwrite=True)
     config = TrainConfig(epochs=epochs, overwrite=True, progress=progress)  # the module's defaults otherwise
-    train(untrained.path, train_dir.root, valid_dir.root, out / "model", config, transform=transform)
+    try:
+        train(untrained.path, train_dir.root, valid_dir.root, out / "model", config, transform=transform)
+    except TrainingInterrupted as exc:  # train's hint says to resume; the demo cannot, it starts over
+        raise TrainingInterrupted(
+            f"The demo stopped while training {out / 'model'} ({signal.Signals(exc.signum).name}).",
+            hint="call run_demo again: it starts over (the demo has no resume).",
+            cli_hint="run `imgtrain demo` again: it starts over (the demo has no --resume).", signum=exc.signum,
+        ) from None
     scores, _ = score_to_file(out / "model", valid_dir.root, out / "scores.csv", overwrite=True, progress=progress)
     metrics = evaluate(scores, out / "report", overwrite=True)
     return DemoResult(out, images, train_dir, valid_dir, transform, out / "model", scores, out / "report", metrics,

@@ -6,19 +6,31 @@ from collections.abc import Sequence
 
 
 class ImgtrainError(Exception):
-    """Base of every error a user can cause; `code` is the Azure ML designer's error code."""
+    """Base of every error a user can cause; `code` is the Azure ML designer's error code.
+
+    `hint` names the fix in Python (`overwrite=True`); `cli_hint`, when the command line spells it differently
+    (`--overwrite`), is what the CLI shows instead (`cli_text`).
+    """
 
     code: str | None = None
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, cli_hint: str | None = None) -> None:
         self.message = message
         self.hint = hint
+        self.cli_hint = cli_hint
         super().__init__(message)
 
     def __str__(self) -> str:
+        return self._text(self.hint)
+
+    def cli_text(self) -> str:
+        """The message with the fix as the command line spells it."""
+        return self._text(self.cli_hint or self.hint)
+
+    def _text(self, hint: str | None) -> str:
         text = self.message
-        if self.hint:
-            text += f" Fix: {self.hint}"
+        if hint:
+            text += f" Fix: {hint}"
         if self.code:
             text += f" (designer error {self.code})"
         return text
@@ -99,8 +111,8 @@ class WorkerCrashedError(ImgtrainError):
 class TrainingInterrupted(ImgtrainError):
     """Training stopped on SIGINT/SIGTERM after writing a checkpoint; `signum` says which signal."""
 
-    def __init__(self, message: str, hint: str | None = None, signum: int = 2) -> None:
-        super().__init__(message, hint)
+    def __init__(self, message: str, hint: str | None = None, signum: int = 2, cli_hint: str | None = None) -> None:
+        super().__init__(message, hint, cli_hint)
         self.signum = signum
 
 

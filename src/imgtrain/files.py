@@ -243,11 +243,12 @@ def check_output(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> Non
     if not overwrite and _is_occupied(out):
         raise OutputExistsError(
             f"The output {out} already exists and is not empty.",
-            hint="choose another output path, or pass --overwrite (overwrite=True) to replace it.",
+            hint="choose another output path, or pass overwrite=True to replace it.",
+            cli_hint="choose another output path, or pass --overwrite to replace it.",
         )
     if overwrite and out.is_dir() and _is_occupied(out) and not any((out / m).exists() for m in IMGTRAIN_MARKERS):
         raise OutputExistsError(
-            f"The output {out} already exists and holds files imgtrain did not write; --overwrite replaces only "
+            f"The output {out} already exists and holds files imgtrain did not write; overwriting replaces only "
             "imgtrain outputs.", hint="choose another output path, or empty that folder yourself.")
 
 

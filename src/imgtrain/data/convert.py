@@ -90,7 +90,8 @@ def convert(
                 f"{len(bad)} of {len(candidates) + len(misnamed)} images in {src} cannot be used; nothing was "
                 "written:\n"
                 + list_problems([f"{name}: {reason}" for name, reason in bad]),
-                hint="fix or remove these files, or pass --skip-invalid to leave them out.",
+                hint="fix or remove these files, or pass skip_invalid=True to leave them out.",
+                cli_hint="fix or remove these files, or pass --skip-invalid to leave them out.",
             )
         if not records:
             raise InvalidDatasetError(f"None of the images in {src} can be used.", hint="check the files.")
@@ -385,8 +386,9 @@ def _check_inside(manifest: Path, candidates: list[Candidate]) -> None:
         raise InvalidDatasetError(
             f"{len(outside)} paths in the manifest {manifest} lead outside its folder {base}:\n"
             f"{list_problems([printable(p) for p in outside])}",
-            hint="give paths relative to the manifest's folder, or pass --allow-outside-paths "
-            "(allow_outside=True) to read files anywhere.")
+            hint="give paths relative to the manifest's folder, or pass allow_outside=True to read files anywhere.",
+            cli_hint="give paths relative to the manifest's folder, or pass --allow-outside-paths to read files "
+                     "anywhere.")
 
 
 def printable(name: str) -> str:

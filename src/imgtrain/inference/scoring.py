@@ -219,7 +219,8 @@ def _rows_of(model: Model, loader: DataLoader, records: Sequence[ImageRecord], w
             bar.update(len(positions) + len(bad_positions))
     if bad and not skip_invalid:
         raise InvalidDatasetError(f"{len(bad)} images {name} cannot be read:\n{list_problems(bad)}",
-                                  hint="pass --skip-invalid to score the rest (bad images get an error row).")
+                                  hint="pass skip_invalid=True to score the rest (bad images get an error row).",
+                                  cli_hint="pass --skip-invalid to score the rest (bad images get an error row).")
 
 
 def decide(classes: Sequence[str], probs: Sequence[float], min_confidence: float | None) -> tuple[str, str]:
