@@ -341,3 +341,48 @@ def test_parallel_and_single_process_give_the_same_directory(tmp_path):
     two = imgtrain.convert(src, tmp_path / "two", workers=2)
     assert one.records == two.records
     assert all((one.image_path(i).read_bytes() == two.image_path(i).read_bytes()) for i in range(len(one)))
+
+
+def _save_heic(path: Path, seed: int = 3, size: tuple[int, int] = (40, 30)) -> np.ndarray:
+    """A real HEIC file (HEVC, as an iPhone writes it), encoded by pillow-heif; returns its pixels."""
+    import pillow_heif
+
+    pixels = np.repeat(np.linspace(20, 230, size[0], dtype=np.uint8)[None, :, None], size[1], 0).repeat(3, 2)
+    pixels[..., seed % 3] = 128
+    pillow_heif.from_pillow(Image.fromarray(pixels)).save(path, quality=95)
+    return pixels
+
+
+def test_heic_photos_convert_like_any_other_image(tmp_path):
+    """Issue 25: .heic (the iPhone's format) was ignored as 'no image extension'."""
+    src = make_class_folder(tmp_path / "src", {"cat": 2, "dog": 2})
+    pixels = _save_heic(src / "cat" / "IMG_0001.HEIC")
+    _save_heic(src / "dog" / "IMG_0002.heif", seed=4)
+    d = imgtrain.convert(src, tmp_path / "out", workers=0, progress=False)
+    assert len(d) == 6 and d.class_counts() == {"cat": 3, "dog": 3}
+    heic = next(r for r in d if r.source == "cat/IMG_0001.HEIC")
+    assert (heic.width, heic.height) == (40, 30) and heic.path.endswith(".heic")
+    decoded = np.asarray(d.load(heic.id)).astype(int)
+    assert np.abs(decoded - pixels).mean() < 6  # lossy, but the picture
+    report = json.loads((tmp_path / "out" / "convert-report.json").read_text())
+    assert report["skipped"] == [] and report["ignored_non_images"] == []
+
+
+def test_heic_without_its_decoder_is_left_out_naming_the_extra(tmp_path):
+    """A real `imgtrain convert` in a Python where pillow_heif cannot be imported."""
+    import subprocess
+    import sys
+
+    src = make_class_folder(tmp_path / "src", {"cat": 2})
+    _save_heic(src / "cat" / "a.heic")
+    _save_heic(src / "cat" / "b.HEIF")
+    run = ("import sys; sys.modules['pillow_heif'] = None; from imgtrain.cli import main; "
+           f"sys.exit(main(['convert', {str(src)!r}, {str(tmp_path / 'out')!r}, '--workers', '0']))")
+    done = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "left out 2 HEIF (HEIC) images" in warnings[0]
+    assert "pip install 'imgtrain[heic]'" in warnings[0]
+    report = json.loads((tmp_path / "out" / "convert-report.json").read_text())
+    assert report["images"] == 2 and [s["source"] for s in report["skipped"]] == ["cat/a.heic", "cat/b.HEIF"]
+    assert all("pip install 'imgtrain[heic]'" in s["reason"] for s in report["skipped"])

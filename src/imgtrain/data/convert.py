@@ -28,14 +28,16 @@ from .image_directory import (
 )
 from ..config import TransformSpec
 from .decoding import DecodedCache, default_cache_dir, report_usage, resize_exact, rgb_of
-from .imaging import IMAGE_EXTENSIONS, BadImage, is_image_name, open_reduced, read_image_file
+from .imaging import (HEIF_INSTALL, IMAGE_EXTENSIONS, BadImage, MissingDecoder, is_image_name, open_reduced,
+                      read_image_file)
 from ..parallel import process_map
 
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "convert-report.json"
+NO_DECODER = "no-decoder"  # _import_one's status for a HEIF image without pillow-heif: left out, not bad
 _FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "PPM": ".ppm",
-                      "TIFF": ".tif", "WEBP": ".webp", "MPO": ".jpg"}
+                      "TIFF": ".tif", "WEBP": ".webp", "MPO": ".jpg", "HEIF": ".heic"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ def convert(
             _check_inside(src, candidates)
         candidates, misnamed = _utf8_names(candidates)
         ignored = [printable(name) for name in ignored]
-        records, bad = _import_images(candidates, tmp, workers, progress, str(default_cache_dir()) if cache else None)
+        records, bad, undecodable = _import_images(candidates, tmp, workers, progress,
+                                                   str(default_cache_dir()) if cache else None)
         bad = misnamed + bad
         shutil.rmtree(tmp / ".extract", ignore_errors=True)
         shutil.rmtree(tmp / ".download", ignore_errors=True)
@@ -94,14 +97,19 @@ def convert(
                 cli_hint="fix or remove these files, or pass --skip-invalid to leave them out.",
             )
         if not records:
-            raise InvalidDatasetError(f"None of the images in {src} can be used.", hint="check the files.")
+            raise InvalidDatasetError(f"None of the images in {src} can be used.",
+                                      hint=HEIF_INSTALL if undecodable else "check the files.")
         classes = sorted({r.label for r in records if r.label is not None})
         write_image_directory(tmp, classes, records)
-        _write_report(tmp / REPORT_NAME, remote.display(url) if url else str(src), len(records), bad, ignored)
+        _write_report(tmp / REPORT_NAME, remote.display(url) if url else str(src), len(records),
+                      bad + undecodable, ignored)
     if bad:
         log.warning("skipped %d invalid images; see %s", len(bad), out / REPORT_NAME)
     if ignored:
         log.warning("ignored %d files (no image extension, or symbolic links), e.g. %s", len(ignored), ignored[:3])
+    if undecodable:
+        log.warning("left out %d HEIF (HEIC) images: their decoder pillow-heif is not installed (%s); see %s",
+                    len(undecodable), HEIF_INSTALL, out / REPORT_NAME)
     log.info("converted %d images (%s) in %.1fs into %s", len(records),
              f"{len(classes)} classes" if classes else "unlabeled", time.perf_counter() - started, out)
     report_usage(DecodedCache(default_cache_dir()) if cache else None)
@@ -349,7 +357,7 @@ def _import_one(task: tuple[str, str, bool, str | None]) -> tuple[str, int, int,
 
     The image is decoded for the default transformation's resize (a JPEG at reduced scale: every byte is still
     read and checked); with a cache folder, a photo that resize shrinks is kept there resized, so training and
-    scoring start from it. Returns ('ok', width, height, extension) or ('bad', 0, 0, reason).
+    scoring start from it. Returns ('ok', width, height, extension), or ('bad' or NO_DECODER, 0, 0, reason).
     """
     file, dest_stem, move, cache_root = task
     size = DEFAULT_RESIZE
@@ -358,6 +366,8 @@ def _import_one(task: tuple[str, str, bool, str | None]) -> tuple[str, int, int,
         img, (width, height) = open_reduced(data, size)
         fmt = img.format
         rgb = rgb_of(img)
+    except MissingDecoder as exc:
+        return (NO_DECODER, 0, 0, str(exc))
     except BadImage as exc:
         return ("bad", 0, 0, str(exc))
     except Exception as exc:  # a format quirk Pillow cannot handle: still a bad image, not a crash
@@ -411,7 +421,8 @@ def _utf8_names(candidates: list[Candidate]) -> tuple[list[Candidate], list[tupl
 
 def _import_images(
     candidates: list[Candidate], tmp: Path, workers: int | None, progress: bool, cache_root: str | None
-) -> tuple[list[ImageRecord], list[tuple[str, str]]]:
+) -> tuple[list[ImageRecord], list[tuple[str, str]], list[tuple[str, str]]]:
+    """(records, bad images, HEIF images left out for want of their decoder), each as (source, reason)."""
     (tmp / IMAGES_DIR).mkdir()
     ids = [c.id for c in candidates]
     if None in ids or len(set(ids)) != len(ids):
@@ -422,11 +433,12 @@ def _import_images(
              for k, c in enumerate(candidates)]
     records: list[ImageRecord] = []
     bad: list[tuple[str, str]] = []
+    undecodable: list[tuple[str, str]] = []
     results = process_map(_import_one, tasks, workers, desc="convert", progress=progress)
     for k, (c, ident, (status, w, h, extra)) in enumerate(zip(candidates, ids, results)):
         if status == "ok":
             path = f"{IMAGES_DIR}/{k:0{width}d}{extra}"
             records.append(ImageRecord(ident, path, c.label, w, h, c.source))
         else:
-            bad.append((c.source, extra))
-    return records, bad
+            (undecodable if status == NO_DECODER else bad).append((c.source, extra))
+    return records, bad, undecodable

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -13,12 +14,17 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+#: HEIF / HEIC, the iPhone's default format: decoded by pillow-heif (libheif), an optional dependency.
+HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
+HEIF_INSTALL = "pip install 'imgtrain[heic]'"
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
-)
+) | HEIF_EXTENSIONS
 #: The only Pillow decoders ever used, whatever a file's name or bytes claim: EPS (Ghostscript), PDF, and
-#: Pillow's other decoders are never reached (PPM also reads PGM).
+#: Pillow's other decoders are never reached (PPM also reads PGM). HEIF files go to pillow-heif's alone.
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "PPM", "TIFF", "WEBP")
+#: The major brands of the `ftyp` box that starts a HEIF file (ISO/IEC 23008-12): HEVC stills and sequences.
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"})
 
 #: Images with more pixels than this are refused as possible decompression bombs
 #: (Pillow's own warning threshold: about 9,500 x 9,500).
@@ -40,6 +46,26 @@ class ImageTooLarge(BadImage):
 
 class ImageTooSmall(BadImage):
     """An image the transformation leaves smaller than the network can take (its pooling would leave nothing)."""
+
+
+class MissingDecoder(BadImage):
+    """A HEIF image while pillow-heif, its decoder, is not installed."""
+
+
+def is_heif(data: bytes) -> bool:
+    """Whether the bytes start as a HEIF file does (an `ftyp` box with a HEIF brand), whatever the file's name."""
+    return data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+
+
+@functools.cache
+def heif_decoder() -> bool:
+    """Whether pillow-heif is installed; the first call in a process registers its opener with Pillow."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
 
 
 def is_image_name(name: str) -> bool:
@@ -78,10 +104,15 @@ def _checked_header(data: bytes, max_pixels: int) -> Image.Image:
     """The opened image, its header checked (nothing decoded yet)."""
     if not data:
         raise BadImage("empty file")
+    formats = IMAGE_FORMATS
+    if is_heif(data):  # pillow-heif is imported only when a HEIF file comes
+        if not heif_decoder():
+            raise MissingDecoder(f"a HEIF (HEIC) image, and its decoder pillow-heif is not installed: {HEIF_INSTALL}")
+        formats = ("HEIF",)
     try:
         with warnings.catch_warnings():  # our own limit below refuses these images anyway
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+            img = Image.open(io.BytesIO(data), formats=formats)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"image is a possible decompression bomb ({exc})") from None
     except Exception as exc:  # Pillow raises many kinds for garbage input
