@@ -14,7 +14,8 @@ from PIL import Image
 
 import imgtrain
 from imgtrain import InvalidModelDirectoryError, ParameterError
-from imgtrain.calibration import TEMPERATURE_RANGE, fit_temperature, softmax
+from imgtrain.calibration import (CALIBRATION_FOLDS, FIT_RANGE, MIN_CALIBRATION_IMAGES, TEMPERATURE_RANGE, describe,
+                                  fit_temperature, softmax, temperature_report)
 from imgtrain.serving.serve import ServeConfig, create_app
 
 
@@ -28,7 +29,7 @@ def test_the_fitted_temperature_is_the_one_that_made_the_labels():
         labels = np.array([rng.choice(5, p=p) for p in probs])
         assert fit_temperature(logits, labels) == pytest.approx(true, rel=0.05)
     wrong = np.eye(3)[np.arange(300) % 3] * 5  # sure and always wrong: as soft as the range allows
-    assert fit_temperature(wrong, (np.arange(300) + 1) % 3) == pytest.approx(TEMPERATURE_RANGE[1], rel=1e-3)
+    assert fit_temperature(wrong, (np.arange(300) + 1) % 3) == pytest.approx(FIT_RANGE[1], rel=1e-3)
 
 
 def test_temperature_scaling_lowers_the_heldout_calibration_error(bench, tmp_path):
@@ -39,19 +40,70 @@ def test_temperature_scaling_lowers_the_heldout_calibration_error(bench, tmp_pat
     assert figures["ece_calibrated"] < 0.8 * figures["ece_raw"], figures
 
 
-def test_train_stores_the_temperature_and_no_calibrate_leaves_it_out(small_training_data, trained_model, tmp_path):
-    meta = json.loads((trained_model[0] / "imgtrain-model.json").read_text())
-    fit = meta["calibration"]
+def test_train_keeps_no_temperature_on_a_handful_of_validation_images_and_says_why(small_training_data,
+                                                                                    trained_model, tmp_path, caplog):
+    """9 validation images: too few to say how confident the model should be, so T stays 1 (the issue's phone
+    export had 24, all right, and T 0.05 made every score 1.0)."""
+    fit = json.loads((trained_model[0] / "imgtrain-model.json").read_text())["calibration"]
     assert fit["method"] == "temperature scaling" and fit["images"] == 9 and fit["fitted_on"] == "validation"
-    assert TEMPERATURE_RANGE[0] <= fit["temperature"] <= TEMPERATURE_RANGE[1]
-    assert fit["nll_after"] <= fit["nll_before"] + 1e-9
-    assert imgtrain.open_model_directory(trained_model[0]).temperature == fit["temperature"]
+    assert fit["temperature"] == 1.0 and not fit["applied"] and "fewer than the 50" in fit["reason"]
+    assert imgtrain.open_model_directory(trained_model[0]).temperature == 1.0
     model, train, valid, spec = small_training_data
+    with caplog.at_level("INFO", logger="imgtrain"):
+        imgtrain.train(model, train, valid, tmp_path / "again", imgtrain.TrainConfig(epochs=1, batch_size=8,
+                                                                                     progress=False), spec)
+    assert "not calibrated (temperature 1): 9 validation images, fewer than the 50" in caplog.text
     out = tmp_path / "plain"
     imgtrain.train(model, train, valid, out, imgtrain.TrainConfig(epochs=1, batch_size=8, progress=False,
                                                                   calibrate=False), spec)
     assert "calibration" not in json.loads((out / "imgtrain-model.json").read_text())
     assert imgtrain.open_model_directory(out).temperature == 1.0
+
+
+def _overconfident(n, true_temperature, seed=0):
+    """Logits whose labels were drawn from softmax(z / true_temperature)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 3, (n, 4))
+    return logits, np.array([rng.choice(4, p=p) for p in softmax(logits, true_temperature)])
+
+
+def test_a_temperature_is_kept_when_it_lowers_the_log_loss_on_images_its_fit_did_not_see():
+    logits, labels = _overconfident(400, 2.5)
+    report = temperature_report(logits, labels)
+    assert report["applied"] and report["temperature"] == pytest.approx(2.5, rel=0.25)
+    assert report["folds"] == CALIBRATION_FOLDS and "held-out folds" in report["measured_on"]
+    assert report["nll_after"] < report["nll_before"] and report["ece_after"] < report["ece_before"]
+    assert describe(report).startswith(f"calibrated: temperature {report['temperature']:.3f} from 400 validation")
+
+
+def test_no_temperature_when_every_validation_image_is_right():
+    """Separated data has no best temperature: the old rule sharpened to the end of its range (T 0.05)."""
+    logits, labels = _overconfident(300, 1.0)
+    labels = logits.argmax(1)
+    assert fit_temperature(logits, labels, TEMPERATURE_RANGE) == pytest.approx(TEMPERATURE_RANGE[0], rel=1e-3)
+    report = temperature_report(logits, labels)
+    assert report["temperature"] == 1.0 and not report["applied"] and "all 300 validation images are right" in \
+        report["reason"]
+
+
+def test_no_temperature_below_the_minimum_number_of_validation_images():
+    logits, labels = _overconfident(MIN_CALIBRATION_IMAGES - 1, 2.5)
+    report = temperature_report(logits, labels)
+    assert report["temperature"] == 1.0 and not report["applied"]
+    assert report["reason"] == f"{MIN_CALIBRATION_IMAGES - 1} validation images, fewer than the " \
+                               f"{MIN_CALIBRATION_IMAGES} a temperature needs"
+    assert temperature_report(*_overconfident(MIN_CALIBRATION_IMAGES, 2.5))["images"] == MIN_CALIBRATION_IMAGES
+
+
+def test_no_temperature_when_one_lucky_error_is_all_a_fit_would_sharpen_on():
+    """60 images with wide margins, one of them wrong: the folds without it sharpen to the end of the range,
+    and the fold with it pays for that, so cross-validation keeps T = 1."""
+    logits = np.eye(3)[np.arange(60) % 3] * 8.0
+    labels = np.arange(60) % 3
+    labels[0] = 1
+    report = temperature_report(logits, labels)
+    assert not report["applied"] and report["temperature"] == 1.0
+    assert report["nll_after"] >= report["nll_before"] and "did not lower the log loss" in report["reason"]
 
 
 @pytest.mark.parametrize("stored", [-1, 0, 1e9, "2", None, True, [1.0]])

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..calibration import temperature_report
+from ..calibration import describe, temperature_report
 from ..config import TrainConfig, TransformSpec
 from ..data.decoding import DecodedCache, default_cache_dir, report_usage
 from ..data.image_directory import ImageDirectory
@@ -399,8 +399,7 @@ def _calibrate(job: Job, state: RunState, device: torch.device, data: _Data) -> 
             logits.append(state.net(images.to(device)).float().cpu())
             labels.append(targets)
     report = temperature_report(torch.cat(logits).numpy(), torch.cat(labels).numpy())
-    log.info("calibrated: temperature %.3f on %d validation images (expected calibration error %.4f -> %.4f)",
-             report["temperature"], report["images"], report["ece_before"], report["ece_after"])
+    log.info("%s", describe(report))
     return report
 
 
