@@ -106,6 +106,27 @@ def test_true_label_unknown_to_the_model_counts_as_wrong(tmp_path):
     assert math.isfinite(metrics["log_loss"])
 
 
+def test_labels_the_model_does_not_know_are_named_in_the_log_and_the_summary(run_cli, tmp_path, caplog):
+    rows = _rows()
+    rows[0]["label"] = rows[1]["label"] = "zebra"
+    code, out, err = run_cli("evaluate", "--scores", _write_scores(tmp_path / "s.csv", rows), "--out",
+                             tmp_path / "report")
+    assert code == 0
+    assert "2 rows" in err and "zebra" in err and "no class for" in err
+    assert "unknown labels:    2 images" in out and "zebra" in out
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["unknown_labels"] == {"zebra": 2}
+    assert "unknown_labels" not in imgtrain.evaluate(_write_scores(tmp_path / "t.csv", _rows()), tmp_path / "r2")
+
+
+def test_a_perfect_confident_model_prints_a_log_loss_of_zero_not_minus_zero(run_cli, tmp_path):
+    lines = ["id,path,source,label,Scored Probabilities_a,Scored Probabilities_b,Scored Labels",
+             "0,0.png,0.png,a,1.0,0.0,a", "1,1.png,1.png,b,0.0,1.0,b"]
+    (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
+    code, out, _ = run_cli("evaluate", "--scores", tmp_path / "s.csv", "--out", tmp_path / "report")
+    assert code == 0 and "log loss:          0.0000" in out and "-0.0" not in out
+    assert math.copysign(1, json.loads((tmp_path / "report" / "metrics.json").read_text())["log_loss"]) == 1
+
+
 def test_scores_without_labels_say_what_is_needed(tmp_path):
     path = _write_scores(tmp_path / "s.csv", _rows(), labeled=False)
     with pytest.raises(NotLabeledDatasetError, match="labeled image directory"):

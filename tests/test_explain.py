@@ -69,8 +69,9 @@ def test_explain_and_evaluate_write_their_files(trained_model, run_cli, tmp_path
     assert code == 1 and "--overwrite" in err
     scores = tmp_path / "scores.csv"
     assert run_cli("score", "--model", model, "--data", valid, "--out", scores)[0] == 0
-    assert run_cli("evaluate", "--scores", scores, "--out", tmp_path / "report", "--model", model)[0] == 0
-    assert (tmp_path / "report" / "explanations" / "explanations.json").is_file()
+    code, _, err = run_cli("evaluate", "--scores", scores, "--out", tmp_path / "report", "--model", model)
+    assert code == 0 and (tmp_path / "report" / "explanations" / "explanations.json").is_file()
+    assert f"to {tmp_path / 'report' / 'explanations'}" in err and ".building-" not in err  # the folder one finds
 
 
 def test_unlabeled_data_and_an_occupied_output_are_refused(trained_model, tmp_path):

@@ -76,7 +76,7 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -
     metrics: dict[str, Any] = {
         "images": int(n),
         "accuracy": float(hits.sum() / n),
-        "log_loss": float(-np.mean(np.log(np.clip(probs[np.arange(n), y_true], EPSILON, 1.0)))),
+        "log_loss": float(np.mean(-np.log(np.clip(probs[np.arange(n), y_true], EPSILON, 1.0)))) + 0.0,  # never -0
         "macro_avg": {name: float(values[present].mean()) for name, values in
                       (("precision", precision), ("recall", recall), ("f1", f1))},
         "weighted_avg": {name: float((values * weights).sum()) for name, values in
@@ -156,9 +156,15 @@ def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, ma
         raise ParameterError(f"The scores {scores} have the classes {classes[:10]}, the model {model} "
                              f"{list(trained.classes)[:10]}: it did not make them.",
                              hint="give --model the model directory that scored the images.")
+    scored_classes = len(classes)
     y_true, probs, kept, unscored = _parse(rows, classes)
     metrics = {"format": "imgtrain.metrics", "format_version": 1, "scores": str(scores), "unscored": unscored,
                **compute_metrics(y_true, probs, classes)}
+    unknown = {c: int((y_true == scored_classes + i).sum()) for i, c in enumerate(classes[scored_classes:])}
+    if unknown:
+        metrics["unknown_labels"] = unknown
+        log.warning("%d rows of %s have a label the model has no class for (%s): each counts as an error",
+                    sum(unknown.values()), scores, ", ".join(list(unknown)[:10]))
     from ..plots import plot_confusion_matrix, plot_image_grid, plot_reliability
 
     with building_dir(out, overwrite, inputs=[scores] + ([Path(model)] if model is not None else [])) as tmp:
@@ -173,10 +179,12 @@ def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, ma
               f"({probs[j, y_pred[j]]:.2f})") for j in wrong],
             tmp / ERRORS_PNG, title="Most confidently wrong predictions")
         if trained is not None:
-            from .explain import explain_rows
+            from .explain import explain_rows, log_explained
 
-            explain_rows(trained, rows, tmp / EXPLANATIONS_DIR, errors=max_errors_shown // 2,
-                         correct=max_errors_shown // 4)
+            explained = explain_rows(trained, rows, tmp / EXPLANATIONS_DIR, errors=max_errors_shown // 2,
+                                     correct=max_errors_shown // 4)
+    if trained is not None:
+        log_explained(explained, out / EXPLANATIONS_DIR)
     if unscored:
         log.warning("%d rows had no score (unreadable images) and were left out", unscored)
     return metrics
@@ -202,6 +210,9 @@ def summary(metrics: dict[str, Any]) -> str:
     if "calibration" in metrics:
         lines.append(f"calibration error: {metrics['calibration']['ece']:.4f} (ECE, {CALIBRATION_BINS} bins; 0 = "
                      "confidences match accuracy)")
+    if metrics.get("unknown_labels"):
+        lines.append(f"unknown labels:    {sum(metrics['unknown_labels'].values())} images labeled with a class the "
+                     "model does not know (" + ", ".join(metrics["unknown_labels"]) + "), each counted as an error")
     worst = sorted(((v["f1"], c) for c, v in metrics["per_class"].items() if v["support"]))[:3]
     lines.append("lowest f1:         " + ", ".join(f"{c} {f:.3f}" for f, c in worst))
     return "\n".join(lines)

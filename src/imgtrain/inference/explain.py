@@ -148,8 +148,13 @@ def explain_rows(trained: TrainedModel, rows: list[dict[str, Any]], out: str | P
                 "model": str(trained.path), "architecture": trained.architecture.model_name,
                 "target_layer": layer_name, "explained_class": "predicted", "images": entries}
     write_explanations(Path(out), document, maps, images, overwrite)
-    log.info("wrote %d explanations (%d errors) to %s", len(entries), sum(e["error"] for e in entries), out)
     return document
+
+
+def log_explained(document: dict[str, Any], out: Path) -> None:
+    """Say what explain_rows wrote, naming the folder the user will find (not the one it was built in)."""
+    entries = document["images"]
+    log.info("wrote %d explanations (%d errors) to %s", len(entries), sum(e["error"] for e in entries), out)
 
 
 def _model_input_of(model_input: ModelInput, path: str) -> torch.Tensor:
@@ -180,4 +185,6 @@ def explain(model: str | Path, data: str | Path, out: str | Path, *, errors: int
     check_output(Path(out), overwrite, [Path(model), Path(data)])  # before scoring, not after
     loaded = load_model(model, precision="fp32")
     rows = score(loaded, directory, progress=progress)
-    return explain_rows(loaded.trained, rows, out, errors=errors, correct=correct, seed=seed, overwrite=overwrite)
+    document = explain_rows(loaded.trained, rows, out, errors=errors, correct=correct, seed=seed, overwrite=overwrite)
+    log_explained(document, Path(out))
+    return document
