@@ -6,10 +6,11 @@ import csv
 import json
 import shutil
 import types
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import noise
+from conftest import make_color_classes, noise
 
 import imgtrain
 from imgtrain import ImageDirectory, InvalidDatasetError, OutputExistsError
@@ -154,3 +155,47 @@ def test_score_through_the_cli(run_cli, trained_model, tmp_path):
     assert f"wrote 9 scores to {tmp_path / 's.csv'}" in out
     code, _, err = run_cli("score", "--model", valid, "--data", valid, "--out", tmp_path / "t.csv")
     assert code == 1 and "InvalidModelDirectoryError" in err
+
+
+def _same_probabilities(rows: list[dict], converted: list[dict]) -> None:
+    assert [(r["id"], r["source"], r.get("label")) for r in rows] == [
+        (r["id"], r["source"], r.get("label")) for r in converted]
+    for row, other in zip(rows, converted):
+        for c in CLASSES:
+            key = f"Scored Probabilities_{c}"
+            assert row[key] == pytest.approx(other[key], abs=1e-6)
+
+
+def test_score_reads_a_plain_folder_of_class_folders_as_convert_would(trained_model, run_cli, tmp_path):
+    """Issue 25: `score --data photos/` on a folder of images said to convert it first (remote prefixes were
+    accepted); now the same probabilities as the converted image directory, the label from the class folder."""
+    model, _ = trained_model
+    photos = make_color_classes(tmp_path / "photos", 2, seed=7)
+    loaded = imgtrain.load_model(model, precision="fp32")
+    rows = imgtrain.score(loaded, photos, progress=False)
+    converted = imgtrain.score(loaded, imgtrain.convert(photos, tmp_path / "images", progress=False), progress=False)
+    assert len(rows) == 6 and {r["label"] for r in rows} == set(CLASSES)
+    _same_probabilities(rows, converted)
+    assert all(Path(r["path"]) == (photos / r["source"]).resolve() for r in rows)  # the file itself, no copy
+    code, out, err = run_cli("score", "--model", model, "--data", photos, "--out", tmp_path / "s.csv")
+    assert code == 0, err
+    assert "wrote 6 scores" in out and sorted(p.name for p in tmp_path.iterdir()) == ["images", "photos", "s.csv"]
+
+
+def test_score_reads_a_flat_folder_as_unlabeled(trained_model, tmp_path):
+    model, _ = trained_model
+    photos = make_color_classes(tmp_path / "classes", 1, seed=8)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for image in sorted(photos.rglob("*.png")):
+        image.rename(flat / f"{image.parent.name}-{image.name}")
+    (flat / "notes.txt").write_text("not an image")
+    loaded = imgtrain.load_model(model, precision="fp32")
+    rows = imgtrain.score(loaded, flat, progress=False)
+    assert [r["source"] for r in rows] == ["blue-0.png", "green-0.png", "red-0.png"] and "label" not in rows[0]
+    _same_probabilities(rows, imgtrain.score(loaded, imgtrain.convert(flat, tmp_path / "images", progress=False),
+                                             progress=False))
+    (flat / "red").mkdir()
+    noise().save(flat / "red" / "x.png")
+    with pytest.raises(InvalidDatasetError, match="mixes images at its top level"):  # as convert says
+        imgtrain.score(loaded, flat, progress=False)

@@ -381,9 +381,10 @@ def _add_score(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPa
                        "model's own inference transformation. One row per image: id, path, source, label (when "
                        "the directory has labels), 'Scored Probabilities_<class>' per class, 'Scored Labels'.")
     p.add_argument("--model", required=True, metavar="DIR", help="trained model directory (imgtrain train)")
-    p.add_argument("--data", required=True, metavar="DIR", help="image directory to score, or the images under a "
-                   "remote prefix (s3://bucket/prefix, az://container/prefix, ...: streamed, each object read when "
-                   "its batch is scored; class folders below the prefix give the label column)")
+    p.add_argument("--data", required=True, metavar="DIR", help="image directory to score, a plain folder of images "
+                   "(read as convert reads it, nothing copied), or the images under a remote prefix "
+                   "(s3://bucket/prefix, az://container/prefix, ...: streamed, each object read when its batch is "
+                   "scored); in a folder or prefix, class folders give the label column")
     p.add_argument("--out", required=True, metavar="FILE", help="scores file to write (.csv or .jsonl)")
     p.add_argument("--format", choices=["csv", "jsonl"], default=None,
                    help="file format (default: from the --out extension, else csv)")

@@ -442,3 +442,15 @@ def _import_images(
         else:
             (undecodable if status == NO_DECODER else bad).append((c.source, extra))
     return records, bad, undecodable
+
+
+def folder_images(src: Path) -> tuple[list[Candidate], list[str]]:
+    """The images of a plain folder as convert reads them (class folders or flat; links listed, never followed), their
+    names as text, and the files left aside; InvalidDatasetError as convert raises it, and for a class folder whose
+    name is not UTF-8."""
+    found, ignored = _from_folder(src, src)
+    found, misnamed = _utf8_names(found)
+    if misnamed:
+        raise InvalidDatasetError(f"{len(misnamed)} images of {src} cannot be labeled:\n"
+                                  f"{list_problems([f'{name}: {reason}' for name, reason in misnamed])}")
+    return found, [printable(name) for name in ignored]

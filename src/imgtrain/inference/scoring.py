@@ -1,4 +1,5 @@
-"""Score Image Model: per-class probabilities for every image of an image directory, streamed to a file."""
+"""Score Image Model: per-class probabilities for every image of an image directory, a plain folder of images or a
+remote prefix, streamed to a file."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import csv
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,11 @@ from ..config import BEST_GUESS, SCORE_BATCH_SIZE, UNKNOWN_LABEL, check_min_conf
 from ..errors import InvalidDatasetError, ParameterError
 from ..files import atomic_file, check_output
 from ..data.decoding import DecodedCache, default_cache_dir
-from ..data.image_directory import ImageDirectory, ImageRecord, list_problems
+from ..data.image_directory import META_NAME, ImageDirectory, ImageRecord, list_problems
 from ..data.remote import RemoteImages, display, is_remote, list_images
 from ..data.imaging import BadImage, read_image_file, rgb_tensor, to_rgb
 from ..models.model_directory import TrainedModel, open_model_directory
-from ..parallel import scoring_loader_workers
+from ..parallel import default_loader_workers, scoring_loader_workers
 from ..devices import PRECISIONS, autocast_for, measure_speedup, resolve_device, resolve_precision
 from ..data.transforms import ModelInput, output_sizes
 
@@ -123,14 +125,49 @@ class _ScoringData(Dataset):
             return None, i, str(exc)
 
 
-class _RemoteData(Dataset):
-    """(input tensor or None, position, error) per image of a remote prefix, each read when it is scored."""
+@dataclass(frozen=True)
+class FolderImages:
+    """The images of a plain local folder (class folders or flat, as convert reads them), each read when scored."""
 
-    def __init__(self, images: RemoteImages, model_input: ModelInput):
-        self.images, self.model_input = images, model_input
+    root: Path
+    files: list[Path]
+    paths: list[str]  # each file's absolute path as text (the scores' path column)
+    sources: list[str]  # relative to root, as convert names them
+    labels: list[str | None]  # the class folder; None for a flat folder
+
+    def read(self, index: int) -> bytes:
+        """The bytes of image `index`."""
+        return read_image_file(self.files[index])
+
+
+def is_plain_folder(path: str | Path) -> bool:
+    """Whether `path` is a local folder that is neither an imgtrain image directory nor a designer one."""
+    path = Path(path)
+    return path.is_dir() and not (path / META_NAME).exists() and not (path / "_meta.yaml").exists()
+
+
+def list_folder(path: str | Path) -> FolderImages:
+    """The images of a plain folder in convert's order (so ids, sources and labels are those convert would give)."""
+    from ..data.convert import folder_images, printable
+
+    root = Path(path)
+    found, ignored = folder_images(root)
+    if ignored:
+        log.warning("ignored %d files of %s (no image extension, or symbolic links), e.g. %s", len(ignored), root,
+                    ignored[:3])
+    return FolderImages(root, [c.file for c in found], [printable(str(c.file.resolve())) for c in found],
+                        [c.source for c in found], [c.label for c in found])
+
+
+class _StreamedData(Dataset):
+    """(input tensor or None, position, error) per image of a remote prefix or a plain folder, each read when it is
+    scored."""
+
+    def __init__(self, images: RemoteImages | FolderImages, count: int, model_input: ModelInput):
+        self.images, self.count, self.model_input = images, count, model_input
 
     def __len__(self) -> int:
-        return len(self.images.keys)
+        return self.count
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor | None, int, str]:
         try:
@@ -146,12 +183,35 @@ def remote_score_rows(model: Model, images: RemoteImages | str, *, batch_size: i
     images = images if isinstance(images, RemoteImages) else list_images(images)
     min_confidence = check_min_confidence(min_confidence, model.classes)
     _check_batch_size(batch_size)
-    probe = output_sizes(model.trained.transform, {(4000, 3000), (300, 500)}, "inference")
-    loader = DataLoader(_RemoteData(images, model.model_input), batch_size=batch_size if len(probe) == 1 else 1,
-                        collate_fn=_collate)  # sizes are unknown before reading: batch only a fixed-size output
+    loader = _streaming_loader(model, images, len(images.keys), batch_size, 0)
     records = [ImageRecord(i, key, label, 0, 0, key) for i, (key, label) in enumerate(zip(images.keys, images.labels))]
     yield from _rows_of(model, loader, records, images.address, images.labels[0] is not None,
                         f"under {display(images.url)}", skip_invalid, progress, min_confidence)
+
+
+def folder_score_rows(model: Model, images: FolderImages | str | Path, *, batch_size: int = SCORE_BATCH_SIZE,
+                      workers: int | None = None, skip_invalid: bool = False, progress: bool = True,
+                      min_confidence: float | None = None) -> Iterator[dict[str, Any]]:
+    """Like score_rows, for a plain folder of images (flat: unlabeled; class folders: labeled), nothing converted or
+    copied: ids, sources and labels are those `imgtrain convert` would give, `path` is the file itself."""
+    images = images if isinstance(images, FolderImages) else list_folder(images)
+    min_confidence = check_min_confidence(min_confidence, model.classes)
+    _check_batch_size(batch_size)
+    loader = _streaming_loader(model, images, len(images.files), batch_size,
+                               default_loader_workers() if workers is None else workers)
+    records = [ImageRecord(i, source, label, 0, 0, source)
+               for i, (source, label) in enumerate(zip(images.sources, images.labels))]
+    yield from _rows_of(model, loader, records, images.paths.__getitem__, images.labels[0] is not None,
+                        f"of {images.root}", skip_invalid, progress, min_confidence)
+
+
+def _streaming_loader(model: Model, images: RemoteImages | FolderImages, count: int, batch_size: int,
+                      workers: int) -> DataLoader:
+    """The loader of images read as bytes when scored: their sizes are unknown before reading, so they are batched
+    only when the transformation makes every image the same size."""
+    probe = output_sizes(model.trained.transform, {(4000, 3000), (300, 500)}, "inference")
+    return DataLoader(_StreamedData(images, count, model.model_input), batch_size=batch_size if len(probe) == 1 else 1,
+                      num_workers=workers, collate_fn=_collate, pin_memory=model.device.type == "cuda")
 
 
 def _check_batch_size(batch_size: object) -> None:
@@ -247,18 +307,35 @@ def _row(record: ImageRecord, path: str, labeled: bool, classes: Sequence[str], 
     return row
 
 
+def _source_rows(model: Model, images: str | Path | ImageDirectory, batch_size: int, workers: int | None,
+                 skip_invalid: bool, progress: bool, cache: bool, min_confidence: float | None
+                 ) -> tuple[bool, str | Path, Iterator[dict[str, Any]]]:
+    """(labeled, what it is, the rows) of whatever `images` names: an image directory, a remote prefix or a plain
+    folder of images."""
+    if isinstance(images, str) and is_remote(images):
+        listed = list_images(images)
+        return listed.labels[0] is not None, listed.url, remote_score_rows(
+            model, listed, batch_size=batch_size, skip_invalid=skip_invalid, progress=progress,
+            min_confidence=min_confidence)
+    if not isinstance(images, ImageDirectory) and is_plain_folder(images):
+        folder = list_folder(images)
+        return folder.labels[0] is not None, folder.root, folder_score_rows(
+            model, folder, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid, progress=progress,
+            min_confidence=min_confidence)
+    directory = images if isinstance(images, ImageDirectory) else ImageDirectory.open(images)
+    return directory.labeled, directory.root, score_rows(
+        model, directory, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid, progress=progress,
+        cache=cache, min_confidence=min_confidence)
+
+
 def score(model: str | Path | Model, images: str | Path | ImageDirectory, *, batch_size: int = SCORE_BATCH_SIZE,
           workers: int | None = None, skip_invalid: bool = False, progress: bool = True,
           cache: bool = True, min_confidence: float | None = None) -> list[dict[str, Any]]:
-    """Score an image directory, or the images under a remote prefix (s3://..., streamed); return the table as a
-    list of rows (dicts with the designer's column names; see score_rows for `min_confidence`)."""
+    """Score an image directory, a plain folder of images (class folders give the label column) or the images
+    under a remote prefix (s3://..., streamed); return the table as a list of rows (dicts with the designer's column
+    names; see score_rows for `min_confidence`)."""
     model = model if isinstance(model, Model) else load_model(model)
-    if isinstance(images, str) and is_remote(images):
-        return list(remote_score_rows(model, images, batch_size=batch_size, skip_invalid=skip_invalid,
-                                      progress=progress, min_confidence=min_confidence))
-    directory = images if isinstance(images, ImageDirectory) else ImageDirectory.open(images)
-    return list(score_rows(model, directory, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid,
-                           progress=progress, cache=cache, min_confidence=min_confidence))
+    return list(_source_rows(model, images, batch_size, workers, skip_invalid, progress, cache, min_confidence)[2])
 
 
 def _check_scores_output(out: Path, overwrite: bool, inputs: list[Path]) -> None:
@@ -277,21 +354,13 @@ def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path
     fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv")
     if fmt not in FORMATS:
         raise ParameterError(f"format must be one of {FORMATS}, got {fmt!r}.")
-    remote = is_remote(images)
-    inputs = [model.trained.path if isinstance(model, Model) else Path(model)] + ([] if remote else [Path(images)])
+    inputs = [model.trained.path if isinstance(model, Model) else Path(model)] + ([] if is_remote(images)
+                                                                                  else [Path(images)])
     _check_scores_output(out, overwrite, inputs)
     model = model if isinstance(model, Model) else load_model(model)
     min_confidence = check_min_confidence(min_confidence, model.classes)
-    if remote:
-        listed = list_images(str(images))
-        labeled, source = listed.labels[0] is not None, listed.url
-        rows = remote_score_rows(model, listed, batch_size=batch_size, skip_invalid=skip_invalid, progress=progress,
-                                 min_confidence=min_confidence)
-    else:
-        directory = ImageDirectory.open(images)
-        labeled, source = directory.labeled, directory.root
-        rows = score_rows(model, directory, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid,
-                          progress=progress, cache=cache, min_confidence=min_confidence)
+    labeled, source, rows = _source_rows(model, images, batch_size, workers, skip_invalid, progress, cache,
+                                         min_confidence)
     columns = (["id", "path", "source"] + (["label"] if labeled else [])
                + [PROBABILITY_PREFIX + c for c in model.classes] + [SCORED_LABELS]
                + ([BEST_GUESS] if min_confidence is not None else []) + (["error"] if skip_invalid else []))
