@@ -2,25 +2,29 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test test-slow clean
+.PHONY: demo test test-fast test-slow clean
 
-$(STAMP): pyproject.toml
+# One stamp per extra: the demo installs only what it needs, the tests everything they exercise.
+$(VENV)/.installed-%: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[$*]"
+	touch $@
 
-demo: $(STAMP)
+demo: $(VENV)/.installed-demo
 	$(BIN)/imgtrain demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
-# Tests too long for `make test` (a two-node job over network namespaces, as root; the transfer and Grad-CAM
-# corner figures); .ci/run runs them too.
-test-slow: $(STAMP)
+# The edit-test loop: every test that trains no network (under a minute).
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -m "not slow and not trains"
+
+# Tests too long for `make test` (multi-process jobs, a two-node job over network namespaces as root, the
+# benchmark figures); .ci/run runs them too.
+test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m slow
 
 clean:

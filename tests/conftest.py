@@ -22,6 +22,21 @@ os.environ["IMGTRAIN_OFFLINE"] = "1"
 os.environ["IMGTRAIN_CACHE_DIR"] = tempfile.mkdtemp(prefix="imgtrain-test-cache-")
 atexit.register(shutil.rmtree, os.environ["IMGTRAIN_CACHE_DIR"], ignore_errors=True)
 
+#: Modules whose tests train a network (or run the studio, the demo or a benchmark that does), and the fixtures
+#: that train one: `make test-fast` (-m "not trains") leaves them out.
+TRAINING_MODULES = {"test_calibration", "test_catalog", "test_decoding", "test_demo", "test_distributed",
+                    "test_fuzz", "test_imbalance", "test_precision", "test_reliability", "test_studio",
+                    "test_browser", "test_training", "test_transfer", "test_two_nodes", "test_tracking",
+                    "test_explain"}
+TRAINING_FIXTURES = {"small_training_data", "trained_model", "bench"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the tests that train with `trains`, for `make test-fast`."""
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in TRAINING_MODULES or TRAINING_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.trains)
+
 
 def noise(width: int = 12, height: int = 10, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)

@@ -53,8 +53,15 @@ def test_bf16_scores_stay_close_to_fp32(trained_model):
     for precision in ("fp32", "bf16"):
         rows = imgtrain.score(imgtrain.load_model(model_dir, precision=precision), valid, progress=False)
         probabilities[precision] = torch.tensor([[row[f"Scored Probabilities_{c}"] for c in CLASSES] for row in rows])
-    # measured 1.1e-3 (emulated bf16, AVX2) and 7.2e-4 (native, AVX-512 BF16): bf16 keeps 8 bits of mantissa
-    assert (probabilities["bf16"] - probabilities["fp32"]).abs().max() <= 1e-2
+    top2 = probabilities["fp32"].topk(2, dim=1).values
+    margin = top2[:, 0] - top2[:, 1] > 0.1  # twice the bound: no bf16 error can swap these images' labels
+    # bf16 keeps 8 significant bits (each rounding off by up to 2^-9 = 0.2%), and softmax moves a probability by at
+    # most a quarter of the spread of the logits' errors; through resnet18 those add up to a few percent of a logit.
+    # Measured max |bf16 - fp32|: 7.2e-4 and 8.8e-4 (AVX-512 BF16), 1.1e-3 and 1.04e-2 (two AVX2 machines, emulated
+    # bf16); the bound is 5x the largest.
+    difference = (probabilities["bf16"] - probabilities["fp32"]).abs().max()
+    assert difference <= 0.05, difference
+    assert torch.equal(probabilities["bf16"].argmax(1)[margin], probabilities["fp32"].argmax(1)[margin])
 
 
 def test_auto_precision_for_scoring_is_decided_on_the_first_batch(trained_model, monkeypatch):
