@@ -32,7 +32,7 @@ def test_folder_output_gets_transform_json(tmp_path):
 
 
 def test_existing_file_is_kept_unless_overwrite(tmp_path):
-    init_transform(tmp_path / "t.json", TransformSpec(size=100))
+    init_transform(tmp_path / "t.json", TransformSpec(size=100, crop_size=96))
     with pytest.raises(imgtrain.OutputExistsError):
         init_transform(tmp_path / "t.json")
     assert load_transform(tmp_path / "t.json").size == 100
