@@ -21,7 +21,7 @@ _PUBLIC = {
     "open_untrained": ".models.architectures",
     "audit": ".auditing.run",
     "convert": ".data.convert",
-    "ImageDataset": ".data.image_directory",
+    "ImageDataset": ".data.dataset",
     "ImageDirectory": ".data.image_directory",
     "ImageRecord": ".data.image_directory",
     "evaluate": ".inference.evaluation",
@@ -38,8 +38,8 @@ _PUBLIC = {
     "TransformSpec": ".config",
     "apply_transform": ".data.transforms",
     "build_transform": ".data.transforms",
-    "init_transform": ".data.transforms",
-    "load_transform": ".data.transforms",
+    "init_transform": ".data.transform_file",
+    "load_transform": ".data.transform_file",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -521,7 +521,7 @@ def _cmd_split(args: argparse.Namespace) -> int:
 
 
 def _cmd_transform_init(args: argparse.Namespace) -> int:
-    from .data.transforms import init_transform
+    from .data.transform_file import init_transform
 
     spec = TransformSpec(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TransformSpec)})
     path = init_transform(args.out, spec, overwrite=args.overwrite)
@@ -715,6 +715,9 @@ def _train_worker(args: argparse.Namespace) -> None:
         raise SystemExit(code)
 
 
+#: The commands whose library code imports torch (the others never load it).
+LOADS_TORCH = {_cmd_transform_apply, _cmd_architecture, _cmd_models, _cmd_train, _cmd_score, _cmd_evaluate,
+               _cmd_explain, _cmd_export, _cmd_serve, _cmd_demo}
 NOISY_LOGGERS = ("azure", "botocore", "aiobotocore", "s3fs", "adlfs", "gcsfs", "urllib3", "fsspec")
 
 
@@ -727,6 +730,8 @@ def _execute(args: argparse.Namespace) -> int:
                         force=True)
     for chatty in NOISY_LOGGERS:  # storage SDKs log every request at INFO, headers included
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    if args.func in LOADS_TORCH and "torch" not in sys.modules:  # the first line, before seconds of importing
+        logging.getLogger(__name__).info("%s: loading torch", args.command)
     try:
         with terminate_cleanly():
             return args.func(args)

@@ -27,9 +27,9 @@ from .image_directory import (
     write_image_directory,
 )
 from ..config import TransformSpec
-from .decoding import DecodedCache, default_cache_dir, report_usage, resize_exact, rgb_of
-from .imaging import (HEIF_INSTALL, IMAGE_EXTENSIONS, BadImage, MissingDecoder, is_image_name, open_reduced,
-                      read_image_file)
+from .decoding import DecodedCache, default_cache_dir, report_usage, resize_exact, rgb_image
+from .imaging import (HEIF_INSTALL, IMAGE_EXTENSIONS, BadImage, MissingDecoder, header_size, is_image_name,
+                      open_reduced, read_image_file, rgb_tensor)
 from ..parallel import process_map
 
 log = logging.getLogger(__name__)
@@ -365,7 +365,7 @@ def _import_one(task: tuple[str, str, bool, str | None]) -> tuple[str, int, int,
         data = read_image_file(file)
         img, (width, height) = open_reduced(data, size)
         fmt = img.format
-        rgb = rgb_of(img)
+        rgb = rgb_image(img)
     except MissingDecoder as exc:
         return (NO_DECODER, 0, 0, str(exc))
     except BadImage as exc:
@@ -381,8 +381,23 @@ def _import_one(task: tuple[str, str, bool, str | None]) -> tuple[str, int, int,
             f.write(data)
     cache = DecodedCache(Path(cache_root)) if cache_root else None
     if cache and cache.worth_keeping(size, width, height):
-        cache.keep(Path(dest_stem + ext), size, resize_exact(rgb, size, (width, height)))
+        cache.keep(Path(dest_stem + ext), size, resize_exact(rgb_tensor(rgb), size, (width, height)))
     return ("ok", width, height, ext)
+
+
+def _import_torch_for_photos(candidates: list[Candidate], cache: DecodedCache, peek: int = 8) -> None:
+    """Import torch here, before the workers start, when the first images are photos to cache (each is resized with
+    torch): the workers then share it instead of each importing it (seconds and 200 MB apiece). Small images need
+    no torch at all."""
+    for c in candidates[:peek]:
+        try:
+            width, height = header_size(read_image_file(c.file))
+        except BadImage:  # named by the worker that decodes it
+            continue
+        if cache.worth_keeping(DEFAULT_RESIZE, width, height):
+            log.info("loading torch to keep the photos resized in the decoded-image cache")
+            import torchvision.transforms.v2  # noqa: F401
+            return
 
 
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".json", ".ndjson")
@@ -434,6 +449,8 @@ def _import_images(
     records: list[ImageRecord] = []
     bad: list[tuple[str, str]] = []
     undecodable: list[tuple[str, str]] = []
+    if cache_root:
+        _import_torch_for_photos(candidates, DecodedCache(Path(cache_root)))
     results = process_map(_import_one, tasks, workers, desc="convert", progress=progress)
     for k, (c, ident, (status, w, h, extra)) in enumerate(zip(candidates, ids, results)):
         if status == "ok":

@@ -18,12 +18,15 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import PIL
-import torch
 from PIL import Image
-from torchvision.transforms import v2
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: convert keeps small images without loading it
+    import torch
+    from torchvision.transforms import v2
 
 from .imaging import MAX_IMAGE_PIXELS, BadImage, decode_rgb, open_reduced, read_image_file, rgb_tensor, to_rgb
 
@@ -68,6 +71,8 @@ def resized_size(size: int, width: int, height: int) -> tuple[int, int]:
 
 def interpolation(size: int) -> v2.InterpolationMode:
     """Bilinear, except for a 1-pixel target: torch 2.14's uint8 bilinear kernel fails an internal assert making 1x1."""
+    from torchvision.transforms import v2
+
     return v2.InterpolationMode.BILINEAR if size > 1 else v2.InterpolationMode.NEAREST
 
 
@@ -88,8 +93,13 @@ def decode_resized(data: bytes, size: int, expected: tuple[int, int] | None = No
 
 def rgb_of(img: Image.Image) -> torch.Tensor:
     """A decoded image as an upright RGB uint8 CHW tensor, or BadImage saying why it cannot be converted."""
+    return rgb_tensor(rgb_image(img))
+
+
+def rgb_image(img: Image.Image) -> Image.Image:
+    """A decoded image upright in 8-bit RGB, or BadImage saying why it cannot be converted."""
     try:
-        return rgb_tensor(to_rgb(img))
+        return to_rgb(img)
     except Exception as exc:
         raise BadImage(f"cannot convert {img.mode} image to RGB ({type(exc).__name__}: {exc})") from None
 
@@ -97,6 +107,8 @@ def rgb_of(img: Image.Image) -> torch.Tensor:
 def resize_exact(tensor: torch.Tensor, size: int, full: tuple[int, int]) -> torch.Tensor:
     """An image, decoded in full or at reduced scale, resized to exactly the size torchvision's Resize(size) makes of
     its full (width, height): the same size either way, so batch shapes never depend on how it was decoded."""
+    from torchvision.transforms import v2
+
     width, height = resized_size(size, *full)
     return v2.functional.resize(tensor, [height, width], interpolation(size), antialias=True)
 
@@ -136,6 +148,8 @@ class DecodedCache:
             return decode_resized(read_image_file(path), size, (width, height))
         pixels = _read_entry(entry, *resized_size(size, width, height))
         if pixels is not None:
+            import torch
+
             return torch.from_numpy(pixels).permute(2, 0, 1)
         tensor = decode_resized(read_image_file(path), size, (width, height))
         self._store(entry, tensor)

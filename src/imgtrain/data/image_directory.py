@@ -1,4 +1,4 @@
-"""The image directory format: images plus a versioned index; open, validate, write; a torch Dataset.
+"""The image directory format: images plus a versioned index; open, validate, write (no torch: data.dataset).
 
 Layout (documented in docs/formats.md)::
 
@@ -15,18 +15,21 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
 from PIL import Image
 
 from .. import __version__
 from ..errors import list_problems
 from ..errors import InvalidDatasetError, NotLabeledDatasetError
 from ..files import atomic_write_json, atomic_write_text, read_versioned_json
-from .decoding import check_indexed_size, decode_full
-from .imaging import BadImage, load_rgb, read_image_file
+from .decoding import check_indexed_size
+from .imaging import BadImage, load_rgb
+
+if TYPE_CHECKING:
+    import torch
+
+    from .dataset import ImageDataset
 
 META_NAME = "imgtrain-images.json"
 INDEX_NAME = "images.jsonl"
@@ -174,6 +177,8 @@ class ImageDirectory:
         Images are uint8 CHW tensors before `transform`. `classes` maps labels to
         indices (default: this directory's own classes).
         """
+        from .dataset import ImageDataset
+
         return ImageDataset(self, transform, classes)
 
 
@@ -186,46 +191,6 @@ def load_indexed(path: Path, width: int, height: int) -> Image.Image:
     img = load_rgb(path)
     check_indexed_size(img.size, (width, height))
     return img
-
-
-class ImageDataset(torch.utils.data.Dataset):
-    """Map-style dataset over an image directory; paths are kept in one numpy array so
-    forked data-loader workers do not copy them."""
-
-    def __init__(self, directory: ImageDirectory, transform=None, classes: Sequence[str] | None = None):
-        self.root = directory.root
-        self.transform = transform
-        self.classes = tuple(directory.classes if classes is None else classes)
-        index = {c: i for i, c in enumerate(self.classes)}
-        unknown = sorted({r.label for r in directory.records if r.label is not None} - set(index))
-        if unknown:
-            raise InvalidDatasetError(
-                f"The image directory {directory.root} has labels that are not among the classes "
-                f"{list(self.classes)}: {unknown}.",
-                hint="use image directories with the same classes.",
-            )
-        self.paths = np.array([str(directory.root / r.path) for r in directory.records])
-        self.labels = np.array(
-            [-1 if r.label is None else index[r.label] for r in directory.records], dtype=np.int64
-        )
-        self.sizes = np.array([(r.width, r.height) for r in directory.records], dtype=np.int64).reshape(-1, 2)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[Any, int]:
-        path = str(self.paths[i])
-        width, height = map(int, self.sizes[i])
-        from_file = getattr(self.transform, "from_file", None)  # a ModelInput: resizes while decoding, caches
-        try:
-            if from_file is not None:
-                return from_file(Path(path), width, height), int(self.labels[i])
-            tensor = decode_full(read_image_file(path), (width, height))
-        except BadImage as exc:
-            raise InvalidDatasetError(f"Image {path} cannot be read: {exc}.") from None
-        if self.transform is not None:
-            tensor = self.transform(tensor)
-        return tensor, int(self.labels[i])
 
 
 def _read_meta(root: Path) -> dict[str, Any]:

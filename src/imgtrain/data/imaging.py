@@ -9,10 +9,13 @@ import os
 import stat
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
+
+if TYPE_CHECKING:
+    import torch
 
 #: HEIF / HEIC, the iPhone's default format: decoded by pillow-heif (libheif), an optional dependency.
 HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
@@ -98,6 +101,11 @@ def open_reduced(data: bytes, short_side: int, max_pixels: int = MAX_IMAGE_PIXEL
     except Exception:  # unreadable EXIF: to_rgb names the problem
         turned = False
     return img, (height, width) if turned else (width, height)
+
+
+def header_size(data: bytes) -> tuple[int, int]:
+    """An image's (width, height) read from its header, nothing decoded; BadImage as `open_image` raises it."""
+    return _checked_header(data, MAX_IMAGE_PIXELS).size
 
 
 def _checked_header(data: bytes, max_pixels: int) -> Image.Image:
@@ -197,4 +205,6 @@ def load_rgb(path: Path) -> Image.Image:
 
 def rgb_tensor(img: Image.Image) -> torch.Tensor:
     """An RGB image as the uint8 CHW tensor the transformations take."""
+    import torch  # here, not at the top: convert, split and audit read images without loading torch
+
     return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous()

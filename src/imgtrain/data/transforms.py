@@ -20,19 +20,17 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from ..config import RANDOM_STEPS, TransformSpec, check_seed, spec_problems
-from ..config import TRANSFORM_FORMAT as FORMAT
-from ..config import TRANSFORM_FORMAT_VERSION as FORMAT_VERSION
-from ..errors import InvalidDatasetError, InvalidTransformationDirectoryError, OutputExistsError, ParameterError
-from ..files import atomic_write_json, building_dir, read_versioned_json
+from ..errors import InvalidDatasetError, ParameterError
+from ..files import building_dir
 from .decoding import (DecodedCache, decode_full, decode_resized, interpolation, load_for_model, resize_exact,
                        resized_size)
 from .image_directory import IMAGES_DIR, ImageDirectory, list_problems, write_image_directory
 from .imaging import MAX_IMAGE_PIXELS, BadImage, ImageTooLarge, ImageTooSmall, load_rgb, rgb_tensor
 from ..parallel import process_map
+from .transform_file import FILE_NAME, init_transform, load_transform  # noqa: F401 (their old home)
 
 log = logging.getLogger(__name__)
 
-FILE_NAME = "transform.json"
 Mode = Literal["training", "inference"]
 MODES = ("training", "inference")
 
@@ -44,32 +42,6 @@ RANDOM_ERASING_P = 0.5
 #: The most pixels a transformation may make of one image: resizing the short side of a 1 x 100,000 image to
 #: 256 asks for 25.6 million x 256 (20 GB); a 12-megapixel photo resized to 256 makes 87,000.
 MAX_TRANSFORM_PIXELS = 40_000_000
-
-
-def init_transform(out: str | Path, spec: TransformSpec | None = None, *, overwrite: bool = False) -> Path:
-    """Write a transformation file (Init Image Transformation); an existing folder gets OUT/transform.json."""
-    spec = spec or TransformSpec()
-    out = Path(out)
-    if out.is_dir():
-        out = out / FILE_NAME
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} already exists.", hint="choose another path, or pass --overwrite.")
-    atomic_write_json(out, spec.to_json())
-    return out
-
-
-def load_transform(path: str | Path) -> TransformSpec:
-    """Read and validate a transformation file (or a folder holding transform.json)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / FILE_NAME
-    hint = "create one with `imgtrain transform init FILE`."
-    data = read_versioned_json(path, FORMAT, FORMAT_VERSION, InvalidTransformationDirectoryError, hint)
-    values = data.get("transforms")
-    problems = ["'transforms' must be an object"] if not isinstance(values, dict) else spec_problems(values)
-    if problems:
-        raise InvalidTransformationDirectoryError(f"{path} is invalid:\n{list_problems(problems)}", hint)
-    return TransformSpec(**values)
 
 
 def _steps(spec: TransformSpec, mode: Mode, after_resize: bool = False) -> list[Callable]:

@@ -1,0 +1,55 @@
+"""What a command makes its user wait for: no torch where none is needed (issue 25)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import make_class_folder
+
+#: Libraries that take seconds to import, or reach the network: no command that does not use them loads them.
+HEAVY = ("torch", "torchvision", "matplotlib", "fastapi", "uvicorn", "boto3", "botocore", "fsspec", "sklearn",
+         "cleanlab", "captum", "safetensors", "mlflow", "tensorboard")
+
+
+def _loaded_by(commands: list[list[str]], cwd: Path) -> tuple[list[int], set[str]]:
+    """Run `imgtrain ARGS` for each of `commands` in one fresh Python; their exit codes and the HEAVY modules loaded."""
+    code = ("import contextlib, io, sys\nfrom imgtrain.cli import main\ncodes = []\n"
+            f"for argv in {commands!r}:\n"
+            "    with contextlib.redirect_stdout(io.StringIO()):\n"
+            "        codes.append(main(argv))\n"
+            "print(codes)\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    codes, loaded = result.stdout.strip().splitlines()[-2:]
+    return eval(codes), set(eval(loaded))
+
+
+def test_the_help_of_every_command_loads_no_heavy_library(tmp_path):
+    code = ("import argparse\nfrom imgtrain.cli import build_parser\n"
+            "def commands(parser, prefix):\n"
+            "    for action in parser._actions:\n"
+            "        if isinstance(action, argparse._SubParsersAction):\n"
+            "            for name, sub in action.choices.items():\n"
+            "                yield prefix + [name]\n"
+            "                yield from commands(sub, prefix + [name])\n"
+            "print([c + ['--help'] for c in commands(build_parser(), [])])")
+    every = eval(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                timeout=60).stdout)
+    assert ["transform", "init", "--help"] in every and len(every) > 15
+    codes, loaded = _loaded_by([["--help"], *every], tmp_path)
+    assert codes == [0] * (len(every) + 1)
+    assert loaded == set()
+
+
+def test_split_convert_transform_init_and_audit_never_load_torch(tmp_path):
+    make_class_folder(tmp_path / "src", {"cat": 6, "dog": 6}, size=(40, 40))
+    codes, loaded = _loaded_by([["convert", "src", "images", "--workers", "0"],
+                                ["split", "images", "train", "valid", "--fraction", "0.5"],
+                                ["transform", "init", "transform.json"]], tmp_path)
+    assert codes == [0, 0, 0] and loaded == set()
+    codes, loaded = _loaded_by([["audit", "train", "--against", "valid", "--out", "audit", "--workers", "0"]],
+                               tmp_path)
+    assert codes == [0] and loaded == {"sklearn", "cleanlab"}  # the label check's own libraries, nothing else
