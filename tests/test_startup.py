@@ -1,9 +1,13 @@
-"""What a command makes its user wait for: no torch where none is needed (issue 25)."""
+"""What a command makes its user wait for: no torch where none is needed, the time waited, progress in a pipe
+(issue 25)."""
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import make_class_folder
@@ -53,3 +57,34 @@ def test_split_convert_transform_init_and_audit_never_load_torch(tmp_path):
     codes, loaded = _loaded_by([["audit", "train", "--against", "valid", "--out", "audit", "--workers", "0"]],
                                tmp_path)
     assert codes == [0] and loaded == {"sklearn", "cleanlab"}  # the label check's own libraries, nothing else
+
+
+def _imgtrain(*args: str, env: dict[str, str] | None = None, cwd: Path) -> subprocess.CompletedProcess:
+    """`imgtrain ARGS` as its own process, stdout and stderr pipes (not terminals)."""
+    return subprocess.run([sys.executable, "-m", "imgtrain", *args], capture_output=True, text=True, timeout=300,
+                          cwd=cwd, env={**os.environ, **(env or {})})
+
+
+def test_convert_reports_the_whole_time_waited(tmp_path):
+    make_class_folder(tmp_path / "src", {"cat": 3, "dog": 3})
+    began = time.monotonic()
+    result = _imgtrain("convert", "src", "images", cwd=tmp_path)
+    waited = time.monotonic() - began
+    assert result.returncode == 0, result.stderr
+    library = float(re.search(r"converted 6 images \(2 classes\) in ([\d.]+)s", result.stderr)[1])
+    reported = float(re.search(r"wrote image directory images: 6 images, 2 classes \(([\d.]+) s in all\)",
+                               result.stdout)[1])
+    assert library <= reported <= waited + 0.05  # more than the library's own call, never more than the wait
+
+
+def test_progress_is_logged_where_stderr_is_not_a_terminal(tmp_path):
+    make_class_folder(tmp_path / "src", {"cat": 35, "dog": 35})
+    result = _imgtrain("convert", "src", "images", "--workers", "0", env={"IMGTRAIN_PROGRESS_SECONDS": "0"},
+                       cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = re.findall(r"INFO: convert: (\d+)/70 img \((\d+)%\)", result.stderr)
+    assert [int(done) for done, _ in lines] == [7, 14, 21, 28, 35, 42, 49, 56, 63, 70]
+    assert lines[-1][1] == "100"
+    # By default at most a line per 5 s: converting 70 small images (well under a second) logs none.
+    quiet = _imgtrain("convert", "src", "again", "--workers", "0", cwd=tmp_path)
+    assert quiet.returncode == 0 and "INFO: convert:" not in quiet.stderr

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 
@@ -16,6 +18,9 @@ from .config import (CATALOG_FAMILY, CLASS_WEIGHTS, DEFAULT_MODEL, EXPLAIN_COUNT
                      SAMPLERS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig, TransformSpec)
 from .errors import ImgtrainError, TrainingInterrupted
 from .interrupts import Terminated, terminate_cleanly
+
+#: When this module was imported: as the `imgtrain` command, within a tenth of a second of the process's start.
+IMPORTED = time.monotonic()
 
 TRANSFORM_HELP = {
     "resize": "resize the shorter side to --size",
@@ -496,6 +501,11 @@ def _add_demo(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
     p.set_defaults(func=_cmd_demo)
 
 
+def _waited(args: argparse.Namespace) -> str:
+    """The time the user has waited for this command so far."""
+    return f"{time.monotonic() - args.started:.1f} s in all"
+
+
 def _describe(directory) -> str:
     kind = f"{len(directory.classes)} classes" if directory.labeled else "unlabeled"
     return f"{directory.root}: {len(directory)} images, {kind}"
@@ -506,7 +516,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
     directory = convert(args.src, args.out, overwrite=args.overwrite, skip_invalid=args.skip_invalid,
                         allow_outside=args.allow_outside_paths, workers=args.workers, cache=args.cache)
-    print(f"wrote image directory {_describe(directory)}")
+    print(f"wrote image directory {_describe(directory)} ({_waited(args)})")
     return 0
 
 
@@ -534,7 +544,7 @@ def _cmd_transform_apply(args: argparse.Namespace) -> int:
 
     directory = apply_transform(args.spec, args.src, args.out, mode=args.mode, seed=args.seed,
                                 overwrite=args.overwrite, workers=args.workers)
-    print(f"wrote image directory {_describe(directory)}")
+    print(f"wrote image directory {_describe(directory)} ({_waited(args)})")
     return 0
 
 
@@ -700,12 +710,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 ok, 1 error, 2 wrong usage)."""
+    started = IMPORTED if argv is None else time.monotonic()  # argv None: this is the command, timed from its start
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on wrong usage, 0 on --help / --version
         return int(exc.code or 0)
-    return _execute(args)
+    args.started = started
+    code = _execute(args)
+    if argv is None:
+        # The process ends next. Measured: with torch loaded, the garbage collector's passes over every module at
+        # exit took 2.2 s of silence after the last line; frozen, 0.5 s (the memory goes back at exit anyway).
+        gc.freeze()
+    return code
 
 
 def _train_worker(args: argparse.Namespace) -> None:

@@ -10,9 +10,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from tqdm import tqdm
-
 from .errors import WorkerCrashedError
+from .progress import progress_bar
 
 T = TypeVar("T")
 
@@ -59,12 +58,13 @@ def process_map(
     A worker that dies ends the run with WorkerCrashedError instead of a hang.
     """
     workers = default_workers() if workers is None else workers
-    bar = tqdm(total=len(tasks), desc=desc, unit="img", disable=None if progress else True, leave=False)
+    bar = progress_bar(len(tasks), desc, "img", progress)
     with bar:
         if workers <= 1 or len(tasks) < 64:
             for task in tasks:
-                yield fn(task)
-                bar.update()
+                result = fn(task)
+                bar.update()  # before yielding: a consumer that stops at the last result never resumes us
+                yield result
             return
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         chunk = max(1, min(64, len(tasks) // (workers * 8)))
@@ -72,8 +72,8 @@ def process_map(
         try:
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
                 for result in pool.map(fn, tasks, chunksize=chunk):
-                    yield result
                     bar.update()
+                    yield result
         except BrokenProcessPool:
             raise WorkerCrashedError(
                 f"A worker process died during '{desc}' (out of memory, or a crash while decoding an image).",

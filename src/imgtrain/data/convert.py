@@ -68,11 +68,11 @@ def convert(
     raise InvalidDatasetError naming them and nothing is written, unless `skip_invalid`, which leaves them
     out and lists them in OUT/convert-report.json.
     """
+    started = time.perf_counter()
     url = str(src) if remote.is_remote(src) else None
     src, out = Path(src), Path(out)
     if url is None and not src.exists():
         raise InvalidDatasetError(f"The source {src} does not exist.", hint="check the path.")
-    started = time.perf_counter()
     with building_dir(out, overwrite, inputs=[] if url else [src], validate=ImageDirectory.open) as tmp:
         if url is not None:  # copied inside the output being built: an interrupted convert leaves nothing
             src = remote.stage(url, tmp / ".download", progress)

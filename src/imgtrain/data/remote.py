@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from tqdm import tqdm
-
 from ..errors import InvalidDatasetError, MissingDependencyError
+from ..progress import progress_bar
 from .archives import archive_kind
 from .image_directory import META_NAME, safe_relative_path
 from .imaging import MAX_FILE_BYTES
@@ -222,8 +221,7 @@ def _manifest_keys(manifest: Path, url: str) -> list[str]:
 
 def _download(fs: Any, pairs: dict[str, Path], sizes: dict[str, int], url: str, progress: bool) -> None:
     """Copy each remote key to its local path, with retries, a byte-and-object progress bar and size caps."""
-    bar = tqdm(total=sum(sizes.values()) or None, unit="B", unit_scale=True, desc="download", leave=False,
-               disable=None if progress else True)
+    bar = progress_bar(sum(sizes.values()) or None, "download", "B", progress, unit_scale=True)
     with bar:
         for n, (key, local) in enumerate(pairs.items(), 1):
             local.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from ..config import BEST_GUESS, SCORE_BATCH_SIZE, UNKNOWN_LABEL, check_min_confidence
 from ..errors import InvalidDatasetError, ParameterError
@@ -26,6 +25,7 @@ from ..data.remote import RemoteImages, display, is_remote, list_images
 from ..data.imaging import BadImage, read_image_file, rgb_tensor, to_rgb
 from ..models.model_directory import TrainedModel, open_model_directory
 from ..parallel import default_loader_workers, scoring_loader_workers
+from ..progress import progress_bar
 from ..devices import PRECISIONS, autocast_for, measure_speedup, resolve_device, resolve_precision
 from ..data.transforms import ModelInput, output_sizes
 
@@ -265,7 +265,7 @@ def _rows_of(model: Model, loader: DataLoader, records: Sequence[ImageRecord], w
     """The rows of the loader's batches in the images' order (local or remote: `where` gives each one's path);
     unreadable images are raised after every image was tried, or with `skip_invalid` given error rows."""
     bad: list[str] = []
-    with tqdm(total=len(records), desc="score", unit="img", leave=False, disable=None if progress else True) as bar:
+    with progress_bar(len(records), "score", "img", progress) as bar:
         for batch, positions, bad_positions, errors in loader:
             rows: dict[int, dict[str, Any]] = {}
             if batch is not None and (skip_invalid or not bad):  # once failing, only look for more bad images
