@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -62,17 +63,43 @@ class Terminated(BaseException):
 def terminate_cleanly() -> Iterator[None]:
     """While inside, SIGTERM raises Terminated instead of killing the process where it stands.
 
-    Training sets its own handler while it runs (finish the batch, checkpoint) and puts this one back.
+    Training sets its own handler while it runs (finish the batch, checkpoint) and puts this one back. Processes
+    forked meanwhile (a pool's workers) start without it (`_sigterm_default_in_child`).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handle(signum: int, frame: object) -> None:
-        raise Terminated
-
-    previous = signal.signal(signal.SIGTERM, handle)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+_fork = threading.local()  # the signal mask of a thread that is forking, restored after the fork
+
+
+def _block_sigterm_for_fork() -> None:
+    _fork.mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
+def _unblock_after_fork() -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, _fork.mask)
+
+
+def _sigterm_default_in_child() -> None:
+    # A pool that is done terminates its workers with SIGTERM. Inheriting the handler above, each printed a
+    # traceback of Terminated; one signalled while still starting lost the exception in a fork hook, waited for a
+    # task that never came, and the pool waited for it forever. So a forked process ends on SIGTERM as without
+    # us: SIGTERM is held back across the fork, the child's handler reset, and then a pending SIGTERM ends it.
+    if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _unblock_after_fork()
+
+
+os.register_at_fork(before=_block_sigterm_for_fork, after_in_parent=_unblock_after_fork,
+                    after_in_child=_sigterm_default_in_child)

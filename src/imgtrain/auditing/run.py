@@ -54,7 +54,7 @@ def audit(images: str | Path, against: Sequence[str | Path] = (), out: str | Pat
     entries = [Entry(i, r) for i, d in enumerate(directories) for r in d]
     paths = [str(directories[e.directory].root / e.record.path) for e in entries]
     facts = list(process_map(read_facts, paths, workers, desc="audit", progress=progress))
-    report = _findings(directories, entries, facts, check_labels, seed)
+    report = _findings(directories, entries, facts, check_labels, seed, progress)
     if out is not None:
         from .report import write_html
 
@@ -73,7 +73,7 @@ def _require_libraries(check_labels: bool) -> None:
 
 
 def _findings(directories: list[ImageDirectory], entries: list[Entry], facts: list[Facts], check_labels: bool,
-              seed: int) -> dict[str, Any]:
+              seed: int, progress: bool = True) -> dict[str, Any]:
     """The report: every finding, with the summary counts first."""
     readable = [i for i, f in enumerate(facts) if f.error is None]
     exact = exact_groups([f.sha256 for f in facts])
@@ -88,8 +88,8 @@ def _findings(directories: list[ImageDirectory], entries: list[Entry], facts: li
         widest[group_of[a]] = max(widest[group_of[a]], d)
     groups = [_group(entries, g, "exact") for g in exact]
     groups += [_group(entries, g, "near", d) for g, d in zip(near, widest)]
-    labels = _label_check(directories[0], entries, facts, seed) if check_labels else {"checked": False,
-                                                                                      "reason": "turned off"}
+    labels = _label_check(directories[0], entries, facts, seed, progress) if check_labels else {
+        "checked": False, "reason": "turned off"}
     report = {
         "format": AUDIT_FORMAT, "format_version": AUDIT_FORMAT_VERSION,
         "directories": [_describe(i, d) for i, d in enumerate(directories)],
@@ -140,7 +140,8 @@ def _odd_images(entries: list[Entry]) -> list[dict[str, Any]]:
     return odd
 
 
-def _label_check(directory: ImageDirectory, entries: list[Entry], facts: list[Facts], seed: int) -> dict[str, Any]:
+def _label_check(directory: ImageDirectory, entries: list[Entry], facts: list[Facts], seed: int,
+                 progress: bool = True) -> dict[str, Any]:
     """Likely label errors of the audited directory (labels.py), with each image's reference."""
     from .labels import label_issues
 
@@ -150,7 +151,8 @@ def _label_check(directory: ImageDirectory, entries: list[Entry], facts: list[Fa
     classes = [c for c, n in directory.class_counts().items() if n]
     index = {c: k for k, c in enumerate(classes)}
     features = np.stack([facts[i].thumbnail for i in mine]) if mine else np.zeros((0, 1))
-    result = label_issues(features, np.array([index[entries[i].record.label] for i in mine]), classes, seed)
+    result = label_issues(features, np.array([index[entries[i].record.label] for i in mine]), classes, seed,
+                          progress)
     for issue in result["issues"]:
         issue.update(entries[mine[issue.pop("position")]].ref())
     return result
