@@ -164,3 +164,10 @@ def test_predict_and_serve_answer_unknown_below_min_confidence(trained_model):
     with TestClient(create_app(model, ServeConfig(min_confidence=top * 0.999))) as client:
         answer = client.post("/predict", files={"file": ("x.png", data, "image/png")}).json()["predictions"][0]
         assert answer["label"] == sure["label"] and not answer["unknown"]
+
+
+def test_train_help_states_the_calibration_rule(run_cli):
+    code, out, _ = run_cli("train", "--help")
+    text = " ".join(out.split())
+    assert code == 0 and f"below {MIN_CALIBRATION_IMAGES} validation images" in text
+    assert "every validation image is already right" in text and f"{CALIBRATION_FOLDS}-fold" in text

@@ -137,7 +137,10 @@ TRAIN_OPTIONS: dict[str, dict] = {
                     "shuffles the training images, as the designer does"),
     "calibrate": dict(help="after training, fit a temperature to the validation set so the model's confidences "
                       "match how often it is right (temperature scaling, Guo et al. 2017); stored in the model "
-                      "directory and used by score, serve, export and the studio. Rankings and labels do not change"),
+                      "directory and used by score, serve, export and the studio. Rankings and labels do not change. "
+                      "No temperature (T = 1, and the log says why) below 50 validation images, when every "
+                      "validation image is already right, or when temperatures fitted on 4/5 of the validation "
+                      "images do not lower the log loss on the other 1/5 (5-fold); T lies in 0.1-20 (docs/trust.md)"),
     "resume": dict(help="continue an interrupted run in --out from its last checkpoint"),
     "overwrite": dict(help="replace --out if it holds a model or an interrupted run"),
     "progress": dict(help="show progress bars (on a terminal)"),
