@@ -103,17 +103,23 @@ def convert(
         write_image_directory(tmp, classes, records)
         _write_report(tmp / REPORT_NAME, remote.display(url) if url else str(src), len(records),
                       bad + undecodable, ignored)
+    _log_outcome(out, len(records), classes, len(bad), ignored, len(undecodable), time.perf_counter() - started)
+    report_usage(DecodedCache(default_cache_dir()) if cache else None)
+    return ImageDirectory.open(out)
+
+
+def _log_outcome(out: Path, images: int, classes: list[str], bad: int, ignored: list[str], undecodable: int,
+                 seconds: float) -> None:
+    """What convert wrote, and what it left out and where that is listed."""
     if bad:
-        log.warning("skipped %d invalid images; see %s", len(bad), out / REPORT_NAME)
+        log.warning("skipped %d invalid images; see %s", bad, out / REPORT_NAME)
     if ignored:
         log.warning("ignored %d files (no image extension, or symbolic links), e.g. %s", len(ignored), ignored[:3])
     if undecodable:
         log.warning("left out %d HEIF (HEIC) images: their decoder pillow-heif is not installed (%s); see %s",
-                    len(undecodable), HEIF_INSTALL, out / REPORT_NAME)
-    log.info("converted %d images (%s) in %.1fs into %s", len(records),
-             f"{len(classes)} classes" if classes else "unlabeled", time.perf_counter() - started, out)
-    report_usage(DecodedCache(default_cache_dir()) if cache else None)
-    return ImageDirectory.open(out)
+                    undecodable, HEIF_INSTALL, out / REPORT_NAME)
+    log.info("converted %d images (%s) in %.1fs into %s", images,
+             f"{len(classes)} classes" if classes else "unlabeled", seconds, out)
 
 
 def _named_by_url(candidates: list[Candidate], staged: Path, url: str) -> list[Candidate]:
