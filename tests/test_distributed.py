@@ -48,10 +48,12 @@ def test_two_cpu_workers_under_torchrun_train_a_valid_model(small_training_data,
                             imgtrain.TrainConfig(epochs=2, batch_size=8, learning_rate=0.002, progress=False),
                             small_training_data[3])
     # Both runs take steps on 8 images (2 x 4, or 8): the losses, not the accuracy on 9 images, are compared.
-    # Measured: train loss 1.16 -> 0.86 (2 workers) and 1.11 -> 0.73 (one process), 18% apart at the end.
+    # Measured train loss, 2 workers / one process: 1.16 -> 0.86 / 1.11 -> 0.73 (AVX-512), 1.22 -> 0.87 / 1.11 ->
+    # 0.67 (AVX2 emulated), 1.07 -> 0.58 / 1.11 -> 0.76 (SSE4.1 emulated): epoch 2 at 0.74, 0.71, 0.55 of epoch 1
+    # (bound 0.9; no learning stays near 1), the ends 18%, 29%, 24% apart (bound 60%, 2x the worst).
     dist = model.meta["history"]
-    assert dist[1]["train_loss"] < 0.85 * dist[0]["train_loss"]
-    assert dist[-1]["train_loss"] == pytest.approx(single[-1]["train_loss"], rel=0.3)
+    assert dist[1]["train_loss"] < 0.9 * dist[0]["train_loss"]
+    assert dist[-1]["train_loss"] == pytest.approx(single[-1]["train_loss"], rel=0.6)
 
 
 @pytest.mark.slow  # issue 25: over a minute on a 2-core machine; make test-slow runs it
@@ -61,7 +63,9 @@ def test_a_dying_worker_ends_the_job_and_resume_finishes_it(small_training_data,
                                 env=crash)
     assert result.returncode == 1
     assert "error: DistributedTrainingError: Distributed training failed: worker rank 1" in result.stderr
-    assert seconds < 120
+    # measured 12 s, 33 s and 49 s (loaded machine) on AVX-512, 17 s (AVX2 emulated); bound 4x the worst. A worker
+    # left waiting would hang until gloo's 300 s timeout, past run_train's 240 s.
+    assert seconds < 200
     assert (tmp_path / "cut" / "checkpoint" / "last.safetensors").is_file()
     assert not (tmp_path / "cut" / "model.safetensors").exists()
     resumed, _ = run_train(small_training_data, tmp_path / "cut", "--nproc-per-node", "2", "--batch-size", "4",

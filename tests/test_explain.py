@@ -23,7 +23,8 @@ from imgtrain.models.catalog import head_keys
 def test_gradcam_mass_falls_in_the_corner_that_decides_the_class(bench, tmp_path):
     """Four classes told apart only by the object in the top-left quarter of 128 px images: a resnet18 learns
     the task, and on average at least half of each explained image's Grad-CAM mass lies in that quarter
-    (measured 0.62 with 40 images per class; a uniform map would give 0.25)."""
+    (measured 0.62, 0.63 with AVX2 emulated, accuracy 1.0 both, with 40 images per class; a uniform map would give
+    0.25)."""
     figures = bench.explain_figures(tmp_path, per_class=40)
     assert figures["accuracy"] >= 0.9, figures
     assert figures["corner_share"] >= 0.5, figures

@@ -36,6 +36,7 @@ def test_onnx_export_matches_imgtrains_predictions(trained_model, tmp_path, run_
     trained = imgtrain.open_model_directory(model_dir)
     batch = np.stack([preprocess(trained, img) for img in images])
     (probs,) = session.run(None, {"images": batch})
+    # float32 both ways, different kernels: measured 6.0e-8 (AVX-512) and 1.2e-7 (AVX2 emulated); bound ~800x
     assert np.abs(probs - _expected(model_dir, images)).max() <= 1e-4
     classes = {p.key: p.value for p in __import__("onnx").load(str(tmp_path / "onnx" / "model.onnx")).metadata_props}
     assert classes["imgtrain.classes"].split("\n") == meta["classes"]
@@ -49,7 +50,7 @@ def test_torchscript_export_matches_imgtrains_predictions(trained_model, tmp_pat
     trained = imgtrain.open_model_directory(model_dir)
     with torch.inference_mode():
         probs = loaded(torch.from_numpy(np.stack([preprocess(trained, img) for img in images]))).numpy()
-    assert np.abs(probs - _expected(model_dir, images)).max() <= 1e-4
+    assert np.abs(probs - _expected(model_dir, images)).max() <= 1e-4  # measured 1.2e-7 and 8.9e-8, as ONNX's
 
 
 def test_export_refuses_what_is_not_a_trained_model(small_training_data, tmp_path, run_cli):

@@ -111,7 +111,9 @@ def test_a_node_lost_mid_epoch_ends_the_other_and_resume_on_both_finishes(networ
     seconds = time.perf_counter() - started
     (code_a, _, err_a), (code_b, _, _) = results
     assert code_a == 1 and code_b != 0 and "DistributedTrainingError" in err_a, err_a[-1500:]
-    assert seconds < 120
+    # measured 30 s, and 62 s on a loaded machine (AVX-512); bound 3x the worst. Node a left waiting would hang
+    # until gloo's 300 s timeout, past _finish's 240 s.
+    assert seconds < 200
     assert not (out / "model.safetensors").exists()
     results = _finish([_start(n, network, small_training_data, out, "--resume") for n in (0, 1)])
     assert all(code == 0 for code, _, _ in results), [err[-1500:] for _, _, err in results]
