@@ -17,11 +17,15 @@ from imgtrain.data.sampling import EpochOrder
 
 @pytest.mark.slow  # issue 25: over a minute on a 2-core machine; make test-slow runs it
 def test_balanced_class_weights_raise_minority_recall_at_equal_epochs(bench, tmp_path):
-    """Two overlapping colour classes at 10:1, 3 epochs, seeds 1-3: the minority's recall on a balanced held-out
-    set, none against balanced (measured 0.53 -> 0.86 on average)."""
-    recalls = bench.imbalance_figures(tmp_path, seeds=(1, 2, 3), ways=(("none", "uniform"), ("balanced", "uniform")))
+    """Two overlapping colour classes at 10:1, 3 epochs, seeds 1-9: the minority's recall on a balanced held-out
+    set, none against balanced. One seed's gain swings from -0.38 to +0.74 with the CPU's kernels (27 measured: mean
+    0.20, sd 0.25): 3 seeds against a bound of +0.15 would fail on about one CPU in three (seeds 1-3 gained 0.32 on
+    AVX-512, 0.19 with AVX2 and 0.17 with SSE4.1 emulated). Seeds 1-9 gained 0.30, 0.18 and 0.13 there; the bound
+    is any gain, as weights left out train the very same networks (a gain of exactly 0) and inverted ones lose."""
+    recalls = bench.imbalance_figures(tmp_path, seeds=tuple(range(1, 10)),
+                                      ways=(("none", "uniform"), ("balanced", "uniform")))
     plain, balanced = (statistics.mean(recalls[way]) for way in (("none", "uniform"), ("balanced", "uniform")))
-    assert balanced > plain + 0.15, recalls
+    assert balanced > plain, recalls
     meta = json.loads((tmp_path / "model-balanced-uniform" / "imgtrain-model.json").read_text())
     assert meta["training"]["class_weights"] == "balanced" and meta["training"]["sampler"] == "uniform"
 
