@@ -49,7 +49,6 @@ def digits_task(root: Path, seed: int) -> tuple[np.ndarray, np.ndarray]:
     import imgtrain
     from imgtrain.demo import DIGITS_TRANSFORM
 
-    sys.path.insert(0, str(Path(__file__).parent))
     from trust import digits_splits
 
     parts = digits_splits(root, train=300, valid=100)
