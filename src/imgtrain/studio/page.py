@@ -137,18 +137,22 @@ function drawChart(history, epochs) {
   c.fillStyle = "#222"; c.fillText("loss (red: training, pink: validation, grey: this epoch, live), " +
     "validation accuracy (blue); x: epochs", 40, 14);
 }
-async function refresh() {
+async function refresh() {  // rows are kept and updated in place, so a tick or click never lands on a removed row
   const runs = await api("/api/runs"), table = document.getElementById("runs");
-  table.querySelectorAll("tr.run").forEach(r => r.remove());
-  for (const r of runs.reverse()) {
-    const tr = document.createElement("tr"); tr.className = "run";
-    tr.innerHTML = `<td><a href="#" data-id="${r.id}">#${r.id}</a></td><td>${r.status}</td>` +
-      `<td>${r.best_accuracy == null ? "" : r.best_accuracy.toFixed(3)}</td>` +
-      `<td><input type="checkbox" aria-label="compare run ${r.id}" ${compared.has(r.id) ? "checked" : ""}></td>`;
-    tr.querySelector("a").onclick = e => { e.preventDefault(); follow(r.id); };
-    tr.querySelector("input").onchange = e => { e.target.checked ? compared.add(r.id) : compared.delete(r.id);
-      drawCompare(); };
-    table.appendChild(tr);
+  const header = table.querySelector("tr:not(.run)");
+  for (const r of runs) {
+    let tr = table.querySelector(`tr.run[data-id="${r.id}"]`);
+    if (!tr) {
+      tr = document.createElement("tr"); tr.className = "run"; tr.dataset.id = r.id;
+      tr.innerHTML = `<td><a href="#">#${r.id}</a></td><td class="status"></td><td class="best"></td>` +
+        `<td><input type="checkbox" aria-label="compare run ${r.id}"></td>`;
+      tr.querySelector("a").onclick = e => { e.preventDefault(); follow(r.id); };
+      tr.querySelector("input").onchange = e => { e.target.checked ? compared.add(r.id) : compared.delete(r.id);
+        drawCompare(); };
+      (header ? header.after(tr) : table.prepend(tr));  // newest first
+    }
+    tr.querySelector(".status").textContent = r.status;
+    tr.querySelector(".best").textContent = r.best_accuracy == null ? "" : r.best_accuracy.toFixed(3);
   }
 }
 const compared = new Set(), COLOURS = ["#2a6fb0", "#c55", "#2a2", "#a6a", "#e0a000", "#555"];
