@@ -200,6 +200,7 @@ def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
         driver.quit()
 
 
+@pytest.mark.slow  # the page's Stop and Resume; tests/test_studio.py stops and resumes through the API in make test
 def test_studio_stop_and_resume_a_run_from_the_page(studio):
     """Stop on the page stops the run as Ctrl-C does; Resume continues it to the end; live progress shows batches."""
     from selenium.webdriver.common.by import By
@@ -215,14 +216,14 @@ def test_studio_stop_and_resume_a_run_from_the_page(studio):
         for name in ("resize", "center_crop"):
             driver.find_element(By.NAME, name).click()
         _box(driver, "Train PyTorch Model").click()
-        for name, value in (("epochs", "20"), ("batch_size", "4"), ("patience", "20")):
+        for name, value in (("epochs", "10"), ("batch_size", "4"), ("patience", "10")):
             field = driver.find_element(By.NAME, name)
             field.clear()
             field.send_keys(value + "\t")
         wait.until(lambda d: d.find_element(By.ID, "submit").is_enabled())
         driver.find_element(By.ID, "submit").click()
-        # stop at the first batch shown: 20 epochs of 4 batches leave seconds to do it
-        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "progress"), "/20, batch"))
+        # stop at the first batch shown: 10 epochs of 4 batches leave seconds to do it
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "progress"), "/10, batch"))
         assert "ETA" in driver.find_element(By.ID, "progress").text
         wait.until(lambda d: d.find_element(By.ID, "stop").is_enabled())
         driver.find_element(By.ID, "stop").click()

@@ -77,6 +77,7 @@ def test_a_dying_worker_ends_the_job_and_resume_finishes_it(small_training_data,
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow  # two worker processes started to be refused: CI's make test-slow
 def test_batch_larger_than_a_workers_share_is_refused(small_training_data, tmp_path):
     result, _ = run_train(small_training_data, tmp_path / "out", "--nproc-per-node", "2", "--batch-size", "16")
     assert result.returncode == 1 and "workers' shares, 12 each" in result.stderr

@@ -74,8 +74,12 @@ def uninterrupted(small_training_data, tmp_path_factory):
     return _weights(out)
 
 
-@pytest.mark.parametrize("point", ["batch:2.2", "checkpoint-writing:2", "model-writing",
-                                   "output-swapping"])  # checkpoint-saved: test_training.py
+#: Variants that `make test` leaves to `make test-slow` (CI runs both): each is a real process importing torch.
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("point", ["batch:2.2", pytest.param("checkpoint-writing:2", marks=SLOW), "model-writing",
+                                   pytest.param("output-swapping", marks=SLOW)])  # checkpoint-saved: test_training.py
 def test_a_kill_at_any_stage_resumes_to_identical_weights(data, small_training_data, uninterrupted, tmp_path, point):
     out = tmp_path / "cut"
     killed = _run(_train_argv(data, out), {"IMGTRAIN_CRASH_AT": point})
@@ -88,7 +92,8 @@ def test_a_kill_at_any_stage_resumes_to_identical_weights(data, small_training_d
 
 
 @pytest.mark.parametrize("signame, point, where", [("INT", "batch:2.1", "in epoch 2 after batch 1 of 3"),
-                                                    ("TERM", "batch:1.3", "in epoch 1 after batch 3 of 3")])
+                                                    pytest.param("TERM", "batch:1.3", "in epoch 1 after batch 3 of 3",
+                                                                 marks=SLOW)])
 def test_a_signal_mid_epoch_writes_a_checkpoint_that_resumes_from_that_batch(data, uninterrupted, tmp_path,
                                                                              signame, point, where):
     out = tmp_path / "cut"
@@ -148,6 +153,7 @@ def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(data, small_
     assert _identical(_weights(out), uninterrupted)
 
 
+@SLOW
 def test_a_final_model_that_cannot_be_written_keeps_the_checkpoint(data, small_training_data, uninterrupted,
                                                                    tmp_path):
     out = tmp_path / "cut"

@@ -16,6 +16,8 @@ TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SMALL = {"transform": {"resize": False, "center_crop": False, "random_horizontal_flip": False},
          "model": {"family": "resnet", "model_name": "resnet18", "pretrained": False}}
+#: Epochs of the runs stopped after their first epoch: about 0.4 s each here, seconds to stop them before the end.
+LONG_RUN = 10
 
 
 @pytest.fixture
@@ -25,7 +27,7 @@ def root(tmp_path):
 
 
 def wait_for(client: TestClient, run_id: int, statuses: tuple[str, ...], timeout: float = 600) -> dict:
-    # a hang guard: the 19 epochs after a resume took 62 s, and 91 s and 136 s on a loaded machine (measured)
+    # a hang guard: 19 epochs after a resume took 62 s, and 91 s and 136 s on a loaded machine (measured)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = client.get(f"/api/runs/{run_id}", headers=AUTH).json()
@@ -95,7 +97,8 @@ def test_downloads_the_model_the_onnx_export_and_the_scores(root):
 
 def test_stop_writes_a_checkpoint_and_resume_finishes_the_run(root):
     with TestClient(create_app(root, TOKEN)) as client:
-        request = {"train": "photos", "train_params": {"epochs": 20, "batch_size": 4, "patience": 20}, **SMALL}
+        request = {"train": "photos", "train_params": {"epochs": LONG_RUN, "batch_size": 4, "patience": LONG_RUN},
+                   **SMALL}
         run_id = client.post("/api/runs", json=request, headers=AUTH).json()["id"]
         deadline = time.monotonic() + 180
         while not client.get(f"/api/runs/{run_id}", headers=AUTH).json()["history"]:
@@ -111,8 +114,8 @@ def test_stop_writes_a_checkpoint_and_resume_finishes_the_run(root):
         assert client.post(f"/api/runs/{run_id}/resume", headers=AUTH).json()["status"] == "queued"
         run = wait_for(client, run_id, ("finished", "failed", "stopped"))
         assert run["status"] == "finished", run["error"]
-        assert [row["epoch"] for row in run["history"]] == list(range(1, 21))
-        assert stopped_at < 20
+        assert [row["epoch"] for row in run["history"]] == list(range(1, LONG_RUN + 1))
+        assert stopped_at < LONG_RUN
         assert client.post(f"/api/runs/{run_id}/resume", headers=AUTH).status_code == 409
 
 
@@ -244,6 +247,7 @@ def _api(port: int, path: str, body: dict | None = None) -> dict:
         return json.loads(answer.read())
 
 
+@pytest.mark.slow  # two studio servers and a killed worker: CI's make test-slow
 def test_a_studio_killed_mid_run_shows_it_interrupted_and_resumes_it(root):
     """SIGKILL the server while it trains: its worker notices, stops as Ctrl-C does (checkpoint written); the next
     server shows the run interrupted, and resume finishes it where it stopped."""
@@ -252,7 +256,8 @@ def test_a_studio_killed_mid_run_shows_it_interrupted_and_resumes_it(root):
     port = _free_port()
     server = _start_studio(root, port)
     try:
-        request = {"train": "photos", "train_params": {"epochs": 20, "batch_size": 4, "patience": 20}, **SMALL}
+        request = {"train": "photos", "train_params": {"epochs": LONG_RUN, "batch_size": 4, "patience": LONG_RUN},
+                   **SMALL}
         run_id = _api(port, "/api/runs", request)["id"]
         deadline = time.monotonic() + 180
         while not _api(port, f"/api/runs/{run_id}")["history"]:
@@ -276,7 +281,7 @@ def test_a_studio_killed_mid_run_shows_it_interrupted_and_resumes_it(root):
             assert time.monotonic() < deadline
             time.sleep(0.3)
         assert run["status"] == "finished", run["error"]
-        assert run["history"][-1]["epoch"] == 20
+        assert run["history"][-1]["epoch"] == LONG_RUN
     finally:
         server.terminate()
         server.wait(timeout=60)
@@ -284,7 +289,7 @@ def test_a_studio_killed_mid_run_shows_it_interrupted_and_resumes_it(root):
 
 def test_runs_wait_their_turn_and_a_queued_run_can_be_taken_off_the_queue(root):
     with TestClient(create_app(root, TOKEN)) as client:
-        request = {"train": "photos", "train_params": {"epochs": 2, "batch_size": 6}, **SMALL}
+        request = {"train": "photos", "train_params": {"epochs": 1, "batch_size": 6}, **SMALL}
         first, second, third = (client.post("/api/runs", json=request, headers=AUTH).json()["id"] for _ in range(3))
         assert client.post(f"/api/runs/{third}/stop", headers=AUTH).json()["stopping"]
         seen_waiting = False

@@ -9,7 +9,6 @@ import logging
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +99,7 @@ class _Events(logging.Handler):
         self.file.flush()
 
 
-def work(root: str, folder: str, request: dict[str, Any]) -> None:
+def work(root: str, folder: str, request: dict[str, Any], server_alive: Any) -> None:
     """Run one pipeline in this worker process; the outcome goes to FOLDER/result.json, the story to events.jsonl."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,7 +107,7 @@ def work(root: str, folder: str, request: dict[str, Any]) -> None:
     logger = logging.getLogger("imgtrain")
     logger.setLevel(logging.INFO)
     logger.addHandler(_Events(out / EVENTS))
-    _stop_when_orphaned()
+    _stop_when_orphaned(server_alive)
     try:
         result = {"status": "finished", "outputs": _pipeline(Path(root), out, request)}
     except (TrainingInterrupted, KeyboardInterrupt) as exc:
@@ -163,13 +162,17 @@ def _images(source: Path, converted: Path) -> Path:
     return converted
 
 
-def _stop_when_orphaned() -> None:
-    """A worker whose server died stops as Ctrl-C stops it (checkpoint written), so the run can be resumed."""
-    parent = os.getppid()
+def _stop_when_orphaned(server_alive: Any) -> None:
+    """A worker whose server died stops as Ctrl-C stops it (checkpoint written), so the run can be resumed.
+
+    The server holds the only other end of `server_alive` (a pipe): reading it ends when the server's process
+    does, however it ended, whoever the worker's parent is (a forkserver's children are not the server's)."""
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
+        try:
+            server_alive.recv()
+        except (EOFError, OSError):
+            pass
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=watch, daemon=True).start()
