@@ -31,6 +31,13 @@ TRAINING_MODULES = {"test_calibration", "test_catalog", "test_decoding", "test_d
 TRAINING_FIXTURES = {"small_training_data", "trained_model", "bench"}
 
 
+def pytest_ignore_collect(collection_path, config):
+    """Under -m "not trains" the training modules are not even imported (a quarter of `make test-fast`'s time)."""
+    if "not trains" in (config.option.markexpr or "") and collection_path.stem in TRAINING_MODULES:
+        return True
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     """Mark the tests that train with `trains`, for `make test-fast`."""
     for item in items:
