@@ -26,7 +26,8 @@ def _png(size=(16, 16), seed=0) -> bytes:
 def served(trained_model):
     model_dir, valid = trained_model
     config = ServeConfig(max_upload_bytes=200_000, max_pixels=1_000_000, batch_wait_ms=200)
-    with TestClient(create_app(model_dir, config)) as client:
+    # fp32 on both sides: `auto` picks bf16 where one batch measures faster, which may differ between two loads
+    with TestClient(create_app(imgtrain.load_model(model_dir, precision="fp32"), config)) as client:
         yield client, model_dir, valid
 
 
@@ -49,7 +50,7 @@ def test_upload_answers_the_same_probabilities_as_the_library(served):
     answer = client.post("/predict", files={"file": ("x.png", data, "image/png")})
     assert answer.status_code == 200, answer.text
     prediction = answer.json()["predictions"][0]
-    expected = imgtrain.load_model(model_dir).predict(Image.open(io.BytesIO(data)))
+    expected = imgtrain.load_model(model_dir, precision="fp32").predict(Image.open(io.BytesIO(data)))
     assert prediction["label"] == expected["label"]
     for cls, p in expected["probabilities"].items():
         assert prediction["probabilities"][cls] == pytest.approx(p, abs=1e-5)
