@@ -12,40 +12,17 @@ import sys
 import time
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from . import __version__
-from .config import (CATALOG_FAMILY, CLASS_WEIGHTS, DEFAULT_MODEL, EXPLAIN_COUNT, FAMILIES, MAX_SEED, PRECISIONS,
-                     SAMPLERS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig, TransformSpec)
+from .config import (CATALOG_FAMILY, DEFAULT_MODEL, EXPLAIN_COUNT, FAMILIES, MAX_SEED, PRECISIONS,
+                     SCORE_BATCH_SIZE, ServeConfig, TrainConfig, TransformSpec)
 from .errors import ImgtrainError, TrainingInterrupted
 from .interrupts import Terminated, terminate_cleanly
+from .params import declared
 
 #: When this module was imported: as the `imgtrain` command, within a tenth of a second of the process's start.
 IMPORTED = time.monotonic()
-
-TRANSFORM_HELP = {
-    "resize": "resize the shorter side to --size",
-    "size": "target length of the shorter side for --resize",
-    "center_crop": "crop the center square of --crop-size",
-    "crop_size": "side of the center crop",
-    "pad": "pad every border with --padding black pixels",
-    "padding": "pixels added on each border for --pad",
-    "color_jitter": "randomly change brightness, contrast and saturation (each by up to 40%%)",
-    "grayscale": "convert to grayscale (kept as 3 channels)",
-    "random_resized_crop": "crop a random area (8-100%%) and aspect ratio (3/4-4/3), resized to --random-resized-crop-size",
-    "random_resized_crop_size": "output side of the random resized crop",
-    "random_crop": "crop a random square of --random-crop-size (padding when smaller)",
-    "random_crop_size": "side of the random crop",
-    "random_horizontal_flip": "flip left-right with probability 0.5",
-    "random_vertical_flip": "flip upside down with probability 0.5",
-    "random_rotation": "rotate by a random angle within +-degrees",
-    "random_rotation_degrees": "largest rotation angle, 0-180",
-    "random_affine": "random affine transform rotating within +-degrees",
-    "random_affine_degrees": "largest affine rotation angle, 0-180",
-    "random_grayscale": "convert to grayscale with probability 0.1",
-    "random_perspective": "random perspective distortion (scale 0.5) with probability 0.5",
-    "random_erasing": "erase a random rectangle with probability 0.5",
-}
-
 
 class _ProgressAwareHandler(logging.Handler):
     """Log lines printed above a running progress bar instead of through it."""
@@ -93,73 +70,28 @@ def _count(text: str) -> int:
     return value
 
 
-#: train's options, one per TrainConfig field: argparse settings; the default always comes from the field.
 MIN_CONFIDENCE_HELP = ("answer 'unknown' for an image whose most likely class has a probability below P (0 < P <= "
                        "1), instead of a class it is unsure of; the probabilities are the calibrated ones (see train "
                        "--calibrate)")
-TRAIN_OPTIONS: dict[str, dict] = {
-    "epochs": dict(type=int, metavar="N", help="number of epochs (> 0)"),
-    "batch_size": dict(type=int, metavar="N", help="images per batch (> 0)"),
-    "learning_rate": dict(type=float, metavar="LR", help="initial SGD learning rate"),
-    "seed": dict(type=_number(0, MAX_SEED, int), metavar="N",
-                 help="random seed; with --repeatable the same seed gives bit-identical weights"),
-    "patience": dict(type=int, metavar="N", help="epochs without a better validation loss before stopping"),
-    "warmup_epochs": dict(type=int, metavar="N", help="epochs of linear learning-rate warmup"),
-    "print_frequency": dict(type=int, metavar="N", help="report progress every N batches"),
-    "freeze_epochs": dict(type=int, metavar="N", help="fine-tuning: train only the new classifier head for the first "
-                          "N epochs (the pretrained backbone's weights and BatchNorm statistics stay as they are); 0 "
-                          "trains everything from the start, as the designer does"),
-    "head_lr_scale": dict(type=float, metavar="X", help="fine-tuning: on a pretrained backbone the new classifier "
-                          "head learns at X times --learning-rate, the backbone at --learning-rate (default 10: "
-                          "measured, fine-tuning then beats training from scratch in 5 epochs on few images; see "
-                          "docs/performance.md, Transfer); 1 = one rate for all, as the designer does. Ignored when "
-                          "training from scratch"),
-    "device": dict(help="auto, cpu or cuda (auto picks a GPU when there is one)"),
-    "precision": dict(choices=PRECISIONS, help="arithmetic. auto = the fastest that keeps the --repeatable promise: on "
-                      "a CPU fp32 (bf16 there is not bit-repeatable), on a GPU bf16 (fp16 without bf16) with "
-                      "deterministic kernels; with --no-repeatable, bf16 wherever one training step of this model at "
-                      "this image size measured faster than fp32 (at least 1.1x). A resumed run keeps its precision"),
-    "repeatable": dict(help="same seed and inputs -> bit-identical weights (and --resume ends as an uninterrupted "
-                       "run). --no-repeatable trades this for speed: bf16 on CPUs with native bf16 where measured "
-                       "faster, cuDNN autotuning on GPUs; resume then restores the exact saved state but the rest of "
-                       "the run may differ in the last bits"),
-    "workers": dict(type=_count, metavar="N", help=WORKERS_HELP + " (default: 0 on 2 cores or fewer, else up to 4)"),
-    "cache": dict(help="keep images that the transformation's resize shrinks at least 4x (camera photos) decoded "
-                  "and resized in the decoded-image cache, so epochs after the first read them instead of decoding "
-                  "them again; the weights are the same with or without it. The cache is in $IMGTRAIN_CACHE_DIR, "
-                  "else ~/.cache/imgtrain/decoded; delete it any time"),
-    "class_weights": dict(choices=CLASS_WEIGHTS, help="class imbalance: balanced weighs each class's loss by n / "
-                          "(classes x images of the class), so every class counts the same in total (the validation "
-                          "loss that picks the best epoch is weighted the same way); none counts every image the same, "
-                          "as the designer does"),
-    "sampler": dict(choices=SAMPLERS, help="class imbalance: balanced draws each epoch's images with replacement, "
-                    "every class equally likely (minority images repeat, majority images are left out); uniform "
-                    "shuffles the training images, as the designer does"),
-    "calibrate": dict(help="after training, fit a temperature to the validation set so the model's confidences "
-                      "match how often it is right (temperature scaling, Guo et al. 2017); stored in the model "
-                      "directory and used by score, serve, export and the studio. Rankings and labels do not change. "
-                      "No temperature (T = 1, and the log says why) below 50 validation images, when every "
-                      "validation image is already right, or when temperatures fitted on 4/5 of the validation "
-                      "images do not lower the log loss on the other 1/5 (5-fold); T lies in 0.1-20 (docs/trust.md)"),
-    "resume": dict(help="continue an interrupted run in --out from its last checkpoint"),
-    "overwrite": dict(help="replace --out if it holds a model or an interrupted run"),
-    "progress": dict(help="show progress bars (on a terminal)"),
-    "log_dir": dict(metavar="DIR", help="write TensorBoard event files here (loss, accuracy, learning rate, images/s "
-                    "per epoch); view with `tensorboard --logdir DIR`"),
-    "mlflow": dict(help="also log parameters and per-epoch metrics to MLflow (needs mlflow installed; "
-                   "MLFLOW_TRACKING_URI, else ./mlruns)"),
-}
 
 
-def _add_config_options(p: argparse.ArgumentParser, cls: type, options: dict[str, dict]) -> None:
-    """One option per field of the dataclass `cls`, its default read from the field (one source of truth)."""
-    for field in dataclasses.fields(cls):
-        flag, default = "--" + field.name.replace("_", "-"), field.default
-        if isinstance(default, bool):
-            action = argparse.BooleanOptionalAction if default else "store_true"
-            p.add_argument(flag, action=action, default=default, **options[field.name])
-        else:
-            p.add_argument(flag, default=default, **options[field.name])
+def _add_declared_options(p: argparse.ArgumentParser, cls: type) -> None:
+    """One option per declared field of the parameter dataclass `cls` (params.param): its default, help, metavar
+    and choices from the declaration. Integers with a closed range are checked here (wrong usage, exit 2); every
+    other value by the library, whose message names the parameter (exit 1)."""
+    for declared_field in declared(cls):
+        p_ = declared_field.param
+        options: dict[str, Any] = {"default": declared_field.default, "help": p_.help.replace("%", "%%")}
+        if declared_field.kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif p_.choices and p_.accepts is None:
+            options["choices"] = p_.choices
+        elif declared_field.kind in (int, float):
+            closed = declared_field.kind is int and p_.low is not None and p_.high is not None
+            options["type"] = _number(p_.low, p_.high, int) if closed else declared_field.kind
+        if p_.metavar and "choices" not in options and declared_field.kind is not bool:
+            options["metavar"] = p_.metavar
+        p.add_argument(declared_field.flag, **options)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -271,15 +203,7 @@ def _add_transform(sub: argparse._SubParsersAction, common: list[argparse.Argume
                         help="Init Image Transformation: write a transformation file",
                         description="Write a transformation file with the designer's Init Image Transformation options.")
     t.add_argument("out", metavar="OUT", help="transformation file to write (a folder gets OUT/transform.json)")
-    for field in dataclasses.fields(TransformSpec):
-        flag = "--" + field.name.replace("_", "-")
-        if field.type in (bool, "bool"):
-            t.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
-                           help=TRANSFORM_HELP[field.name])
-        else:
-            is_angle = field.type in (float, "float")
-            t.add_argument(flag, type=float if is_angle else int, default=field.default,
-                           metavar="DEGREES" if is_angle else "PIXELS", help=TRANSFORM_HELP[field.name])
+    _add_declared_options(t, TransformSpec)
     t.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     t.set_defaults(func=_cmd_transform_init)
 
@@ -368,7 +292,7 @@ def _add_train(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPa
     p.add_argument("--transform", metavar="SPEC", default=None,
                    help="transformation file (default: the designer's: resize 256, center crop 224, random "
                    "horizontal flip)")
-    _add_config_options(p, TrainConfig, TRAIN_OPTIONS)
+    _add_declared_options(p, TrainConfig)
     p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
                    help="data-parallel workers on this machine (torch.distributed; gloo on CPU, NCCL on GPU); the "
                    "batch size is per worker and the learning rate is multiplied by the number of workers")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .errors import ParameterError, list_problems
+from .params import check, declared, param, problems, shaping
 
 # --- seeds
 
@@ -38,6 +39,9 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 CATALOG_FAMILY = "torchvision"
 DEFAULT_MODEL = {"densenet": "densenet201", "resnet": "resnext101_32x8d"}
 OPTIONS = {"densenet": ("memory_efficient",), "resnet": ("zero_init_residual",)}
+#: The model a studio run starts from unless the page picks another: the smallest ResNet, pretrained (minutes on a
+#: laptop's CPU, where the designer's default resnext101_32x8d takes hours).
+STUDIO_MODEL = {"family": "resnet", "model_name": "resnet18", "pretrained": True}
 
 # --- precision
 
@@ -60,68 +64,63 @@ TRANSFORM_FORMAT_VERSION = 1
 MAX_SIZE = 16384
 
 
+def _pixels(default: int, help: str, low: int = 1) -> Any:
+    return param(default, help, low=low, high=MAX_SIZE, metavar="PIXELS")
+
+
+def _degrees(help: str) -> Any:
+    return param(0, help, low=0, high=180, metavar="DEGREES")
+
+
 @dataclass(frozen=True)
 class TransformSpec:
     """The designer's Init Image Transformation parameters, with its defaults."""
 
-    resize: bool = True
-    size: int = 256
-    center_crop: bool = True
-    crop_size: int = 224
-    pad: bool = False
-    padding: int = 0
-    color_jitter: bool = False
-    grayscale: bool = False
-    random_resized_crop: bool = False
-    random_resized_crop_size: int = 256
-    random_crop: bool = False
-    random_crop_size: int = 224
-    random_horizontal_flip: bool = True
-    random_vertical_flip: bool = False
-    random_rotation: bool = False
-    random_rotation_degrees: float = 0
-    random_affine: bool = False
-    random_affine_degrees: float = 0
-    random_grayscale: bool = False
-    random_perspective: bool = False
-    random_erasing: bool = False
+    resize: bool = param(True, "resize the shorter side to --size")
+    size: int = _pixels(256, "target length of the shorter side for --resize")
+    center_crop: bool = param(True, "crop the center square of --crop-size")
+    crop_size: int = _pixels(224, "side of the center crop")
+    pad: bool = param(False, "pad every border with --padding black pixels")
+    padding: int = _pixels(0, "pixels added on each border for --pad", low=0)
+    color_jitter: bool = param(False, "randomly change brightness, contrast and saturation (each by up to 40%)")
+    grayscale: bool = param(False, "convert to grayscale (kept as 3 channels)")
+    random_resized_crop: bool = param(False, "crop a random area (8-100%) and aspect ratio (3/4-4/3), resized to "
+                                      "--random-resized-crop-size")
+    random_resized_crop_size: int = _pixels(256, "output side of the random resized crop")
+    random_crop: bool = param(False, "crop a random square of --random-crop-size (padding when smaller)")
+    random_crop_size: int = _pixels(224, "side of the random crop")
+    random_horizontal_flip: bool = param(True, "flip left-right with probability 0.5")
+    random_vertical_flip: bool = param(False, "flip upside down with probability 0.5")
+    random_rotation: bool = param(False, "rotate by a random angle within +-degrees")
+    random_rotation_degrees: float = _degrees("largest rotation angle, 0-180")
+    random_affine: bool = param(False, "random affine transform rotating within +-degrees")
+    random_affine_degrees: float = _degrees("largest affine rotation angle, 0-180")
+    random_grayscale: bool = param(False, "convert to grayscale with probability 0.1")
+    random_perspective: bool = param(False, "random perspective distortion (scale 0.5) with probability 0.5")
+    random_erasing: bool = param(False, "erase a random rectangle with probability 0.5")
 
     def __post_init__(self) -> None:
-        problems = spec_problems(dataclasses.asdict(self))
-        if problems:
-            raise ParameterError("Invalid transformation parameters:\n" + list_problems(problems))
+        found = spec_problems(dataclasses.asdict(self))
+        if found:
+            raise ParameterError("Invalid transformation parameters:\n" + list_problems(found))
+
+    def values(self) -> dict[str, Any]:
+        """The parameters as a plain dict (the transformation file's "transforms")."""
+        return dataclasses.asdict(self)
 
     def to_json(self) -> dict:
         """The transformation file's content."""
-        return {"format": TRANSFORM_FORMAT, "format_version": TRANSFORM_FORMAT_VERSION, "transforms": dataclasses.asdict(self)}
+        return {"format": TRANSFORM_FORMAT, "format_version": TRANSFORM_FORMAT_VERSION, "transforms": self.values()}
 
 
-SWITCHES = {f.name for f in fields(TransformSpec) if f.type in (bool, "bool")}
+SWITCHES = {d.name for d in declared(TransformSpec) if d.kind is bool}
 RANDOM_STEPS = {"color_jitter"} | {name for name in SWITCHES if name.startswith("random_")}
-RANGES = {
-    "size": (1, MAX_SIZE), "crop_size": (1, MAX_SIZE), "padding": (0, MAX_SIZE),
-    "random_resized_crop_size": (1, MAX_SIZE), "random_crop_size": (1, MAX_SIZE),
-    "random_rotation_degrees": (0, 180), "random_affine_degrees": (0, 180),
-}
 
 
 def spec_problems(values: dict) -> list[str]:
     """What is wrong with a dict of transformation parameters (empty when valid)."""
-    problems = []
-    known = {f.name for f in fields(TransformSpec)}
-    for name in sorted(set(values) - known):
-        problems.append(f"{name!r} is not one of the designer's transformation parameters")
-    for name, value in values.items():
-        if name in SWITCHES and not isinstance(value, bool):
-            problems.append(f"{name} must be true or false, got {value!r}")
-        elif name in RANGES:
-            low, high = RANGES[name]
-            integral = not name.endswith("degrees")
-            kinds = int if integral else int | float
-            if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
-                kind = "an integer" if integral else "a number"
-                problems.append(f"{name} must be {kind} from {low} to {high}, got {value!r}")
-    return problems or _frame_problems({f.name: f.default for f in fields(TransformSpec)} | values)
+    found = problems(TransformSpec, values, unknown="{name!r} is not one of the designer's transformation parameters")
+    return found or _frame_problems({f.name: f.default for f in fields(TransformSpec)} | values)
 
 
 def _frame_problems(s: dict) -> list[str]:
@@ -150,75 +149,90 @@ def _frame_problems(s: dict) -> list[str]:
 
 # --- training
 
-#: The integer parameters of TrainConfig and their ranges (None: no upper bound), checked in __post_init__ and
-#: shown by the studio's form.
-TRAIN_RANGES: dict[str, tuple[int, int | None]] = {
-    "epochs": (1, None), "batch_size": (1, None), "seed": (0, MAX_SEED), "patience": (1, None),
-    "warmup_epochs": (0, None), "freeze_epochs": (0, None), "print_frequency": (1, None)}
+def _is_cuda_device(value: object) -> bool:
+    return isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit()
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Train PyTorch Model's parameters (the designer's names and defaults) and how to run."""
+    """Train PyTorch Model's parameters (the designer's names and defaults) and how to run.
 
-    epochs: int = 5
-    batch_size: int = 16
-    learning_rate: float = 0.001
-    seed: int = 1
-    patience: int = 3
-    warmup_epochs: int = 0
-    freeze_epochs: int = 0  # fine-tuning: epochs that train the new head alone (backbone and its BatchNorm fixed)
-    head_lr_scale: float = 10.0  # fine-tuning: the new head's learning rate relative to learning_rate
-    print_frequency: int = 10
-    device: str = "auto"
-    precision: str = "auto"
-    repeatable: bool = True  # same seed -> bit-identical weights; off lets `auto` pick bf16 where it is faster
-    workers: int | None = None
-    cache: bool = True  # keep large photos decoded and resized on disk (data.decoding), read from epoch 2 on
-    class_weights: str = "none"  # CLASS_WEIGHTS
-    sampler: str = "uniform"  # SAMPLERS
-    calibrate: bool = True  # fit a temperature on the validation set after training (inference.calibration)
-    resume: bool = False
-    overwrite: bool = False
-    progress: bool = True
-    log_dir: str | None = None  # TensorBoard event files
-    mlflow: bool = False
+    Each field declares itself once (params.param): the checks, `imgtrain train`'s options, the studio's form and
+    what a model directory records are built from these declarations."""
+
+    epochs: int = param(5, "number of epochs", low=1, metavar="N", shapes_result=True)
+    batch_size: int = param(16, "images per batch", low=1, metavar="N", shapes_result=True)
+    learning_rate: float = param(0.001, "initial SGD learning rate", low=sys.float_info.epsilon, metavar="LR",
+                                 shapes_result=True, hint="the designer's default is 0.001.")
+    seed: int = param(1, "random seed; with --repeatable the same seed gives bit-identical weights", low=0,
+                      high=MAX_SEED, metavar="N", shapes_result=True, hint="the designer's default is 1.")
+    patience: int = param(3, "epochs without a better validation loss before stopping", low=1, metavar="N",
+                          shapes_result=True)
+    warmup_epochs: int = param(0, "epochs of linear learning-rate warmup", low=0, metavar="N", shapes_result=True)
+    freeze_epochs: int = param(
+        0, "fine-tuning: train only the new classifier head for the first N epochs (the pretrained backbone's weights "
+        "and BatchNorm statistics stay as they are); 0 trains everything from the start, as the designer does",
+        low=0, metavar="N", shapes_result=True)
+    head_lr_scale: float = param(
+        10.0, "fine-tuning: on a pretrained backbone the new classifier head learns at X times --learning-rate, the "
+        "backbone at --learning-rate (default 10: measured, fine-tuning then beats training from scratch in 5 epochs "
+        "on few images; see docs/performance.md, Transfer); 1 = one rate for all, as the designer does. Ignored when "
+        "training from scratch", low=0, above=True, high=1000, metavar="X", shapes_result=True,
+        hint="1 trains the head at the backbone's rate (the designer's behaviour).")
+    print_frequency: int = param(10, "report progress every N batches", low=1, metavar="N")
+    device: str = param("auto", "auto, cpu or cuda (auto picks a GPU when there is one); cuda:N picks one GPU",
+                        choices=("auto", "cpu", "cuda"), accepts=_is_cuda_device,
+                        expected="auto, cpu, cuda or cuda:N")
+    precision: str = param(
+        "auto", "arithmetic. auto = the fastest that keeps the --repeatable promise: on a CPU fp32 (bf16 there is "
+        "not bit-repeatable), on a GPU bf16 (fp16 without bf16) with deterministic kernels; with --no-repeatable, "
+        "bf16 wherever one training step of this model at this image size measured faster than fp32 (at least "
+        "1.1x). A resumed run keeps its precision", choices=PRECISIONS)
+    repeatable: bool = param(
+        True, "same seed and inputs -> bit-identical weights (and --resume ends as an uninterrupted run). "
+        "--no-repeatable trades this for speed: bf16 on CPUs with native bf16 where measured faster, cuDNN "
+        "autotuning on GPUs; resume then restores the exact saved state but the rest of the run may differ in the "
+        "last bits", shapes_result=True)
+    workers: int | None = param(None, "worker processes; 0 = all work in this process (default: 0 on 2 cores or "
+                                "fewer, else up to 4)", low=0, metavar="N", studio=False)
+    cache: bool = param(
+        True, "keep images that the transformation's resize shrinks at least 4x (camera photos) decoded and resized "
+        "in the decoded-image cache, so epochs after the first read them instead of decoding them again; the "
+        "weights are the same with or without it. The cache is in $IMGTRAIN_CACHE_DIR, else "
+        "~/.cache/imgtrain/decoded; delete it any time")
+    class_weights: str = param(
+        "none", "class imbalance: balanced weighs each class's loss by n / (classes x images of the class), so every "
+        "class counts the same in total (the validation loss that picks the best epoch is weighted the same way); "
+        "none counts every image the same, as the designer does", choices=CLASS_WEIGHTS, shapes_result=True,
+        hint="balanced helps when some classes have far fewer images than others.")
+    sampler: str = param(
+        "uniform", "class imbalance: balanced draws each epoch's images with replacement, every class equally likely "
+        "(minority images repeat, majority images are left out); uniform shuffles the training images, as the "
+        "designer does", choices=SAMPLERS, shapes_result=True,
+        hint="balanced helps when some classes have far fewer images than others.")
+    calibrate: bool = param(
+        True, "after training, fit a temperature to the validation set so the model's confidences match how often "
+        "it is right (temperature scaling, Guo et al. 2017); stored in the model directory and used by score, serve, "
+        "export and the studio. Rankings and labels do not change. No temperature (T = 1, and the log says why) "
+        "below 50 validation images, when every validation image is already right, or when temperatures fitted on "
+        "4/5 of the validation images do not lower the log loss on the other 1/5 (5-fold); T lies in 0.1-20 "
+        "(docs/trust.md)")
+    resume: bool = param(False, "continue an interrupted run in --out from its last checkpoint", studio=False)
+    overwrite: bool = param(False, "replace --out if it holds a model or an interrupted run", studio=False)
+    progress: bool = param(True, "show progress bars (on a terminal)", studio=False)
+    log_dir: str | None = param(None, "write TensorBoard event files here (loss, accuracy, learning rate, images/s "
+                                "per epoch); view with `tensorboard --logdir DIR`", metavar="DIR", studio=False)
+    mlflow: bool = param(False, "also log parameters and per-epoch metrics to MLflow (needs mlflow installed; "
+                         "MLFLOW_TRACKING_URI, else ./mlruns)", studio=False)
 
     def __post_init__(self) -> None:
-        check_seed(self.seed)
-        for name, (low, _) in TRAIN_RANGES.items():
-            value = getattr(self, name)
-            if name != "seed" and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-                raise ParameterError(f"{name} must be an integer >= {low}, got {value!r}.")
-        lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr < sys.float_info.epsilon:
-            raise ParameterError(f"learning_rate must be a finite number >= {sys.float_info.epsilon:.3g}, got {lr!r}.",
-                                 hint="the designer's default is 0.001.")
-        scale = self.head_lr_scale
-        if isinstance(scale, bool) or not isinstance(scale, int | float) or not 0 < scale <= 1000:
-            raise ParameterError(f"head_lr_scale must be a number above 0 and at most 1000, got {scale!r}.",
-                                 hint="1 trains the head at the backbone's rate (the designer's behaviour).")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ParameterError(f"device must be auto, cpu or cuda, got {self.device!r}.")
-        if self.precision not in PRECISIONS:
-            raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
-        if self.workers is not None and (isinstance(self.workers, bool) or not isinstance(self.workers, int)
-                                         or self.workers < 0):
-            raise ParameterError(f"workers must be an integer >= 0, got {self.workers!r}.")
-        for name, choices in (("class_weights", CLASS_WEIGHTS), ("sampler", SAMPLERS)):
-            if getattr(self, name) not in choices:
-                raise ParameterError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}.",
-                                     hint="balanced helps when some classes have far fewer images than others.")
-        for name in ("repeatable", "cache", "calibrate"):
-            if not isinstance(getattr(self, name), bool):
-                raise ParameterError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        check(self)
         if self.resume and self.overwrite:
             raise ParameterError("resume and overwrite exclude each other.", hint="choose one.")
 
     def hyperparameters(self) -> dict[str, Any]:
         """The parameters that shape the result (not how the run is executed)."""
-        return {k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate", "seed", "patience",
-                                               "warmup_epochs", "repeatable", "freeze_epochs",
-                                               "head_lr_scale", "class_weights", "sampler")}
+        return shaping(self)
 
 
 # --- scoring and serving

@@ -78,7 +78,7 @@ class Declared:
             return None
         if not self._accepts(value):
             shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-            return f"{self.name} must be {self.expected()}{' (or None)' if self.optional else ''}, got {shown}"
+            return f"{self.name} must be {self.expected()}, got {shown}"
         return None
 
     def _accepts(self, value: Any) -> bool:
@@ -126,10 +126,10 @@ def declared(cls: type) -> list[Declared]:
     return out
 
 
-def problems(cls: type, values: dict[str, Any]) -> list[str]:
+def problems(cls: type, values: dict[str, Any], unknown: str = "{name!r} is not a parameter of {cls}") -> list[str]:
     """What is wrong with `values` for the parameters of `cls`: unknown names, then each refused value."""
     fields = {d.name: d for d in declared(cls)}
-    found = [f"{name!r} is not a parameter of {cls.__name__}" for name in sorted(set(values) - set(fields))]
+    found = [unknown.format(name=name, cls=cls.__name__) for name in sorted(set(values) - set(fields))]
     for name, value in values.items():
         if name in fields and (problem := fields[name].problem(value)):
             found.append(problem)

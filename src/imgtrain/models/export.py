@@ -97,7 +97,7 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, trained: Tra
 
 
 def _describe(trained: TrainedModel, fmt: str, height: int, width: int) -> dict[str, Any]:
-    spec = trained.transform.to_json()["transforms"]
+    spec = trained.transform.values()
     return {
         "format": "imgtrain.export", "format_version": 1, "runtime_format": fmt, "file": FORMATS[fmt],
         "classes": list(trained.classes), "architecture": trained.architecture.to_json(),

@@ -93,7 +93,7 @@ def write_model_directory(
         "format_version": FORMAT_VERSION,
         "architecture": architecture.to_json(),
         "classes": list(classes),
-        "input": {"transform": transform.to_json()["transforms"], "mean": list(mean), "std": list(std)},
+        "input": {"transform": transform.values(), "mean": list(mean), "std": list(std)},
         "weights": WEIGHTS_NAME,
         "best_epoch": best_epoch,
         "training": training,

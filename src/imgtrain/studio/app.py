@@ -446,21 +446,20 @@ async def _follow(manager: Manager, run_id: int, request):
         await asyncio.sleep(0.3)
 
 
-def default_parameters() -> dict[str, dict[str, Any]]:
-    """Each module's parameters and their defaults, read from the library's dataclasses (the CLI reads the same)."""
-    import dataclasses
-
-    from ..config import CATALOG_FAMILY, CLASS_WEIGHTS, FAMILIES, PRECISIONS, RANGES, SAMPLERS, TRAIN_RANGES, \
-        TrainConfig, TransformSpec
-    from .runner import MANAGED
-
-    train = {f.name: f.default for f in dataclasses.fields(TrainConfig)
-             if f.name not in MANAGED and f.name not in ("device", "workers", "print_frequency")}
+def default_parameters() -> dict[str, Any]:
+    """Each module's parameters and defaults, from the library's declarations (params.param), as the CLI's are:
+    `parameters` has each one's type, range, choices and help; `ranges` and `choices` are the page's shortcuts."""
+    from ..config import CATALOG_FAMILY, FAMILIES, STUDIO_MODEL, TrainConfig, TransformSpec
     from ..models.catalog import catalog_names
+    from ..params import describe
 
-    return {"train_params": train, "model": {"family": "resnet", "model_name": "resnet18", "pretrained": True},
-            "transform": dataclasses.asdict(TransformSpec()), "ranges": {**TRAIN_RANGES, **RANGES},
-            "choices": {"precision": PRECISIONS, "class_weights": CLASS_WEIGHTS, "sampler": SAMPLERS},
+    declared = {"train_params": describe(TrainConfig, studio_only=True), "transform": describe(TransformSpec)}
+    everything = {name: d for module in declared.values() for name, d in module.items()}
+    return {**{module: {name: d["default"] for name, d in fields.items()} for module, fields in declared.items()},
+            "model": dict(STUDIO_MODEL), "parameters": declared,
+            "ranges": {name: [d["low"], d["high"]] for name, d in everything.items()
+                       if d["type"] == "int" or (d["type"] == "float" and d["high"] is not None and not d["above"])},
+            "choices": {name: d["choices"] for name, d in everything.items() if d["choices"]},
             "models": {**{family: list(names) for family, names in FAMILIES.items()}, CATALOG_FAMILY: catalog_names()}}
 
 

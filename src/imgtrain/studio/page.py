@@ -104,7 +104,7 @@ function drawForm() {
 function request() {
   const valid = document.getElementById("valid").value;
   return {train: document.getElementById("train").value, valid: valid || null,
-    model: {family: "resnet", ...values.model}, transform: values.transform, train_params: values.train_params};
+    model: values.model, transform: values.transform, train_params: values.train_params};
 }
 async function check() {  // the library's own message, in place, as soon as a value is wrong
   try { await api("/api/check", {method: "POST", headers: {"Content-Type": "application/json"},
@@ -256,7 +256,7 @@ api("/api/health").then(h => document.getElementById("root").textContent = "root
 let RANGES = {};
 let MODELS = {}, CHOICES = {};
 api("/api/parameters").then(p => { RANGES = p.ranges; MODELS = p.models; CHOICES = p.choices;
-  delete p.ranges; delete p.models; delete p.choices; PARAMS = p;
+  delete p.ranges; delete p.models; delete p.choices; delete p.parameters; PARAMS = p;
   values = JSON.parse(JSON.stringify(p)); drawPipeline(); drawForm(); });
 loadFiles();
 refresh().then(() => api("/api/runs")).then(runs => {  // a reloaded page re-attaches to the active run

@@ -3,7 +3,6 @@ runs with the library: convert -> split -> model -> train -> score -> evaluate, 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -12,16 +11,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..config import CATALOG_FAMILY, FAMILIES, TrainConfig, TransformSpec, spec_problems
+from ..config import CATALOG_FAMILY, FAMILIES, STUDIO_MODEL, TrainConfig, TransformSpec, spec_problems
 from ..errors import ImgtrainError, ParameterError, TrainingInterrupted
 from ..data.decoding import CACHE_ENV
 from ..files import atomic_write_json
+from ..params import declared
 from .registry import STATE_DIR
 
 EVENTS = "events.jsonl"
 RESULT = "result.json"
-#: TrainConfig fields the studio sets itself: a request may not.
-MANAGED = frozenset({"resume", "overwrite", "progress", "log_dir", "mlflow"})
 REQUEST_KEYS = frozenset({"train", "valid", "split_fraction", "model", "transform", "train_params"})
 
 
@@ -58,7 +56,7 @@ def check_request(root: Path, body: Any) -> dict[str, Any]:
     fraction = body.get("split_fraction", 0.9)
     if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
         raise BadRequest(400, f"split_fraction must be a number between 0 and 1, got {fraction!r}.")
-    model = {"family": "resnet", "model_name": "resnet18", "pretrained": True, **(body.get("model") or {})}
+    model = {**STUDIO_MODEL, **(body.get("model") or {})}
     if model["family"] not in (*FAMILIES, CATALOG_FAMILY) or not isinstance(model["model_name"], str) \
             or not isinstance(model["pretrained"], bool):
         raise BadRequest(400, f"model must name a family ({', '.join((*FAMILIES, CATALOG_FAMILY))}), a model_name "
@@ -68,7 +66,7 @@ def check_request(root: Path, body: Any) -> dict[str, Any]:
     params = body.get("train_params") or {}
     if not isinstance(params, dict):
         raise BadRequest(400, "train_params must be an object.")
-    known = {f.name for f in dataclasses.fields(TrainConfig)} - MANAGED
+    known = {d.name for d in declared(TrainConfig) if d.param.studio}
     problems += [f"{name!r} is not a training parameter the studio takes" for name in sorted(set(params) - known)]
     if problems:
         raise BadRequest(400, "; ".join(problems))

@@ -47,7 +47,7 @@ from . import distributed
 from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
 from .finetune import fixed_norms, parameter_groups, set_learning_rates
 from .prechecks import check_inputs, labeled_directory
-from .state import EarlyStopping, EpochProgress, RunState, check_state, saved_precision
+from .state import EarlyStopping, EpochProgress, RunState, check_fingerprint, check_state, saved_precision
 from .tracking import Tracker, open_tracker
 
 log = logging.getLogger(__name__)
@@ -210,14 +210,17 @@ class Job:
         """The new head's learning rate relative to the backbone's: config.head_lr_scale on pretrained weights."""
         return self.config.head_lr_scale if self.untrained.pretrained else 1.0
 
+    def hyperparameters(self) -> dict[str, Any]:
+        """The parameters that shape the result, as this job applies them (head_lr_scale only on pretrained)."""
+        return {**self.config.hyperparameters(), "head_lr_scale": self.head_lr_scale}
+
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must share with the one it continues."""
         return {"architecture": self.untrained.architecture.to_json(), "pretrained": self.untrained.pretrained,
                 "classes": list(self.classes), "train_images": len(self.train_dir),
                 "valid_images": len(self.valid_dir), "train_index": self.train_dir.fingerprint(),
-                "valid_index": self.valid_dir.fingerprint(), "transform": self.spec.to_json()["transforms"],
-                "world_size": self.ctx.world_size, **self.config.hyperparameters(),
-                "head_lr_scale": self.head_lr_scale}
+                "valid_index": self.valid_dir.fingerprint(), "transform": self.spec.values(),
+                "world_size": self.ctx.world_size, **self.hyperparameters()}
 
 
 def _train(job: Job) -> list[dict[str, Any]]:
@@ -226,7 +229,7 @@ def _train(job: Job) -> list[dict[str, Any]]:
     resumed = _prepare_output(job.out, job.config, list(job.inputs))
     fingerprint = job.fingerprint()
     if resumed is not None:
-        _check_fingerprint(job.out, resumed.state["fingerprint"], fingerprint)
+        check_fingerprint(job.out, resumed, fingerprint)
     device = distributed.worker_device(resolve_device(job.config.device), ctx)
     with distributed.process_group(ctx, device), stop_on_signals() as signalled, contextlib.ExitStack() as stack:
         state = _start(job, device, resumed, fingerprint, stack)
@@ -234,7 +237,7 @@ def _train(job: Job) -> list[dict[str, Any]]:
         runner = DistributedDataParallel(state.net, device_ids=[device.index] if device.type == "cuda" else None) \
             if ctx.enabled else state.net
         tracker = open_tracker(job.config.log_dir, job.config.mlflow, {
-            **job.config.hyperparameters(), "head_lr_scale": job.head_lr_scale,
+            **job.hyperparameters(),
             "model": job.untrained.architecture.model_name,
             "precision": state.precision, "world_size": ctx.world_size}, run_name=job.out.name) \
             if ctx.is_main else Tracker()
@@ -407,7 +410,7 @@ def _save_model(job: Job, state: RunState, device: torch.device, calibration: di
     """Write the trained model directory as a whole, replacing `out` (and its checkpoint) at once."""
     model, train, valid = job.inputs
     config, stopper = job.config, state.stopper
-    training = {**config.hyperparameters(), "head_lr_scale": job.head_lr_scale, "momentum": MOMENTUM, "nesterov": True, "weight_decay": WEIGHT_DECAY,
+    training = {**job.hyperparameters(), "momentum": MOMENTUM, "nesterov": True, "weight_decay": WEIGHT_DECAY,
                 "device": str(device), "precision": state.precision, "world_size": job.ctx.world_size,
                 "model": str(model), "train": str(train), "valid": str(valid), "pretrained": job.untrained.pretrained,
                 "stopped_early": stopper.should_stop, "calibrate": config.calibrate}
@@ -468,21 +471,6 @@ def _run_precision(job: Job, resumed: Checkpoint | None, net: nn.Module, device:
         votes = distributed.all_sum([float(precision != "fp32")], ctx, device)[0]
         precision = precision if votes == ctx.world_size else "fp32"
     return precision
-
-
-def _check_fingerprint(out: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    saved = {k: v for k, v in saved.items() if k != "precision"}  # checked by _run_precision
-    # checkpoints from before these were kept
-    for key in ("repeatable", "train_index", "valid_index", "freeze_epochs"):
-        saved.setdefault(key, current.get(key))
-    saved.setdefault("head_lr_scale", 1.0)  # before it existed, the head learnt at the backbone's rate
-    saved.setdefault("class_weights", "none")
-    saved.setdefault("sampler", "uniform")
-    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-    if changed:
-        raise ParameterError(
-            f"The run in {out} was started with other inputs or parameters; these differ: {', '.join(changed)}.",
-            hint="resume with the same inputs and parameters, or start over with --overwrite.")
 
 
 def _build_network(untrained: UntrainedModel, num_classes: int) -> nn.Module:

@@ -11,10 +11,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import TrainConfig
 from ..devices import RESOLVED_PRECISIONS
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ParameterError
 from ..models.architectures import weights_mismatch
 from .checkpoints import Checkpoint, checkpoint_path
+
+#: Fingerprint keys whose absence in an older checkpoint means something else than the parameter's default, and
+#: what: None for keys older runs did not record at all (whatever this run has is accepted).
+FINGERPRINT_BEFORE = {"head_lr_scale": 1.0, "repeatable": None, "freeze_epochs": None, "train_index": None,
+                      "valid_index": None}
 
 
 @dataclass
@@ -165,3 +171,21 @@ def _count(value: Any) -> bool:
 
 
 SCALER_FIELDS = {"scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"}
+
+
+def check_fingerprint(out: Path, resumed: Checkpoint, current: dict[str, Any]) -> None:
+    """ParameterError naming what differs between the checkpointed run and this one (resume continues a run with
+    the same inputs and parameters). A parameter an older checkpoint lacks held its declared default then, so a new
+    option needs no migration here; FINGERPRINT_BEFORE lists the exceptions."""
+    saved = {k: v for k, v in resumed.state["fingerprint"].items() if k != "precision"}  # see saved_precision
+    defaults = TrainConfig().hyperparameters()
+    for key in set(current) - set(saved):
+        if key in FINGERPRINT_BEFORE:
+            saved[key] = current[key] if FINGERPRINT_BEFORE[key] is None else FINGERPRINT_BEFORE[key]
+        elif key in defaults:
+            saved[key] = defaults[key]
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+    if changed:
+        raise ParameterError(
+            f"The run in {out} was started with other inputs or parameters; these differ: {', '.join(changed)}.",
+            hint="resume with the same inputs and parameters, or start over with --overwrite.")
