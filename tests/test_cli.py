@@ -34,17 +34,6 @@ def _defaults(*argv: str) -> dict:
     return vars(build_parser().parse_args(list(argv)))
 
 
-def test_every_train_config_field_has_an_option_with_the_same_default():
-    import dataclasses
-
-    from imgtrain import TrainConfig
-
-    parsed = _defaults("train", "--model", "m", "--train", "t", "--valid", "v", "--out", "o")
-    for field in dataclasses.fields(TrainConfig):
-        assert field.name in parsed, f"TrainConfig.{field.name} has no --{field.name.replace('_', '-')}"
-        assert parsed[field.name] == field.default, field.name
-
-
 def test_score_serve_and_demo_options_default_to_the_library_defaults():
     import inspect
 

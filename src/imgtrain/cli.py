@@ -507,7 +507,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training.distributed import LaunchOptions, launch
-    from .models.model_directory import open_model_directory
     from .training.loop import train
 
     config = TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)})
@@ -516,11 +515,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if options.needed and "RANK" not in os.environ:  # this process launches; the workers train (rank 0 reports)
         launch(_train_worker, (args,), options)
         return 0
-    history = train(args.model, args.train, args.valid, args.out, config, transform=args.transform)
+    result = train(args.model, args.train, args.valid, args.out, config, transform=args.transform)
     if os.environ.get("RANK", "0") != "0":
         return 0
-    best = history[open_model_directory(args.out).meta["best_epoch"] - 1]  # the epoch whose weights were saved
-    print(f"wrote trained model directory {args.out}: best epoch {best['epoch']} of {len(history)}, "
+    best = result.best
+    print(f"wrote trained model directory {result.out}: best epoch {best['epoch']} of {len(result.history)}, "
           f"validation loss {best['val_loss']:.4f}, top-1 accuracy {best['val_top1']:.4f}")
     return 0
 

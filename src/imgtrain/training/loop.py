@@ -154,10 +154,11 @@ def train(
     out: str | Path,
     config: TrainConfig | None = None,
     transform: TransformSpec | str | Path | None = None,
-) -> list[dict[str, Any]]:
+) -> TrainResult:
     """Train an untrained model directory on an image directory; write the best epoch's model to `out`.
 
-    Returns the metric history, one dict per epoch. `transform` defaults to the designer's
+    Returns a TrainResult: the model directory, the best epoch and the metric history (one dict per epoch; the
+    result reads as that list too). `transform` defaults to the designer's
     default transformation (resize 256, center crop 224, random horizontal flip). Under
     torchrun (RANK / WORLD_SIZE set) this process is one data-parallel worker of the job.
     """
@@ -177,6 +178,27 @@ def train(
               (config.batch_size, 3, height, width))
     with exclusive(out) if ctx.is_main else contextlib.nullcontext():
         return _train(job)
+
+
+@dataclass(frozen=True)
+class TrainResult(Sequence):
+    """What `train` made: the trained model directory, the epoch whose weights it holds, and every epoch's metrics.
+    It reads as the history list (what `train` returned before it said more)."""
+
+    out: Path
+    history: list[dict[str, Any]]
+    best_epoch: int
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """The metrics of the epoch whose weights were saved."""
+        return self.history[self.best_epoch - 1]
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self.history[index]
+
+    def __len__(self) -> int:
+        return len(self.history)
 
 
 @dataclass(frozen=True)
@@ -223,7 +245,7 @@ class Job:
                 "world_size": self.ctx.world_size, **self.hyperparameters()}
 
 
-def _train(job: Job) -> list[dict[str, Any]]:
+def _train(job: Job) -> TrainResult:
     """The training run itself, once every input has been checked (see `train`)."""
     ctx = job.ctx
     resumed = _prepare_output(job.out, job.config, list(job.inputs))
@@ -261,7 +283,7 @@ def _train(job: Job) -> list[dict[str, Any]]:
         if ctx.is_main:
             _save_model(job, state, device, _calibrate(job, state, device, data))
         distributed.barrier(ctx)
-    return state.history
+    return TrainResult(job.out, state.history, state.stopper.best_epoch)
 
 
 def _start(job: Job, device: torch.device, resumed: Checkpoint | None, fingerprint: dict[str, Any],
