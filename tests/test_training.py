@@ -335,3 +335,21 @@ def test_a_second_run_on_the_same_output_is_refused(small_training_data, tmp_pat
         with pytest.raises(OutputExistsError, match="Another imgtrain process is writing"):
             imgtrain.train(model, train, valid, tmp_path / "out", TrainConfig(**FAST), spec)
     imgtrain.train(model, train, valid, tmp_path / "out", TrainConfig(epochs=1, batch_size=8, progress=False), spec)
+
+
+def test_label_smoothing_softens_the_training_targets_and_is_recorded(run_cli, small_training_data, tmp_path):
+    """--label-smoothing S trains towards 1 - S + S/k on the true class and S/k on each other: the training loss can
+    then never fall below that target's entropy; the model directory records S; S outside 0-0.9 is refused."""
+    model, train, valid, spec = small_training_data
+    smoothing, classes = 0.5, 3
+    near, far = 1 - smoothing + smoothing / classes, smoothing / classes
+    floor = -(near * math.log(near) + (classes - 1) * far * math.log(far))  # 0.868 nats
+    smoothed = imgtrain.train(model, train, valid, tmp_path / "smoothed", TrainConfig(label_smoothing=smoothing,
+                              **FAST), spec)
+    assert all(row["train_loss"] >= floor for row in smoothed.history), (floor, smoothed.history)
+    meta = json.loads((tmp_path / "smoothed" / "imgtrain-model.json").read_text())
+    assert meta["training"]["label_smoothing"] == smoothing
+    code, _, err = run_cli("train", "--model", model, "--train", train, "--valid", valid, "--out", tmp_path / "o",
+                           "--label-smoothing", "1")
+    assert code == 1 and "label_smoothing must be a finite number from 0 to 0.9, got 1.0" in err
+    assert not (tmp_path / "o").exists()

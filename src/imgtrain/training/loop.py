@@ -77,7 +77,8 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
     net.train()
     for module in fixed:
         module.eval()
-    criterion = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device))
+    criterion = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device),
+                                    label_smoothing=config.label_smoothing)
     autocast = autocast_for(device, precision)
     epoch, started = progress.epoch, time.perf_counter() - progress.seconds
     bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False, initial=progress.batches,
