@@ -151,6 +151,23 @@ def test_a_checkpoint_from_before_the_precision_policy_still_resumes(small_train
     assert [row["epoch"] for row in history] == [1] and _precision_of(out) == "fp32"
 
 
+def test_a_checkpoint_from_before_a_parameter_existed_resumes_with_its_default(small_training_data, tmp_path,
+                                                                               monkeypatch):
+    """A parameter an older checkpoint's fingerprint lacks held its declared default then (training/state.py): the
+    run resumes with the default and is refused, naming the parameter, with another value."""
+    out = tmp_path / "run"
+    _stopped_at(monkeypatch, "batch:1.2", small_training_data, out)
+    _edit_checkpoint_meta(out, lambda meta: [meta["state"]["fingerprint"].pop(key) for key in
+                                             ("label_smoothing", "class_weights", "sampler", "head_lr_scale")])
+    model, train, valid, spec = small_training_data
+    with pytest.raises(imgtrain.ParameterError, match="these differ: label_smoothing"):
+        imgtrain.train(model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False,
+                                                             resume=True, label_smoothing=0.1), spec)
+    history = imgtrain.train(model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False,
+                                                                   resume=True), spec)
+    assert [row["epoch"] for row in history] == [1]
+
+
 @pytest.mark.parametrize("field, value", [("precision", "fp8"), ("precision", 16), ("scaler", {"scale": -1}),
                                           ("scaler", {"scale": float("inf"), "growth_factor": 2.0,
                                                       "backoff_factor": 0.5, "growth_interval": 2000,
