@@ -38,7 +38,7 @@ def test_score_serve_and_demo_options_default_to_the_library_defaults():
     import inspect
 
     from imgtrain import TrainConfig, score
-    from imgtrain.cli import _serve_config
+    from imgtrain.cli import serve_config as _serve_config
     from imgtrain.config import ServeConfig
 
     scored = _defaults("score", "--model", "m", "--data", "d", "--out", "o.csv")

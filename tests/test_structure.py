@@ -27,7 +27,7 @@ def test_help_and_the_cli_module_do_not_load_torch():
 
 def test_no_library_module_imports_the_cli():
     for path in SRC.rglob("*.py"):
-        if path.name in ("cli.py", "__main__.py"):
+        if path.parent.name == "cli" or path.name == "__main__.py":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
