@@ -25,6 +25,7 @@ from ..progress import progress_bar
 from .archives import archive_kind
 from .image_directory import META_NAME, safe_relative_path
 from .imaging import MAX_FILE_BYTES
+from .readers.manifest import MANIFEST_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ MAX_OBJECTS = 1_000_000
 MAX_TOTAL_BYTES = 64 * 2**30  # a remote source larger than this is refused before anything is copied
 RETRIES = 4
 BACKOFF_SECONDS = 0.25
-MANIFEST_SUFFIXES = (".csv", ".jsonl", ".json", ".ndjson")
 T = TypeVar("T")
 
 
