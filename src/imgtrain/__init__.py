@@ -35,6 +35,7 @@ _PUBLIC = {
     "EarlyStopping": ".training.state",
     "TrainConfig": ".config",
     "train": ".training.loop",
+    "TrainResult": ".training.job",
     "TransformSpec": ".config",
     "apply_transform": ".data.transforms",
     "build_transform": ".data.transforms",

@@ -14,9 +14,6 @@ import logging
 import shutil
 import signal
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +22,14 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from ..calibration import describe, temperature_report
 from ..config import TrainConfig, TransformSpec
 from ..data.decoding import DecodedCache, default_cache_dir, report_usage
-from ..data.image_directory import ImageDirectory
 from ..data.sampling import epoch_seed, seed_everything, training_loader, validation_loader
 from ..data.transforms import ModelInput, load_transform
 from ..devices import autocast_for, determinism, gradient_scaler, measure_speedup, resolve_device, resolve_precision
-from ..errors import DistributedTrainingError, OutputExistsError, ParameterError, TrainingDivergedError, \
-    TrainingInterrupted
+from ..errors import DistributedTrainingError, OutputExistsError, ParameterError, TrainingInterrupted
 from ..faults import crash_point
 from ..files import building_dir, check_output, exclusive, within
 from ..interrupts import StopRequest, stop_on_signals
@@ -45,7 +39,9 @@ from ..parallel import default_loader_workers
 from ..plots import plot_history
 from . import distributed
 from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from .epoch import evaluate, learning_rate_at, train_one_epoch
 from .finetune import fixed_norms, parameter_groups, set_learning_rates
+from .job import Job, TrainResult
 from .prechecks import check_inputs, labeled_directory
 from .state import EarlyStopping, EpochProgress, RunState, check_fingerprint, check_state, saved_precision
 from .tracking import Tracker, open_tracker
@@ -54,98 +50,6 @@ log = logging.getLogger(__name__)
 
 MOMENTUM = 0.9
 WEIGHT_DECAY = 1e-4
-END_LEARNING_RATE = 1e-7
-
-
-def learning_rate_at(epoch: int, config: TrainConfig) -> float:
-    """The learning rate of 0-based `epoch`: linear warmup, then polynomial (power 2) decay to 1e-7."""
-    lr, warmup = config.learning_rate, config.warmup_epochs
-    if epoch < warmup:
-        return lr * (epoch + 1) / (warmup + 1)
-    progress = (epoch - warmup) / max(1, config.epochs - warmup)
-    return (lr - END_LEARNING_RATE) * (1 - progress) ** 2 + END_LEARNING_RATE
-
-
-def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device,
-                    config: TrainConfig, precision: str, scaler: torch.amp.GradScaler | None, progress: EpochProgress,
-                    stop: Callable[[], bool], fixed: Sequence[nn.Module] = (),
-                    class_weights: torch.Tensor | None = None) -> bool:
-    """Continue `progress` through this worker's training batches; False when `stop()` ended the epoch early.
-
-    Modules in `fixed` (a frozen backbone's BatchNorm layers) stay in eval mode; `class_weights` weighs each
-    class's loss."""
-    net.train()
-    for module in fixed:
-        module.eval()
-    criterion = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device),
-                                    label_smoothing=config.label_smoothing)
-    autocast = autocast_for(device, precision)
-    epoch, started = progress.epoch, time.perf_counter() - progress.seconds
-    bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False, initial=progress.batches,
-               total=progress.batches + len(loader), disable=None if config.progress else True)
-    for images, labels in bar:
-        step = progress.batches + 1
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            logits = net(images)
-            loss = criterion(logits.float(), labels)
-        if not torch.isfinite(loss):  # stop before the step spreads NaN into the weights
-            raise TrainingDivergedError(
-                f"The training loss became {loss.item()} in epoch {epoch}, batch {step}.",
-                hint=f"lower the learning rate (now {optimizer.param_groups[0]['lr']:g}); the checkpoint of the last "
-                "finished epoch, with the best weights so far, is kept.")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        progress.batches = step
-        progress.loss_sum += loss.item() * len(labels)
-        progress.correct += int((logits.argmax(1) == labels).sum())
-        progress.seen += len(labels)
-        progress.seconds = time.perf_counter() - started
-        crash_point("batch", epoch, step)
-        if stop():
-            return False
-        if step % config.print_frequency == 0:
-            rate = progress.seen / progress.seconds
-            bar.set_postfix(loss=f"{progress.loss_sum / progress.seen:.4f}", img_s=f"{rate:.0f}")
-            if bar.disable:  # the extra is for programs that follow a run through logging (the studio)
-                report = {"epoch": epoch, "epochs": config.epochs, "batch": step, "batches": bar.total,
-                          "loss": progress.loss_sum / progress.seen, "images_per_second": rate,
-                          "seconds": progress.seconds}
-                log.info("epoch %d [%d/%d] loss %.4f, %.0f images/s", epoch, step, bar.total,
-                         progress.loss_sum / progress.seen, rate, extra={"imgtrain_progress": report})
-    return True
-
-
-@torch.inference_mode()
-def evaluate(net: nn.Module, loader: DataLoader, device: torch.device, num_classes: int,
-             precision: str = "fp32", class_weights: torch.Tensor | None = None) -> dict[str, float | None]:
-    """Sums over this worker's validation images: loss (weighted by `class_weights`, as in training), the
-    weights, top-1 and top-5 hits, images."""
-    net.eval()
-    autocast = autocast_for(device, precision)
-    weights = None if class_weights is None else class_weights.to(device)
-    loss_sum, weight_sum, top1, top5, seen = 0.0, 0.0, 0, 0, 0
-    for images, labels in loader:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with autocast:
-            logits = net(images)
-        losses = nn.functional.cross_entropy(logits.float(), labels, reduction="none")
-        sample_weights = torch.ones_like(losses) if weights is None else weights[labels]
-        loss_sum += float((losses * sample_weights).sum())
-        weight_sum += float(sample_weights.sum())
-        top1 += int((logits.argmax(1) == labels).sum())
-        if num_classes > 5:
-            top5 += int((logits.topk(5, dim=1).indices == labels[:, None]).any(1).sum())
-        seen += len(labels)
-    return {"loss_sum": loss_sum, "weight_sum": weight_sum, "top1": top1, "top5": top5, "seen": seen}
 
 
 def train(
@@ -179,71 +83,6 @@ def train(
               (config.batch_size, 3, height, width))
     with exclusive(out) if ctx.is_main else contextlib.nullcontext():
         return _train(job)
-
-
-@dataclass(frozen=True)
-class TrainResult(Sequence):
-    """What `train` made: the trained model directory, the epoch whose weights it holds, and every epoch's metrics.
-    It reads as the history list (what `train` returned before it said more)."""
-
-    out: Path
-    history: list[dict[str, Any]]
-    best_epoch: int
-
-    @property
-    def best(self) -> dict[str, Any]:
-        """The metrics of the epoch whose weights were saved."""
-        return self.history[self.best_epoch - 1]
-
-    def __getitem__(self, index):  # type: ignore[override]
-        return self.history[index]
-
-    def __len__(self) -> int:
-        return len(self.history)
-
-
-@dataclass(frozen=True)
-class Job:
-    """A checked training job: what to train, on what, how, and this process's place in it."""
-
-    untrained: UntrainedModel
-    train_dir: ImageDirectory
-    valid_dir: ImageDirectory
-    out: Path
-    inputs: tuple[Path, Path, Path]  # model, train, valid: never written to
-    config: TrainConfig
-    spec: TransformSpec
-    ctx: distributed.Context
-    batch_shape: tuple[int, ...]
-
-    @property
-    def classes(self) -> tuple[str, ...]:
-        return self.train_dir.classes
-
-    @functools.cached_property
-    def class_weights(self) -> torch.Tensor | None:
-        """Each class's loss weight: n / (k * n_class) for --class-weights balanced, else None (all 1)."""
-        if self.config.class_weights == "none":
-            return None
-        counts = torch.tensor(list(self.train_dir.class_counts().values()), dtype=torch.float64)
-        return (counts.sum() / (len(counts) * counts.clamp(min=1))).float()
-
-    @property
-    def head_lr_scale(self) -> float:
-        """The new head's learning rate relative to the backbone's: config.head_lr_scale on pretrained weights."""
-        return self.config.head_lr_scale if self.untrained.pretrained else 1.0
-
-    def hyperparameters(self) -> dict[str, Any]:
-        """The parameters that shape the result, as this job applies them (head_lr_scale only on pretrained)."""
-        return {**self.config.hyperparameters(), "head_lr_scale": self.head_lr_scale}
-
-    def fingerprint(self) -> dict[str, Any]:
-        """What a resumed run must share with the one it continues."""
-        return {"architecture": self.untrained.architecture.to_json(), "pretrained": self.untrained.pretrained,
-                "classes": list(self.classes), "train_images": len(self.train_dir),
-                "valid_images": len(self.valid_dir), "train_index": self.train_dir.fingerprint(),
-                "valid_index": self.valid_dir.fingerprint(), "transform": self.spec.values(),
-                "world_size": self.ctx.world_size, **self.hyperparameters()}
 
 
 def _train(job: Job) -> TrainResult:

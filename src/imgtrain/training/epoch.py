@@ -1,0 +1,111 @@
+"""One epoch of Train PyTorch Model: the learning rate of an epoch, training through its batches, validation sums."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..config import TrainConfig
+from ..devices import autocast_for
+from ..errors import TrainingDivergedError
+from ..faults import crash_point
+from .state import EpochProgress
+
+log = logging.getLogger(__name__)
+
+END_LEARNING_RATE = 1e-7
+
+
+def learning_rate_at(epoch: int, config: TrainConfig) -> float:
+    """The learning rate of 0-based `epoch`: linear warmup, then polynomial (power 2) decay to 1e-7."""
+    lr, warmup = config.learning_rate, config.warmup_epochs
+    if epoch < warmup:
+        return lr * (epoch + 1) / (warmup + 1)
+    progress = (epoch - warmup) / max(1, config.epochs - warmup)
+    return (lr - END_LEARNING_RATE) * (1 - progress) ** 2 + END_LEARNING_RATE
+
+def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device,
+                    config: TrainConfig, precision: str, scaler: torch.amp.GradScaler | None, progress: EpochProgress,
+                    stop: Callable[[], bool], fixed: Sequence[nn.Module] = (),
+                    class_weights: torch.Tensor | None = None) -> bool:
+    """Continue `progress` through this worker's training batches; False when `stop()` ended the epoch early.
+
+    Modules in `fixed` (a frozen backbone's BatchNorm layers) stay in eval mode; `class_weights` weighs each
+    class's loss."""
+    net.train()
+    for module in fixed:
+        module.eval()
+    criterion = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device),
+                                    label_smoothing=config.label_smoothing)
+    autocast = autocast_for(device, precision)
+    epoch, started = progress.epoch, time.perf_counter() - progress.seconds
+    bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False, initial=progress.batches,
+               total=progress.batches + len(loader), disable=None if config.progress else True)
+    for images, labels in bar:
+        step = progress.batches + 1
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            logits = net(images)
+            loss = criterion(logits.float(), labels)
+        if not torch.isfinite(loss):  # stop before the step spreads NaN into the weights
+            raise TrainingDivergedError(
+                f"The training loss became {loss.item()} in epoch {epoch}, batch {step}.",
+                hint=f"lower the learning rate (now {optimizer.param_groups[0]['lr']:g}); the checkpoint of the last "
+                "finished epoch, with the best weights so far, is kept.")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        progress.batches = step
+        progress.loss_sum += loss.item() * len(labels)
+        progress.correct += int((logits.argmax(1) == labels).sum())
+        progress.seen += len(labels)
+        progress.seconds = time.perf_counter() - started
+        crash_point("batch", epoch, step)
+        if stop():
+            return False
+        if step % config.print_frequency == 0:
+            rate = progress.seen / progress.seconds
+            bar.set_postfix(loss=f"{progress.loss_sum / progress.seen:.4f}", img_s=f"{rate:.0f}")
+            if bar.disable:  # the extra is for programs that follow a run through logging (the studio)
+                report = {"epoch": epoch, "epochs": config.epochs, "batch": step, "batches": bar.total,
+                          "loss": progress.loss_sum / progress.seen, "images_per_second": rate,
+                          "seconds": progress.seconds}
+                log.info("epoch %d [%d/%d] loss %.4f, %.0f images/s", epoch, step, bar.total,
+                         progress.loss_sum / progress.seen, rate, extra={"imgtrain_progress": report})
+    return True
+
+@torch.inference_mode()
+def evaluate(net: nn.Module, loader: DataLoader, device: torch.device, num_classes: int,
+             precision: str = "fp32", class_weights: torch.Tensor | None = None) -> dict[str, float | None]:
+    """Sums over this worker's validation images: loss (weighted by `class_weights`, as in training), the
+    weights, top-1 and top-5 hits, images."""
+    net.eval()
+    autocast = autocast_for(device, precision)
+    weights = None if class_weights is None else class_weights.to(device)
+    loss_sum, weight_sum, top1, top5, seen = 0.0, 0.0, 0, 0, 0
+    for images, labels in loader:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with autocast:
+            logits = net(images)
+        losses = nn.functional.cross_entropy(logits.float(), labels, reduction="none")
+        sample_weights = torch.ones_like(losses) if weights is None else weights[labels]
+        loss_sum += float((losses * sample_weights).sum())
+        weight_sum += float(sample_weights.sum())
+        top1 += int((logits.argmax(1) == labels).sum())
+        if num_classes > 5:
+            top5 += int((logits.topk(5, dim=1).indices == labels[:, None]).any(1).sum())
+        seen += len(labels)
+    return {"loss_sum": loss_sum, "weight_sum": weight_sum, "top1": top1, "top5": top5, "seen": seen}

@@ -1,0 +1,80 @@
+"""A checked training job (what to train, on what, how) and what a finished one made."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import TrainConfig, TransformSpec
+from ..data.image_directory import ImageDirectory
+from ..models.architectures import UntrainedModel
+from . import distributed
+
+
+@dataclass(frozen=True)
+class TrainResult(Sequence):
+    """What `train` made: the trained model directory, the epoch whose weights it holds, and every epoch's metrics.
+    It reads as the history list (what `train` returned before it said more)."""
+
+    out: Path
+    history: list[dict[str, Any]]
+    best_epoch: int
+
+    @property
+    def best(self) -> dict[str, Any]:
+        """The metrics of the epoch whose weights were saved."""
+        return self.history[self.best_epoch - 1]
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self.history[index]
+
+    def __len__(self) -> int:
+        return len(self.history)
+
+@dataclass(frozen=True)
+class Job:
+    """A checked training job: what to train, on what, how, and this process's place in it."""
+
+    untrained: UntrainedModel
+    train_dir: ImageDirectory
+    valid_dir: ImageDirectory
+    out: Path
+    inputs: tuple[Path, Path, Path]  # model, train, valid: never written to
+    config: TrainConfig
+    spec: TransformSpec
+    ctx: distributed.Context
+    batch_shape: tuple[int, ...]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.train_dir.classes
+
+    @functools.cached_property
+    def class_weights(self) -> torch.Tensor | None:
+        """Each class's loss weight: n / (k * n_class) for --class-weights balanced, else None (all 1)."""
+        if self.config.class_weights == "none":
+            return None
+        counts = torch.tensor(list(self.train_dir.class_counts().values()), dtype=torch.float64)
+        return (counts.sum() / (len(counts) * counts.clamp(min=1))).float()
+
+    @property
+    def head_lr_scale(self) -> float:
+        """The new head's learning rate relative to the backbone's: config.head_lr_scale on pretrained weights."""
+        return self.config.head_lr_scale if self.untrained.pretrained else 1.0
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The parameters that shape the result, as this job applies them (head_lr_scale only on pretrained)."""
+        return {**self.config.hyperparameters(), "head_lr_scale": self.head_lr_scale}
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must share with the one it continues."""
+        return {"architecture": self.untrained.architecture.to_json(), "pretrained": self.untrained.pretrained,
+                "classes": list(self.classes), "train_images": len(self.train_dir),
+                "valid_images": len(self.valid_dir), "train_index": self.train_dir.fingerprint(),
+                "valid_index": self.valid_dir.fingerprint(), "transform": self.spec.values(),
+                "world_size": self.ctx.world_size, **self.hyperparameters()}
