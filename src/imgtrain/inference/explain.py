@@ -24,18 +24,18 @@ import torch
 from torch import nn
 
 from ..config import EXPLAIN_COUNT
+from ..data.image_directory import ImageDirectory
 from ..data.imaging import BadImage, read_image_file
 from ..data.transforms import ModelInput
 from ..errors import InvalidDatasetError, MissingDependencyError, NotLabeledDatasetError, ParameterError
 from ..files import check_output
 from ..models.model_directory import TrainedModel
+from .explain_files import write_explanations
+from .scoring import PROBABILITY_PREFIX, load_model, score
 
 log = logging.getLogger(__name__)
 
 EXPLAIN_FORMAT = "imgtrain.explanations"
-EXPLAIN_JSON = "explanations.json"
-HEATMAPS = "heatmaps.safetensors"
-GRID_PNG = "explanations.png"
 DEFAULT_COUNT = EXPLAIN_COUNT
 #: A map of 4x4 cannot tell which quarter of the image mattered (measured on bench/trust.py's corner task at 128 px:
 #: 35% of the mass in the deciding quarter at ResNet's 4x4 layer4, 68% at its 8x8 layer3). At 224 px every
@@ -115,16 +115,12 @@ def choose(rows: list[dict[str, Any]], classes: Sequence[str], errors: int, corr
 
 def _top(row: dict[str, Any], classes: Sequence[str]) -> tuple[float, str]:
     """(probability, class) of a scored row's most likely class."""
-    from .scoring import PROBABILITY_PREFIX
-
     return max((float(row[PROBABILITY_PREFIX + c]), c) for c in classes)
 
 
 def explain_rows(trained: TrainedModel, rows: list[dict[str, Any]], out: str | Path, *, errors: int = DEFAULT_COUNT,
                  correct: int = DEFAULT_COUNT, seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
     """Grad-CAM of the chosen scored rows (see `choose`); write OUT (see the module's docstring)."""
-    from .explain_files import write_explanations
-
     for name, value in (("errors", errors), ("correct", correct)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ParameterError(f"{name} must be an integer >= 0, got {value!r}.")
@@ -177,9 +173,6 @@ def explain(model: str | Path, data: str | Path, out: str | Path, *, errors: int
             ) -> dict[str, Any]:
     """Score a labeled image directory with a trained model and explain its most confident errors and a sample of
     its correct predictions with Grad-CAM heatmaps, written to `out`."""
-    from ..data.image_directory import ImageDirectory
-    from .scoring import load_model, score
-
     directory = ImageDirectory.open(data)
     directory.require_labels("explained")
     check_output(Path(out), overwrite, [Path(model), Path(data)])  # before scoring, not after

@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 
 from ..files import atomic_write_json, building_dir
-from .explain import EXPLAIN_JSON, GRID_PNG, HEATMAPS
 
+EXPLAIN_JSON = "explanations.json"
+HEATMAPS = "heatmaps.safetensors"
+GRID_PNG = "explanations.png"
 ALPHA = 0.45  # the heatmap's share of an overlay pixel
 
 
@@ -34,7 +36,7 @@ def _grid(document: dict[str, Any], overlays: list[Image.Image], path: Path) -> 
     fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, entry, picture in zip(axes.ravel(), document["images"], overlays):
+    for ax, entry, picture in zip(axes.ravel(), document["images"], overlays, strict=True):
         ax.imshow(picture)
         colour = "#b00" if entry["error"] else "#060"
         ax.set_title(f"{entry['label']} → {entry['predicted']} ({entry['probability']:.2f})", fontsize=9, color=colour)
@@ -51,12 +53,12 @@ def write_explanations(out: Path, document: dict[str, Any], maps: list[np.ndarra
 
     with building_dir(out, overwrite=overwrite) as tmp:
         overlays = []
-        for n, (entry, heat, image) in enumerate(zip(document["images"], maps, images)):
+        for n, (entry, heat, image) in enumerate(zip(document["images"], maps, images, strict=True)):
             entry["overlay"] = f"{n:02d}-{entry['id']}.png"
             picture = overlay(image, heat)
             picture.save(tmp / entry["overlay"])
             overlays.append(picture)
         save_file({str(e["id"]): torch.from_numpy(np.ascontiguousarray(h, dtype=np.float32))
-                   for e, h in zip(document["images"], maps)}, str(tmp / HEATMAPS))
+                   for e, h in zip(document["images"], maps, strict=True)}, str(tmp / HEATMAPS))
         _grid(document, overlays, tmp / GRID_PNG)
         atomic_write_json(tmp / EXPLAIN_JSON, document)
