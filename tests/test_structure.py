@@ -57,3 +57,48 @@ def test_no_function_is_over_sixty_lines():
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
                 long.append(f"{path.relative_to(SRC)}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert not long
+
+
+def _module_name(path: Path) -> str:
+    parts = ["imgtrain", *path.relative_to(SRC).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """The imgtrain modules `path` imports when it is imported (imports inside functions are left out)."""
+    package = _module_name(path).split(".") if path.name == "__init__.py" else _module_name(path).split(".")[:-1]
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("imgtrain"):
+            found.add(node.module)
+    return found
+
+
+def test_no_import_circle():
+    """Module-level imports between imgtrain's modules form no cycle (a package's __init__ may import its own
+    modules: that is how it exports them)."""
+    modules = {_module_name(p): p for p in SRC.rglob("*.py")}
+    graph = {name: {m for m in _top_level_imports(path) if m in modules and m != name} for name, path in
+             modules.items()}
+    for name, path in modules.items():
+        if path.name == "__init__.py":  # importing a package's own module from inside it is not a circle
+            graph[name] = {m for m in graph[name] if not m.startswith(name + ".")}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                raise AssertionError("import circle: " + " -> ".join(trail[trail.index(nxt):] + [node, nxt])
+                                     if nxt in trail else f"import circle through {node} -> {nxt}")
+            if nxt not in state:
+                visit(nxt, trail + [node])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
