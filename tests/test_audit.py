@@ -8,10 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_class_folder
 
 import imgtrain
-
+from conftest import make_class_folder
 
 
 @pytest.fixture(scope="module")

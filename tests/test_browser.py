@@ -18,7 +18,8 @@ import pytest
 
 import imgtrain
 
-CHROMIUM, DRIVER = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
 def _free_port() -> int:
@@ -168,7 +169,8 @@ def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
         batch.clear()
         batch.send_keys("4\t")
         driver.find_element(By.ID, "submit").click()
-        accuracy = WebDriverWait(driver, 240).until(expected_conditions.presence_of_element_located((By.ID, "accuracy")))
+        shown = expected_conditions.presence_of_element_located((By.ID, "accuracy"))
+        accuracy = WebDriverWait(driver, 240).until(shown)
         assert accuracy.text.startswith("accuracy ")
         assert "finished" in driver.find_element(By.ID, "status").text
         assert driver.find_element(By.ID, "error").text == ""

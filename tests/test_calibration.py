@@ -14,10 +14,17 @@ from PIL import Image
 
 import imgtrain
 from imgtrain import InvalidModelDirectoryError, ParameterError
-from imgtrain.calibration import (CALIBRATION_FOLDS, FIT_RANGE, MIN_CALIBRATION_IMAGES, TEMPERATURE_RANGE, describe,
-                                  fit_temperature, softmax, temperature_report)
+from imgtrain.calibration import (
+    CALIBRATION_FOLDS,
+    FIT_RANGE,
+    MIN_CALIBRATION_IMAGES,
+    TEMPERATURE_RANGE,
+    describe,
+    fit_temperature,
+    softmax,
+    temperature_report,
+)
 from imgtrain.serving.serve import ServeConfig, create_app
-
 
 
 def test_the_fitted_temperature_is_the_one_that_made_the_labels():
@@ -131,7 +138,7 @@ def test_score_answers_unknown_below_min_confidence(trained_model, run_cli, tmp_
     tops = sorted(_top(plain))
     threshold = (tops[len(tops) // 2 - 1] + tops[len(tops) // 2]) / 2  # between two images, none on the edge
     rows = imgtrain.score(loaded, valid, progress=False, min_confidence=threshold)
-    for before, after, top in zip(plain, rows, _top(plain)):
+    for before, after, top in zip(plain, rows, _top(plain), strict=True):
         assert after["Best Guess"] == before["Scored Labels"]
         assert after["Scored Labels"] == ("unknown" if top < threshold else before["Scored Labels"])
     assert {r["Scored Labels"] for r in rows} > {"unknown"}  # some answered, some not

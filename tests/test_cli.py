@@ -17,8 +17,8 @@ def _subparsers(parser):
     return next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
 
 
-COMMANDS = ("convert", "split", "audit", "transform", "densenet", "resnet", "model", "models", "train", "score", "evaluate",
-            "explain", "export", "serve", "studio", "demo")
+COMMANDS = ("convert", "split", "audit", "transform", "densenet", "resnet", "model", "models", "train", "score",
+            "evaluate", "explain", "export", "serve", "studio", "demo")
 
 
 def test_help_lists_one_subcommand_per_module(run_cli):

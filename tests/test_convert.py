@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_class_folder, noise, tree
 from PIL import Image
 
 import imgtrain
+from conftest import make_class_folder, noise, tree
 from imgtrain import ImageDirectory, InvalidDatasetError, OutputExistsError
 
 

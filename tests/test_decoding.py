@@ -116,7 +116,8 @@ def test_scores_with_the_cache_equal_scores_without(photo_directories, tmp_path,
     monkeypatch.setenv("IMGTRAIN_CACHE_DIR", str(tmp_path / "cache"))
     imgtrain.create_model_directory(tmp_path / "u", Architecture("resnet", "resnet18"), pretrained=False)
     imgtrain.train(tmp_path / "u", root / "train", root / "valid", tmp_path / "m",
-                   TrainConfig(epochs=1, batch_size=8, progress=False, cache=False), TransformSpec(size=64, crop_size=56))
+                   TrainConfig(epochs=1, batch_size=8, progress=False, cache=False),
+                   TransformSpec(size=64, crop_size=56))
     outputs = []
     for flag in ("--no-cache", "--cache", "--cache"):
         code, _, err = run_cli("score", "--model", tmp_path / "m", "--data", root / "valid", "--out",

@@ -8,8 +8,8 @@ import signal
 import pytest
 
 from imgtrain import ImageDirectory, OutputExistsError, TrainingInterrupted, open_model_directory
-from imgtrain.demo import run_demo
 from imgtrain.data.transforms import load_transform
+from imgtrain.demo import run_demo
 
 
 def test_demo_runs_the_whole_pipeline(tmp_path):

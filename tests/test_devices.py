@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from imgtrain.devices import Capability, autocast_for, determinism, gradient_scaler, measure_speedup, resolve_precision
 from imgtrain.training import distributed
-from imgtrain.devices import (Capability, autocast_for, determinism, gradient_scaler,
-                              measure_speedup, resolve_precision)
 
 
 @pytest.fixture(autouse=True)

@@ -54,7 +54,7 @@ def _write_scores(path, rows, labeled=True):
 
 def _rows():
     rows = []
-    for i, (p, t) in enumerate(zip(PROBS, TRUTH)):
+    for i, (p, t) in enumerate(zip(PROBS, TRUTH, strict=True)):
         rows.append({"id": i, "path": f"/nowhere/{i}.png", "source": f"{i}.png", "label": "abc"[t],
                      "Scored Probabilities_a": p[0], "Scored Probabilities_b": p[1], "Scored Probabilities_c": p[2],
                      "Scored Labels": "abc"[int(p.argmax())], "error": ""})

@@ -8,15 +8,14 @@ import json
 import pytest
 import torch
 import torchvision
-from conftest import make_class_folder
 from safetensors.numpy import load_file
-from test_catalog import FAMILY_MEMBERS
 
 import imgtrain
+from conftest import make_class_folder
 from imgtrain import NotLabeledDatasetError, OutputExistsError
 from imgtrain.inference.explain import gradcam, head_modules, target_layer_name
 from imgtrain.models.catalog import head_keys
-
+from test_catalog import FAMILY_MEMBERS
 
 
 @pytest.mark.slow  # about 20 s: `make test-slow`, which .ci/run runs after `make test`

@@ -2,7 +2,8 @@
 
 Whatever the bytes, convert / train / score / the readers end normally or raise an ImgtrainError,
 never another exception and never a hang. IMGTRAIN_FUZZ_EXAMPLES=N runs N examples per target
-(default 8, fixed seed so CI is repeatable; the targets that train or resume take half); run it with a large N and no seed when touching a reader.
+(default 8, fixed seed so CI is repeatable; the targets that train or resume take half); run it with a large N
+and no seed when touching a reader.
 """
 
 from __future__ import annotations

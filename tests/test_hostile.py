@@ -344,7 +344,6 @@ def test_a_broken_build_never_replaces_a_good_output(tmp_path):
     import json
 
     from conftest import make_class_folder, noise
-
     from imgtrain.files import building_dir
 
     good = imgtrain.convert(make_class_folder(tmp_path / "src", {"cat": 2, "dog": 2}), tmp_path / "out",
@@ -361,9 +360,9 @@ def test_a_broken_build_never_replaces_a_good_output(tmp_path):
     with pytest.raises(imgtrain.InvalidDatasetError, match="the category is empty"):
         imgtrain.convert(designer, tmp_path / "out", overwrite=True, progress=False)
     # whatever a builder leaves, its own reader checks it before it takes the place of the old output
-    with pytest.raises(imgtrain.InvalidDatasetError, match="does not pass its own checks"):
-        with building_dir(tmp_path / "out", overwrite=True, validate=imgtrain.ImageDirectory.open) as tmp:
-            (tmp / "imgtrain-images.json").write_text("{}")
+    with (pytest.raises(imgtrain.InvalidDatasetError, match="does not pass its own checks"),
+          building_dir(tmp_path / "out", overwrite=True, validate=imgtrain.ImageDirectory.open) as tmp):
+        (tmp / "imgtrain-images.json").write_text("{}")
     assert {p: p.read_bytes() for p in good.root.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["designer", "out", "src"]
 

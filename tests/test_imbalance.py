@@ -14,7 +14,6 @@ from imgtrain import ParameterError
 from imgtrain.data.sampling import EpochOrder
 
 
-
 @pytest.mark.slow  # issue 25: over a minute on a 2-core machine; make test-slow runs it
 def test_balanced_class_weights_raise_minority_recall_at_equal_epochs(bench, tmp_path):
     """Two overlapping colour classes at 10:1, 3 epochs, seeds 1-9: the minority's recall on a balanced held-out

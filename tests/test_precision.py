@@ -16,8 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 import imgtrain
-from imgtrain import ParameterError, TrainConfig
-from imgtrain import devices
+from imgtrain import ParameterError, TrainConfig, devices
 from imgtrain.training import loop as training
 
 EPOCHS = 1  # 24 training images in batches of 8: 3 batches per epoch

@@ -197,5 +197,6 @@ def test_an_output_that_cannot_be_created_fails_before_training(run_cli, data, t
     model, train, valid, spec_file = data
     code, _, err = run_cli("train", "--model", model, "--train", train, "--valid", valid, "--out",
                            tmp_path / "file" / "model", "--transform", spec_file)
-    assert code == 1 and f"OutputWriteError: Cannot write {tmp_path / 'file' / 'model'}: {tmp_path / 'file'} is a file" in err
+    assert code == 1
+    assert f"OutputWriteError: Cannot write {tmp_path / 'file' / 'model'}: {tmp_path / 'file'} is a file" in err
     assert "epoch" not in err

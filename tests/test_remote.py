@@ -13,9 +13,9 @@ import urllib.request
 import zipfile
 
 import pytest
-from conftest import noise
 
 import imgtrain
+from conftest import noise
 from imgtrain import InvalidDatasetError, MissingDependencyError
 
 boto3 = pytest.importorskip("boto3")

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from test_remote import every_kind_of_source_converts, missing_and_escaping_keys_are_refused, sample_objects
 
 blob = pytest.importorskip("azure.storage.blob")

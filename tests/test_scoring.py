@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_color_classes, noise
 
 import imgtrain
+from conftest import make_color_classes, noise
 from imgtrain import ImageDirectory, InvalidDatasetError, OutputExistsError
 from imgtrain.inference.scoring import score_rows, score_to_file
 
@@ -27,7 +27,7 @@ def test_one_row_per_image_with_the_designers_columns(trained_model, tmp_path):
     assert count == len(rows) == len(directory)
     assert list(rows[0]) == ["id", "path", "source", "label"] + [f"Scored Probabilities_{c}" for c in CLASSES] + [
         "Scored Labels"]
-    for row, record in zip(rows, directory):
+    for row, record in zip(rows, directory, strict=True):
         assert int(row["id"]) == record.id and row["label"] == record.label
         probs = [float(row[f"Scored Probabilities_{c}"]) for c in CLASSES]
         assert sum(probs) == pytest.approx(1, abs=1e-5)
@@ -167,7 +167,7 @@ def test_score_through_the_cli(run_cli, trained_model, tmp_path):
 def _same_probabilities(rows: list[dict], converted: list[dict]) -> None:
     assert [(r["id"], r["source"], r.get("label")) for r in rows] == [
         (r["id"], r["source"], r.get("label")) for r in converted]
-    for row, other in zip(rows, converted):
+    for row, other in zip(rows, converted, strict=True):
         for c in CLASSES:
             key = f"Scored Probabilities_{c}"
             assert row[key] == pytest.approx(other[key], abs=1e-6)

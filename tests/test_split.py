@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_class_folder
 
 import imgtrain
+from conftest import make_class_folder
 from imgtrain import ImageDirectory
 from imgtrain.data.split import split_indices
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -15,8 +16,15 @@ import torch
 from safetensors.torch import load, load_file
 
 import imgtrain
-from imgtrain import (EarlyStopping, InvalidDatasetError, InvalidModelDirectoryError, NotLabeledDatasetError,
-                      OutputExistsError, ParameterError, TrainConfig)
+from imgtrain import (
+    EarlyStopping,
+    InvalidDatasetError,
+    InvalidModelDirectoryError,
+    NotLabeledDatasetError,
+    OutputExistsError,
+    ParameterError,
+    TrainConfig,
+)
 from imgtrain.training.loop import learning_rate_at
 
 FAST = dict(epochs=2, batch_size=8, progress=False)
@@ -28,8 +36,8 @@ def test_learning_rate_decays_polynomially_to_almost_zero():
     config = TrainConfig(epochs=50, learning_rate=0.01)
     rates = [learning_rate_at(e, config) for e in range(50)]
     assert rates[0] == 0.01
-    drops = [a - b for a, b in zip(rates, rates[1:])]
-    assert all(d > 0 for d in drops) and all(a > b for a, b in zip(drops, drops[1:]))  # falling, ever more slowly
+    drops = [a - b for a, b in itertools.pairwise(rates)]
+    assert all(d > 0 for d in drops) and all(a > b for a, b in itertools.pairwise(drops))  # falling, ever more slowly
     assert rates[25] == pytest.approx(0.01 / 4, rel=1e-3)  # halfway: (1 - 1/2)^2 of the start, as --help says
     assert 1e-7 < rates[-1] < 0.01 / 2000  # the last epoch's rate is almost zero, never zero
 
@@ -189,7 +197,8 @@ def test_saved_weights_are_the_best_epochs(trained):
     best = model.meta["best_epoch"]
     assert history[best - 1]["val_loss"] == min(r["val_loss"] for r in history)
     assert best < len(history), "this run should have its best epoch before its last"
-    data = imgtrain.ImageDirectory.open(out.parent / "valid-mislabeled").dataset(model.model_input(), classes=model.classes)
+    mislabeled = imgtrain.ImageDirectory.open(out.parent / "valid-mislabeled")
+    data = mislabeled.dataset(model.model_input(), classes=model.classes)
     images = torch.stack([data[i][0] for i in range(len(data))])
     labels = torch.tensor([data[i][1] for i in range(len(data))])
     with torch.inference_mode():
@@ -221,8 +230,8 @@ def test_existing_model_is_refused_unless_overwrite(trained, small_training_data
 def _run_until_crash(model, train, valid, out, spec, crash_at: str, epochs: int) -> int:
     spec_file = out.parent / "spec.json"
     imgtrain.init_transform(spec_file, spec, overwrite=True)
-    code = ("import imgtrain; imgtrain.train({!r}, {!r}, {!r}, {!r}, imgtrain.TrainConfig(epochs={}, batch_size=8,"
-            " progress=False), {!r})").format(str(model), str(train), str(valid), str(out), epochs, str(spec_file))
+    code = (f"import imgtrain; imgtrain.train({str(model)!r}, {str(train)!r}, {str(valid)!r}, {str(out)!r}, "
+            f"imgtrain.TrainConfig(epochs={epochs}, batch_size=8, progress=False), {str(spec_file)!r})")
     env = dict(os.environ, IMGTRAIN_CRASH_AT=crash_at)
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode
 

@@ -4,6 +4,7 @@ its weights file fine-tuned on another with few images, both for the designer's 
 from __future__ import annotations
 
 import pytest
+
 from conftest import load_bench
 
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
-from conftest import make_class_folder
 
 import imgtrain
+from conftest import make_class_folder
 from imgtrain import InvalidTransformationDirectoryError, TransformSpec
 from imgtrain.data.transforms import build_transform, init_transform, load_transform
 

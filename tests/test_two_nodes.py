@@ -38,7 +38,7 @@ def network():
         for space in spaces:
             _ip("netns", "add", space)
         _ip("link", "add", links[0], "type", "veth", "peer", "name", links[1])
-        for space, link, host in zip(spaces, links, (1, 2)):
+        for space, link, host in zip(spaces, links, (1, 2), strict=True):
             _ip("link", "set", link, "netns", space)
             _ip("netns", "exec", space, "ip", "addr", "add", f"{subnet}.{host}/24", "dev", link)
             _ip("netns", "exec", space, "ip", "link", "set", link, "up")
@@ -47,7 +47,7 @@ def network():
         for space in spaces:
             _ip("netns", "delete", space, check=False)
         pytest.skip(f"two-node test: network namespaces cannot be created here ({exc.stderr.strip()[:200]})")
-    yield [(space, link, f"{subnet}.{host}") for space, link, host in zip(spaces, links, (1, 2))]
+    yield [(space, link, f"{subnet}.{host}") for space, link, host in zip(spaces, links, (1, 2), strict=True)]
     for space in spaces:
         _ip("netns", "delete", space, check=False)
 

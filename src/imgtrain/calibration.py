@@ -43,8 +43,9 @@ def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRA
         row = {"lower": float(edges[b]), "upper": float(edges[b + 1]), "images": count, "confidence": None,
                "accuracy": None}
         if count:
-            row["confidence"], row["accuracy"] = float(confidence[members].mean()), float(correct[members].mean())
-            ece += count / len(confidence) * abs(row["accuracy"] - row["confidence"])
+            mean_confidence, accuracy = float(confidence[members].mean()), float(correct[members].mean())
+            row["confidence"], row["accuracy"] = mean_confidence, accuracy
+            ece += count / len(confidence) * abs(accuracy - mean_confidence)
         rows.append(row)
     return {"ece": float(ece), "bins": rows}
 

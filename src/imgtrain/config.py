@@ -7,7 +7,6 @@ The CLI and the studio read options and defaults from here (one source of truth)
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 from dataclasses import dataclass, fields
 from typing import Any

@@ -13,16 +13,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .models.architectures import Architecture, create_model_directory
 from .data.convert import convert
+from .data.image_directory import ImageDirectory
+from .data.split import split
+from .data.transforms import TransformSpec, init_transform
 from .errors import OutputExistsError, TrainingInterrupted
 from .files import atomic_write_json
 from .inference.evaluation import evaluate
-from .data.image_directory import ImageDirectory
 from .inference.scoring import score_to_file
-from .data.split import split
+from .models.architectures import Architecture, create_model_directory
 from .training.loop import TrainConfig, train
-from .data.transforms import TransformSpec, init_transform
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def write_digits_folder(folder: Path, size: int = 32, limit: int | None = None) 
 
     digits = load_digits()
     images, targets = digits.images[:limit], digits.target[:limit]
-    for i, (pixels, target) in enumerate(zip(images, targets)):
+    for i, (pixels, target) in enumerate(zip(images, targets, strict=True)):
         gray = Image.fromarray(np.round(pixels * (255 / 16)).astype(np.uint8), "L")
         path = folder / str(target) / f"digit_{i:04d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)

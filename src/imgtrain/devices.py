@@ -170,7 +170,8 @@ def determinism(device: torch.device, precision: str, repeatable: bool) -> Itera
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     if repeatable and device.type != "cuda" and precision != "fp32":
-        torch.backends.mkldnn.deterministic = True
+        # torch declares the module attribute as `deterministic: ContextProp` (its descriptor), not the bool it holds
+        torch.backends.mkldnn.deterministic = True  # type: ignore[assignment]
         log.warning("%s on the CPU is not guaranteed to be bit-repeatable: the same seed may give slightly "
                     "different weights (a resume still continues from the exact saved state); fp32 gives "
                     "bit-identical weights", precision)

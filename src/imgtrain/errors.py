@@ -81,7 +81,11 @@ class OutputExistsError(ImgtrainError):
 
 
 class OutputWriteError(ImgtrainError):
-    """An output could not be written (disk full, read-only, no permission); earlier outputs are kept."""
+    """An output could not be written (disk full, read-only, no permission); earlier outputs are kept.
+
+    `reason` is why, in the system's words (files.write_failed sets it)."""
+
+    reason: str | None = None
 
 
 class CheckpointError(ImgtrainError):

@@ -182,7 +182,7 @@ def _lock(lock: Path, out: Path):
 
     while True:
         with reporting_write_errors(out):
-            handle = open(lock, "a")
+            handle = open(lock, "a")  # noqa: SIM115 - returned open: the lock lasts as long as the handle
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

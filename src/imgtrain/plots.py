@@ -62,7 +62,7 @@ def plot_confusion_matrix(matrix, classes: list[str], path: Path) -> None:
         threshold = matrix.max() / 2 if matrix.size else 0
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=8,
+                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
                         color="white" if matrix[i, j] > threshold else "black")
     _save(fig, path)
 
@@ -101,7 +101,7 @@ def plot_image_grid(items: list[tuple[str | None, str]], path: Path, title: str)
     fig.suptitle(title if items else f"{title}: none")
     for ax in axes.flat:
         ax.axis("off")
-    for ax, (image_path, caption) in zip(axes.flat, items):
+    for ax, (image_path, caption) in zip(axes.flat, items, strict=False):
         try:
             ax.imshow(load_rgb(Path(image_path)) if image_path else None)
         except (BadImage, TypeError):

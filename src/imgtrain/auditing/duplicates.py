@@ -38,7 +38,7 @@ def near_pairs(hashes: np.ndarray, max_bits: int = NEAR_BITS) -> list[tuple[int,
     for start in range(0, n, _CHUNK):
         rows = whole[start:start + _CHUNK]
         bits = np.bitwise_count(rows[:, None, None] ^ hashes[None, :, :]).min(axis=2)  # (rows, images)
-        for r, j in zip(*np.nonzero(bits <= max_bits)):
+        for r, j in zip(*np.nonzero(bits <= max_bits), strict=True):
             i = start + int(r)
             if i != j:
                 key = (min(i, int(j)), max(i, int(j)))

@@ -65,5 +65,5 @@ def read_facts(path: str) -> Facts:
         return Facts(error=str(exc))
     except Exception as exc:  # noqa: BLE001 - a decoder's own error: the image is unreadable, the audit goes on
         return Facts(error=f"{type(exc).__name__}: {exc}")
-    thumbnail = np.asarray(img.resize((THUMBNAIL, THUMBNAIL), Image.BILINEAR), dtype=np.uint8).ravel()
+    thumbnail = np.asarray(img.resize((THUMBNAIL, THUMBNAIL), Image.Resampling.BILINEAR), dtype=np.uint8).ravel()
     return Facts(hashlib.sha256(data).hexdigest(), perceptual_hashes(img), thumbnail)

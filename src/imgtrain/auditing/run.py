@@ -77,8 +77,8 @@ def _findings(directories: list[ImageDirectory], entries: list[Entry], facts: li
     """The report: every finding, with the summary counts first."""
     readable = [i for i, f in enumerate(facts) if f.error is None]
     exact = exact_groups([f.sha256 for f in facts])
-    hashes = np.stack([facts[i].hashes for i in readable]) if readable else np.zeros((0, CROPS), np.uint64)
-    thumbnails = np.stack([facts[i].thumbnail for i in readable]) if readable else np.zeros((0, 1), np.uint8)
+    hashes = _stacked([facts[i].hashes for i in readable], np.zeros((0, CROPS), np.uint64))
+    thumbnails = _stacked([facts[i].thumbnail for i in readable], np.zeros((0, 1), np.uint8))
     pairs = [(readable[a], readable[b], bits) for a, b, bits in same_colours(near_pairs(hashes), thumbnails)
              if facts[readable[a]].sha256 != facts[readable[b]].sha256]
     near = components(len(entries), [(a, b) for a, b, _ in pairs])
@@ -87,14 +87,14 @@ def _findings(directories: list[ImageDirectory], entries: list[Entry], facts: li
     for a, _, d in pairs:
         widest[group_of[a]] = max(widest[group_of[a]], d)
     groups = [_group(entries, g, "exact") for g in exact]
-    groups += [_group(entries, g, "near", d) for g, d in zip(near, widest)]
+    groups += [_group(entries, g, "near", d) for g, d in zip(near, widest, strict=True)]
     labels = _label_check(directories[0], entries, facts, seed, progress) if check_labels else {
         "checked": False, "reason": "turned off"}
     report = {
         "format": AUDIT_FORMAT, "format_version": AUDIT_FORMAT_VERSION,
         "directories": [_describe(i, d) for i, d in enumerate(directories)],
-        "thresholds": {"near_duplicate_bits": NEAR_BITS, "near_duplicate_colour_levels": NEAR_COLOUR, "tiny_side": TINY_SIDE, "max_aspect": MAX_ASPECT,
-                       "size_outlier": SIZE_OUTLIER},
+        "thresholds": {"near_duplicate_bits": NEAR_BITS, "near_duplicate_colour_levels": NEAR_COLOUR,
+                       "tiny_side": TINY_SIDE, "max_aspect": MAX_ASPECT, "size_outlier": SIZE_OUTLIER},
         "exact_duplicates": [g for g in groups if g["kind"] == "exact"],
         "near_duplicates": [g for g in groups if g["kind"] == "near"],
         "leakage": [g for g in groups if len(g["directories"]) > 1],
@@ -140,6 +140,12 @@ def _odd_images(entries: list[Entry]) -> list[dict[str, Any]]:
     return odd
 
 
+def _stacked(arrays: list[np.ndarray | None], empty: np.ndarray) -> np.ndarray:
+    """Readable images' arrays (only an unreadable image's are None) as one array; `empty` when there are none."""
+    present = [a for a in arrays if a is not None]
+    return np.stack(present) if present else empty
+
+
 def _label_check(directory: ImageDirectory, entries: list[Entry], facts: list[Facts], seed: int,
                  progress: bool = True) -> dict[str, Any]:
     """Likely label errors of the audited directory (labels.py), with each image's reference."""
@@ -149,8 +155,8 @@ def _label_check(directory: ImageDirectory, entries: list[Entry], facts: list[Fa
         return {"checked": False, "reason": "the directory has no labels", "issues": []}
     mine = [i for i, e in enumerate(entries) if e.directory == 0 and facts[i].error is None]
     classes = [c for c, n in directory.class_counts().items() if n]
-    index = {c: k for k, c in enumerate(classes)}
-    features = np.stack([facts[i].thumbnail for i in mine]) if mine else np.zeros((0, 1))
+    index: dict[str | None, int] = {c: k for k, c in enumerate(classes)}  # labeled: every label is a class
+    features = _stacked([facts[i].thumbnail for i in mine], np.zeros((0, 1)))
     result = label_issues(features, np.array([index[entries[i].record.label] for i in mine]), classes, seed,
                           progress)
     for issue in result["issues"]:
@@ -176,7 +182,8 @@ def summary_text(report: dict[str, Any]) -> str:
              + (f" ({s['unreadable']} unreadable)" if s["unreadable"] else ""),
              f"leakage:                 {s['leakage_groups']} groups of copies across directories",
              f"conflicting labels:      {s['conflicting_label_groups']} groups of copies with different labels",
-             f"exact duplicates:        {s['exact_duplicate_groups']} groups ({s['exact_duplicate_copies']} extra copies)",
+             f"exact duplicates:        {s['exact_duplicate_groups']} groups "
+             f"({s['exact_duplicate_copies']} extra copies)",
              f"near-duplicates:         {s['near_duplicate_groups']} groups (resized, re-encoded or cropped copies)"]
     labels = report["label_issues"]
     lines.append(f"likely label errors:     {s['likely_label_errors']}" if labels.get("checked") else

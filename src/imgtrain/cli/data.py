@@ -10,20 +10,22 @@ import sys
 from ..config import MAX_SEED, TransformSpec
 from .options import WORKERS_HELP, Formatter, add_declared_options, count, describe, number, waited
 
+
 def add_convert(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
     """The `convert` subcommand."""
     p = sub.add_parser("convert", parents=common, formatter_class=Formatter,
-                       help="Convert to Image Directory: folder, archive, manifest or designer directory -> image directory",
-                       description="Convert images into an imgtrain image directory. SRC is a folder in class-sub-folder "
-                       "layout (SRC/<class>/...), a flat folder (unlabeled), a .zip/.tar/.tar.gz/.tgz/.tar.bz2 archive "
-                       "of either, a CSV or JSON-lines manifest (path,label; paths relative to the manifest), or an "
-                       "image directory written by the Azure ML designer (_meta.yaml + images.lst). SRC may also be "
-                       "in object storage: s3://bucket/prefix, az://container/prefix, gs://bucket/prefix or any "
-                       "fsspec URL (a prefix, an archive or a manifest with keys relative to it), copied in with "
-                       "retries. Credentials come from the environment: the AWS variables or profile "
-                       "(AWS_ENDPOINT_URL for MinIO and other S3-compatible stores), AZURE_STORAGE_CONNECTION_STRING "
-                       "(BlobEndpoint for Azurite), Google's application default credentials. Needs "
-                       "pip install 'imgtrain[s3]', '[azure]' or '[gcs]'.")
+                       help="Convert to Image Directory: folder, archive, manifest or designer directory -> image "
+                       "directory",
+                       description="Convert images into an imgtrain image directory. SRC is a folder in "
+                       "class-sub-folder layout (SRC/<class>/...), a flat folder (unlabeled), a "
+                       ".zip/.tar/.tar.gz/.tgz/.tar.bz2 archive of either, a CSV or JSON-lines manifest (path,label; "
+                       "paths relative to the manifest), or an image directory written by the Azure ML designer "
+                       "(_meta.yaml + images.lst). SRC may also be in object storage: s3://bucket/prefix, "
+                       "az://container/prefix, gs://bucket/prefix or any fsspec URL (a prefix, an archive or a "
+                       "manifest with keys relative to it), copied in with retries. Credentials come from the "
+                       "environment: the AWS variables or profile (AWS_ENDPOINT_URL for MinIO and other S3-compatible "
+                       "stores), AZURE_STORAGE_CONNECTION_STRING (BlobEndpoint for Azurite), Google's application "
+                       "default credentials. Needs pip install 'imgtrain[s3]', '[azure]' or '[gcs]'.")
     p.add_argument("src", metavar="SRC", help="folder, archive, manifest or designer image directory, or a URL")
     p.add_argument("out", metavar="OUT", help="image directory to create")
     p.add_argument("--skip-invalid", action="store_true",
@@ -31,7 +33,8 @@ def add_convert(sub: argparse._SubParsersAction, common: list[argparse.ArgumentP
     p.add_argument("--allow-outside-paths", action="store_true",
                    help="let a manifest name files outside its own folder (absolute paths, ..); refused otherwise")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    p.add_argument("--workers", type=count, default=None, metavar="N", help=WORKERS_HELP + " (default: one per CPU core)")
+    p.add_argument("--workers", type=count, default=None, metavar="N",
+                   help=WORKERS_HELP + " (default: one per CPU core)")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                    help="also keep photos that the default transformation's resize (256) shrinks at least 4x resized "
                    "in the decoded-image cache, so the first epoch of training and scoring start from them (see "
@@ -75,11 +78,11 @@ def add_audit(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
     """The `audit` subcommand."""
     p = sub.add_parser("audit", parents=common, formatter_class=Formatter,
                        help="audit an image directory before training: duplicates, leakage, label errors, imbalance",
-                       description="Read every image of IMAGEDIR (and of each --against directory) once and list: exact "
-                       "duplicates (identical bytes); near-duplicates (resized, re-encoded or slightly cropped copies, "
-                       "by perceptual hash); leakage (copies in IMAGEDIR and in an --against directory, such as train "
-                       "and validation); copies with conflicting labels; images per class and the imbalance ratio; "
-                       "tiny images, odd aspect ratios and size outliers; likely label errors (5-fold logistic "
+                       description="Read every image of IMAGEDIR (and of each --against directory) once and list: "
+                       "exact duplicates (identical bytes); near-duplicates (resized, re-encoded or slightly cropped "
+                       "copies, by perceptual hash); leakage (copies in IMAGEDIR and in an --against directory, such "
+                       "as train and validation); copies with conflicting labels; images per class and the imbalance "
+                       "ratio; tiny images, odd aspect ratios and size outliers; likely label errors (5-fold logistic "
                        "regression on thumbnails, ranked by cleanlab). Writes OUT/audit.json and a self-contained "
                        "OUT/audit.html with thumbnails; prints a summary.")
     p.add_argument("images", metavar="IMAGEDIR", help="image directory to audit (imgtrain convert)")
@@ -117,7 +120,8 @@ def add_transform(sub: argparse._SubParsersAction, common: list[argparse.Argumen
     tsub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     t = tsub.add_parser("init", parents=common, formatter_class=Formatter,
                         help="Init Image Transformation: write a transformation file",
-                        description="Write a transformation file with the designer's Init Image Transformation options.")
+                        description="Write a transformation file with the designer's Init Image Transformation "
+                        "options.")
     t.add_argument("out", metavar="OUT", help="transformation file to write (a folder gets OUT/transform.json)")
     add_declared_options(t, TransformSpec)
     t.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
@@ -125,7 +129,8 @@ def add_transform(sub: argparse._SubParsersAction, common: list[argparse.Argumen
 
     t = tsub.add_parser("apply", parents=common, formatter_class=Formatter,
                         help="Apply Image Transformation: write a transformed image directory",
-                        description="Apply a transformation file to every image of an image directory; images are written as PNG.")
+                        description="Apply a transformation file to every image of an image directory; images are "
+                        "written as PNG.")
     t.add_argument("spec", metavar="SPEC", help="transformation file from `imgtrain transform init`")
     t.add_argument("src", metavar="SRC", help="image directory to transform")
     t.add_argument("out", metavar="OUT", help="image directory to create")
@@ -133,7 +138,8 @@ def add_transform(sub: argparse._SubParsersAction, common: list[argparse.Argumen
                    help="inference drops every random transform")
     t.add_argument("--seed", type=number(0, MAX_SEED, int), default=1, help="seed of the random transforms")
     t.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    t.add_argument("--workers", type=count, default=None, metavar="N", help=WORKERS_HELP + " (default: one per CPU core)")
+    t.add_argument("--workers", type=count, default=None, metavar="N",
+                   help=WORKERS_HELP + " (default: one per CPU core)")
     t.set_defaults(loads_torch=True, func=cmd_transform_apply)
 
 def cmd_transform_init(args: argparse.Namespace) -> int:

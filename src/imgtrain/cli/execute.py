@@ -12,6 +12,7 @@ import traceback
 from ..errors import ImgtrainError, TrainingInterrupted
 from ..interrupts import Terminated, terminate_cleanly
 
+
 class _ProgressAwareHandler(logging.Handler):
     """Log lines printed above a running progress bar instead of through it."""
 

@@ -8,6 +8,7 @@ import os
 from ..config import EXPLAIN_COUNT, MAX_SEED, PRECISIONS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig
 from .options import MIN_CONFIDENCE_HELP, WORKERS_HELP, Formatter, count, describe, number
 
+
 def add_score(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
     """The `score` subcommand."""
     p = sub.add_parser("score", parents=common, formatter_class=Formatter,
@@ -88,8 +89,8 @@ def add_explain(sub: argparse._SubParsersAction, common: list[argparse.ArgumentP
     p.add_argument("--data", required=True, metavar="DIR", help="labeled image directory")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the explanations to")
     p.add_argument("--errors", type=count, default=EXPLAIN_COUNT, metavar="N", help="most confident errors to explain")
-    p.add_argument("--correct", type=count, default=EXPLAIN_COUNT, metavar="N", help="correct predictions to explain (a seeded "
-                   "random sample)")
+    p.add_argument("--correct", type=count, default=EXPLAIN_COUNT, metavar="N",
+                   help="correct predictions to explain (a seeded random sample)")
     p.add_argument("--seed", type=number(0, MAX_SEED, int), default=0, metavar="N", help="seed of the sample")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(loads_torch=True, func=cmd_explain)
@@ -116,8 +117,8 @@ def add_serve(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
     p.add_argument("model", metavar="MODELDIR", help="trained model directory (imgtrain train)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=number(1, 65535, int), default=8000, help="TCP port")
-    p.add_argument("--max-upload-mb", type=number(1e-6, 1e6), default=ServeConfig.max_upload_bytes / 2**20, metavar="MB",
-                   help="largest request body accepted")
+    p.add_argument("--max-upload-mb", type=number(1e-6, 1e6), default=ServeConfig.max_upload_bytes / 2**20,
+                   metavar="MB", help="largest request body accepted")
     p.add_argument("--max-pixels", type=number(1, 2**40, int), default=ServeConfig.max_pixels, metavar="N",
                    help="largest image accepted (pixels)")
     p.add_argument("--max-batch", type=number(1, 4096, int), default=ServeConfig.max_batch, metavar="N",

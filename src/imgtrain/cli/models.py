@@ -7,6 +7,7 @@ import argparse
 from ..config import CATALOG_FAMILY, DEFAULT_MODEL, FAMILIES
 from .options import Formatter
 
+
 def add_architectures(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
     """The `architectures` subcommands (densenet, resnet)."""
     for family, option, option_help in (

@@ -1,4 +1,5 @@
-"""Option building blocks shared by the subcommands: the help formatter, number and count types, options generated from a parameter dataclass's declarations, and the lines every command prints."""
+"""Option building blocks shared by the subcommands: the help formatter, number and count types, options generated
+from a parameter dataclass's declarations, and the lines every command prints."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from typing import Any
 
 from ..params import declared
+
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows every option's default, except where there is none to show (required options, None)."""
@@ -54,8 +56,10 @@ def add_declared_options(p: argparse.ArgumentParser, cls: type) -> None:
         elif p_.choices and p_.accepts is None:
             options["choices"] = p_.choices
         elif declared_field.kind in (int, float):
-            closed = declared_field.kind is int and p_.low is not None and p_.high is not None
-            options["type"] = number(p_.low, p_.high, int) if closed else declared_field.kind
+            if declared_field.kind is int and p_.low is not None and p_.high is not None:
+                options["type"] = number(p_.low, p_.high, int)
+            else:
+                options["type"] = declared_field.kind
         if p_.metavar and "choices" not in options and declared_field.kind is not bool:
             options["metavar"] = p_.metavar
         p.add_argument(declared_field.flag, **options)

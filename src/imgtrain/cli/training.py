@@ -10,6 +10,7 @@ from ..config import TrainConfig
 from .execute import train_worker
 from .options import Formatter, add_declared_options, number
 
+
 def add_train(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
     """The `train` subcommand."""
     p = sub.add_parser("train", parents=common, formatter_class=Formatter,
@@ -32,7 +33,8 @@ def add_train(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
     p.add_argument("--nnodes", type=int, default=1, metavar="M", help="machines in the job")
     p.add_argument("--node-rank", type=int, default=0, metavar="R", help="this machine's rank, 0 to M-1")
     p.add_argument("--master-addr", default="127.0.0.1", metavar="HOST", help="address of the node-rank-0 machine")
-    p.add_argument("--master-port", type=number(1, 65535, int), default=29500, metavar="PORT", help="free port on that machine")
+    p.add_argument("--master-port", type=number(1, 65535, int), default=29500, metavar="PORT",
+                   help="free port on that machine")
     p.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT",
                    help="c10d rendezvous endpoint instead of --master-addr/--master-port")
     p.set_defaults(loads_torch=True, func=cmd_train)

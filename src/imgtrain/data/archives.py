@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import stat
 import tarfile
 import zipfile
@@ -152,7 +153,7 @@ def _extract_zip(archive: Path, dest: Path) -> list[str]:
             reason = _unsafe_reason(name)
             if reason is None and stat.S_ISLNK(info.external_attr >> 16):
                 reason = "symbolic link"
-            ex.take(name, reason, info.is_dir(), lambda: zf.open(info), shown=info.filename)
+            ex.take(name, reason, info.is_dir(), functools.partial(zf.open, info), shown=info.filename)
     return ex.finish()
 
 
@@ -169,5 +170,5 @@ def _extract_tar(archive: Path, dest: Path) -> list[str]:
                 reason = f"hard link to {member.linkname}"
             elif reason is None and not (member.isfile() or member.isdir()):
                 reason = "device, fifo or other special file"
-            ex.take(member.name, reason, member.isdir(), lambda: tf.extractfile(member))
+            ex.take(member.name, reason, member.isdir(), functools.partial(tf.extractfile, member))
     return ex.finish()

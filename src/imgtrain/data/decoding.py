@@ -164,7 +164,7 @@ class DecodedCache:
     def _store(self, entry: Path, tensor: torch.Tensor) -> None:
         """Write an entry beside its place and rename it in; a failure (disk full, read-only) only loses the entry."""
         pixels = np.ascontiguousarray(tensor.permute(1, 2, 0).numpy())
-        header = _HEADER.pack(MAGIC, pixels.shape[1], pixels.shape[0], zlib.crc32(pixels))
+        header = _HEADER.pack(MAGIC, pixels.shape[1], pixels.shape[0], zlib.crc32(pixels.data))
         tmp = None
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)

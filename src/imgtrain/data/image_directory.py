@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from .. import __version__
-from ..errors import list_problems
-from ..errors import InvalidDatasetError, NotLabeledDatasetError
+from ..errors import InvalidDatasetError, NotLabeledDatasetError, list_problems
 from ..files import atomic_write_json, atomic_write_text, read_versioned_json
 from .decoding import check_indexed_size
 from .imaging import BadImage, load_rgb

@@ -83,7 +83,8 @@ def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     return img
 
 
-def open_reduced(data: bytes, short_side: int, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[Image.Image, tuple[int, int]]:
+def open_reduced(data: bytes, short_side: int,
+                 max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[Image.Image, tuple[int, int]]:
     """Decode image bytes for a resize of the short side to `short_side`; also return the full upright size.
 
     A JPEG is decoded at the smallest DCT scale (1/2, 1/4 or 1/8: Pillow's draft mode) that keeps its short
@@ -112,7 +113,7 @@ def _checked_header(data: bytes, max_pixels: int) -> Image.Image:
     """The opened image, its header checked (nothing decoded yet)."""
     if not data:
         raise BadImage("empty file")
-    formats = IMAGE_FORMATS
+    formats: tuple[str, ...] = IMAGE_FORMATS
     if is_heif(data):  # pillow-heif is imported only when a HEIF file comes
         if not heif_decoder():
             raise MissingDecoder(f"a HEIF (HEIC) image, and its decoder pillow-heif is not installed: {HEIF_INSTALL}")

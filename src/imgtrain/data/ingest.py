@@ -79,7 +79,7 @@ def import_images(candidates: tuple[Candidate, ...], out: Path, own_files: Path,
     if cache_root:
         _import_torch_for_photos(candidates, DecodedCache(Path(cache_root)))
     outcomes = process_map(_import_one, tasks, workers, desc="convert", progress=progress)
-    for k, (c, ident, outcome) in enumerate(zip(candidates, ids, outcomes)):
+    for k, (c, ident, outcome) in enumerate(zip(candidates, ids, outcomes, strict=True)):
         if outcome.ok:
             path = f"{IMAGES_DIR}/{k:0{digits}d}{outcome.extension}"
             result.records.append(ImageRecord(ident, path, c.label, outcome.width, outcome.height, c.source))

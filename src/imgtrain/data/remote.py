@@ -10,6 +10,7 @@ BlobEndpoint for the Azurite emulator), Google's application default credentials
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -225,7 +226,7 @@ def _download(fs: Any, pairs: dict[str, Path], sizes: dict[str, int], url: str, 
     with bar:
         for n, (key, local) in enumerate(pairs.items(), 1):
             local.parent.mkdir(parents=True, exist_ok=True)
-            data = _call(lambda: _read_capped(fs, key), f"downloading {_safe(key)}", url, key)
+            data = _call(functools.partial(_read_capped, fs, key), f"downloading {_safe(key)}", url, key)
             local.write_bytes(data)
             bar.update(len(data))
             bar.set_postfix(objects=f"{n}/{len(pairs)}")

@@ -11,12 +11,14 @@ from __future__ import annotations
 import random
 import signal
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+if TYPE_CHECKING:
+    from .dataset import ImageDataset
 
 _MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant: spreads neighbouring integers far apart
 
@@ -67,7 +69,7 @@ class EpochOrder(Sampler):
 class SeededSamples(Dataset):
     """Reads (index, seed) pairs: seeds torch's generator, then applies the dataset's random transforms."""
 
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: ImageDataset):
         self.dataset = dataset
 
     def __len__(self) -> int:
@@ -85,7 +87,7 @@ def _quiet_worker(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def training_loader(dataset: Dataset, batch_size: int, seed: int, workers: int, pin_memory: bool, skip: int = 0,
+def training_loader(dataset: ImageDataset, batch_size: int, seed: int, workers: int, pin_memory: bool, skip: int = 0,
                     rank: int = 0, world_size: int = 1, weights: np.ndarray | None = None) -> DataLoader:
     """Shuffled batches of this worker's share of the training images, starting at batch `skip`; drawn with
     replacement in proportion to `weights` when given (EpochOrder)."""
@@ -94,10 +96,9 @@ def training_loader(dataset: Dataset, batch_size: int, seed: int, workers: int, 
                       worker_init_fn=_quiet_worker, pin_memory=pin_memory)
 
 
-def validation_loader(dataset: Dataset, batch_size: int, workers: int, pin_memory: bool, rank: int = 0,
+def validation_loader(dataset: ImageDataset, batch_size: int, workers: int, pin_memory: bool, rank: int = 0,
                       world_size: int = 1) -> DataLoader:
     """Batches of every world_size-th validation image, in order."""
-    if world_size > 1:
-        dataset = Subset(dataset, range(rank, len(dataset), world_size))
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, worker_init_fn=_quiet_worker,
+    shard: Dataset = Subset(dataset, range(rank, len(dataset), world_size)) if world_size > 1 else dataset
+    return DataLoader(shard, batch_size=batch_size, num_workers=workers, worker_init_fn=_quiet_worker,
                       pin_memory=pin_memory)

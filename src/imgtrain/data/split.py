@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import check_seed
 from ..errors import ParameterError
 from ..files import building_dir
-from ..config import check_seed
 from .image_directory import IMAGES_DIR, ImageDirectory, ImageRecord, write_image_directory
 
 log = logging.getLogger(__name__)
@@ -24,10 +24,11 @@ def split_indices(labels: Sequence[str | None], fraction: float, seed: int, stra
     n = len(labels)
     total = math.floor(fraction * n + 1e-9)
     rng = np.random.default_rng(seed)
-    if not stratify or any(label is None for label in labels):
+    named = [label for label in labels if label is not None]
+    if not stratify or len(named) < n:
         return sorted(rng.permutation(n)[:total].tolist())
     groups: dict[str, list[int]] = {}
-    for i, label in enumerate(labels):
+    for i, label in enumerate(named):
         groups.setdefault(label, []).append(i)
     names = sorted(groups)
     exact = [fraction * len(groups[c]) for c in names]
@@ -37,7 +38,7 @@ def split_indices(labels: Sequence[str | None], fraction: float, seed: int, stra
     for k in by_remainder[: total - sum(quota)]:
         quota[k] += 1
     chosen: list[int] = []
-    for name, q in zip(names, quota):
+    for name, q in zip(names, quota, strict=True):
         members = groups[name]
         chosen.extend(members[j] for j in rng.permutation(len(members))[:q])
     return sorted(chosen)
@@ -63,15 +64,15 @@ def split(
         raise ParameterError(f"The two outputs are the same path {out1}.", hint="name two different outputs.")
     directory = ImageDirectory.open(src)
     first = set(split_indices([r.label for r in directory], fraction, seed, stratify and directory.labeled))
-    parts = ([], [])
+    parts: tuple[list[ImageRecord], list[ImageRecord]] = ([], [])
     for i, record in enumerate(directory):
         parts[0 if i in first else 1].append(record)
     with building_dir(out1, overwrite, [src], ImageDirectory.open) as tmp1, \
             building_dir(out2, overwrite, [src], ImageDirectory.open) as tmp2:
-        for tmp, records in zip((tmp1, tmp2), parts):
+        for tmp, records in zip((tmp1, tmp2), parts, strict=True):
             _place_images(directory.root, tmp, records)
             write_image_directory(tmp, directory.classes if directory.labeled else [], records)
-    for out, records in zip((out1, out2), parts):
+    for out, records in zip((out1, out2), parts, strict=True):
         if not records:
             log.warning("%s received no images (fraction %s of %d images)", out, fraction, len(directory))
     log.info("split %d images: %d to %s, %d to %s", len(directory), len(parts[0]), out1, len(parts[1]), out2)

@@ -35,6 +35,6 @@ def load_transform(path: str | Path) -> TransformSpec:
     data = read_versioned_json(path, FORMAT, FORMAT_VERSION, InvalidTransformationDirectoryError, hint)
     values = data.get("transforms")
     problems = ["'transforms' must be an object"] if not isinstance(values, dict) else spec_problems(values)
-    if problems:
+    if problems or not isinstance(values, dict):
         raise InvalidTransformationDirectoryError(f"{path} is invalid:\n{list_problems(problems)}", hint)
     return TransformSpec(**values)

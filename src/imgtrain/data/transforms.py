@@ -19,14 +19,21 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from ..config import RANDOM_STEPS, TransformSpec, check_seed, spec_problems
+from ..config import RANDOM_STEPS, TransformSpec, check_seed
 from ..errors import InvalidDatasetError, ParameterError
 from ..files import building_dir
-from .decoding import (DecodedCache, decode_full, decode_resized, interpolation, load_for_model, resize_exact,
-                       resized_size)
+from ..parallel import process_map
+from .decoding import (
+    DecodedCache,
+    decode_full,
+    decode_resized,
+    interpolation,
+    load_for_model,
+    resize_exact,
+    resized_size,
+)
 from .image_directory import IMAGES_DIR, ImageDirectory, list_problems, write_image_directory
 from .imaging import MAX_IMAGE_PIXELS, BadImage, ImageTooLarge, ImageTooSmall, load_rgb, rgb_tensor
-from ..parallel import process_map
 from .transform_file import FILE_NAME, init_transform, load_transform  # noqa: F401 (their old home)
 
 log = logging.getLogger(__name__)
@@ -66,7 +73,8 @@ def _steps(spec: TransformSpec, mode: Mode, after_resize: bool = False) -> list[
         ("random_perspective", lambda: v2.RandomPerspective(**RANDOM_PERSPECTIVE)),
         ("random_erasing", lambda: v2.RandomErasing(p=RANDOM_ERASING_P)),
     ]
-    return [make() for name, make in candidates if _active(spec, name, mode) and not (after_resize and name == "resize")]
+    return [make() for name, make in candidates
+            if _active(spec, name, mode) and not (after_resize and name == "resize")]
 
 
 def _active(spec: TransformSpec, name: str, mode: Mode) -> bool:
@@ -153,14 +161,14 @@ def apply_transform(
         (tmp / IMAGES_DIR).mkdir()
         names = [f"{IMAGES_DIR}/{r.id:06d}.png" for r in directory]
         tasks = [(spec, mode, (seed * 1_000_003 + r.id) % 2**63, str(directory.root / r.path), str(tmp / name))
-                 for r, name in zip(directory, names)]
+                 for r, name in zip(directory, names, strict=True)]
         results = list(process_map(_apply_one, tasks, workers, desc=f"transform ({mode})", progress=progress))
-        bad = [f"{r.path}: {err}" for r, (_, _, err) in zip(directory, results) if err]
+        bad = [f"{r.path}: {err}" for r, (_, _, err) in zip(directory, results, strict=True) if err]
         if bad:
             raise InvalidDatasetError(f"{len(bad)} images of {directory.root} cannot be read:\n{list_problems(bad)}",
                                       hint="recreate the image directory with `imgtrain convert`.")
         records = [dataclasses.replace(r, path=name, width=w, height=h)
-                   for r, name, (w, h, _) in zip(directory, names, results)]
+                   for r, name, (w, h, _) in zip(directory, names, results, strict=True)]
         write_image_directory(tmp, directory.classes, records)
     log.info("transformed %d images (%s mode) into %s", len(records), mode, out)
     return ImageDirectory.open(out)

@@ -41,7 +41,7 @@ def read_scores(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
             with path.open(newline="", encoding="utf-8") as f:
                 reader = csv.DictReader(f)
                 rows = list(reader)
-                columns = reader.fieldnames or []
+                columns = list(reader.fieldnames or [])
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
         raise InvalidDatasetError(f"The scores file {path} cannot be read: {exc}.",
                                   hint="give a file written by `imgtrain score`.") from None

@@ -15,7 +15,7 @@ patch projection of a ViT (which has no later spatial map). Every network of the
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ DEFAULT_COUNT = EXPLAIN_COUNT
 MIN_MAP_SIDE = 7
 
 
-def target_layer_name(net: nn.Module, example: torch.Tensor, head: Sequence[str] = ()) -> str:
+def target_layer_name(net: nn.Module, example: torch.Tensor, head: Collection[str] = ()) -> str:
     """The layer to explain: of the modules that finish, in the forward pass, before the classifier head (the
     modules named in `head`) starts and output a (batch, channels, height, width) map larger than 1x1, the last
     whose map is at least MIN_MAP_SIDE on its short side, else the last of all."""
@@ -70,7 +70,7 @@ def target_layer_name(net: nn.Module, example: torch.Tensor, head: Sequence[str]
     return fine[-1] if fine else finished[-1][0]
 
 
-def head_modules(head_keys: Sequence[str]) -> set[str]:
+def head_modules(head_keys: Iterable[str]) -> set[str]:
     """The names of the modules that hold the classifier head's weights."""
     return {key.rsplit(".", 1)[0] for key in head_keys}
 
@@ -95,7 +95,8 @@ def _network_for_gradients(trained: TrainedModel) -> nn.Module:
     net = trained.network()
     for module in net.modules():
         if hasattr(module, "inplace"):
-            module.inplace = False
+            # nn.Module.__getattr__ is typed as returning a tensor or a module, whatever the name; `inplace` is a bool
+            module.inplace = False  # type: ignore[assignment]
     return net
 
 

@@ -36,7 +36,7 @@ def _grid(document: dict[str, Any], overlays: list[Image.Image], path: Path) -> 
     fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, entry, picture in zip(axes.ravel(), document["images"], overlays, strict=True):
+    for ax, entry, picture in zip(axes.ravel(), document["images"], overlays, strict=False):
         ax.imshow(picture)
         colour = "#b00" if entry["error"] else "#060"
         ax.set_title(f"{entry['label']} → {entry['predicted']} ({entry['probability']:.2f})", fontsize=9, color=colour)

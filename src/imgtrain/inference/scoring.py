@@ -17,17 +17,17 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import BEST_GUESS, SCORE_BATCH_SIZE, UNKNOWN_LABEL, check_min_confidence
-from ..errors import InvalidDatasetError, ParameterError
-from ..files import atomic_file, check_output
 from ..data.decoding import DecodedCache, default_cache_dir
 from ..data.image_directory import META_NAME, ImageDirectory, ImageRecord, list_problems
-from ..data.remote import RemoteImages, display, is_remote, list_images
 from ..data.imaging import BadImage, read_image_file, rgb_tensor, to_rgb
+from ..data.remote import RemoteImages, display, is_remote, list_images
+from ..data.transforms import ModelInput, output_sizes
+from ..devices import PRECISIONS, autocast_for, measure_speedup, resolve_device, resolve_precision
+from ..errors import InvalidDatasetError, ParameterError
+from ..files import atomic_file, check_output
 from ..models.model_directory import TrainedModel, open_model_directory
 from ..parallel import default_loader_workers, scoring_loader_workers
 from ..progress import progress_bar
-from ..devices import PRECISIONS, autocast_for, measure_speedup, resolve_device, resolve_precision
-from ..data.transforms import ModelInput, output_sizes
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,10 @@ class Model:
         With `min_confidence`, an image whose top probability is below it gets the label UNKNOWN_LABEL; its
         `best_guess` keeps the top class."""
         min_confidence = check_min_confidence(min_confidence, self.classes)
-        single = isinstance(images, Image.Image | str | Path)
-        batch = [images] if single else list(images)
+        if isinstance(images, Image.Image | str | Path):
+            single, batch = True, [images]
+        else:
+            single, batch = False, list(images)
         tensors = []
         for item in batch:
             if isinstance(item, Image.Image):
@@ -83,7 +85,8 @@ class Model:
         for tensor in tensors:  # one at a time: images may differ in size
             probs = self.probabilities(tensor[None])[0].tolist()
             label, guess = decide(self.classes, probs, min_confidence)
-            results.append({"label": label, "best_guess": guess, "probabilities": dict(zip(self.classes, probs))})
+            results.append({"label": label, "best_guess": guess,
+                            "probabilities": dict(zip(self.classes, probs, strict=True))})
         return results[0] if single else results
 
 
@@ -176,15 +179,17 @@ class _StreamedData(Dataset):
             return None, i, str(exc).split(" Fix:")[0]
 
 
-def remote_score_rows(model: Model, images: RemoteImages | str, *, batch_size: int = SCORE_BATCH_SIZE, skip_invalid: bool = False,
-                      progress: bool = True, min_confidence: float | None = None) -> Iterator[dict[str, Any]]:
+def remote_score_rows(model: Model, images: RemoteImages | str, *, batch_size: int = SCORE_BATCH_SIZE,
+                      skip_invalid: bool = False, progress: bool = True,
+                      min_confidence: float | None = None) -> Iterator[dict[str, Any]]:
     """Like score_rows, for the images under a remote prefix (s3://, az://, ...), streamed: each object is read
     when its batch is scored, nothing is written to disk. Rows carry the object's URL as `path`."""
     images = images if isinstance(images, RemoteImages) else list_images(images)
     min_confidence = check_min_confidence(min_confidence, model.classes)
     _check_batch_size(batch_size)
     loader = _streaming_loader(model, images, len(images.keys), batch_size, 0)
-    records = [ImageRecord(i, key, label, 0, 0, key) for i, (key, label) in enumerate(zip(images.keys, images.labels))]
+    records = [ImageRecord(i, key, label, 0, 0, key)
+               for i, (key, label) in enumerate(zip(images.keys, images.labels, strict=True))]
     yield from _rows_of(model, loader, records, images.address, images.labels[0] is not None,
                         f"under {display(images.url)}", skip_invalid, progress, min_confidence)
 
@@ -200,7 +205,7 @@ def folder_score_rows(model: Model, images: FolderImages | str | Path, *, batch_
     loader = _streaming_loader(model, images, len(images.files), batch_size,
                                default_loader_workers() if workers is None else workers)
     records = [ImageRecord(i, source, label, 0, 0, source)
-               for i, (source, label) in enumerate(zip(images.sources, images.labels))]
+               for i, (source, label) in enumerate(zip(images.sources, images.labels, strict=True))]
     yield from _rows_of(model, loader, records, images.paths.__getitem__, images.labels[0] is not None,
                         f"of {images.root}", skip_invalid, progress, min_confidence)
 
@@ -269,9 +274,9 @@ def _rows_of(model: Model, loader: DataLoader, records: Sequence[ImageRecord], w
         for batch, positions, bad_positions, errors in loader:
             rows: dict[int, dict[str, Any]] = {}
             if batch is not None and (skip_invalid or not bad):  # once failing, only look for more bad images
-                for i, probs in zip(positions, model.probabilities(batch).tolist()):
+                for i, probs in zip(positions, model.probabilities(batch).tolist(), strict=True):
                     rows[i] = _row(records[i], where(i), labeled, model.classes, probs, min_confidence=min_confidence)
-            for i, error in zip(bad_positions, errors):
+            for i, error in zip(bad_positions, errors, strict=True):
                 bad.append(f"{records[i].path}: {error}")
                 rows[i] = _row(records[i], where(i), labeled, model.classes, None, error, min_confidence)
             if skip_invalid or not bad:

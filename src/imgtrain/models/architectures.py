@@ -32,7 +32,8 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Old DenseNet checkpoints name layers 'norm.1' where torchvision's modules say 'norm1'.
-_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+                           r"((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors file, or a .pth/.pt file loaded without running any pickled code."""
     try:
         if path.suffix == ".safetensors":
-            state = load(path.read_bytes())
+            state: Any = load(path.read_bytes())  # a state dict, perhaps nested: checked below
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -208,7 +209,8 @@ def read_model_meta(path: Path, expected_format: str, hint: str) -> dict[str, An
         raise InvalidModelDirectoryError(f"The model input {path} is not a directory.", hint)
     if not meta_path.is_file():
         what = " (it is an image directory)" if (path / "imgtrain-images.json").exists() else ""
-        raise InvalidModelDirectoryError(f"The model input {path} is not a model directory: no {MODEL_META}{what}.", hint)
+        raise InvalidModelDirectoryError(f"The model input {path} is not a model directory: no {MODEL_META}{what}.",
+                                         hint)
     return read_versioned_json(meta_path, expected_format, FORMAT_VERSION, InvalidModelDirectoryError, hint,
                                kinds=_FORMAT_NAMES)
 

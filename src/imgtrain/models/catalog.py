@@ -34,7 +34,7 @@ def catalog_rows() -> list[dict[str, Any]]:
     return rows
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _meta_network(model_name: str, num_classes: int = 2) -> nn.Module:
     """The network with shapes only (no memory, no RNG draws), for questions about shapes."""
     with torch.random.fork_rng(devices=[]):
@@ -45,7 +45,7 @@ def _meta_network(model_name: str, num_classes: int = 2) -> nn.Module:
             return torchvision.models.get_model(model_name, weights=None, num_classes=num_classes).to("meta").eval()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def head_keys(model_name: str) -> frozenset[str]:
     """The state-dict keys of the classifier head: those whose shape follows the number of classes."""
     a, b = _meta_network(model_name, 1000).state_dict(), _meta_network(model_name, 7).state_dict()

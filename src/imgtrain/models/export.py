@@ -17,11 +17,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..data.imaging import rgb_tensor, to_rgb
+from ..data.transforms import build_transform
 from ..errors import MissingDependencyError, ParameterError
 from ..files import atomic_write_json, building_dir
-from ..data.imaging import rgb_tensor, to_rgb
 from .model_directory import TrainedModel, open_model_directory
-from ..data.transforms import build_transform
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ OPSET = 17
 
 class ExportedModel(nn.Module):
     """Normalize, run the network, divide by the calibrated temperature, softmax: what every runtime gets."""
+
+    mean: torch.Tensor  # buffers (register_buffer)
+    std: torch.Tensor
 
     def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], temperature: float = 1.0):
         super().__init__()

@@ -23,11 +23,12 @@ from safetensors.torch import load, save_file
 from torch import nn
 
 from .. import __version__
-from .architectures import MODEL_META, Architecture, read_model_meta, weights_mismatch
 from ..calibration import check_temperature
+from ..config import spec_problems
+from ..data.transforms import ModelInput, TransformSpec
 from ..errors import InvalidModelDirectoryError, ParameterError
 from ..files import atomic_write_json, atomic_write_text, publish, write_failed
-from ..data.transforms import ModelInput, TransformSpec, spec_problems
+from .architectures import MODEL_META, Architecture, read_model_meta, weights_mismatch
 
 TRAINED_FORMAT = "imgtrain.trained_model"
 FORMAT_VERSION = 1

@@ -64,7 +64,7 @@ class Batcher:
             while len(batch) < self.config.max_batch:
                 try:
                     batch.append(await asyncio.wait_for(self.queue.get(), max(0.0, deadline - loop.time())))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             by_shape: dict[tuple[int, ...], list] = {}
             for tensor, future in batch:  # images of other sizes (no crop) cannot share a tensor
@@ -81,7 +81,7 @@ class Batcher:
                 self.batches += 1
                 self.images += len(group)
                 self.largest_batch = max(self.largest_batch, len(group))
-                for (_, future), row in zip(group, probs.tolist()):
+                for (_, future), row in zip(group, probs.tolist(), strict=True):
                     if not future.done():
                         future.set_result(row)
 
@@ -114,7 +114,8 @@ def _json_images(body: bytes) -> tuple[list[tuple[str, bytes]], bool]:
         rows = next(iter(doc["Inputs"].values()), None)
         if not isinstance(rows, list) or not all(isinstance(r, dict) and "image" in r for r in rows):
             raise BadRequest(400, 'expected {"Inputs": {"WebServiceInput0": [{"image": "<base64>"}, ...]}}')
-        return [(f"Inputs[{i}].image", _from_base64(r["image"], f"Inputs[{i}].image")) for i, r in enumerate(rows)], True
+        images = [(f"Inputs[{i}].image", _from_base64(r["image"], f"Inputs[{i}].image")) for i, r in enumerate(rows)]
+        return images, True
     if isinstance(doc, dict) and isinstance(doc.get("images"), list):
         return [(f"images[{i}]", _from_base64(t, f"images[{i}]")) for i, t in enumerate(doc["images"])], False
     raise BadRequest(400, 'expected {"images": ["<base64>", ...]} or the designer\'s {"Inputs": ...}')
@@ -224,20 +225,21 @@ def _answer(classes: Sequence[str], names: list[str], rows: list[list[float]], d
     decided = [decide(classes, row, min_confidence) for row in rows]
     if designer:
         table = [{SCORED_LABELS: label, **({BEST_GUESS: guess} if min_confidence is not None else {}),
-                  **{PROBABILITY_PREFIX + c: p for c, p in zip(classes, r)}} for r, (label, guess) in zip(rows, decided)]
+                  **{PROBABILITY_PREFIX + c: p for c, p in zip(classes, r, strict=True)}}
+                 for r, (label, guess) in zip(rows, decided, strict=True)]
         return {"Results": {"WebServiceOutput0": table}}
     predictions = []
-    for name, row, (label, guess) in zip(names, rows, decided):
-        ranked = sorted(zip(classes, row), key=lambda cp: -cp[1])
+    for name, row, (label, guess) in zip(names, rows, decided, strict=True):
+        ranked = sorted(zip(classes, row, strict=True), key=lambda cp: -cp[1])
         predictions.append({"name": name, "label": label, "best_guess": guess, "unknown": label != guess,
-                            "probabilities": dict(zip(classes, row)),
+                            "probabilities": dict(zip(classes, row, strict=True)),
                             "top": [{"label": c, "probability": p} for c, p in ranked[:5]]})
     return {"predictions": predictions}
 
 
 async def _multipart_images(body: bytes, content_type: str) -> list[tuple[str, bytes]]:
     """Files of a multipart body (already size-checked), parsed with python-multipart."""
-    from starlette.datastructures import Headers
+    from starlette.datastructures import Headers, UploadFile
     from starlette.formparsers import MultiPartException, MultiPartParser
 
     async def stream():
@@ -250,7 +252,7 @@ async def _multipart_images(body: bytes, content_type: str) -> list[tuple[str, b
         raise BadRequest(400, f"malformed multipart body ({exc})") from None
     images = []
     for key, value in form.multi_items():
-        if hasattr(value, "read"):
+        if isinstance(value, UploadFile):
             images.append((value.filename or key, await value.read()))
     return images
 

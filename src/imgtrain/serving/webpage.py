@@ -38,7 +38,9 @@ fetch("health").then(r => r.json()).then(h => {
 drop.addEventListener("click", () => pick.click());
 drop.addEventListener("dragover", e => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-drop.addEventListener("drop", e => { e.preventDefault(); drop.classList.remove("over"); classify(e.dataTransfer.files); });
+drop.addEventListener("drop", e => {
+  e.preventDefault(); drop.classList.remove("over"); classify(e.dataTransfer.files);
+});
 pick.addEventListener("change", () => { classify(pick.files); pick.value = ""; });
 
 function el(tag, cls, text) {

@@ -110,7 +110,8 @@ def launch(worker: Callable[..., Any], args: tuple, options: LaunchOptions) -> N
     config = LaunchConfig(
         min_nodes=options.nnodes, max_nodes=options.nnodes, nproc_per_node=options.nproc_per_node,
         run_id="imgtrain", rdzv_backend="static" if static else "c10d",
-        rdzv_endpoint=f"{options.master_addr}:{options.master_port}" if static else options.rdzv_endpoint,
+        rdzv_endpoint=f"{options.master_addr}:{options.master_port}" if options.rdzv_endpoint is None
+        else options.rdzv_endpoint,
         rdzv_configs={"rank": options.node_rank} if static else {}, max_restarts=0, monitor_interval=0.5,
         start_method="spawn")
     try:

@@ -89,7 +89,7 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
 
 @torch.inference_mode()
 def evaluate(net: nn.Module, loader: DataLoader, device: torch.device, num_classes: int,
-             precision: str = "fp32", class_weights: torch.Tensor | None = None) -> dict[str, float | None]:
+             precision: str = "fp32", class_weights: torch.Tensor | None = None) -> dict[str, float]:
     """Sums over this worker's validation images: loss (weighted by `class_weights`, as in training), the
     weights, top-1 and top-5 hits, images."""
     net.eval()

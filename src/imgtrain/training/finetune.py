@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 
-
 def parameter_groups(net: nn.Module, head_keys: frozenset[str], freeze_epochs: int,
                      head_lr_scale: float) -> list[dict[str, Any]]:
     """The optimizer's groups: [backbone, head] when fine-tuning options are on, else one group of everything."""

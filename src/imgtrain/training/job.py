@@ -30,7 +30,7 @@ class TrainResult(Sequence):
         """The metrics of the epoch whose weights were saved."""
         return self.history[self.best_epoch - 1]
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         return self.history[index]
 
     def __len__(self) -> int:

@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from ..calibration import describe, temperature_report
 from ..config import TrainConfig, TransformSpec
 from ..data.decoding import DecodedCache, default_cache_dir, report_usage
-from ..data.sampling import epoch_seed, seed_everything, training_loader, validation_loader
+from ..data.sampling import EpochOrder, epoch_seed, seed_everything, training_loader, validation_loader
 from ..data.transforms import ModelInput, load_transform
 from ..devices import autocast_for, determinism, gradient_scaler, measure_speedup, resolve_device, resolve_precision
 from ..errors import DistributedTrainingError, OutputExistsError, ParameterError, TrainingInterrupted
@@ -172,7 +172,7 @@ def _epochs(job: Job, state: RunState, runner: nn.Module, device: torch.device, 
                                progress, stop_requested, fixed, job.class_weights):
             _save_checkpoint(job, state, progress)
             raise _interrupted(job.out, signalled, f"in epoch {epoch} after batch {progress.batches} of "
-                                                   f"{loader.sampler.batches}")
+                                                   f"{cast(EpochOrder, loader.sampler).batches}")
         state.record(_metrics(job, state, data, device, epoch, lr, progress))
         if ctx.is_main:
             log.info(_summary(state.history[-1], config.epochs), extra={"imgtrain_epoch": state.history[-1]})

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..config import TrainConfig, TransformSpec
 from ..data.image_directory import ImageDirectory, list_problems
 from ..data.imaging import ImageTooLarge
-from ..data.transforms import check_transform_size, output_sizes
+from ..data.transforms import Mode, check_transform_size, output_sizes
 from ..errors import InvalidDatasetError, ParameterError
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ def check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirectory
         raise ParameterError(f"batch_size {config.batch_size} is larger than the {len(train)} training images{shard}.",
                              hint=f"use a batch size of at most {per_worker}.")
     found = []
-    for directory, mode in ((train, "training"), (valid, "inference")):
+    modes: tuple[tuple[ImageDirectory, Mode], ...] = ((train, "training"), (valid, "inference"))
+    for directory, mode in modes:
         image_sizes = {(r.width, r.height) for r in directory}
         _check_transform_sizes(spec, directory, image_sizes)
         sizes = output_sizes(spec, image_sizes, mode)
