@@ -24,14 +24,7 @@ def add_score(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
     p.add_argument("--out", required=True, metavar="FILE", help="scores file to write (.csv or .jsonl)")
     p.add_argument("--format", choices=["csv", "jsonl"], default=None,
                    help="file format (default: from the --out extension, else csv)")
-    p.add_argument("--batch-size", type=int, default=SCORE_BATCH_SIZE, metavar="N", help="images per batch")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="arithmetic: auto = bf16 on GPUs, and on CPUs with native bf16 where one batch measured "
-                   "faster than fp32; else fp32 (bf16 probabilities differ from fp32 in the 3rd-4th decimal)")
-    p.add_argument("--workers", type=count, default=None, metavar="N",
-                   help=WORKERS_HELP + " (default: one per core for photos over 2 megapixels, where decoding is the "
-                   "work; else 0 on 2 cores or fewer, up to 4 on more)")
+    _add_score_compute_options(p)
     p.add_argument("--min-confidence", type=number(1e-9, 1), default=None, metavar="P", help=MIN_CONFIDENCE_HELP
                    + "; a 'Best Guess' column keeps the top class")
     p.add_argument("--skip-invalid", action="store_true",
@@ -41,6 +34,18 @@ def add_score(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
                    "--help), and keep them there for the next run; the scores are the same either way")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(loads_torch=True, func=cmd_score)
+
+
+def _add_score_compute_options(p: argparse.ArgumentParser) -> None:
+    """How `score` computes: batch size, device, precision, loader workers."""
+    p.add_argument("--batch-size", type=int, default=SCORE_BATCH_SIZE, metavar="N", help="images per batch")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="arithmetic: auto = bf16 on GPUs, and on CPUs with native bf16 where one batch measured "
+                   "faster than fp32; else fp32 (bf16 probabilities differ from fp32 in the 3rd-4th decimal)")
+    p.add_argument("--workers", type=count, default=None, metavar="N",
+                   help=WORKERS_HELP + " (default: one per core for photos over 2 megapixels, where decoding is the "
+                   "work; else 0 on 2 cores or fewer, up to 4 on more)")
 
 def cmd_score(args: argparse.Namespace) -> int:
     from ..inference.scoring import load_model, score_to_file

@@ -153,9 +153,7 @@ def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, ma
         trained = open_model_directory(model)
     classes, rows = read_scores(scores)
     if trained is not None and list(trained.classes) != classes:
-        raise ParameterError(f"The scores {scores} have the classes {classes[:10]}, the model {model} "
-                             f"{list(trained.classes)[:10]}: it did not make them.",
-                             hint="give --model the model directory that scored the images.")
+        raise _not_its_scores(scores, classes, model, list(trained.classes))
     scored_classes = len(classes)
     y_true, probs, kept, unscored = _parse(rows, classes)
     metrics = {"format": "imgtrain.metrics", "format_version": 1, "scores": str(scores), "unscored": unscored,
@@ -165,19 +163,10 @@ def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, ma
         metrics["unknown_labels"] = unknown
         log.warning("%d rows of %s have a label the model has no class for (%s): each counts as an error",
                     sum(unknown.values()), scores, ", ".join(list(unknown)[:10]))
-    from ..plots import plot_confusion_matrix, plot_image_grid, plot_reliability
-
     with building_dir(out, overwrite, inputs=[scores] + ([Path(model)] if model is not None else [])) as tmp:
         atomic_write_json(tmp / METRICS_NAME, metrics)
         atomic_write_json(tmp / CONFUSION_JSON, metrics["confusion_matrix"])
-        plot_confusion_matrix(np.array(metrics["confusion_matrix"]["matrix"]), classes, tmp / CONFUSION_PNG)
-        plot_reliability(metrics["calibration"], tmp / RELIABILITY_PNG)
-        y_pred = probs.argmax(1)
-        wrong = [j for j in np.argsort(-probs.max(1), kind="stable") if y_pred[j] != y_true[j]][:max_errors_shown]
-        plot_image_grid(
-            [(rows[kept[j]].get("path"), f"true {classes[y_true[j]]}\npredicted {classes[y_pred[j]]} "
-              f"({probs[j, y_pred[j]]:.2f})") for j in wrong],
-            tmp / ERRORS_PNG, title="Most confidently wrong predictions")
+        _write_figures(tmp, metrics, classes, rows, kept, y_true, probs, max_errors_shown)
         if trained is not None:
             from .explain import explain_rows, log_explained
 
@@ -188,6 +177,30 @@ def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, ma
     if unscored:
         log.warning("%d rows had no score (unreadable images) and were left out", unscored)
     return metrics
+
+
+def _not_its_scores(scores: Path, classes: list[str], model: str | Path | None,
+                    model_classes: list[str]) -> ParameterError:
+    """The error for scores that another model made (their classes differ)."""
+    return ParameterError(f"The scores {scores} have the classes {classes[:10]}, the model {model} "
+                          f"{model_classes[:10]}: it did not make them.",
+                          hint="give --model the model directory that scored the images.")
+
+
+def _write_figures(folder: Path, metrics: dict[str, Any], classes: list[str], rows: list[dict[str, Any]],
+                   kept: list[int], y_true: np.ndarray, probs: np.ndarray, max_errors_shown: int) -> None:
+    """The confusion matrix, the reliability diagram and the grid of the most confidently wrong predictions
+    (`kept`: the row of each scored image)."""
+    from ..plots import plot_confusion_matrix, plot_image_grid, plot_reliability
+
+    plot_confusion_matrix(np.array(metrics["confusion_matrix"]["matrix"]), classes, folder / CONFUSION_PNG)
+    plot_reliability(metrics["calibration"], folder / RELIABILITY_PNG)
+    y_pred = probs.argmax(1)
+    wrong = [j for j in np.argsort(-probs.max(1), kind="stable") if y_pred[j] != y_true[j]][:max_errors_shown]
+    plot_image_grid(
+        [(rows[kept[j]].get("path"), f"true {classes[y_true[j]]}\npredicted {classes[y_pred[j]]} "
+          f"({probs[j, y_pred[j]]:.2f})") for j in wrong],
+        folder / ERRORS_PNG, title="Most confidently wrong predictions")
 
 
 def summary(metrics: dict[str, Any]) -> str:

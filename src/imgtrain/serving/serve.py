@@ -125,10 +125,9 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
     """The ASGI application serving `model` (a trained model directory or a loaded Model)."""
     try:
         from fastapi import FastAPI, Request
-        from fastapi.responses import HTMLResponse, JSONResponse
+        from fastapi.responses import JSONResponse
     except ImportError:
         raise MissingDependencyError("Serving needs FastAPI.", hint="pip install 'imgtrain[serve]'.") from None
-    from contextlib import asynccontextmanager
 
     config = config or ServeConfig()
     model = model if isinstance(model, Model) else load_model(model)
@@ -141,17 +140,9 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
         """Run CPU-heavy parsing or decoding in the decode pool, so /health and other requests stay answered."""
         return await asyncio.get_running_loop().run_in_executor(decoders, function, *args)
 
-    @asynccontextmanager
-    async def lifespan(app):
-        batcher.queue = asyncio.Queue()  # bound to the server's event loop
-        task = asyncio.create_task(batcher.run())
-        yield
-        task.cancel()
-        decoders.shutdown(wait=False, cancel_futures=True)
-
     app = FastAPI(title="imgtrain model endpoint", version="1",
                   description=f"Image classifier {model.trained.architecture.model_name} with classes "
-                  f"{', '.join(model.classes)}.", lifespan=lifespan)
+                  f"{', '.join(model.classes)}.", lifespan=_lifespan(batcher, decoders))
 
     @app.exception_handler(BadRequest)
     async def bad_request(request, exc: BadRequest):
@@ -170,6 +161,29 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
         return JSONResponse(_answer(model.classes, [name for name, _ in images], rows, designer,
                                     config.min_confidence))
 
+    _add_page_and_health(app, model, config, batcher, stats)
+    return app
+
+
+def _lifespan(batcher: Batcher, decoders: ThreadPoolExecutor):
+    """The app's lifespan: the batcher runs on the server's event loop; the decode pool stops with the app."""
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher.queue = asyncio.Queue()  # bound to the server's event loop
+        task = asyncio.create_task(batcher.run())
+        yield
+        task.cancel()
+        decoders.shutdown(wait=False, cancel_futures=True)
+
+    return lifespan
+
+
+def _add_page_and_health(app: Any, model: Model, config: ServeConfig, batcher: Batcher, stats: dict[str, int]) -> None:
+    """GET /health (liveness, the model's facts, the counters) and GET / (the drag-and-drop page)."""
+    from fastapi.responses import HTMLResponse
+
     @app.get("/health", summary="Liveness and model facts")
     async def health() -> dict[str, Any]:
         return {**_facts(model, config), **stats, "batches": batcher.batches, "images": batcher.images,
@@ -178,8 +192,6 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
         return HTMLResponse(PAGE)
-
-    return app
 
 
 def _facts(model: Model, config: ServeConfig) -> dict[str, Any]:

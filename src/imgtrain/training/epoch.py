@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 
 import torch
 from torch import nn
@@ -52,22 +53,7 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            logits = net(images)
-            loss = criterion(logits.float(), labels)
-        if not torch.isfinite(loss):  # stop before the step spreads NaN into the weights
-            raise TrainingDivergedError(
-                f"The training loss became {loss.item()} in epoch {epoch}, batch {step}.",
-                hint=f"lower the learning rate (now {optimizer.param_groups[0]['lr']:g}); the checkpoint of the last "
-                "finished epoch, with the best weights so far, is kept.")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        loss, logits = _train_step(net, criterion, autocast, optimizer, scaler, images, labels, epoch, step)
         progress.batches = step
         progress.loss_sum += loss.item() * len(labels)
         progress.correct += int((logits.argmax(1) == labels).sum())
@@ -77,15 +63,44 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
         if stop():
             return False
         if step % config.print_frequency == 0:
-            rate = progress.seen / progress.seconds
-            bar.set_postfix(loss=f"{progress.loss_sum / progress.seen:.4f}", img_s=f"{rate:.0f}")
-            if bar.disable:  # the extra is for programs that follow a run through logging (the studio)
-                report = {"epoch": epoch, "epochs": config.epochs, "batch": step, "batches": bar.total,
-                          "loss": progress.loss_sum / progress.seen, "images_per_second": rate,
-                          "seconds": progress.seconds}
-                log.info("epoch %d [%d/%d] loss %.4f, %.0f images/s", epoch, step, bar.total,
-                         progress.loss_sum / progress.seen, rate, extra={"imgtrain_progress": report})
+            _show_progress(bar, progress, config.epochs)
     return True
+
+
+def _train_step(net: nn.Module, criterion: nn.Module, autocast: AbstractContextManager,
+                optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, images: torch.Tensor,
+                labels: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch: forward, loss, backward and the optimizer's step; (loss, logits)."""
+    with autocast:
+        logits = net(images)
+        loss = criterion(logits.float(), labels)
+    if not torch.isfinite(loss):  # stop before the step spreads NaN into the weights
+        raise TrainingDivergedError(
+            f"The training loss became {loss.item()} in epoch {epoch}, batch {step}.",
+            hint=f"lower the learning rate (now {optimizer.param_groups[0]['lr']:g}); the checkpoint of the last "
+            "finished epoch, with the best weights so far, is kept.")
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss, logits
+
+
+def _show_progress(bar: tqdm, progress: EpochProgress, epochs: int) -> None:
+    """The bar's running loss and speed; with the bar hidden, a log line that carries the numbers as an extra."""
+    epoch, step = progress.epoch, progress.batches
+    rate = progress.seen / progress.seconds
+    bar.set_postfix(loss=f"{progress.loss_sum / progress.seen:.4f}", img_s=f"{rate:.0f}")
+    if bar.disable:  # the extra is for programs that follow a run through logging (the studio)
+        report = {"epoch": epoch, "epochs": epochs, "batch": step, "batches": bar.total,
+                  "loss": progress.loss_sum / progress.seen, "images_per_second": rate,
+                  "seconds": progress.seconds}
+        log.info("epoch %d [%d/%d] loss %.4f, %.0f images/s", epoch, step, bar.total,
+                 progress.loss_sum / progress.seen, rate, extra={"imgtrain_progress": report})
 
 @torch.inference_mode()
 def evaluate(net: nn.Module, loader: DataLoader, device: torch.device, num_classes: int,
