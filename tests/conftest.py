@@ -24,10 +24,24 @@ atexit.register(shutil.rmtree, os.environ["IMGTRAIN_CACHE_DIR"], ignore_errors=T
 
 #: Modules whose tests train a network (or run the studio, the demo or a benchmark that does), and the fixtures
 #: that train one: `make test-fast` (-m "not trains") leaves them out.
-TRAINING_MODULES = {"test_calibration", "test_catalog", "test_decoding", "test_demo", "test_distributed",
-                    "test_fuzz", "test_imbalance", "test_precision", "test_reliability", "test_studio",
-                    "test_browser", "test_training", "test_transfer", "test_two_nodes", "test_tracking",
-                    "test_explain"}
+TRAINING_MODULES = {
+    "test_calibration",
+    "test_catalog",
+    "test_decoding",
+    "test_demo",
+    "test_distributed",
+    "test_fuzz",
+    "test_imbalance",
+    "test_precision",
+    "test_reliability",
+    "test_studio",
+    "test_browser",
+    "test_training",
+    "test_transfer",
+    "test_two_nodes",
+    "test_tracking",
+    "test_explain",
+}
 TRAINING_FIXTURES = {"small_training_data", "trained_model", "bench"}
 
 

@@ -46,8 +46,9 @@ def test_the_report_files(planted):
 
 def test_cli_summary_and_strict(planted, run_cli, tmp_path):
     root, _ = planted
-    code, out, err = run_cli("audit", root / "train", "--against", root / "valid", "--out", tmp_path / "a",
-                             "--strict", "--no-labels")
+    code, out, err = run_cli(
+        "audit", root / "train", "--against", root / "valid", "--out", tmp_path / "a", "--strict", "--no-labels"
+    )
     assert code == 1 and "--strict" in err
     assert "leakage:                 35 groups" in out and "likely label errors:     not checked" in out
     clean = tmp_path / "clean"
@@ -78,4 +79,3 @@ def test_odd_sizes_unreadable_images_and_unlabeled_directories(tmp_path):
         imgtrain.audit(tmp_path / "images", against=[tmp_path / "images"])
     with pytest.raises(imgtrain.InvalidDatasetError):
         imgtrain.audit(src)  # a plain folder, not an image directory
-

@@ -31,8 +31,12 @@ def _free_port() -> int:
 @pytest.fixture
 def server(trained_model):
     port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "imgtrain", "serve", str(trained_model[0]), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imgtrain", "serve", str(trained_model[0]), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         for _ in range(1200):  # 120 s or more: serve started in 5 s, 13 s on a loaded machine (measured)
@@ -59,9 +63,18 @@ def _chrome():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,800"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,800",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
 
@@ -83,8 +96,9 @@ def test_pick_an_image_on_the_page_and_see_its_label(server, trained_model):
         pick = driver.find_element(By.ID, "pick")
         driver.execute_script("arguments[0].hidden = false", pick)
         pick.send_keys(str(image))
-        label = WebDriverWait(driver, 60).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR,
-                                                                                                   ".result .label")))
+        label = WebDriverWait(driver, 60).until(
+            expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".result .label"))
+        )
         assert label.text == expected
         bars = driver.find_elements(By.CSS_SELECTOR, ".result .row")
         assert len(bars) == 3  # the top classes, as bars
@@ -98,8 +112,12 @@ def studio(tmp_path):
 
     root = make_class_folder(tmp_path / "root" / "photos", {"cat": 8, "dog": 8}, size=(32, 32)).parent
     port, token = _free_port(), "browser-token"
-    process = subprocess.Popen([sys.executable, "-m", "imgtrain", "studio", "--root", str(root), "--port", str(port),
-                                "--token", token], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imgtrain", "studio", "--root", str(root), "--port", str(port), "--token", token],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         for _ in range(300):
@@ -159,8 +177,9 @@ def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
         epochs = driver.find_element(By.NAME, "epochs")
         epochs.clear()
         epochs.send_keys("0\t")  # refused in place, with the library's message
-        WebDriverWait(driver, 30).until(expected_conditions.text_to_be_present_in_element(
-            (By.ID, "error"), "epochs must be an integer >= 1"))
+        WebDriverWait(driver, 30).until(
+            expected_conditions.text_to_be_present_in_element((By.ID, "error"), "epochs must be an integer >= 1")
+        )
         assert not driver.find_element(By.ID, "submit").is_enabled()
         epochs.clear()
         epochs.send_keys("1\t")
@@ -176,25 +195,32 @@ def test_studio_train_a_model_on_the_page_watch_it_and_try_an_image(studio):
         assert driver.find_element(By.ID, "error").text == ""
         image = next((root / "photos" / "cat").iterdir())
         driver.find_element(By.ID, "try").send_keys(str(image))
-        label = WebDriverWait(driver, 60).until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR,
-                                                                                                   "#answer .label")))
+        label = WebDriverWait(driver, 60).until(
+            expected_conditions.presence_of_element_located((By.CSS_SELECTOR, "#answer .label"))
+        )
         assert label.text in ("cat", "dog")
         confusion = driver.find_element(By.CSS_SELECTOR, "img[alt='confusion matrix']")
         WebDriverWait(driver, 30).until(lambda d: d.execute_script("return arguments[0].naturalWidth", confusion) > 0)
-        WebDriverWait(driver, 30).until(expected_conditions.text_to_be_present_in_element((By.ID, "errors"),
-                                                                                          "Most confident errors"))
+        WebDriverWait(driver, 30).until(
+            expected_conditions.text_to_be_present_in_element((By.ID, "errors"), "Most confident errors")
+        )
         assert [a.text for a in driver.find_elements(By.CSS_SELECTOR, "#metrics a")] == [
-            "model directory (zip)", "scores CSV", "ONNX"]
+            "model directory (zip)",
+            "scores CSV",
+            "ONNX",
+        ]
         _box(driver, "Convert").click()
         WebDriverWait(driver, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#output img.thumb")) == 8)
         assert "16 images: cat 8, dog 8" in driver.find_element(By.ID, "output").text
         _box(driver, "Evaluate").click()
-        WebDriverWait(driver, 30).until(expected_conditions.text_to_be_present_in_element((By.ID, "output"),
-                                                                                          "confusion_matrix"))
+        WebDriverWait(driver, 30).until(
+            expected_conditions.text_to_be_present_in_element((By.ID, "output"), "confusion_matrix")
+        )
         driver.save_screenshot(str(root / "studio.png"))
         driver.refresh()  # a reloaded page finds the run again
-        WebDriverWait(driver, 30).until(expected_conditions.text_to_be_present_in_element((By.ID, "status"),
-                                                                                          "run #1: finished"))
+        WebDriverWait(driver, 30).until(
+            expected_conditions.text_to_be_present_in_element((By.ID, "status"), "run #1: finished")
+        )
         driver.find_element(By.CSS_SELECTOR, "input[aria-label='compare run 1']").click()
         drawn = "return arguments[0].getContext('2d').getImageData(0, 0, 640, 160).data.some(v => v > 0)"
         WebDriverWait(driver, 30).until(lambda d: d.execute_script(drawn, d.find_element(By.ID, "compare")))

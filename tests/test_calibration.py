@@ -48,8 +48,9 @@ def test_temperature_scaling_lowers_the_heldout_calibration_error(bench, tmp_pat
     assert figures["ece_calibrated"] < 0.8 * figures["ece_raw"], figures
 
 
-def test_train_keeps_no_temperature_on_a_handful_of_validation_images_and_says_why(small_training_data,
-                                                                                    trained_model, tmp_path, caplog):
+def test_train_keeps_no_temperature_on_a_handful_of_validation_images_and_says_why(
+    small_training_data, trained_model, tmp_path, caplog
+):
     """9 validation images: too few to say how confident the model should be, so T stays 1 (the issue's phone
     export had 24, all right, and T 0.05 made every score 1.0)."""
     fit = json.loads((trained_model[0] / "imgtrain-model.json").read_text())["calibration"]
@@ -58,12 +59,14 @@ def test_train_keeps_no_temperature_on_a_handful_of_validation_images_and_says_w
     assert imgtrain.open_model_directory(trained_model[0]).temperature == 1.0
     model, train, valid, spec = small_training_data
     with caplog.at_level("INFO", logger="imgtrain"):
-        imgtrain.train(model, train, valid, tmp_path / "again", imgtrain.TrainConfig(epochs=1, batch_size=8,
-                                                                                     progress=False), spec)
+        imgtrain.train(
+            model, train, valid, tmp_path / "again", imgtrain.TrainConfig(epochs=1, batch_size=8, progress=False), spec
+        )
     assert "not calibrated (temperature 1): 9 validation images, fewer than the 50" in caplog.text
     out = tmp_path / "plain"
-    imgtrain.train(model, train, valid, out, imgtrain.TrainConfig(epochs=1, batch_size=8, progress=False,
-                                                                  calibrate=False), spec)
+    imgtrain.train(
+        model, train, valid, out, imgtrain.TrainConfig(epochs=1, batch_size=8, progress=False, calibrate=False), spec
+    )
     assert "calibration" not in json.loads((out / "imgtrain-model.json").read_text())
     assert imgtrain.open_model_directory(out).temperature == 1.0
 
@@ -90,16 +93,21 @@ def test_no_temperature_when_every_validation_image_is_right():
     labels = logits.argmax(1)
     assert fit_temperature(logits, labels, TEMPERATURE_RANGE) == pytest.approx(TEMPERATURE_RANGE[0], rel=1e-3)
     report = temperature_report(logits, labels)
-    assert report["temperature"] == 1.0 and not report["applied"] and "all 300 validation images are right" in \
-        report["reason"]
+    assert (
+        report["temperature"] == 1.0
+        and not report["applied"]
+        and "all 300 validation images are right" in report["reason"]
+    )
 
 
 def test_no_temperature_below_the_minimum_number_of_validation_images():
     logits, labels = _overconfident(MIN_CALIBRATION_IMAGES - 1, 2.5)
     report = temperature_report(logits, labels)
     assert report["temperature"] == 1.0 and not report["applied"]
-    assert report["reason"] == f"{MIN_CALIBRATION_IMAGES - 1} validation images, fewer than the " \
-                               f"{MIN_CALIBRATION_IMAGES} a temperature needs"
+    assert (
+        report["reason"] == f"{MIN_CALIBRATION_IMAGES - 1} validation images, fewer than the "
+        f"{MIN_CALIBRATION_IMAGES} a temperature needs"
+    )
     assert temperature_report(*_overconfident(MIN_CALIBRATION_IMAGES, 2.5))["images"] == MIN_CALIBRATION_IMAGES
 
 
@@ -142,13 +150,25 @@ def test_score_answers_unknown_below_min_confidence(trained_model, run_cli, tmp_
         assert after["Best Guess"] == before["Scored Labels"]
         assert after["Scored Labels"] == ("unknown" if top < threshold else before["Scored Labels"])
     assert {r["Scored Labels"] for r in rows} > {"unknown"}  # some answered, some not
-    code, _, _ = run_cli("score", "--model", model, "--data", valid, "--out", tmp_path / "s.csv",
-                         "--min-confidence", str(threshold), "--precision", "fp32")
+    code, _, _ = run_cli(
+        "score",
+        "--model",
+        model,
+        "--data",
+        valid,
+        "--out",
+        tmp_path / "s.csv",
+        "--min-confidence",
+        str(threshold),
+        "--precision",
+        "fp32",
+    )
     written = list(csv.DictReader((tmp_path / "s.csv").open()))
     assert code == 0 and [r["Scored Labels"] for r in written] == [r["Scored Labels"] for r in rows]
     assert list(written[0])[-2:] == ["Scored Labels", "Best Guess"]
-    code, _, err = run_cli("score", "--model", model, "--data", valid, "--out", tmp_path / "t.csv",
-                           "--min-confidence", "1.5")
+    code, _, err = run_cli(
+        "score", "--model", model, "--data", valid, "--out", tmp_path / "t.csv", "--min-confidence", "1.5"
+    )
     assert code == 2 and "--min-confidence" in err and not (tmp_path / "t.csv").exists()
 
 

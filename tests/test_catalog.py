@@ -13,10 +13,27 @@ from imgtrain import Architecture, TrainConfig
 from imgtrain.models.catalog import accepts_input, catalog_names, head_keys, minimum_size
 
 #: One network of each family torchvision has (classifier layers differ per family).
-FAMILY_MEMBERS = ["alexnet", "convnext_tiny", "densenet121", "efficientnet_b0", "efficientnet_v2_s", "maxvit_t",
-                  "mnasnet0_5", "mobilenet_v2", "mobilenet_v3_small", "regnet_y_400mf", "resnet18",
-                  "resnext50_32x4d", "shufflenet_v2_x0_5", "squeezenet1_0", "swin_t", "swin_v2_t", "vgg11",
-                  "vit_b_16", "wide_resnet50_2"]
+FAMILY_MEMBERS = [
+    "alexnet",
+    "convnext_tiny",
+    "densenet121",
+    "efficientnet_b0",
+    "efficientnet_v2_s",
+    "maxvit_t",
+    "mnasnet0_5",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "regnet_y_400mf",
+    "resnet18",
+    "resnext50_32x4d",
+    "shufflenet_v2_x0_5",
+    "squeezenet1_0",
+    "swin_t",
+    "swin_v2_t",
+    "vgg11",
+    "vit_b_16",
+    "wide_resnet50_2",
+]
 
 
 def test_the_catalog_holds_every_family_with_imagenet_weights():
@@ -42,8 +59,9 @@ def test_each_familys_head_is_sized_to_the_classes(tmp_path, name):
 def test_a_pretrained_backbone_of_another_family_loads_without_its_head(tmp_path):
     imagenet = torchvision.models.mobilenet_v3_small(num_classes=1000)
     torch.save(imagenet.state_dict(), tmp_path / "mobilenet.pth")
-    model = imgtrain.create_model_directory(tmp_path / "m", Architecture("torchvision", "mobilenet_v3_small"),
-                                            weights=tmp_path / "mobilenet.pth")
+    model = imgtrain.create_model_directory(
+        tmp_path / "m", Architecture("torchvision", "mobilenet_v3_small"), weights=tmp_path / "mobilenet.pth"
+    )
     stored = model.backbone_weights()
     assert not set(stored) & head_keys("mobilenet_v3_small")
     assert set(stored) | head_keys("mobilenet_v3_small") == set(imagenet.state_dict())
@@ -52,28 +70,39 @@ def test_a_pretrained_backbone_of_another_family_loads_without_its_head(tmp_path
 
 def test_a_catalog_network_trains_and_scores(small_training_data, tmp_path):
     _, train, valid, _ = small_training_data
-    imgtrain.create_model_directory(tmp_path / "u", Architecture("torchvision", "mobilenet_v3_small"),
-                                    pretrained=False)
+    imgtrain.create_model_directory(tmp_path / "u", Architecture("torchvision", "mobilenet_v3_small"), pretrained=False)
     spec = imgtrain.TransformSpec(size=32, crop_size=32)
-    history = imgtrain.train(tmp_path / "u", train, valid, tmp_path / "t",
-                             TrainConfig(epochs=1, batch_size=8, progress=False), spec)
+    history = imgtrain.train(
+        tmp_path / "u", train, valid, tmp_path / "t", TrainConfig(epochs=1, batch_size=8, progress=False), spec
+    )
     assert len(history) == 1
     rows = imgtrain.score(tmp_path / "t", valid, progress=False)
-    assert len(rows) == 9 and all(abs(sum(v for k, v in r.items() if k.startswith("Scored Prob")) - 1) < 1e-4
-                                  for r in rows)
+    assert len(rows) == 9 and all(
+        abs(sum(v for k, v in r.items() if k.startswith("Scored Prob")) - 1) < 1e-4 for r in rows
+    )
 
 
 def test_a_network_made_for_one_input_size_refuses_others_before_training(small_training_data, tmp_path):
     _, train, valid, _ = small_training_data
     imgtrain.create_model_directory(tmp_path / "u", Architecture("torchvision", "vit_b_16"), pretrained=False)
     with pytest.raises(imgtrain.InvalidDatasetError, match="vit_b_16 needs at least 224x224"):
-        imgtrain.train(tmp_path / "u", train, valid, tmp_path / "t", TrainConfig(epochs=1, batch_size=8,
-                                                                                 progress=False),
-                       imgtrain.TransformSpec(size=32, crop_size=32))
+        imgtrain.train(
+            tmp_path / "u",
+            train,
+            valid,
+            tmp_path / "t",
+            TrainConfig(epochs=1, batch_size=8, progress=False),
+            imgtrain.TransformSpec(size=32, crop_size=32),
+        )
     with pytest.raises(imgtrain.InvalidDatasetError, match="cannot take .*crop to 224x224"):
-        imgtrain.train(tmp_path / "u", train, valid, tmp_path / "t", TrainConfig(epochs=1, batch_size=8,
-                                                                                 progress=False),
-                       imgtrain.TransformSpec(size=256, crop_size=240))
+        imgtrain.train(
+            tmp_path / "u",
+            train,
+            valid,
+            tmp_path / "t",
+            TrainConfig(epochs=1, batch_size=8, progress=False),
+            imgtrain.TransformSpec(size=256, crop_size=240),
+        )
 
 
 def test_model_and_models_commands(run_cli, tmp_path, monkeypatch):
@@ -95,8 +124,9 @@ def test_model_and_models_commands(run_cli, tmp_path, monkeypatch):
     assert code == 1 and "PretrainedWeightsError" in err and cached.name in err and str(cached.parent) in err
 
 
-def test_freeze_epochs_train_the_head_alone_and_keep_the_backbone_and_its_statistics(small_training_data, tmp_path,
-                                                                                      monkeypatch):
+def test_freeze_epochs_train_the_head_alone_and_keep_the_backbone_and_its_statistics(
+    small_training_data, tmp_path, monkeypatch
+):
     """--freeze-epochs 1, as `train --help` documents it: during that epoch only the new head learns; the pretrained
     backbone's weights and BatchNorm statistics come out exactly as they went in. From epoch 2 the backbone learns."""
     from safetensors.torch import load_file

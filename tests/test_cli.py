@@ -17,8 +17,24 @@ def _subparsers(parser):
     return next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
 
 
-COMMANDS = ("convert", "split", "audit", "transform", "densenet", "resnet", "model", "models", "train", "score",
-            "evaluate", "explain", "export", "serve", "studio", "demo")
+COMMANDS = (
+    "convert",
+    "split",
+    "audit",
+    "transform",
+    "densenet",
+    "resnet",
+    "model",
+    "models",
+    "train",
+    "score",
+    "evaluate",
+    "explain",
+    "export",
+    "serve",
+    "studio",
+    "demo",
+)
 
 
 def test_help_lists_one_subcommand_per_module(run_cli):
@@ -68,8 +84,12 @@ def test_every_option_shows_its_default():
     for parser in _all_parsers(build_parser()):
         formatter = parser._get_formatter()
         for action in parser._actions:
-            if (not action.option_strings or action.default in (argparse.SUPPRESS, None) or action.required
-                    or action.dest in ("help", "version")):
+            if (
+                not action.option_strings
+                or action.default in (argparse.SUPPRESS, None)
+                or action.required
+                or action.dest in ("help", "version")
+            ):
                 continue
             assert "%(default)" in formatter._get_help_string(action), (parser.prog, action.dest)
         assert "(default:" in parser.format_help() or parser.prog == "imgtrain transform"
@@ -106,18 +126,33 @@ def test_debug_shows_the_traceback(run_cli, tmp_path):
 def test_pipeline_through_the_cli(run_cli, labeled_folder, tmp_path):
     code, out, _ = run_cli("convert", labeled_folder, tmp_path / "all")
     assert code == 0 and "10 images, 2 classes" in out
-    code, out, _ = run_cli("split", tmp_path / "all", tmp_path / "train", tmp_path / "valid",
-                           "--fraction", "0.5", "--seed", "3")
+    code, out, _ = run_cli(
+        "split", tmp_path / "all", tmp_path / "train", tmp_path / "valid", "--fraction", "0.5", "--seed", "3"
+    )
     assert code == 0
     assert len(ImageDirectory.open(tmp_path / "train")) == 5
-    code, _, _ = run_cli("transform", "init", tmp_path / "t.json", "--no-resize", "--crop-size", "8",
-                         "--random-rotation", "--random-rotation-degrees", "15")
+    code, _, _ = run_cli(
+        "transform",
+        "init",
+        tmp_path / "t.json",
+        "--no-resize",
+        "--crop-size",
+        "8",
+        "--random-rotation",
+        "--random-rotation-degrees",
+        "15",
+    )
     assert code == 0
     spec = json.loads((tmp_path / "t.json").read_text())["transforms"]
     assert (spec["resize"], spec["crop_size"], spec["random_rotation"], spec["random_rotation_degrees"]) == (
-        False, 8, True, 15.0)
-    code, _, _ = run_cli("transform", "apply", tmp_path / "t.json", tmp_path / "train", tmp_path / "t8",
-                         "--mode", "inference")
+        False,
+        8,
+        True,
+        15.0,
+    )
+    code, _, _ = run_cli(
+        "transform", "apply", tmp_path / "t.json", tmp_path / "train", tmp_path / "t8", "--mode", "inference"
+    )
     assert code == 0
     assert {(r.width, r.height) for r in ImageDirectory.open(tmp_path / "t8")} == {(8, 8)}
 

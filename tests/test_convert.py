@@ -169,8 +169,9 @@ def _tar(path: Path, members: dict[str, bytes], mode: str = "w") -> Path:
 LAYOUT = {"a/1.png": png_bytes(1), "a/2.png": png_bytes(2), "b/3.PNG": png_bytes(3)}
 
 
-@pytest.mark.parametrize("name, mode", [("d.tar", "w"), ("d.tar.gz", "w:gz"), ("d.tgz", "w:gz"),
-                                        ("d.tar.bz2", "w:bz2")])
+@pytest.mark.parametrize(
+    "name, mode", [("d.tar", "w"), ("d.tar.gz", "w:gz"), ("d.tgz", "w:gz"), ("d.tar.bz2", "w:bz2")]
+)
 def test_tar_archives(tmp_path, name, mode):
     d = imgtrain.convert(_tar(tmp_path / name, LAYOUT, mode), tmp_path / "out")
     assert d.classes == ("a", "b") and len(d) == 3
@@ -183,8 +184,9 @@ def test_zip_archive_with_wrapping_folder_is_unwrapped(tmp_path):
 
 
 def test_zip_archive_of_flat_images_is_unlabeled(tmp_path):
-    d = imgtrain.convert(_zip(tmp_path / "d.zip", {"1.jpg": LAYOUT["a/1.png"], "2.png": png_bytes(5)}),
-                         tmp_path / "out")
+    d = imgtrain.convert(
+        _zip(tmp_path / "d.zip", {"1.jpg": LAYOUT["a/1.png"], "2.png": png_bytes(5)}), tmp_path / "out"
+    )
     assert not d.labeled and len(d) == 2
 
 
@@ -205,7 +207,7 @@ def test_zip_symlink_member_is_refused(tmp_path):
         for name, data in LAYOUT.items():
             zf.writestr(name, data)
         info = zipfile.ZipInfo("a/link.png")
-        info.external_attr = (0o120777 << 16)
+        info.external_attr = 0o120777 << 16
         zf.writestr(info, "/etc/passwd")
     with pytest.raises(InvalidDatasetError, match="symbolic link"):
         imgtrain.convert(archive, tmp_path / "out")
@@ -290,8 +292,9 @@ def test_azure_designer_directory_keeps_ids_and_categories(tmp_path):
     lines = []
     for n, (label, cls) in enumerate([("cat", 0), ("cat", 0), ("dog", 1)]):
         noise(seed=n).save(src / "image" / f"{cls}_{n}.png")
-        lines.append(json.dumps({"image_info": {"file_name": f"image/{cls}_{n}.png"}, "category": label,
-                                 "id": 100 + n}))
+        lines.append(
+            json.dumps({"image_info": {"file_name": f"image/{cls}_{n}.png"}, "category": label, "id": 100 + n})
+        )
     (src / "images.lst").write_text("\n".join(lines) + "\n")
     d = imgtrain.convert(src, tmp_path / "out")
     assert d.classes == ("cat", "dog")
@@ -376,8 +379,10 @@ def test_heic_without_its_decoder_is_left_out_naming_the_extra(tmp_path):
     src = make_class_folder(tmp_path / "src", {"cat": 2})
     _save_heic(src / "cat" / "a.heic")
     _save_heic(src / "cat" / "b.HEIF")
-    run = ("import sys; sys.modules['pillow_heif'] = None; from imgtrain.cli import main; "
-           f"sys.exit(main(['convert', {str(src)!r}, {str(tmp_path / 'out')!r}, '--workers', '0']))")
+    run = (
+        "import sys; sys.modules['pillow_heif'] = None; from imgtrain.cli import main; "
+        f"sys.exit(main(['convert', {str(src)!r}, {str(tmp_path / 'out')!r}, '--workers', '0']))"
+    )
     done = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING")]

@@ -26,7 +26,7 @@ def photo(path: Path, seed: int, size=(1200, 900), spot: int | None = None) -> P
     if spot is not None:
         w, h = size
         y, x = (spot // 2) * h // 2, (spot % 2) * w // 2
-        pixels[y + h // 8:y + 3 * h // 8, x + w // 8:x + 3 * w // 8] = 255
+        pixels[y + h // 8 : y + 3 * h // 8, x + w // 8 : x + 3 * w // 8] = 255
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=90)
     return path
@@ -79,8 +79,9 @@ def test_small_images_and_an_unwritable_cache_still_load(tmp_path):
     assert entries(tmp_path / "cache") == []
     (tmp_path / "blocked").write_text("not a folder")
     large = photo(tmp_path / "l.jpg", 1)
-    assert torch.equal(DecodedCache(tmp_path / "blocked").load(large, 256, 1200, 900),
-                      decode_resized(large.read_bytes(), 256))
+    assert torch.equal(
+        DecodedCache(tmp_path / "blocked").load(large, 256, 1200, 900), decode_resized(large.read_bytes(), 256)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -115,13 +116,28 @@ def test_scores_with_the_cache_equal_scores_without(photo_directories, tmp_path,
     root = photo_directories
     monkeypatch.setenv("IMGTRAIN_CACHE_DIR", str(tmp_path / "cache"))
     imgtrain.create_model_directory(tmp_path / "u", Architecture("resnet", "resnet18"), pretrained=False)
-    imgtrain.train(tmp_path / "u", root / "train", root / "valid", tmp_path / "m",
-                   TrainConfig(epochs=1, batch_size=8, progress=False, cache=False),
-                   TransformSpec(size=64, crop_size=56))
+    imgtrain.train(
+        tmp_path / "u",
+        root / "train",
+        root / "valid",
+        tmp_path / "m",
+        TrainConfig(epochs=1, batch_size=8, progress=False, cache=False),
+        TransformSpec(size=64, crop_size=56),
+    )
     outputs = []
     for flag in ("--no-cache", "--cache", "--cache"):
-        code, _, err = run_cli("score", "--model", tmp_path / "m", "--data", root / "valid", "--out",
-                               tmp_path / f"s{len(outputs)}.csv", "--precision", "fp32", flag)
+        code, _, err = run_cli(
+            "score",
+            "--model",
+            tmp_path / "m",
+            "--data",
+            root / "valid",
+            "--out",
+            tmp_path / f"s{len(outputs)}.csv",
+            "--precision",
+            "fp32",
+            flag,
+        )
         assert code == 0, err
         outputs.append((tmp_path / f"s{len(outputs)}.csv").read_text())
     assert outputs[0] == outputs[1] == outputs[2]
@@ -158,8 +174,10 @@ def test_convert_keeps_photos_resized_for_the_default_transformation(tmp_path, m
     directory = imgtrain.ImageDirectory.open(tmp_path / "images")
     cache = DecodedCache(tmp_path / "cache")
     for i in range(3):
-        assert torch.equal(cache.load(directory.image_path(i), 256, 1200, 900),
-                           decode_resized(directory.image_path(i).read_bytes(), 256))
+        assert torch.equal(
+            cache.load(directory.image_path(i), 256, 1200, 900),
+            decode_resized(directory.image_path(i).read_bytes(), 256),
+        )
     assert {p: p.stat().st_ino for p in entries(tmp_path / "cache")} == stored  # found, not rewritten
 
 
@@ -187,12 +205,16 @@ def test_reduced_decoding_learns_what_full_decoding_learns(photo_directories, tm
 
     root = photo_directories
     imgtrain.create_model_directory(tmp_path / "u", Architecture("resnet", "resnet18"), pretrained=False)
-    config = TrainConfig(epochs=8, batch_size=8, learning_rate=0.003, patience=8, precision="fp32", progress=False,
-                         cache=False)
+    config = TrainConfig(
+        epochs=8, batch_size=8, learning_rate=0.003, patience=8, precision="fp32", progress=False, cache=False
+    )
     spec = TransformSpec(size=64, crop_size=56, random_horizontal_flip=False)
     reduced = imgtrain.train(tmp_path / "u", root / "train", root / "valid", tmp_path / "reduced", config, spec)
-    monkeypatch.setattr(decoding, "open_reduced", lambda data, short_side, max_pixels=imaging.MAX_IMAGE_PIXELS:
-                        imaging.open_reduced(data, 2**40, max_pixels))  # a short side no image has: decoded in full
+    monkeypatch.setattr(
+        decoding,
+        "open_reduced",
+        lambda data, short_side, max_pixels=imaging.MAX_IMAGE_PIXELS: imaging.open_reduced(data, 2**40, max_pixels),
+    )  # a short side no image has: decoded in full
     full = imgtrain.train(tmp_path / "u", root / "train", root / "valid", tmp_path / "full", config, spec)
     best = {name: max(row["val_top1"] for row in history) for name, history in (("reduced", reduced), ("full", full))}
     assert abs(best["reduced"] - best["full"]) <= 1 / 12 + 1e-9, best

@@ -26,15 +26,21 @@ BF16_GPU = Capability("cuda", fast_bf16=True, repeatable_reduced=True)
 FP16_GPU = Capability("cuda", fast_bf16=False, repeatable_reduced=True)  # e.g. a V100 or a T4
 
 
-@pytest.mark.parametrize("cap, repeatable, speedup, measured, expected", [
-    (AVX2_CPU, True, None, [], "fp32"), (AVX2_CPU, False, None, [], "fp32"),  # emulated bf16 is never even measured
-    (BF16_CPU, True, None, [], "fp32"),  # oneDNN bf16 is not bit-repeatable: the seed promise wins
-    (BF16_CPU, False, 1.9, ["bf16"], "bf16"),  # resnet18 at 224 px on such a CPU
-    (BF16_CPU, False, 0.91, ["bf16"], "fp32"),  # a model and size where bf16 measured slower: not picked
-    (BF16_GPU, True, 3.0, ["bf16"], "bf16"), (BF16_GPU, False, 3.0, ["bf16"], "bf16"),
-    (BF16_GPU, False, 0.8, ["bf16"], "fp32"),
-    (FP16_GPU, True, 2.5, ["fp16"], "fp16"), (FP16_GPU, False, 1.05, ["fp16"], "fp32"),
-])
+@pytest.mark.parametrize(
+    "cap, repeatable, speedup, measured, expected",
+    [
+        (AVX2_CPU, True, None, [], "fp32"),
+        (AVX2_CPU, False, None, [], "fp32"),  # emulated bf16 is never even measured
+        (BF16_CPU, True, None, [], "fp32"),  # oneDNN bf16 is not bit-repeatable: the seed promise wins
+        (BF16_CPU, False, 1.9, ["bf16"], "bf16"),  # resnet18 at 224 px on such a CPU
+        (BF16_CPU, False, 0.91, ["bf16"], "fp32"),  # a model and size where bf16 measured slower: not picked
+        (BF16_GPU, True, 3.0, ["bf16"], "bf16"),
+        (BF16_GPU, False, 3.0, ["bf16"], "bf16"),
+        (BF16_GPU, False, 0.8, ["bf16"], "fp32"),
+        (FP16_GPU, True, 2.5, ["fp16"], "fp16"),
+        (FP16_GPU, False, 1.05, ["fp16"], "fp32"),
+    ],
+)
 def test_auto_is_the_fastest_precision_that_keeps_the_promise(cap, repeatable, speedup, measured, expected):
     asked = []
 
@@ -70,8 +76,9 @@ def test_this_cpus_capability_agrees_with_its_instruction_set():
 
 
 def test_measuring_a_step_leaves_the_network_and_the_random_state_alone():
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
-                              torch.nn.LazyLinear(2))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(2)
+    )
     net(torch.zeros(1, 3, 8, 8))
     before = {k: v.clone() for k, v in net.state_dict().items()}
     rng = torch.get_rng_state()

@@ -28,12 +28,31 @@ def run_train(data, out, *extra, env=None, timeout=240, torchrun=False):
         imgtrain.init_transform(spec_file, spec)
     port = str(free_port())
     launcher = ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", port] if torchrun else []
-    argv = [sys.executable, *launcher, "-m", "imgtrain", "train", "--model", model, "--train", train, "--valid", valid,
-            "--out", out, "--epochs", "2", "--transform", spec_file, *([] if torchrun else ["--master-port", port]),
-            *extra]
+    argv = [
+        sys.executable,
+        *launcher,
+        "-m",
+        "imgtrain",
+        "train",
+        "--model",
+        model,
+        "--train",
+        train,
+        "--valid",
+        valid,
+        "--out",
+        out,
+        "--epochs",
+        "2",
+        "--transform",
+        spec_file,
+        *([] if torchrun else ["--master-port", port]),
+        *extra,
+    ]
     started = time.perf_counter()
-    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout,
-                            env=dict(os.environ, **(env or {})))
+    result = subprocess.run(
+        [str(a) for a in argv], capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **(env or {}))
+    )
     return result, time.perf_counter() - started
 
 
@@ -44,9 +63,12 @@ def test_two_cpu_workers_under_torchrun_train_a_valid_model(small_training_data,
     model = imgtrain.open_model_directory(tmp_path / "dist")
     assert model.meta["training"]["world_size"] == 2
     assert model.meta["history"][0]["lr"] == pytest.approx(0.002)  # learning rate x workers
-    single = imgtrain.train(*small_training_data[:3], tmp_path / "single",
-                            imgtrain.TrainConfig(epochs=2, batch_size=8, learning_rate=0.002, progress=False),
-                            small_training_data[3])
+    single = imgtrain.train(
+        *small_training_data[:3],
+        tmp_path / "single",
+        imgtrain.TrainConfig(epochs=2, batch_size=8, learning_rate=0.002, progress=False),
+        small_training_data[3],
+    )
     # Both runs take steps on 8 images (2 x 4, or 8): the losses, not the accuracy on 9 images, are compared.
     # Measured train loss, 2 workers / one process: 1.16 -> 0.86 / 1.11 -> 0.73 (AVX-512), 1.22 -> 0.87 / 1.11 ->
     # 0.67 (AVX2 emulated), 1.07 -> 0.58 / 1.11 -> 0.76 (SSE4.1 emulated): epoch 2 at 0.74, 0.71, 0.55 of epoch 1
@@ -59,8 +81,9 @@ def test_two_cpu_workers_under_torchrun_train_a_valid_model(small_training_data,
 @pytest.mark.slow  # issue 25: over a minute on a 2-core machine; make test-slow runs it
 def test_a_dying_worker_ends_the_job_and_resume_finishes_it(small_training_data, tmp_path):
     crash = {"IMGTRAIN_CRASH_AT": "checkpoint-saved:1", "IMGTRAIN_CRASH_RANK": "1"}
-    result, seconds = run_train(small_training_data, tmp_path / "cut", "--nproc-per-node", "2", "--batch-size", "4",
-                                env=crash)
+    result, seconds = run_train(
+        small_training_data, tmp_path / "cut", "--nproc-per-node", "2", "--batch-size", "4", env=crash
+    )
     assert result.returncode == 1
     assert "error: DistributedTrainingError: Distributed training failed: worker rank 1" in result.stderr
     # measured 12 s, 33 s and 49 s (loaded machine) on AVX-512, 17 s (AVX2 emulated); bound 4x the worst. A worker
@@ -68,8 +91,9 @@ def test_a_dying_worker_ends_the_job_and_resume_finishes_it(small_training_data,
     assert seconds < 200
     assert (tmp_path / "cut" / "checkpoint" / "last.safetensors").is_file()
     assert not (tmp_path / "cut" / "model.safetensors").exists()
-    resumed, _ = run_train(small_training_data, tmp_path / "cut", "--nproc-per-node", "2", "--batch-size", "4",
-                           "--resume")
+    resumed, _ = run_train(
+        small_training_data, tmp_path / "cut", "--nproc-per-node", "2", "--batch-size", "4", "--resume"
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     whole, _ = run_train(small_training_data, tmp_path / "whole", "--nproc-per-node", "2", "--batch-size", "4")
     assert whole.returncode == 0
@@ -86,6 +110,19 @@ def test_batch_larger_than_a_workers_share_is_refused(small_training_data, tmp_p
 
 def test_node_rank_outside_the_job_is_a_parameter_error(run_cli, small_training_data, tmp_path):
     model, train, valid, _ = small_training_data
-    code, _, err = run_cli("train", "--model", model, "--train", train, "--valid", valid, "--out", tmp_path / "o",
-                           "--nnodes", "2", "--node-rank", "2")
+    code, _, err = run_cli(
+        "train",
+        "--model",
+        model,
+        "--train",
+        train,
+        "--valid",
+        valid,
+        "--out",
+        tmp_path / "o",
+        "--nnodes",
+        "2",
+        "--node-rank",
+        "2",
+    )
     assert code == 1 and "ParameterError" in err and "--node-rank" in err

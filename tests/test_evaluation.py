@@ -42,8 +42,11 @@ def test_top5_accuracy_with_more_than_five_classes():
 
 
 def _write_scores(path, rows, labeled=True):
-    columns = ["id", "path", "source"] + (["label"] if labeled else []) + [
-        "Scored Probabilities_a", "Scored Probabilities_b", "Scored Probabilities_c", "Scored Labels", "error"]
+    columns = (
+        ["id", "path", "source"]
+        + (["label"] if labeled else [])
+        + ["Scored Probabilities_a", "Scored Probabilities_b", "Scored Probabilities_c", "Scored Labels", "error"]
+    )
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, columns)
         writer.writeheader()
@@ -55,9 +58,19 @@ def _write_scores(path, rows, labeled=True):
 def _rows():
     rows = []
     for i, (p, t) in enumerate(zip(PROBS, TRUTH, strict=True)):
-        rows.append({"id": i, "path": f"/nowhere/{i}.png", "source": f"{i}.png", "label": "abc"[t],
-                     "Scored Probabilities_a": p[0], "Scored Probabilities_b": p[1], "Scored Probabilities_c": p[2],
-                     "Scored Labels": "abc"[int(p.argmax())], "error": ""})
+        rows.append(
+            {
+                "id": i,
+                "path": f"/nowhere/{i}.png",
+                "source": f"{i}.png",
+                "label": "abc"[t],
+                "Scored Probabilities_a": p[0],
+                "Scored Probabilities_b": p[1],
+                "Scored Probabilities_c": p[2],
+                "Scored Labels": "abc"[int(p.argmax())],
+                "error": "",
+            }
+        )
     return rows
 
 
@@ -90,7 +103,12 @@ def test_report_files_and_unscored_rows(tmp_path):
     rows = _rows() + [{"id": 9, "path": "x", "source": "x", "label": "a", "Scored Labels": "", "error": "broken"}]
     metrics = imgtrain.evaluate(_write_scores(tmp_path / "s.csv", rows), tmp_path / "report")
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
-        "confusion_matrix.json", "confusion_matrix.png", "metrics.json", "most_confident_errors.png", "reliability.png"]
+        "confusion_matrix.json",
+        "confusion_matrix.png",
+        "metrics.json",
+        "most_confident_errors.png",
+        "reliability.png",
+    ]
     saved = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert saved["accuracy"] == pytest.approx(0.6) and saved["unscored"] == 1 and saved["images"] == 5
     assert json.loads((tmp_path / "report" / "confusion_matrix.json").read_text())["classes"] == ["a", "b", "c"]
@@ -109,8 +127,9 @@ def test_true_label_unknown_to_the_model_counts_as_wrong(tmp_path):
 def test_labels_the_model_does_not_know_are_named_in_the_log_and_the_summary(run_cli, tmp_path, caplog):
     rows = _rows()
     rows[0]["label"] = rows[1]["label"] = "zebra"
-    code, out, err = run_cli("evaluate", "--scores", _write_scores(tmp_path / "s.csv", rows), "--out",
-                             tmp_path / "report")
+    code, out, err = run_cli(
+        "evaluate", "--scores", _write_scores(tmp_path / "s.csv", rows), "--out", tmp_path / "report"
+    )
     assert code == 0
     assert "2 rows" in err and "zebra" in err and "no class for" in err
     assert "unknown labels:    2 images" in out and "zebra" in out
@@ -119,8 +138,11 @@ def test_labels_the_model_does_not_know_are_named_in_the_log_and_the_summary(run
 
 
 def test_a_perfect_confident_model_prints_a_log_loss_of_zero_not_minus_zero(run_cli, tmp_path):
-    lines = ["id,path,source,label,Scored Probabilities_a,Scored Probabilities_b,Scored Labels",
-             "0,0.png,0.png,a,1.0,0.0,a", "1,1.png,1.png,b,0.0,1.0,b"]
+    lines = [
+        "id,path,source,label,Scored Probabilities_a,Scored Probabilities_b,Scored Labels",
+        "0,0.png,0.png,a,1.0,0.0,a",
+        "1,1.png,1.png,b,0.0,1.0,b",
+    ]
     (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
     code, out, _ = run_cli("evaluate", "--scores", tmp_path / "s.csv", "--out", tmp_path / "report")
     assert code == 0 and "log loss:          0.0000" in out and "-0.0" not in out
@@ -157,8 +179,9 @@ def test_imbalanced_classes_lead_the_summary_with_per_class_recall(run_cli, tmp_
     (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
     code, out, _ = run_cli("evaluate", "--scores", tmp_path / "s.csv", "--out", tmp_path / "r")
     assert code == 0
-    assert out.splitlines()[1] == ("classes imbalanced 10.0:1; macro recall (balanced accuracy) 0.5000; "
-                                   "recall per class: major 1.000, minor 0.000")
+    assert out.splitlines()[1] == (
+        "classes imbalanced 10.0:1; macro recall (balanced accuracy) 0.5000; recall per class: major 1.000, minor 0.000"
+    )
     assert json.loads((tmp_path / "r" / "metrics.json").read_text())["imbalance_ratio"] == 10.0
     balanced = compute_metrics(np.array([0, 1]), np.array([[0.8, 0.2], [0.3, 0.7]]), ["a", "b"])
     assert balanced["imbalance_ratio"] == 1.0

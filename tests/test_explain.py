@@ -52,8 +52,9 @@ def test_gradcam_runs_on_each_family(name):
 
 def test_explain_and_evaluate_write_their_files(trained_model, run_cli, tmp_path):
     model, valid = trained_model
-    code, out, _ = run_cli("explain", "--model", model, "--data", valid, "--out", tmp_path / "x", "--errors", "2",
-                           "--correct", "3")
+    code, out, _ = run_cli(
+        "explain", "--model", model, "--data", valid, "--out", tmp_path / "x", "--errors", "2", "--correct", "3"
+    )
     assert code == 0 and "with Grad-CAM at" in out
     document = json.loads((tmp_path / "x" / "explanations.json").read_text())
     assert document["format"] == "imgtrain.explanations" and document["architecture"] == "resnet18"
@@ -81,8 +82,9 @@ def test_unlabeled_data_and_an_occupied_output_are_refused(trained_model, tmp_pa
     with pytest.raises(OutputExistsError):
         imgtrain.explain(model, valid, tmp_path / "occupied", progress=False)
     assert (tmp_path / "occupied" / "keep.txt").read_text() == "mine"
-    unlabeled = imgtrain.convert(make_class_folder(tmp_path / "src", {"a": 3}, size=(16, 16)) / "a",
-                                 tmp_path / "unlabeled", progress=False)
+    unlabeled = imgtrain.convert(
+        make_class_folder(tmp_path / "src", {"a": 3}, size=(16, 16)) / "a", tmp_path / "unlabeled", progress=False
+    )
     with pytest.raises(NotLabeledDatasetError):
         imgtrain.explain(model, unlabeled.root, tmp_path / "y", progress=False)
     assert not (tmp_path / "y").exists()

@@ -32,8 +32,13 @@ from imgtrain import ImgtrainError, TrainConfig
 from imgtrain.inference.scoring import score_to_file
 
 EXAMPLES = int(os.environ.get("IMGTRAIN_FUZZ_EXAMPLES", "8"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize="IMGTRAIN_FUZZ_EXAMPLES" not in os.environ,
-                database=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize="IMGTRAIN_FUZZ_EXAMPLES" not in os.environ,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 HANG_SECONDS = 30
 
 
@@ -61,8 +66,15 @@ def only_imgtrain_errors():
 
 # --- strategies -----------------------------------------------------------------------------------
 
-EDITS = st.lists(st.tuples(st.sampled_from(["flip", "insert", "delete", "truncate", "overwrite"]),
-                           st.integers(0, 2**31), st.binary(min_size=1, max_size=16)), min_size=1, max_size=8)
+EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(["flip", "insert", "delete", "truncate", "overwrite"]),
+        st.integers(0, 2**31),
+        st.binary(min_size=1, max_size=16),
+    ),
+    min_size=1,
+    max_size=8,
+)
 
 
 def mutate(data: bytes, edits: list[tuple[str, int, bytes]]) -> bytes:
@@ -75,11 +87,11 @@ def mutate(data: bytes, edits: list[tuple[str, int, bytes]]) -> bytes:
         elif kind == "insert":
             out[pos:pos] = chunk
         elif kind == "delete":
-            del out[pos:pos + len(chunk)]
+            del out[pos : pos + len(chunk)]
         elif kind == "truncate":
             del out[pos:]
         else:
-            out[pos:pos + len(chunk)] = chunk
+            out[pos : pos + len(chunk)] = chunk
     return bytes(out)
 
 
@@ -90,9 +102,10 @@ def mutated(seeds: list[bytes]) -> st.SearchStrategy[bytes]:
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
-    max_leaves=10)
+    max_leaves=10,
+)
 
 
 @st.composite
@@ -140,14 +153,20 @@ IMAGE_SEEDS = [_image_bytes(f) for f in ("PNG", "JPEG", "GIF", "BMP", "TIFF", "W
 
 # --- fixtures: small valid inputs to mutate -------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def valid(small_training_data, trained_model, tmp_path_factory):
     """Paths of valid inputs: a labeled image directory, a trained and an untrained model, a transform file."""
     model, train, valid_dir, spec = small_training_data
     root = tmp_path_factory.mktemp("fuzz-valid")
     imgtrain.init_transform(root / "transform.json", spec)
-    return {"images": valid_dir, "train": train, "untrained": model, "trained": trained_model[0],
-            "transform": root / "transform.json"}
+    return {
+        "images": valid_dir,
+        "train": train,
+        "untrained": model,
+        "trained": trained_model[0],
+        "transform": root / "transform.json",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +190,13 @@ def _fresh(tmp_path: Path, name: str) -> Path:
 
 # --- convert ---------------------------------------------------------------------------------------
 
+
 @FUZZ
-@given(data=mutated(IMAGE_SEEDS), ext=st.sampled_from([".png", ".jpg", ".gif", ".bmp", ".tif", ".webp"]),
-       skip=st.booleans())
+@given(
+    data=mutated(IMAGE_SEEDS),
+    ext=st.sampled_from([".png", ".jpg", ".gif", ".bmp", ".tif", ".webp"]),
+    skip=st.booleans(),
+)
 def test_convert_fuzzed_image_files(tmp_path_factory, data, ext, skip):
     root = _fresh(tmp_path_factory.getbasetemp(), "fuzz-img")
     (root / "src" / "a").mkdir(parents=True)
@@ -230,6 +253,7 @@ def test_convert_fuzzed_manifests(tmp_path_factory, kind, data):
 
 # --- image directories, model directories, transformation files, checkpoints ------------------------
 
+
 @FUZZ
 @given(data=st.data(), which=st.sampled_from(["imgtrain-images.json", "images.jsonl"]))
 def test_fuzzed_image_directory_files_in_score(valid, work, data, which):
@@ -278,8 +302,14 @@ def test_fuzzed_transformation_and_untrained_model_files_in_train(valid, work, d
     edited = transform if target == "transform" else untrained / "imgtrain-model.json"
     edited.write_bytes(data.draw(edited_json(json.loads(edited.read_text()))))
     with only_imgtrain_errors():
-        imgtrain.train(untrained, valid["train"], valid["images"], root / "out",
-                       TrainConfig(epochs=1, batch_size=8, progress=False), transform)
+        imgtrain.train(
+            untrained,
+            valid["train"],
+            valid["images"],
+            root / "out",
+            TrainConfig(epochs=1, batch_size=8, progress=False),
+            transform,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +339,7 @@ def test_fuzzed_checkpoints_on_resume(valid, interrupted_run, work, data, kind):
         prefix = f.read(8)
         size = int.from_bytes(prefix, "little")
         start = prefix + f.read(size + 64)
-    header = json.loads(start[8:8 + size])
+    header = json.loads(start[8 : 8 + size])
     if kind == "bytes":
         edited, cut = mutate(start, data.draw(EDITS)), len(start)
     else:
@@ -322,11 +352,18 @@ def test_fuzzed_checkpoints_on_resume(valid, interrupted_run, work, data, kind):
         edited, cut = len(encoded).to_bytes(8, "little") + encoded, 8 + size
     path.write_bytes(edited + path.read_bytes()[cut:])
     with only_imgtrain_errors():
-        imgtrain.train(valid["untrained"], valid["train"], valid["images"], out,
-                       dataclasses.replace(RESUMABLE, resume=True), valid["transform"])
+        imgtrain.train(
+            valid["untrained"],
+            valid["train"],
+            valid["images"],
+            out,
+            dataclasses.replace(RESUMABLE, resume=True),
+            valid["transform"],
+        )
 
 
 # --- thin and huge-declared images through train's pre-check and serve ---------------------------------
+
 
 def _declared_png(width: int, height: int) -> bytes:
     """A PNG whose header declares width x height and that holds no pixels (a few dozen bytes)."""
@@ -336,13 +373,19 @@ def _declared_png(width: int, height: int) -> bytes:
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + \
-        chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 THIN = st.tuples(st.integers(1, 3), st.integers(1_000, 1_000_000)).map(lambda s: s if s[1] % 2 else s[::-1])
-SHAPES = st.one_of(THIN, st.tuples(st.integers(1, 300), st.integers(1, 300)),
-                   st.tuples(st.integers(1, 2**31 - 1), st.integers(1, 2**31 - 1)))
+SHAPES = st.one_of(
+    THIN,
+    st.tuples(st.integers(1, 300), st.integers(1, 300)),
+    st.tuples(st.integers(1, 2**31 - 1), st.integers(1, 2**31 - 1)),
+)
 
 
 def _image_of(width: int, height: int) -> bytes:
@@ -370,8 +413,9 @@ def resizing_server(valid, tmp_path_factory):
 
 @settings(FUZZ, max_examples=max(4, EXAMPLES // 2))
 @given(shape=SHAPES, size=st.integers(1, 512), crop=st.booleans(), declared=st.booleans())
-def test_thin_and_huge_declared_images_in_trains_precheck_and_serve(valid, work, resizing_server, shape, size, crop,
-                                                                    declared):
+def test_thin_and_huge_declared_images_in_trains_precheck_and_serve(
+    valid, work, resizing_server, shape, size, crop, declared
+):
     """The index may declare any size (a hostile or stale index); the file may hold pixels or only a header."""
     data = _declared_png(*shape) if declared else _image_of(*shape)
     train = _copy(valid["train"], work / "train")
@@ -385,8 +429,14 @@ def test_thin_and_huge_declared_images_in_trains_precheck_and_serve(valid, work,
     spec = imgtrain.TransformSpec(resize=True, size=size, center_crop=crop, crop_size=min(size, 24))
     shutil.rmtree(work / "out", ignore_errors=True)
     with only_imgtrain_errors():
-        imgtrain.train(valid["untrained"], train, valid["images"], work / "out",
-                       TrainConfig(epochs=1, batch_size=4, progress=False), spec)
+        imgtrain.train(
+            valid["untrained"],
+            train,
+            valid["images"],
+            work / "out",
+            TrainConfig(epochs=1, batch_size=4, progress=False),
+            spec,
+        )
     with only_imgtrain_errors():
         answer = resizing_server.post("/predict", files={"file": ("x.png", data, "image/png")})
         assert answer.status_code in (200, 400, 413), answer.text

@@ -25,8 +25,9 @@ def _modes(root: Path) -> dict[str, int]:
     return {str(p.relative_to(root)): stat.S_IMODE(p.stat().st_mode) for p in [root, *root.rglob("*")]}
 
 
-def test_outputs_follow_the_umask_so_other_accounts_can_read_them(small_training_data, tmp_path, monkeypatch,
-                                                                  umask_027):
+def test_outputs_follow_the_umask_so_other_accounts_can_read_them(
+    small_training_data, tmp_path, monkeypatch, umask_027
+):
     model, train, valid, spec = small_training_data
     out = tmp_path / "model"
     monkeypatch.setenv("IMGTRAIN_CRASH_AT", "batch:1.1")
@@ -38,8 +39,9 @@ def test_outputs_follow_the_umask_so_other_accounts_can_read_them(small_training
     imgtrain.train(model, train, valid, out, TrainConfig(epochs=1, batch_size=8, progress=False, resume=True), spec)
     scores, _ = score_to_file(out, valid, tmp_path / "scores.csv", progress=False)
     imgtrain.evaluate(scores, tmp_path / "report")
-    imgtrain.create_model_directory(tmp_path / "untrained", imgtrain.Architecture("resnet", "resnet18"),
-                                    pretrained=False)
+    imgtrain.create_model_directory(
+        tmp_path / "untrained", imgtrain.Architecture("resnet", "resnet18"), pretrained=False
+    )
     for root in (out, tmp_path / "report", tmp_path / "untrained"):
         modes = _modes(root)
         assert modes.pop(".") == 0o750, root
@@ -47,15 +49,21 @@ def test_outputs_follow_the_umask_so_other_accounts_can_read_them(small_training
     assert stat.S_IMODE(scores.stat().st_mode) == 0o640
 
 
-@pytest.mark.parametrize("argv, option", [
-    (["train", "--model", "m", "--train", "t", "--valid", "v", "--out", "o", "--seed", "1" + "0" * 20], "--seed"),
-    (["transform", "apply", "spec.json", "src", "out", "--seed", "20000000000000"], "--seed"),
-    (["split", "src", "a", "b", "--seed", "-1"], "--seed"),
-    (["serve", "model", "--port", "99999"], "--port"),
-    (["serve", "model", "--max-upload-mb", "nan"], "--max-upload-mb"),
-    (["serve", "model", "--batch-wait-ms", "inf"], "--batch-wait-ms"),
-    (["train", "--model", "m", "--train", "t", "--valid", "v", "--out", "o", "--master-port", "0"], "--master-port"),
-])
+@pytest.mark.parametrize(
+    "argv, option",
+    [
+        (["train", "--model", "m", "--train", "t", "--valid", "v", "--out", "o", "--seed", "1" + "0" * 20], "--seed"),
+        (["transform", "apply", "spec.json", "src", "out", "--seed", "20000000000000"], "--seed"),
+        (["split", "src", "a", "b", "--seed", "-1"], "--seed"),
+        (["serve", "model", "--port", "99999"], "--port"),
+        (["serve", "model", "--max-upload-mb", "nan"], "--max-upload-mb"),
+        (["serve", "model", "--batch-wait-ms", "inf"], "--batch-wait-ms"),
+        (
+            ["train", "--model", "m", "--train", "t", "--valid", "v", "--out", "o", "--master-port", "0"],
+            "--master-port",
+        ),
+    ],
+)
 def test_numbers_out_of_range_are_refused_with_the_range(run_cli, argv, option):
     code, _, err = run_cli(*argv)
     assert code == 2 and f"argument {option}: must be from" in err and "Traceback" not in err
@@ -111,15 +119,21 @@ def _jsonl(path: Path, rows: list) -> Path:
 
 
 def _row(label: str, **probs) -> dict:
-    return {"label": label, **{f"Scored Probabilities_{c}": p for c, p in probs.items()},
-            "Scored Labels": max(probs, key=probs.get)}
+    return {
+        "label": label,
+        **{f"Scored Probabilities_{c}": p for c, p in probs.items()},
+        "Scored Labels": max(probs, key=probs.get),
+    }
 
 
-@pytest.mark.parametrize("bad_row, words", [
-    ({"label": "dog", "Scored Probabilities_dog": 0.9, "Scored Labels": "dog"}, "no 'Scored Probabilities_cat'"),
-    ([1, 2], "not an object"),
-    (_row("cat", cat=True, dog=0.0), "not numbers"),
-])
+@pytest.mark.parametrize(
+    "bad_row, words",
+    [
+        ({"label": "dog", "Scored Probabilities_dog": 0.9, "Scored Labels": "dog"}, "no 'Scored Probabilities_cat'"),
+        ([1, 2], "not an object"),
+        (_row("cat", cat=True, dog=0.0), "not numbers"),
+    ],
+)
 def test_evaluate_refuses_rows_that_would_be_misread(tmp_path, bad_row, words):
     scores = _jsonl(tmp_path / "s.jsonl", [_row("cat", cat=0.8, dog=0.2), bad_row])
     with pytest.raises(imgtrain.InvalidDatasetError, match=words):
@@ -145,13 +159,17 @@ def test_a_class_left_without_training_images_by_a_split_is_refused(small_traini
     from conftest import make_class_folder
 
     model, _, _, spec = small_training_data
-    images = imgtrain.convert(make_class_folder(tmp_path / "src", {"cat": 4, "dog": 4, "bird": 1}, size=(16, 16)),
-                              tmp_path / "images", progress=False)
+    images = imgtrain.convert(
+        make_class_folder(tmp_path / "src", {"cat": 4, "dog": 4, "bird": 1}, size=(16, 16)),
+        tmp_path / "images",
+        progress=False,
+    )
     train, valid = imgtrain.split(images.root, tmp_path / "train", tmp_path / "valid", fraction=0.75)
     assert train.class_counts()["bird"] == 0 and valid.class_counts()["bird"] == 1
     with pytest.raises(imgtrain.InvalidDatasetError, match=r"has no images of: \['bird'\]"):
-        imgtrain.train(model, train.root, valid.root, tmp_path / "model",
-                       TrainConfig(epochs=1, batch_size=2, progress=False), spec)
+        imgtrain.train(
+            model, train.root, valid.root, tmp_path / "model", TrainConfig(epochs=1, batch_size=2, progress=False), spec
+        )
     assert not (tmp_path / "model").exists()
 
 
@@ -171,8 +189,7 @@ def test_resume_with_other_inputs_of_the_same_size_is_refused(small_training_dat
     from conftest import make_color_classes
 
     model, train, valid, spec = small_training_data
-    other = imgtrain.convert(make_color_classes(tmp_path / "other-src", 8, seed=7), tmp_path / "other",
-                             progress=False)
+    other = imgtrain.convert(make_color_classes(tmp_path / "other-src", 8, seed=7), tmp_path / "other", progress=False)
     assert len(other) == len(imgtrain.ImageDirectory.open(train))
     out = tmp_path / "run"
     monkeypatch.setenv("IMGTRAIN_CRASH_AT", "batch:1.1")
@@ -181,8 +198,9 @@ def test_resume_with_other_inputs_of_the_same_size_is_refused(small_training_dat
         imgtrain.train(model, train, valid, out, TrainConfig(epochs=1, batch_size=8, progress=False), spec)
     monkeypatch.delenv("IMGTRAIN_CRASH_AT")
     with pytest.raises(imgtrain.ParameterError, match="these differ: train_index"):
-        imgtrain.train(model, other.root, valid, out, TrainConfig(epochs=1, batch_size=8, progress=False,
-                                                                  resume=True), spec)
+        imgtrain.train(
+            model, other.root, valid, out, TrainConfig(epochs=1, batch_size=8, progress=False, resume=True), spec
+        )
 
 
 def _thin_png(path: Path, length: int) -> Path:
@@ -214,8 +232,9 @@ def test_a_thin_image_is_refused_by_trains_precheck_without_allocating_it(small_
     _thin_png(src / "red" / "thin.png", 100_000)  # resized to 256 on its short side: 256 x 25,600,000
     train = imgtrain.convert(src, tmp_path / "train", progress=False)
     with pytest.raises(imgtrain.InvalidDatasetError, match=r"red/thin.png|images/\d+.png") as caught:
-        imgtrain.train(model, train.root, valid, tmp_path / "model", TrainConfig(epochs=1, batch_size=4,
-                                                                                 progress=False))
+        imgtrain.train(
+            model, train.root, valid, tmp_path / "model", TrainConfig(epochs=1, batch_size=4, progress=False)
+        )
     assert "too large for the transformation" in str(caught.value)
 
 
@@ -288,8 +307,10 @@ def test_symbolic_links_are_never_followed_and_always_reported(tmp_path):
     images = imgtrain.convert(src, tmp_path / "out", progress=False)
     assert list(images.classes) == ["cat", "dog"] and len(images) == 4
     report = json.loads((tmp_path / "out" / "convert-report.json").read_text())
-    assert sorted(report["ignored_non_images"]) == ["bird (symbolic link: not followed)",
-                                                    "cat/linked.png (symbolic link: not followed)"]
+    assert sorted(report["ignored_non_images"]) == [
+        "bird (symbolic link: not followed)",
+        "cat/linked.png (symbolic link: not followed)",
+    ]
 
 
 def test_manifest_entries_that_are_devices_fifos_or_outside_its_folder(tmp_path):
@@ -346,8 +367,7 @@ def test_a_broken_build_never_replaces_a_good_output(tmp_path):
     from conftest import make_class_folder, noise
     from imgtrain.files import building_dir
 
-    good = imgtrain.convert(make_class_folder(tmp_path / "src", {"cat": 2, "dog": 2}), tmp_path / "out",
-                            progress=False)
+    good = imgtrain.convert(make_class_folder(tmp_path / "src", {"cat": 2, "dog": 2}), tmp_path / "out", progress=False)
     before = {p: p.read_bytes() for p in good.root.rglob("*") if p.is_file()}
     designer = tmp_path / "designer"
     (designer / "image").mkdir(parents=True)
@@ -360,8 +380,10 @@ def test_a_broken_build_never_replaces_a_good_output(tmp_path):
     with pytest.raises(imgtrain.InvalidDatasetError, match="the category is empty"):
         imgtrain.convert(designer, tmp_path / "out", overwrite=True, progress=False)
     # whatever a builder leaves, its own reader checks it before it takes the place of the old output
-    with (pytest.raises(imgtrain.InvalidDatasetError, match="does not pass its own checks"),
-          building_dir(tmp_path / "out", overwrite=True, validate=imgtrain.ImageDirectory.open) as tmp):
+    with (
+        pytest.raises(imgtrain.InvalidDatasetError, match="does not pass its own checks"),
+        building_dir(tmp_path / "out", overwrite=True, validate=imgtrain.ImageDirectory.open) as tmp,
+    ):
         (tmp / "imgtrain-images.json").write_text("{}")
     assert {p: p.read_bytes() for p in good.root.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["designer", "out", "src"]
@@ -443,8 +465,13 @@ def test_a_full_disk_while_unpacking_is_a_write_error_not_a_damaged_archive(tmp_
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
 
-    run = subprocess.run([sys.executable, "-m", "imgtrain", "convert", str(tmp_path / "photos.zip"),
-                          str(tmp_path / "out")], capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    run = subprocess.run(
+        [sys.executable, "-m", "imgtrain", "convert", str(tmp_path / "photos.zip"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit,
+    )
     assert run.returncode == 1 and "OutputWriteError" in run.stderr and "File too large" in run.stderr, run.stderr
     assert "cannot be read" not in run.stderr and not (tmp_path / "out").exists()
 
@@ -457,11 +484,11 @@ def test_overwrite_replaces_only_what_imgtrain_wrote(small_training_data, tmp_pa
     mine.mkdir()
     (mine / "wedding.jpg").write_bytes(b"irreplaceable")
     with pytest.raises(imgtrain.OutputExistsError, match="holds files imgtrain did not write"):
-        imgtrain.train(model, train, valid, mine, TrainConfig(epochs=1, batch_size=8, progress=False,
-                                                              overwrite=True), spec)
+        imgtrain.train(
+            model, train, valid, mine, TrainConfig(epochs=1, batch_size=8, progress=False, overwrite=True), spec
+        )
     with pytest.raises(imgtrain.OutputExistsError, match="holds files imgtrain did not write"):
-        imgtrain.convert(make_class_folder(tmp_path / "src", {"a": 1, "b": 1}), mine, overwrite=True,
-                         progress=False)
+        imgtrain.convert(make_class_folder(tmp_path / "src", {"a": 1, "b": 1}), mine, overwrite=True, progress=False)
     assert (mine / "wedding.jpg").read_bytes() == b"irreplaceable"
 
 
@@ -533,8 +560,9 @@ def test_an_image_replaced_after_convert_by_another_size_is_named(small_training
     victim = directory.image_path(5)
     noise(20, 18).save(victim, format="PNG")  # the index says 16x16
     with pytest.raises(imgtrain.InvalidDatasetError, match="changed after convert") as caught:
-        imgtrain.train(model, changed, valid, tmp_path / "model", TrainConfig(epochs=1, batch_size=4, progress=False),
-                       spec)
+        imgtrain.train(
+            model, changed, valid, tmp_path / "model", TrainConfig(epochs=1, batch_size=4, progress=False), spec
+        )
     assert str(victim) in str(caught.value) and "20x18" in str(caught.value)
     rows = imgtrain.score(trained_model[0], changed, skip_invalid=True, progress=False)
     errors = [row["error"] for row in rows if row.get("error")]
@@ -552,11 +580,18 @@ def test_images_too_small_for_the_network_are_named_not_crashed_on(small_trainin
     imgtrain.create_model_directory(densenet, imgtrain.Architecture("densenet", "densenet121"), pretrained=False)
     unresized = imgtrain.TransformSpec(resize=False, center_crop=False)
     with pytest.raises(imgtrain.InvalidDatasetError, match="needs at least 29x29") as caught:
-        imgtrain.train(densenet, train, valid, tmp_path / "model", TrainConfig(epochs=1, batch_size=4,
-                                                                               progress=False), unresized)
+        imgtrain.train(
+            densenet, train, valid, tmp_path / "model", TrainConfig(epochs=1, batch_size=4, progress=False), unresized
+        )
     assert "16x16" in str(caught.value) and "resize" in caught.value.hint
-    imgtrain.train(densenet, train, valid, tmp_path / "model", TrainConfig(epochs=1, batch_size=8, progress=False),
-                   imgtrain.TransformSpec(size=32, crop_size=32))
+    imgtrain.train(
+        densenet,
+        train,
+        valid,
+        tmp_path / "model",
+        TrainConfig(epochs=1, batch_size=8, progress=False),
+        imgtrain.TransformSpec(size=32, crop_size=32),
+    )
     import io
 
     buffer = io.BytesIO()

@@ -21,8 +21,9 @@ def test_balanced_class_weights_raise_minority_recall_at_equal_epochs(bench, tmp
     0.20, sd 0.25): 3 seeds against a bound of +0.15 would fail on about one CPU in three (seeds 1-3 gained 0.32 on
     AVX-512, 0.19 with AVX2 and 0.17 with SSE4.1 emulated). Seeds 1-9 gained 0.30, 0.18 and 0.13 there; the bound
     is any gain, as weights left out train the very same networks (a gain of exactly 0) and inverted ones lose."""
-    recalls = bench.imbalance_figures(tmp_path, seeds=tuple(range(1, 10)),
-                                      ways=(("none", "uniform"), ("balanced", "uniform")))
+    recalls = bench.imbalance_figures(
+        tmp_path, seeds=tuple(range(1, 10)), ways=(("none", "uniform"), ("balanced", "uniform"))
+    )
     plain, balanced = (statistics.mean(recalls[way]) for way in (("none", "uniform"), ("balanced", "uniform")))
     assert balanced > plain, recalls
     meta = json.loads((tmp_path / "model-balanced-uniform" / "imgtrain-model.json").read_text())
@@ -43,8 +44,9 @@ def test_the_balanced_sampler_draws_every_class_equally_and_repeatably():
     assert sorted(uniform) == list(range(1000))
 
 
-@pytest.mark.parametrize("field, value", [("class_weights", "inverse"), ("sampler", "oversample"),
-                                          ("calibrate", "yes")])
+@pytest.mark.parametrize(
+    "field, value", [("class_weights", "inverse"), ("sampler", "oversample"), ("calibrate", "yes")]
+)
 def test_imbalance_options_out_of_their_choices_are_refused(field, value):
     with pytest.raises(ParameterError, match=field):
         imgtrain.TrainConfig(**{field: value})
@@ -52,6 +54,17 @@ def test_imbalance_options_out_of_their_choices_are_refused(field, value):
 
 def test_the_cli_offers_the_choices(run_cli, small_training_data, tmp_path):
     model, train, valid, _ = small_training_data
-    code, _, err = run_cli("train", "--model", model, "--train", train, "--valid", valid, "--out", tmp_path / "m",
-                           "--class-weights", "inverse")
+    code, _, err = run_cli(
+        "train",
+        "--model",
+        model,
+        "--train",
+        train,
+        "--valid",
+        valid,
+        "--out",
+        tmp_path / "m",
+        "--class-weights",
+        "inverse",
+    )
     assert code == 2 and "balanced" in err and not (tmp_path / "m").exists()

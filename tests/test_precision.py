@@ -26,7 +26,7 @@ def _checkpoint(out: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """(metadata, tensors) of a run's last checkpoint."""
     path = out / "checkpoint" / "last.safetensors"
     raw = path.read_bytes()
-    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
     return json.loads(header["__metadata__"]["imgtrain"]), load_file(path)
 
 
@@ -36,8 +36,9 @@ def _stopped_at(monkeypatch, point: str, data, out: Path, epochs: int = EPOCHS, 
     monkeypatch.setenv("IMGTRAIN_CRASH_AT", point)
     monkeypatch.setenv("IMGTRAIN_CRASH_SIGNAL", "TERM")
     with pytest.raises(imgtrain.TrainingInterrupted):
-        imgtrain.train(model, train, valid, out, TrainConfig(epochs=epochs, batch_size=8, progress=False, **config),
-                       spec)
+        imgtrain.train(
+            model, train, valid, out, TrainConfig(epochs=epochs, batch_size=8, progress=False, **config), spec
+        )
     monkeypatch.delenv("IMGTRAIN_CRASH_AT")
     return _checkpoint(out)[0]
 
@@ -50,8 +51,23 @@ def test_same_seed_twice_through_the_cli_gives_bit_identical_weights(run_cli, sm
     model, train, valid, spec = small_training_data
     imgtrain.init_transform(tmp_path / "spec.json", spec)
     for name in ("first", "second"):
-        code, _, err = run_cli("train", "--model", model, "--train", train, "--valid", valid, "--out", tmp_path / name,
-                               "--epochs", "2", "--batch-size", "8", "--transform", tmp_path / "spec.json")
+        code, _, err = run_cli(
+            "train",
+            "--model",
+            model,
+            "--train",
+            train,
+            "--valid",
+            valid,
+            "--out",
+            tmp_path / name,
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--transform",
+            tmp_path / "spec.json",
+        )
         assert code == 0, err
     first, second = (load_file(tmp_path / name / "model.safetensors") for name in ("first", "second"))
     assert all(torch.equal(first[k], second[k]) for k in first)
@@ -83,8 +99,14 @@ def test_changing_the_repeatable_setting_on_resume_is_refused(small_training_dat
     _stopped_at(monkeypatch, "batch:1.2", small_training_data, out)
     model, train, valid, spec = small_training_data
     with pytest.raises(ParameterError, match="these differ: repeatable"):
-        imgtrain.train(model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False,
-                                                             repeatable=False, resume=True), spec)
+        imgtrain.train(
+            model,
+            train,
+            valid,
+            out,
+            TrainConfig(epochs=EPOCHS, batch_size=8, progress=False, repeatable=False, resume=True),
+            spec,
+        )
 
 
 def _scaler_steps(scaler: dict) -> float:
@@ -92,8 +114,7 @@ def _scaler_steps(scaler: dict) -> float:
     return math.log2(65536.0 / scaler["scale"]) + scaler["_growth_tracker"]
 
 
-def test_fp16_keeps_one_loss_scaler_through_epochs_checkpoints_and_resume(small_training_data, tmp_path,
-                                                                          monkeypatch):
+def test_fp16_keeps_one_loss_scaler_through_epochs_checkpoints_and_resume(small_training_data, tmp_path, monkeypatch):
     out = tmp_path / "run"
     meta = _stopped_at(monkeypatch, "batch:2.2", small_training_data, out, epochs=2, precision="fp16")
     assert meta["state"]["precision"] == "fp16"
@@ -102,8 +123,7 @@ def test_fp16_keeps_one_loss_scaler_through_epochs_checkpoints_and_resume(small_
     assert _scaler_steps(meta["state"]["scaler"]) == 6  # the resumed run went on with the saved scaler
 
 
-def test_bf16_resume_continues_from_the_very_batch_it_stopped_after(small_training_data, tmp_path, monkeypatch,
-                                                                     caplog):
+def test_bf16_resume_continues_from_the_very_batch_it_stopped_after(small_training_data, tmp_path, monkeypatch, caplog):
     """bf16 kernels need not be bit-repeatable; what holds: the saved state is restored and the run goes on
     from the next batch of the same epoch (none repeated, none skipped)."""
     out = tmp_path / "run"
@@ -117,8 +137,9 @@ def test_bf16_resume_continues_from_the_very_batch_it_stopped_after(small_traini
     assert partial["loss_sum"] > first["state"]["partial"]["loss_sum"]
     assert not torch.equal(_checkpoint(out)[1]["model.fc.weight"], weights["model.fc.weight"])  # one more step
     model, train, valid, spec = small_training_data
-    history = imgtrain.train(model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False,
-                                                                   resume=True), spec)
+    history = imgtrain.train(
+        model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False, resume=True), spec
+    )
     assert [row["epoch"] for row in history] == [1] and _precision_of(out) == "bf16"
 
 
@@ -126,12 +147,12 @@ def _edit_checkpoint_meta(out: Path, edit) -> None:
     path = out / "checkpoint" / "last.safetensors"
     raw = path.read_bytes()
     size = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + size])
+    header = json.loads(raw[8 : 8 + size])
     meta = json.loads(header["__metadata__"]["imgtrain"])
     edit(meta)
     header["__metadata__"]["imgtrain"] = json.dumps(meta)
     encoded = json.dumps(header).encode()
-    path.write_bytes(len(encoded).to_bytes(8, "little") + encoded + raw[8 + size:])
+    path.write_bytes(len(encoded).to_bytes(8, "little") + encoded + raw[8 + size :])
 
 
 def test_a_checkpoint_from_before_the_precision_policy_still_resumes(small_training_data, tmp_path, monkeypatch):
@@ -145,41 +166,71 @@ def test_a_checkpoint_from_before_the_precision_policy_still_resumes(small_train
 
     _edit_checkpoint_meta(out, older)
     model, train, valid, spec = small_training_data
-    history = imgtrain.train(model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False,
-                                                                   resume=True), spec)
+    history = imgtrain.train(
+        model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False, resume=True), spec
+    )
     assert [row["epoch"] for row in history] == [1] and _precision_of(out) == "fp32"
 
 
-def test_a_checkpoint_from_before_a_parameter_existed_resumes_with_its_default(small_training_data, tmp_path,
-                                                                               monkeypatch):
+def test_a_checkpoint_from_before_a_parameter_existed_resumes_with_its_default(
+    small_training_data, tmp_path, monkeypatch
+):
     """A parameter an older checkpoint's fingerprint lacks held its declared default then (training/state.py): the
     run resumes with the default and is refused, naming the parameter, with another value."""
     out = tmp_path / "run"
     _stopped_at(monkeypatch, "batch:1.2", small_training_data, out)
-    _edit_checkpoint_meta(out, lambda meta: [meta["state"]["fingerprint"].pop(key) for key in
-                                             ("label_smoothing", "class_weights", "sampler", "head_lr_scale")])
+    _edit_checkpoint_meta(
+        out,
+        lambda meta: [
+            meta["state"]["fingerprint"].pop(key)
+            for key in ("label_smoothing", "class_weights", "sampler", "head_lr_scale")
+        ],
+    )
     model, train, valid, spec = small_training_data
     with pytest.raises(imgtrain.ParameterError, match="these differ: label_smoothing"):
-        imgtrain.train(model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False,
-                                                             resume=True, label_smoothing=0.1), spec)
-    history = imgtrain.train(model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False,
-                                                                   resume=True), spec)
+        imgtrain.train(
+            model,
+            train,
+            valid,
+            out,
+            TrainConfig(epochs=EPOCHS, batch_size=8, progress=False, resume=True, label_smoothing=0.1),
+            spec,
+        )
+    history = imgtrain.train(
+        model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False, resume=True), spec
+    )
     assert [row["epoch"] for row in history] == [1]
 
 
-@pytest.mark.parametrize("field, value", [("precision", "fp8"), ("precision", 16), ("scaler", {"scale": -1}),
-                                          ("scaler", {"scale": float("inf"), "growth_factor": 2.0,
-                                                      "backoff_factor": 0.5, "growth_interval": 2000,
-                                                      "_growth_tracker": 0})])
-def test_a_damaged_precision_or_scaler_in_a_checkpoint_is_named(small_training_data, tmp_path, monkeypatch,
-                                                                 field, value):
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("precision", "fp8"),
+        ("precision", 16),
+        ("scaler", {"scale": -1}),
+        (
+            "scaler",
+            {
+                "scale": float("inf"),
+                "growth_factor": 2.0,
+                "backoff_factor": 0.5,
+                "growth_interval": 2000,
+                "_growth_tracker": 0,
+            },
+        ),
+    ],
+)
+def test_a_damaged_precision_or_scaler_in_a_checkpoint_is_named(
+    small_training_data, tmp_path, monkeypatch, field, value
+):
     out = tmp_path / "run"
     _stopped_at(monkeypatch, "batch:1.2", small_training_data, out)
     _edit_checkpoint_meta(out, lambda meta: meta["state"].__setitem__(field, value))
     model, train, valid, spec = small_training_data
     with pytest.raises(imgtrain.CheckpointError, match=f"metadata is damaged \\({field}\\)"):
-        imgtrain.train(model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False,
-                                                             resume=True), spec)
+        imgtrain.train(
+            model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False, resume=True), spec
+        )
 
 
 def test_optimizer_settings_edited_in_a_checkpoint_are_refused(small_training_data, tmp_path, monkeypatch):
@@ -189,5 +240,6 @@ def test_optimizer_settings_edited_in_a_checkpoint_are_refused(small_training_da
     _edit_checkpoint_meta(out, lambda meta: meta["param_groups"][0].__setitem__("momentum", None))
     model, train, valid, spec = small_training_data
     with pytest.raises(imgtrain.CheckpointError, match="optimizer settings are not this run's"):
-        imgtrain.train(model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False,
-                                                             resume=True), spec)
+        imgtrain.train(
+            model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, progress=False, resume=True), spec
+        )

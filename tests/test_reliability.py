@@ -27,19 +27,44 @@ EPOCHS = 3  # 24 training images in batches of 8: 3 batches per epoch
 
 def _train_argv(data, out: Path, *extra: str) -> list[str]:
     model, train, valid, spec_file = data
-    return [sys.executable, "-m", "imgtrain", "train", "--model", str(model), "--train", str(train), "--valid",
-            str(valid), "--out", str(out), "--epochs", str(EPOCHS), "--batch-size", "8", "--transform",
-            str(spec_file), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "imgtrain",
+        "train",
+        "--model",
+        str(model),
+        "--train",
+        str(train),
+        "--valid",
+        str(valid),
+        "--out",
+        str(out),
+        "--epochs",
+        str(EPOCHS),
+        "--batch-size",
+        "8",
+        "--transform",
+        str(spec_file),
+        *extra,
+    ]
 
 
-def _run(argv: list[str], env: dict[str, str] | None = None, max_file_bytes: int | None = None
-         ) -> subprocess.CompletedProcess:
+def _run(
+    argv: list[str], env: dict[str, str] | None = None, max_file_bytes: int | None = None
+) -> subprocess.CompletedProcess:
     def limit() -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a too-large write fails with EFBIG instead of killing
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
 
-    return subprocess.run(argv, env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=300,
-                          preexec_fn=limit if max_file_bytes is not None else None)
+    return subprocess.run(
+        argv,
+        env=dict(os.environ, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit if max_file_bytes is not None else None,
+    )
 
 
 def _weights(out: Path) -> dict[str, torch.Tensor]:
@@ -61,8 +86,9 @@ def data(small_training_data, tmp_path_factory):
 def _resume(small_training_data, out: Path) -> None:
     """Resume in this process (the CLI's --resume is exercised by the signal tests)."""
     model, train, valid, spec = small_training_data
-    imgtrain.train(model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, resume=True, progress=False),
-                   spec)
+    imgtrain.train(
+        model, train, valid, out, TrainConfig(epochs=EPOCHS, batch_size=8, resume=True, progress=False), spec
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +104,15 @@ def uninterrupted(small_training_data, tmp_path_factory):
 SLOW = pytest.mark.slow
 
 
-@pytest.mark.parametrize("point", ["batch:2.2", pytest.param("checkpoint-writing:2", marks=SLOW), "model-writing",
-                                   pytest.param("output-swapping", marks=SLOW)])  # checkpoint-saved: test_training.py
+@pytest.mark.parametrize(
+    "point",
+    [
+        "batch:2.2",
+        pytest.param("checkpoint-writing:2", marks=SLOW),
+        "model-writing",
+        pytest.param("output-swapping", marks=SLOW),
+    ],
+)  # checkpoint-saved: test_training.py
 def test_a_kill_at_any_stage_resumes_to_identical_weights(data, small_training_data, uninterrupted, tmp_path, point):
     out = tmp_path / "cut"
     killed = _run(_train_argv(data, out), {"IMGTRAIN_CRASH_AT": point})
@@ -91,14 +124,20 @@ def test_a_kill_at_any_stage_resumes_to_identical_weights(data, small_training_d
     assert not (out / "checkpoint").exists()
 
 
-@pytest.mark.parametrize("signame, point, where", [("INT", "batch:2.1", "in epoch 2 after batch 1 of 3"),
-                                                    pytest.param("TERM", "batch:1.3", "in epoch 1 after batch 3 of 3",
-                                                                 marks=SLOW)])
-def test_a_signal_mid_epoch_writes_a_checkpoint_that_resumes_from_that_batch(data, uninterrupted, tmp_path,
-                                                                             signame, point, where):
+@pytest.mark.parametrize(
+    "signame, point, where",
+    [
+        ("INT", "batch:2.1", "in epoch 2 after batch 1 of 3"),
+        pytest.param("TERM", "batch:1.3", "in epoch 1 after batch 3 of 3", marks=SLOW),
+    ],
+)
+def test_a_signal_mid_epoch_writes_a_checkpoint_that_resumes_from_that_batch(
+    data, uninterrupted, tmp_path, signame, point, where
+):
     out = tmp_path / "cut"
-    stopped = _run(_train_argv(data, out, "--workers", "2"),
-                   {"IMGTRAIN_CRASH_AT": point, "IMGTRAIN_CRASH_SIGNAL": signame})
+    stopped = _run(
+        _train_argv(data, out, "--workers", "2"), {"IMGTRAIN_CRASH_AT": point, "IMGTRAIN_CRASH_SIGNAL": signame}
+    )
     signum = getattr(signal, "SIG" + signame)
     assert stopped.returncode == 128 + signum, stopped.stderr
     assert f"TrainingInterrupted: Training stopped by SIG{signame} {where}" in stopped.stderr
@@ -130,16 +169,15 @@ def test_interrupting_the_library_call_raises_training_interrupted(small_trainin
     monkeypatch.setenv("IMGTRAIN_CRASH_AT", "batch:1.2")
     monkeypatch.setenv("IMGTRAIN_CRASH_SIGNAL", "TERM")
     with pytest.raises(imgtrain.TrainingInterrupted, match="SIGTERM in epoch 1 after batch 2") as caught:
-        imgtrain.train(model, train, valid, tmp_path / "out", TrainConfig(epochs=2, batch_size=8, progress=False),
-                       spec)
+        imgtrain.train(model, train, valid, tmp_path / "out", TrainConfig(epochs=2, batch_size=8, progress=False), spec)
     assert caught.value.signum == signal.SIGTERM
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are put back
 
 
 # --- full disk: simulated with the kernel's file-size limit ---------------------------------------
 
-def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(data, small_training_data, uninterrupted,
-                                                                   tmp_path):
+
+def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(data, small_training_data, uninterrupted, tmp_path):
     out = tmp_path / "cut"
     assert _run(_train_argv(data, out), {"IMGTRAIN_CRASH_AT": "checkpoint-saved:1"}).returncode == -signal.SIGKILL
     before = (out / "checkpoint" / "last.safetensors").read_bytes()
@@ -154,8 +192,7 @@ def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(data, small_
 
 
 @SLOW
-def test_a_final_model_that_cannot_be_written_keeps_the_checkpoint(data, small_training_data, uninterrupted,
-                                                                   tmp_path):
+def test_a_final_model_that_cannot_be_written_keeps_the_checkpoint(data, small_training_data, uninterrupted, tmp_path):
     out = tmp_path / "cut"
     assert _run(_train_argv(data, out), {"IMGTRAIN_CRASH_AT": f"checkpoint-saved:{EPOCHS}"}).returncode == -9
     full = _run(_train_argv(data, out, "--resume"), max_file_bytes=1_000_000)
@@ -172,8 +209,10 @@ def test_a_failed_overwrite_keeps_the_old_image_directory(tmp_path):
     out = tmp_path / "images"
     imgtrain.convert(src, out, workers=1, progress=False)
     before = {p: (out / p).read_bytes() for p in tree(out) if (out / p).is_file()}
-    full = _run([sys.executable, "-m", "imgtrain", "convert", str(src), str(out), "--overwrite", "--workers", "1"],
-                max_file_bytes=2_000)
+    full = _run(
+        [sys.executable, "-m", "imgtrain", "convert", str(src), str(out), "--overwrite", "--workers", "1"],
+        max_file_bytes=2_000,
+    )
     assert full.returncode == 1 and "OutputWriteError: Writing" in full.stderr, full.stderr
     assert f"{out} is as it was before." in full.stderr
     assert {p: (out / p).read_bytes() for p in tree(out) if (out / p).is_file()} == before
@@ -185,8 +224,22 @@ def test_a_failed_overwrite_keeps_the_old_scores(trained_model, tmp_path):
     scores = tmp_path / "scores.csv"
     score_to_file(model, valid, scores, progress=False)
     before = scores.read_bytes()
-    full = _run([sys.executable, "-m", "imgtrain", "score", "--model", str(model), "--data", str(valid), "--out",
-                 str(scores), "--overwrite"], max_file_bytes=300)
+    full = _run(
+        [
+            sys.executable,
+            "-m",
+            "imgtrain",
+            "score",
+            "--model",
+            str(model),
+            "--data",
+            str(valid),
+            "--out",
+            str(scores),
+            "--overwrite",
+        ],
+        max_file_bytes=300,
+    )
     assert full.returncode == 1 and "OutputWriteError" in full.stderr and "File too large" in full.stderr
     assert scores.read_bytes() == before
     assert os.listdir(tmp_path) == ["scores.csv"]
@@ -195,8 +248,19 @@ def test_a_failed_overwrite_keeps_the_old_scores(trained_model, tmp_path):
 def test_an_output_that_cannot_be_created_fails_before_training(run_cli, data, tmp_path):
     (tmp_path / "file").write_text("not a folder")
     model, train, valid, spec_file = data
-    code, _, err = run_cli("train", "--model", model, "--train", train, "--valid", valid, "--out",
-                           tmp_path / "file" / "model", "--transform", spec_file)
+    code, _, err = run_cli(
+        "train",
+        "--model",
+        model,
+        "--train",
+        train,
+        "--valid",
+        valid,
+        "--out",
+        tmp_path / "file" / "model",
+        "--transform",
+        spec_file,
+    )
     assert code == 1
     assert f"OutputWriteError: Cannot write {tmp_path / 'file' / 'model'}: {tmp_path / 'file'} is a file" in err
     assert "epoch" not in err

@@ -48,8 +48,12 @@ class _Throttler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
             return
         length = int(self.headers.get("Content-Length") or 0)
-        request = urllib.request.Request(self.target + self.path, data=self.rfile.read(length) if length else None,
-                                         method=self.command, headers=dict(self.headers.items()))  # Host too: signed
+        request = urllib.request.Request(
+            self.target + self.path,
+            data=self.rfile.read(length) if length else None,
+            method=self.command,
+            headers=dict(self.headers.items()),
+        )  # Host too: signed
         try:
             answer = urllib.request.urlopen(request)
         except urllib.error.HTTPError as exc:
@@ -102,8 +106,13 @@ def _reader_key(endpoint: str) -> dict:
     """An IAM user allowed to use S3, and its access key: the only credentials that work once auth is on."""
     iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
     iam.create_user(UserName="imgtrain")
-    iam.put_user_policy(UserName="imgtrain", PolicyName="s3", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+    iam.put_user_policy(
+        UserName="imgtrain",
+        PolicyName="s3",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+        ),
+    )
     return iam.create_access_key(UserName="imgtrain")["AccessKey"]
 
 
@@ -115,8 +124,11 @@ def _png(seed: int) -> bytes:
 
 def sample_objects() -> dict[str, bytes]:
     """The test bucket's objects: a labeled prefix, an archive, manifests (good, naming a missing key, escaping)."""
-    objects = {f"labeled/{label}/{i}.png": _png(i + (10 if label == "dog" else 0))
-               for i in range(3) for label in ("cat", "dog")}
+    objects = {
+        f"labeled/{label}/{i}.png": _png(i + (10 if label == "dog" else 0))
+        for i in range(3)
+        for label in ("cat", "dog")
+    }
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as z:
         for i in range(2):
@@ -193,10 +205,12 @@ def test_score_streams_a_remote_prefix(s3, trained_model, run_cli, tmp_path):
     model, _ = trained_model
     loaded = imgtrain.load_model(model, precision="fp32")
     remote = imgtrain.score(loaded, "s3://photos/labeled", progress=False)
-    local = imgtrain.score(loaded, imgtrain.convert("s3://photos/labeled", tmp_path / "copy", progress=False),
-                           progress=False)
-    assert [r["path"] for r in remote] == [f"s3://photos/labeled/{label}/{i}.png" for label in ("cat", "dog")
-                                            for i in range(3)]
+    local = imgtrain.score(
+        loaded, imgtrain.convert("s3://photos/labeled", tmp_path / "copy", progress=False), progress=False
+    )
+    assert [r["path"] for r in remote] == [
+        f"s3://photos/labeled/{label}/{i}.png" for label in ("cat", "dog") for i in range(3)
+    ]
     assert [r["label"] for r in remote] == ["cat"] * 3 + ["dog"] * 3
     by_source = {r["source"]: r for r in local}
     for row in remote:

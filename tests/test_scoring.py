@@ -26,7 +26,8 @@ def test_one_row_per_image_with_the_designers_columns(trained_model, tmp_path):
     directory = ImageDirectory.open(valid)
     assert count == len(rows) == len(directory)
     assert list(rows[0]) == ["id", "path", "source", "label"] + [f"Scored Probabilities_{c}" for c in CLASSES] + [
-        "Scored Labels"]
+        "Scored Labels"
+    ]
     for row, record in zip(rows, directory, strict=True):
         assert int(row["id"]) == record.id and row["label"] == record.label
         probs = [float(row[f"Scored Probabilities_{c}"]) for c in CLASSES]
@@ -156,8 +157,9 @@ def test_predict_single_images_paths_and_lists(trained_model):
 
 def test_score_through_the_cli(run_cli, trained_model, tmp_path):
     model, valid = trained_model
-    code, out, err = run_cli("score", "--model", model, "--data", valid, "--out", tmp_path / "s.csv",
-                             "--batch-size", "4")
+    code, out, err = run_cli(
+        "score", "--model", model, "--data", valid, "--out", tmp_path / "s.csv", "--batch-size", "4"
+    )
     assert code == 0, err
     assert f"wrote 9 scores to {tmp_path / 's.csv'}" in out
     code, _, err = run_cli("score", "--model", valid, "--data", valid, "--out", tmp_path / "t.csv")
@@ -166,7 +168,8 @@ def test_score_through_the_cli(run_cli, trained_model, tmp_path):
 
 def _same_probabilities(rows: list[dict], converted: list[dict]) -> None:
     assert [(r["id"], r["source"], r.get("label")) for r in rows] == [
-        (r["id"], r["source"], r.get("label")) for r in converted]
+        (r["id"], r["source"], r.get("label")) for r in converted
+    ]
     for row, other in zip(rows, converted, strict=True):
         for c in CLASSES:
             key = f"Scored Probabilities_{c}"
@@ -200,8 +203,9 @@ def test_score_reads_a_flat_folder_as_unlabeled(trained_model, tmp_path):
     loaded = imgtrain.load_model(model, precision="fp32")
     rows = imgtrain.score(loaded, flat, progress=False)
     assert [r["source"] for r in rows] == ["blue-0.png", "green-0.png", "red-0.png"] and "label" not in rows[0]
-    _same_probabilities(rows, imgtrain.score(loaded, imgtrain.convert(flat, tmp_path / "images", progress=False),
-                                             progress=False))
+    _same_probabilities(
+        rows, imgtrain.score(loaded, imgtrain.convert(flat, tmp_path / "images", progress=False), progress=False)
+    )
     (flat / "red").mkdir()
     noise().save(flat / "red" / "x.png")
     with pytest.raises(InvalidDatasetError, match="mixes images at its top level"):  # as convert says

@@ -60,8 +60,14 @@ def test_upload_answers_the_same_probabilities_as_the_library(served):
 def test_designer_json_with_base64_images(served):
     client, _, valid = served
     data, _ = _first_image(valid)
-    body = {"Inputs": {"WebServiceInput0": [{"image": base64.b64encode(data).decode()},
-                                            {"image": "data:image/png;base64," + base64.b64encode(_png()).decode()}]}}
+    body = {
+        "Inputs": {
+            "WebServiceInput0": [
+                {"image": base64.b64encode(data).decode()},
+                {"image": "data:image/png;base64," + base64.b64encode(_png()).decode()},
+            ]
+        }
+    }
     answer = client.post("/predict", json=body)
     assert answer.status_code == 200, answer.text
     rows = answer.json()["Results"]["WebServiceOutput0"]
@@ -71,20 +77,26 @@ def test_designer_json_with_base64_images(served):
     assert simple.status_code == 200 and simple.json()["predictions"][0]["label"] == rows[0]["Scored Labels"]
 
 
-@pytest.mark.parametrize("request_kwargs, status, words", [
-    (dict(files={"file": ("x.png", b"not an image", "image/png")}), 400, "not a readable image"),
-    (dict(files={"file": ("x.png", b"", "image/png")}), 400, "empty"),
-    (dict(files={"file": ("big.png", _png((1200, 1000)), "image/png")}), 413, "over the limit"),
-    (dict(files={"file": ("huge.bin", b"\0" * 300_000, "image/png")}), 413, "over the limit"),
-    (dict(json={"images": ["%%%"]}), 400, "not valid base64"),
-    (dict(json={"pictures": []}), 400, "expected"),
-    (dict(content=b"{broken", headers={"content-type": "application/json"}), 400, "not JSON"),
-    (dict(content=b"[" * 100_000, headers={"content-type": "application/json"}), 400, "not JSON"),  # RecursionError
-    (dict(content=b'{"images": [' + b"9" * 100_000 + b"]}", headers={"content-type": "application/json"}), 400,
-     "not JSON"),  # past Python's int digit limit
-    (dict(content=b"plain", headers={"content-type": "text/plain"}), 415, "multipart"),
-    (dict(files={"note": (None, "no file")}), 400, "no image"),
-])
+@pytest.mark.parametrize(
+    "request_kwargs, status, words",
+    [
+        (dict(files={"file": ("x.png", b"not an image", "image/png")}), 400, "not a readable image"),
+        (dict(files={"file": ("x.png", b"", "image/png")}), 400, "empty"),
+        (dict(files={"file": ("big.png", _png((1200, 1000)), "image/png")}), 413, "over the limit"),
+        (dict(files={"file": ("huge.bin", b"\0" * 300_000, "image/png")}), 413, "over the limit"),
+        (dict(json={"images": ["%%%"]}), 400, "not valid base64"),
+        (dict(json={"pictures": []}), 400, "expected"),
+        (dict(content=b"{broken", headers={"content-type": "application/json"}), 400, "not JSON"),
+        (dict(content=b"[" * 100_000, headers={"content-type": "application/json"}), 400, "not JSON"),  # RecursionError
+        (
+            dict(content=b'{"images": [' + b"9" * 100_000 + b"]}", headers={"content-type": "application/json"}),
+            400,
+            "not JSON",
+        ),  # past Python's int digit limit
+        (dict(content=b"plain", headers={"content-type": "text/plain"}), 415, "multipart"),
+        (dict(files={"note": (None, "no file")}), 400, "no image"),
+    ],
+)
 def test_bad_requests_get_4xx_saying_why(served, request_kwargs, status, words):
     client, _, _ = served
     answer = client.post("/predict", **request_kwargs)

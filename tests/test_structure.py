@@ -15,11 +15,13 @@ SRC = Path(imgtrain.__file__).parent
 
 
 def test_help_and_the_cli_module_do_not_load_torch():
-    code = ("import sys, contextlib, io\nfrom imgtrain.cli import main\n"
-            "for argv in ([], ['train'], ['score'], ['serve'], ['transform', 'init'], ['convert']):\n"
-            "    with contextlib.redirect_stdout(io.StringIO()):\n"
-            "        assert main(argv + ['--help']) == 0\n"
-            "print(sorted(m for m in ('torch', 'torchvision', 'PIL', 'numpy') if m in sys.modules))")
+    code = (
+        "import sys, contextlib, io\nfrom imgtrain.cli import main\n"
+        "for argv in ([], ['train'], ['score'], ['serve'], ['transform', 'init'], ['convert']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        assert main(argv + ['--help']) == 0\n"
+        "print(sorted(m for m in ('torch', 'torchvision', 'PIL', 'numpy') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
@@ -36,8 +38,11 @@ def test_no_library_module_imports_the_cli():
 
 
 def test_every_error_class_lives_in_errors_and_is_exported():
-    defined = {name for name, value in vars(errors).items()
-               if inspect.isclass(value) and issubclass(value, errors.ImgtrainError)}
+    defined = {
+        name
+        for name, value in vars(errors).items()
+        if inspect.isclass(value) and issubclass(value, errors.ImgtrainError)
+    }
     assert set(errors.__all__) == defined
     assert defined <= set(imgtrain.__all__)
     assert all(getattr(imgtrain, name) is getattr(errors, name) for name in defined)
@@ -70,7 +75,7 @@ def _top_level_imports(path: Path) -> set[str]:
     found = set()
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.ImportFrom) and node.level:
-            base = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+            base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("imgtrain"):
@@ -82,8 +87,9 @@ def test_no_import_circle():
     """Module-level imports between imgtrain's modules form no cycle (a package's __init__ may import its own
     modules: that is how it exports them)."""
     modules = {_module_name(p): p for p in SRC.rglob("*.py")}
-    graph = {name: {m for m in _top_level_imports(path) if m in modules and m != name} for name, path in
-             modules.items()}
+    graph = {
+        name: {m for m in _top_level_imports(path) if m in modules and m != name} for name, path in modules.items()
+    }
     for name, path in modules.items():
         if path.name == "__init__.py":  # importing a package's own module from inside it is not a circle
             graph[name] = {m for m in graph[name] if not m.startswith(name + ".")}
@@ -93,8 +99,11 @@ def test_no_import_circle():
         state[node] = 1
         for nxt in graph[node]:
             if state.get(nxt) == 1:
-                raise AssertionError("import circle: " + " -> ".join(trail[trail.index(nxt):] + [node, nxt])
-                                     if nxt in trail else f"import circle through {node} -> {nxt}")
+                raise AssertionError(
+                    "import circle: " + " -> ".join(trail[trail.index(nxt) :] + [node, nxt])
+                    if nxt in trail
+                    else f"import circle through {node} -> {nxt}"
+                )
             if nxt not in state:
                 visit(nxt, trail + [node])
         state[node] = 2

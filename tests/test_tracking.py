@@ -15,15 +15,36 @@ def test_log_dir_gets_tensorboard_scalars_per_epoch(small_training_data, tmp_pat
 
     model, train, valid, spec = small_training_data
     imgtrain.init_transform(tmp_path / "spec.json", spec)
-    code, _, err = run_cli("train", "--model", model, "--train", train, "--valid", valid, "--out", tmp_path / "m",
-                           "--epochs", "2", "--batch-size", "8", "--transform", tmp_path / "spec.json",
-                           "--log-dir", tmp_path / "runs")
+    code, _, err = run_cli(
+        "train",
+        "--model",
+        model,
+        "--train",
+        train,
+        "--valid",
+        valid,
+        "--out",
+        tmp_path / "m",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--transform",
+        tmp_path / "spec.json",
+        "--log-dir",
+        tmp_path / "runs",
+    )
     assert code == 0, err
     events = EventAccumulator(str(tmp_path / "runs"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"loss/train", "loss/validation", "accuracy/validation_top1", "learning_rate",
-            "speed/images_per_second"} <= tags
+    assert {
+        "loss/train",
+        "loss/validation",
+        "accuracy/validation_top1",
+        "learning_rate",
+        "speed/images_per_second",
+    } <= tags
     assert [e.step for e in events.Scalars("loss/validation")] == [1, 2]
     history = imgtrain.open_model_directory(tmp_path / "m").meta["history"]
     assert events.Scalars("loss/validation")[1].value == pytest.approx(history[1]["val_loss"], rel=1e-6)

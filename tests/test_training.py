@@ -32,6 +32,7 @@ FAST = dict(epochs=2, batch_size=8, progress=False)
 
 # --- the rules, without training --------------------------------------------------------------
 
+
 def test_learning_rate_decays_polynomially_to_almost_zero():
     config = TrainConfig(epochs=50, learning_rate=0.01)
     rates = [learning_rate_at(e, config) for e in range(50)]
@@ -70,9 +71,20 @@ def test_early_stopping_against_the_best_so_far(losses, patience, stop_after, be
     assert stopped == stop_after and stopper.best_epoch == best
 
 
-@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", -1), ("learning_rate", 0.0),
-                                          ("learning_rate", math.inf), ("patience", 0), ("warmup_epochs", -1),
-                                          ("print_frequency", 0), ("seed", 1.5), ("device", "tpu")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("epochs", 0),
+        ("batch_size", -1),
+        ("learning_rate", 0.0),
+        ("learning_rate", math.inf),
+        ("patience", 0),
+        ("warmup_epochs", -1),
+        ("print_frequency", 0),
+        ("seed", 1.5),
+        ("device", "tpu"),
+    ],
+)
 def test_parameters_out_of_range_are_refused(field, value):
     with pytest.raises(ParameterError, match=field if field != "device" else "device"):
         TrainConfig(**{field: value})
@@ -88,11 +100,13 @@ def test_cuda_without_a_gpu_is_a_clear_error(small_training_data, tmp_path):
 
 # --- bad inputs: refused before any work, nothing written -------------------------------------
 
+
 def _images(tmp_path, name, counts):
     from conftest import make_class_folder
 
-    return imgtrain.convert(make_class_folder(tmp_path / f"{name}-src", counts, size=(16, 16)), tmp_path / name,
-                            workers=1, progress=False).root
+    return imgtrain.convert(
+        make_class_folder(tmp_path / f"{name}-src", counts, size=(16, 16)), tmp_path / name, workers=1, progress=False
+    ).root
 
 
 def test_validation_class_unknown_to_training_is_named(small_training_data, tmp_path):
@@ -107,8 +121,7 @@ def test_training_class_missing_from_validation_is_a_warning(small_training_data
     model, train, _, spec = small_training_data
     valid = _images(tmp_path, "valid", {"red": 2, "green": 2})
     with caplog.at_level(logging.WARNING):
-        imgtrain.train(model, train, valid, tmp_path / "out", TrainConfig(epochs=1, batch_size=8, progress=False),
-                       spec)
+        imgtrain.train(model, train, valid, tmp_path / "out", TrainConfig(epochs=1, batch_size=8, progress=False), spec)
     assert "['blue']" in caplog.text
 
 
@@ -152,6 +165,7 @@ def test_images_that_cannot_be_batched_are_refused_up_front(tmp_path, small_trai
 
 # --- a real training run ----------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def trained(small_training_data, tmp_path_factory):
     model, train, valid, spec = small_training_data
@@ -175,8 +189,12 @@ def _mislabeled(valid: Path, dest: Path) -> Path:
 
 def test_trained_model_directory_holds_everything(trained):
     out, history = trained
-    assert sorted(p.name for p in out.iterdir()) == ["history.jsonl", "imgtrain-model.json", "model.safetensors",
-                                                       "training.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "history.jsonl",
+        "imgtrain-model.json",
+        "model.safetensors",
+        "training.png",
+    ]
     meta = json.loads((out / "imgtrain-model.json").read_text())
     assert meta["format"] == "imgtrain.trained_model" and meta["format_version"] == 1
     assert meta["classes"] == ["blue", "green", "red"]
@@ -230,8 +248,10 @@ def test_existing_model_is_refused_unless_overwrite(trained, small_training_data
 def _run_until_crash(model, train, valid, out, spec, crash_at: str, epochs: int) -> int:
     spec_file = out.parent / "spec.json"
     imgtrain.init_transform(spec_file, spec, overwrite=True)
-    code = (f"import imgtrain; imgtrain.train({str(model)!r}, {str(train)!r}, {str(valid)!r}, {str(out)!r}, "
-            f"imgtrain.TrainConfig(epochs={epochs}, batch_size=8, progress=False), {str(spec_file)!r})")
+    code = (
+        f"import imgtrain; imgtrain.train({str(model)!r}, {str(train)!r}, {str(valid)!r}, {str(out)!r}, "
+        f"imgtrain.TrainConfig(epochs={epochs}, batch_size=8, progress=False), {str(spec_file)!r})"
+    )
     env = dict(os.environ, IMGTRAIN_CRASH_AT=crash_at)
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True).returncode
 
@@ -244,8 +264,9 @@ def test_resume_after_a_kill_ends_with_identical_weights(small_training_data, tm
     assert not (tmp_path / "cut" / "model.safetensors").exists()
     with pytest.raises(OutputExistsError, match="--resume"):
         imgtrain.train(model, train, valid, tmp_path / "cut", config, spec)
-    history = imgtrain.train(model, train, valid, tmp_path / "cut", TrainConfig(epochs=3, batch_size=8,
-                             progress=False, resume=True), spec)
+    history = imgtrain.train(
+        model, train, valid, tmp_path / "cut", TrainConfig(epochs=3, batch_size=8, progress=False, resume=True), spec
+    )
     assert [r["epoch"] for r in history] == [1, 2, 3]
     whole, cut = (load_file(tmp_path / n / "model.safetensors") for n in ("whole", "cut"))
     assert all(torch.equal(whole[k], cut[k]) for k in whole)
@@ -256,11 +277,25 @@ def test_resume_with_other_parameters_is_refused(small_training_data, tmp_path):
     model, train, valid, spec = small_training_data
     assert _run_until_crash(model, train, valid, tmp_path / "cut", spec, "checkpoint-saved:1", 2) == -9
     with pytest.raises(ParameterError, match="learning_rate"):
-        imgtrain.train(model, train, valid, tmp_path / "cut",
-                       TrainConfig(epochs=2, batch_size=8, learning_rate=0.1, resume=True, progress=False), spec)
+        imgtrain.train(
+            model,
+            train,
+            valid,
+            tmp_path / "cut",
+            TrainConfig(epochs=2, batch_size=8, learning_rate=0.1, resume=True, progress=False),
+            spec,
+        )
     with pytest.raises(ParameterError, match="class_weights, sampler"):
-        imgtrain.train(model, train, valid, tmp_path / "cut", TrainConfig(epochs=2, batch_size=8, resume=True,
-                       progress=False, class_weights="balanced", sampler="balanced"), spec)
+        imgtrain.train(
+            model,
+            train,
+            valid,
+            tmp_path / "cut",
+            TrainConfig(
+                epochs=2, batch_size=8, resume=True, progress=False, class_weights="balanced", sampler="balanced"
+            ),
+            spec,
+        )
 
 
 def test_resume_without_a_checkpoint_is_refused(small_training_data, tmp_path):
@@ -279,16 +314,33 @@ def test_default_transform_is_the_designers(small_training_data, tmp_path):
 def test_train_through_the_cli(run_cli, small_training_data, tmp_path):
     model, train, valid, spec = small_training_data
     imgtrain.init_transform(tmp_path / "spec.json", spec)
-    code, out, err = run_cli("train", "--model", model, "--train", train, "--valid", valid, "--out", tmp_path / "m",
-                             "--epochs", "1", "--batch-size", "8", "--transform", tmp_path / "spec.json")
+    code, out, err = run_cli(
+        "train",
+        "--model",
+        model,
+        "--train",
+        train,
+        "--valid",
+        valid,
+        "--out",
+        tmp_path / "m",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--transform",
+        tmp_path / "spec.json",
+    )
     assert code == 0, err
     assert "best epoch 1 of 1" in out and "epoch 1/1" in err
-    code, _, err = run_cli("train", "--model", model, "--train", train, "--valid", valid, "--out", tmp_path / "m2",
-                           "--epochs", "0")
+    code, _, err = run_cli(
+        "train", "--model", model, "--train", train, "--valid", valid, "--out", tmp_path / "m2", "--epochs", "0"
+    )
     assert code == 1 and "ParameterError: epochs must be an integer >= 1" in err
 
 
 # --- loading a trained model directory ---------------------------------------------------------
+
 
 def _copy(src: Path, dest: Path) -> Path:
     import shutil
@@ -325,13 +377,20 @@ def test_missing_weights_and_untrained_directories_are_refused(trained, small_tr
 
 # --- faults -------------------------------------------------------------------------------------
 
+
 def test_a_diverging_loss_stops_with_a_hint_to_lower_the_learning_rate(small_training_data, tmp_path):
     model, train, valid, spec = small_training_data
     from imgtrain import TrainingDivergedError
 
     with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
-        imgtrain.train(model, train, valid, tmp_path / "out",
-                       TrainConfig(epochs=2, batch_size=8, learning_rate=1e12, progress=False), spec)
+        imgtrain.train(
+            model,
+            train,
+            valid,
+            tmp_path / "out",
+            TrainConfig(epochs=2, batch_size=8, learning_rate=1e12, progress=False),
+            spec,
+        )
     assert not (tmp_path / "out" / "model.safetensors").exists()
 
 
@@ -353,12 +412,14 @@ def test_label_smoothing_softens_the_training_targets_and_is_recorded(run_cli, s
     smoothing, classes = 0.5, 3
     near, far = 1 - smoothing + smoothing / classes, smoothing / classes
     floor = -(near * math.log(near) + (classes - 1) * far * math.log(far))  # 0.868 nats
-    smoothed = imgtrain.train(model, train, valid, tmp_path / "smoothed", TrainConfig(label_smoothing=smoothing,
-                              **FAST), spec)
+    smoothed = imgtrain.train(
+        model, train, valid, tmp_path / "smoothed", TrainConfig(label_smoothing=smoothing, **FAST), spec
+    )
     assert all(row["train_loss"] >= floor for row in smoothed.history), (floor, smoothed.history)
     meta = json.loads((tmp_path / "smoothed" / "imgtrain-model.json").read_text())
     assert meta["training"]["label_smoothing"] == smoothing
-    code, _, err = run_cli("train", "--model", model, "--train", train, "--valid", valid, "--out", tmp_path / "o",
-                           "--label-smoothing", "1")
+    code, _, err = run_cli(
+        "train", "--model", model, "--train", train, "--valid", valid, "--out", tmp_path / "o", "--label-smoothing", "1"
+    )
     assert code == 1 and "label_smoothing must be a finite number from 0 to 0.9, got 1.0" in err
     assert not (tmp_path / "o").exists()

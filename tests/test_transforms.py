@@ -20,8 +20,9 @@ def test_defaults_are_the_designers(tmp_path):
     t = data["transforms"]
     assert (t["resize"], t["size"], t["center_crop"], t["crop_size"]) == (True, 256, True, 224)
     assert t["random_horizontal_flip"] is True
-    assert not any(v for k, v in t.items() if isinstance(v, bool) and k not in
-                   ("resize", "center_crop", "random_horizontal_flip"))
+    assert not any(
+        v for k, v in t.items() if isinstance(v, bool) and k not in ("resize", "center_crop", "random_horizontal_flip")
+    )
     assert load_transform(path) == TransformSpec()
 
 
@@ -58,8 +59,14 @@ def test_invalid_file_is_refused(tmp_path, edit, message):
         load_transform(path)
 
 
-@pytest.mark.parametrize("content", ["not json", json.dumps({"format": "other"}),
-                                     json.dumps({"format": "imgtrain.transformation", "format_version": 7})])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not json",
+        json.dumps({"format": "other"}),
+        json.dumps({"format": "imgtrain.transformation", "format_version": 7}),
+    ],
+)
 def test_not_a_transformation_file(tmp_path, content):
     (tmp_path / "t.json").write_text(content)
     with pytest.raises(InvalidTransformationDirectoryError):
@@ -76,15 +83,24 @@ def test_parameters_are_validated_when_made():
         TransformSpec(crop_size=-3)
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"size": 64, "crop_size": 224}, "crop_size must be at most size .* got crop_size 224 with size 64"),
-    ({"size": 20, "center_crop": False, "random_crop": True, "random_crop_size": 31},
-     "random_crop_size must be at most 20, the side the resize"),
-    ({"size": 32, "crop_size": 24, "pad": True, "padding": 2, "random_crop": True, "random_crop_size": 30},
-     "random_crop_size must be at most 28, the side the center crop"),
-    ({"random_resized_crop": True, "random_resized_crop_size": 96, "random_crop": True},
-     "random_crop_size must be at most 96, the side the random resized crop"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"size": 64, "crop_size": 224}, "crop_size must be at most size .* got crop_size 224 with size 64"),
+        (
+            {"size": 20, "center_crop": False, "random_crop": True, "random_crop_size": 31},
+            "random_crop_size must be at most 20, the side the resize",
+        ),
+        (
+            {"size": 32, "crop_size": 24, "pad": True, "padding": 2, "random_crop": True, "random_crop_size": 30},
+            "random_crop_size must be at most 28, the side the center crop",
+        ),
+        (
+            {"random_resized_crop": True, "random_resized_crop_size": 96, "random_crop": True},
+            "random_crop_size must be at most 96, the side the random resized crop",
+        ),
+    ],
+)
 def test_a_crop_larger_than_its_image_is_refused_as_a_black_frame(values, message):
     """Issue 25: `--size 64 --crop-size 224` made a 64 px picture in a black 224 px frame."""
     with pytest.raises(imgtrain.ParameterError, match=message) as caught:
@@ -92,20 +108,23 @@ def test_a_crop_larger_than_its_image_is_refused_as_a_black_frame(values, messag
     assert "black" in str(caught.value) and "or less" in str(caught.value)
 
 
-@pytest.mark.parametrize("values", [
-    {"size": 64, "crop_size": 64},
-    {"size": 28, "crop_size": 24, "pad": True, "padding": 4, "random_crop": True, "random_crop_size": 32},
-    {"resize": False, "crop_size": 224},  # sizes depend on the images: nothing to check here
-    {"size": 64, "crop_size": 224, "center_crop": False},  # an unused size is no problem
-    {"random_horizontal_flip": False},  # the designer's defaults
-    {"size": 64, "crop_size": 56, "random_resized_crop": True, "random_resized_crop_size": 224},
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"size": 64, "crop_size": 64},
+        {"size": 28, "crop_size": 24, "pad": True, "padding": 4, "random_crop": True, "random_crop_size": 32},
+        {"resize": False, "crop_size": 224},  # sizes depend on the images: nothing to check here
+        {"size": 64, "crop_size": 224, "center_crop": False},  # an unused size is no problem
+        {"random_horizontal_flip": False},  # the designer's defaults
+        {"size": 64, "crop_size": 56, "random_resized_crop": True, "random_resized_crop_size": 224},
+    ],
+)
 def test_crops_that_fit_their_image_are_accepted(values):
     spec = TransformSpec(**values)
     if spec.resize:  # then no step pads but the one asked for
         x = torch.full((3, 100, 150), 200, dtype=torch.uint8)
         y = build_transform(spec, "training")(x)
-        assert (y == 0).float().mean() <= (1 - 24 * 24 / 32 ** 2 if spec.pad else 0)
+        assert (y == 0).float().mean() <= (1 - 24 * 24 / 32**2 if spec.pad else 0)
 
 
 def test_a_framing_transformation_file_is_refused_on_reading(tmp_path):
@@ -130,11 +149,23 @@ def test_default_transform_resizes_and_center_crops():
 
 
 def test_inference_mode_drops_every_random_transform():
-    spec = TransformSpec(resize=False, center_crop=False, color_jitter=True, random_crop=True,
-                         random_crop_size=8, random_vertical_flip=True, random_rotation=True,
-                         random_rotation_degrees=90, random_affine=True, random_affine_degrees=30,
-                         random_grayscale=True, random_perspective=True, random_erasing=True,
-                         random_resized_crop=True, random_resized_crop_size=8)
+    spec = TransformSpec(
+        resize=False,
+        center_crop=False,
+        color_jitter=True,
+        random_crop=True,
+        random_crop_size=8,
+        random_vertical_flip=True,
+        random_rotation=True,
+        random_rotation_degrees=90,
+        random_affine=True,
+        random_affine_degrees=30,
+        random_grayscale=True,
+        random_perspective=True,
+        random_erasing=True,
+        random_resized_crop=True,
+        random_resized_crop_size=8,
+    )
     x = torch.randint(0, 256, (3, 16, 16), dtype=torch.uint8)
     inference = build_transform(spec, "inference")
     assert all(torch.equal(inference(x), x) for _ in range(5))
@@ -151,8 +182,9 @@ def test_training_transform_draws_anew_each_call():
 
 
 def test_pad_and_grayscale_keep_three_channels():
-    spec = TransformSpec(resize=False, center_crop=False, random_horizontal_flip=False, pad=True,
-                         padding=2, grayscale=True)
+    spec = TransformSpec(
+        resize=False, center_crop=False, random_horizontal_flip=False, pad=True, padding=2, grayscale=True
+    )
     y = build_transform(spec)(torch.randint(0, 256, (3, 5, 5), dtype=torch.uint8))
     assert tuple(y.shape) == (3, 9, 9)
     assert torch.equal(y[0], y[1]) and torch.equal(y[1], y[2])
@@ -198,14 +230,24 @@ def test_dataset_applies_spec_on_the_fly_with_fresh_draws(directory):
     assert len(draws) > 1 and tuple(ds[0][0].shape) == (3, 10, 10)
 
 
-@pytest.mark.parametrize("spec", [
-    imgtrain.TransformSpec(),
-    imgtrain.TransformSpec(size=1, center_crop=False),
-    imgtrain.TransformSpec(size=37, crop_size=30, pad=True, padding=3),
-    imgtrain.TransformSpec(resize=False, center_crop=False, random_resized_crop=True, random_resized_crop_size=19),
-    imgtrain.TransformSpec(resize=False, center_crop=False, random_crop=True, random_crop_size=31,
-                           random_rotation=True, random_rotation_degrees=30, random_perspective=True),
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        imgtrain.TransformSpec(),
+        imgtrain.TransformSpec(size=1, center_crop=False),
+        imgtrain.TransformSpec(size=37, crop_size=30, pad=True, padding=3),
+        imgtrain.TransformSpec(resize=False, center_crop=False, random_resized_crop=True, random_resized_crop_size=19),
+        imgtrain.TransformSpec(
+            resize=False,
+            center_crop=False,
+            random_crop=True,
+            random_crop_size=31,
+            random_rotation=True,
+            random_rotation_degrees=30,
+            random_perspective=True,
+        ),
+    ],
+)
 def test_output_sizes_by_arithmetic_match_the_transformation_for_every_size(spec):
     """The batching check covers every distinct size of a directory (it used to look at 64) without running
     the transformation; here the arithmetic is held to what torchvision really makes."""

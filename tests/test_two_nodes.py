@@ -59,13 +59,45 @@ def _start(node: int, network, data, out, *extra, env=None) -> subprocess.Popen:
         imgtrain.init_transform(spec_file, spec)
     space, link, _ = network[node]
     master = network[0][2]
-    argv = ["ip", "netns", "exec", space, sys.executable, "-m", "imgtrain", "train", "--model", model, "--train",
-            train, "--valid", valid, "--out", out, "--epochs", "2", "--batch-size", "4", "--transform", spec_file,
-            "--nnodes", "2", "--node-rank", str(node), "--nproc-per-node", "1", "--master-addr", master,
-            "--master-port", "29611", *extra]
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        space,
+        sys.executable,
+        "-m",
+        "imgtrain",
+        "train",
+        "--model",
+        model,
+        "--train",
+        train,
+        "--valid",
+        valid,
+        "--out",
+        out,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--transform",
+        spec_file,
+        "--nnodes",
+        "2",
+        "--node-rank",
+        str(node),
+        "--nproc-per-node",
+        "1",
+        "--master-addr",
+        master,
+        "--master-port",
+        "29611",
+        *extra,
+    ]
     environment = dict(os.environ, GLOO_SOCKET_IFNAME=link, TP_SOCKET_IFNAME=link, **(env or {}))
-    return subprocess.Popen([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=environment)
+    return subprocess.Popen(
+        [str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
+    )
 
 
 def _finish(processes, timeout: float = 240) -> list[tuple[int, str, str]]:
@@ -94,9 +126,30 @@ def test_two_nodes_train_what_one_machine_with_two_workers_trains(network, small
 def _one_machine(data, out):
     model, train, valid, spec = data
     spec_file = out.parent / "spec.json"
-    argv = [sys.executable, "-m", "imgtrain", "train", "--model", model, "--train", train, "--valid", valid,
-            "--out", out, "--epochs", "2", "--batch-size", "4", "--transform", spec_file, "--nproc-per-node", "2",
-            "--master-port", "29612"]
+    argv = [
+        sys.executable,
+        "-m",
+        "imgtrain",
+        "train",
+        "--model",
+        model,
+        "--train",
+        train,
+        "--valid",
+        valid,
+        "--out",
+        out,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--transform",
+        spec_file,
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29612",
+    ]
     result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-1500:]
     return out
@@ -106,8 +159,9 @@ def test_a_node_lost_mid_epoch_ends_the_other_and_resume_on_both_finishes(networ
     out = tmp_path / "cut"
     started = time.perf_counter()
     crash = {"IMGTRAIN_CRASH_AT": "batch:2.1", "IMGTRAIN_CRASH_RANK": "1"}  # node b dies in epoch 2
-    results = _finish([_start(0, network, small_training_data, out), _start(1, network, small_training_data, out,
-                                                                             env=crash)])
+    results = _finish(
+        [_start(0, network, small_training_data, out), _start(1, network, small_training_data, out, env=crash)]
+    )
     seconds = time.perf_counter() - started
     (code_a, _, err_a), (code_b, _, _) = results
     assert code_a == 1 and code_b != 0 and "DistributedTrainingError" in err_a, err_a[-1500:]

@@ -38,7 +38,7 @@ class _Server:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body[:len(body) // 2] if name in server.cut else body)
+                self.wfile.write(body[: len(body) // 2] if name in server.cut else body)
                 if name in server.cut:
                     self.wfile.flush()
                     self.connection.shutdown(2)  # the server goes away mid-file
@@ -77,8 +77,9 @@ def hub(tmp_path, monkeypatch, resnet18_file):
 
     def published(model_name, prefix=digest[:8], served=name):
         official = real(model_name)  # the mirror's URL and torch's cache folder, as users get them
-        return weights.WeightsFile(official.url.rsplit("/", 1)[0] + "/" + served,
-                                   official.path.with_name(served), prefix)
+        return weights.WeightsFile(
+            official.url.rsplit("/", 1)[0] + "/" + served, official.path.with_name(served), prefix
+        )
 
     monkeypatch.setattr(weights, "imagenet_weights", published)
     yield server, published, Path(tmp_path / "torch-home" / "hub" / "checkpoints")

@@ -40,8 +40,13 @@ def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRA
     for b in range(bins):
         members = which == b
         count = int(members.sum())
-        row = {"lower": float(edges[b]), "upper": float(edges[b + 1]), "images": count, "confidence": None,
-               "accuracy": None}
+        row = {
+            "lower": float(edges[b]),
+            "upper": float(edges[b + 1]),
+            "images": count,
+            "confidence": None,
+            "accuracy": None,
+        }
         if count:
             mean_confidence, accuracy = float(confidence[members].mean()), float(correct[members].mean())
             row["confidence"], row["accuracy"] = mean_confidence, accuracy
@@ -66,8 +71,9 @@ def negative_log_likelihood(logits: np.ndarray, labels: np.ndarray, temperature:
     return float(np.mean(log_norm - z[np.arange(len(z)), labels]))
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = FIT_RANGE,
-                    iterations: int = 80) -> float:
+def fit_temperature(
+    logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = FIT_RANGE, iterations: int = 80
+) -> float:
     """The temperature within `bounds` of least negative log-likelihood on (logits, labels).
 
     The likelihood is convex in 1/T, so it has one minimum: a golden-section search over log T finds it
@@ -100,8 +106,9 @@ def stratified_folds(labels: np.ndarray, folds: int) -> np.ndarray:
     return fold
 
 
-def cross_validated_temperatures(logits: np.ndarray, labels: np.ndarray, folds: int = CALIBRATION_FOLDS,
-                                 bounds: tuple[float, float] = FIT_RANGE) -> np.ndarray:
+def cross_validated_temperatures(
+    logits: np.ndarray, labels: np.ndarray, folds: int = CALIBRATION_FOLDS, bounds: tuple[float, float] = FIT_RANGE
+) -> np.ndarray:
     """Per image, the temperature fitted on the folds it is not in."""
     fold = stratified_folds(labels, folds)
     temperatures = np.ones(len(labels))
@@ -120,28 +127,51 @@ def _scores(logits: np.ndarray, labels: np.ndarray, temperature: float | np.ndar
     return nll, calibration(probs.max(1), (probs.argmax(1) == labels).astype(np.float64))["ece"]
 
 
-def temperature_report(logits: np.ndarray, labels: np.ndarray, *, min_images: int = MIN_CALIBRATION_IMAGES,
-                       folds: int = CALIBRATION_FOLDS, bounds: tuple[float, float] = FIT_RANGE) -> dict[str, Any]:
+def temperature_report(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    *,
+    min_images: int = MIN_CALIBRATION_IMAGES,
+    folds: int = CALIBRATION_FOLDS,
+    bounds: tuple[float, float] = FIT_RANGE,
+) -> dict[str, Any]:
     """The temperature train stores, by the module's rule, and why: with the log loss and ECE before and after
     on validation images the fit did not see (each scored with the temperature of the other folds)."""
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)
-    report: dict[str, Any] = {"method": "temperature scaling", "fitted_on": "validation", "images": n,
-                              "temperature": 1.0, "applied": False}
+    report: dict[str, Any] = {
+        "method": "temperature scaling",
+        "fitted_on": "validation",
+        "images": n,
+        "temperature": 1.0,
+        "applied": False,
+    }
     wrong = int((logits.argmax(1) != labels).sum()) if n else 0
     if n < min_images:
         return {**report, "reason": f"{n} validation images, fewer than the {min_images} a temperature needs"}
     if wrong == 0:
-        return {**report, "reason": f"all {n} validation images are right, so no temperature is best: the log loss "
-                                    "only falls as confidence grows"}
+        return {
+            **report,
+            "reason": f"all {n} validation images are right, so no temperature is best: the log loss "
+            "only falls as confidence grows",
+        }
     before = _scores(logits, labels, 1.0)
     after = _scores(logits, labels, cross_validated_temperatures(logits, labels, folds, bounds))
-    report.update(folds=folds, measured_on=f"held-out folds ({folds}-fold cross-validation)",
-                  nll_before=before[0], nll_after=after[0], ece_before=before[1], ece_after=after[1])
+    report.update(
+        folds=folds,
+        measured_on=f"held-out folds ({folds}-fold cross-validation)",
+        nll_before=before[0],
+        nll_after=after[0],
+        ece_before=before[1],
+        ece_after=after[1],
+    )
     if after[0] >= before[0]:
-        return {**report, "reason": "temperatures fitted on part of the validation images did not lower the log "
-                                    f"loss on the rest ({before[0]:.4f} -> {after[0]:.4f})"}
+        return {
+            **report,
+            "reason": "temperatures fitted on part of the validation images did not lower the log "
+            f"loss on the rest ({before[0]:.4f} -> {after[0]:.4f})",
+        }
     return {**report, "temperature": fit_temperature(logits, labels, bounds), "applied": True}
 
 
@@ -149,9 +179,11 @@ def describe(report: dict[str, Any]) -> str:
     """One line for the log: the temperature kept and what it did to images the fit did not see, or why none."""
     if not report["applied"]:
         return f"not calibrated (temperature 1): {report['reason']}"
-    return (f"calibrated: temperature {report['temperature']:.3f} from {report['images']} validation images; on "
-            f"images the fit did not see, log loss {report['nll_before']:.4f} -> {report['nll_after']:.4f}, "
-            f"calibration error {report['ece_before']:.4f} -> {report['ece_after']:.4f}")
+    return (
+        f"calibrated: temperature {report['temperature']:.3f} from {report['images']} validation images; on "
+        f"images the fit did not see, log loss {report['nll_before']:.4f} -> {report['nll_after']:.4f}, "
+        f"calibration error {report['ece_before']:.4f} -> {report['ece_after']:.4f}"
+    )
 
 
 def check_temperature(value: Any) -> float:

@@ -19,11 +19,14 @@ from .params import check, declared, param, problems, shaping
 #: Seeds are 32-bit, as the designer's; larger ones overflowed torch's generator deep inside a run.
 MAX_SEED = 2**32 - 1
 
+
 def check_seed(seed: object) -> int:
     """The seed if it is an integer from 0 to MAX_SEED; ParameterError saying so otherwise."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ParameterError(f"seed must be an integer from 0 to {MAX_SEED}, got {str(seed)[:40]!r}.",
-                             hint="the designer's default is 1.")
+        raise ParameterError(
+            f"seed must be an integer from 0 to {MAX_SEED}, got {str(seed)[:40]!r}.",
+            hint="the designer's default is 1.",
+        )
     return seed
 
 
@@ -31,8 +34,17 @@ def check_seed(seed: object) -> int:
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "densenet": ("densenet121", "densenet161", "densenet169", "densenet201"),
-    "resnet": ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
-               "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2"),
+    "resnet": (
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "resnext50_32x4d",
+        "resnext101_32x8d",
+        "wide_resnet50_2",
+        "wide_resnet101_2",
+    ),
 }
 #: The family of `imgtrain model` networks (any of the catalog, models.catalog).
 CATALOG_FAMILY = "torchvision"
@@ -83,8 +95,9 @@ class TransformSpec:
     padding: int = _pixels(0, "pixels added on each border for --pad", low=0)
     color_jitter: bool = param(False, "randomly change brightness, contrast and saturation (each by up to 40%)")
     grayscale: bool = param(False, "convert to grayscale (kept as 3 channels)")
-    random_resized_crop: bool = param(False, "crop a random area (8-100%) and aspect ratio (3/4-4/3), resized to "
-                                      "--random-resized-crop-size")
+    random_resized_crop: bool = param(
+        False, "crop a random area (8-100%) and aspect ratio (3/4-4/3), resized to --random-resized-crop-size"
+    )
     random_resized_crop_size: int = _pixels(256, "output side of the random resized crop")
     random_crop: bool = param(False, "crop a random square of --random-crop-size (padding when smaller)")
     random_crop_size: int = _pixels(224, "side of the random crop")
@@ -129,24 +142,29 @@ def _frame_problems(s: dict) -> list[str]:
     side, made_by = (s["size"], "the resize (size)") if s["resize"] else (None, "")
     if s["center_crop"]:
         if side is not None and s["crop_size"] > side:
-            problems.append(f"crop_size must be at most size when both resize and center_crop are on, got crop_size "
-                            f"{s['crop_size']} with size {side}: a {s['crop_size']} px center crop of an image "
-                            f"resized to {side} px is that image in a black frame; lower crop_size to {side} or "
-                            f"less, or raise size to {s['crop_size']} or more")
+            problems.append(
+                f"crop_size must be at most size when both resize and center_crop are on, got crop_size "
+                f"{s['crop_size']} with size {side}: a {s['crop_size']} px center crop of an image "
+                f"resized to {side} px is that image in a black frame; lower crop_size to {side} or "
+                f"less, or raise size to {s['crop_size']} or more"
+            )
         side, made_by = s["crop_size"], "the center crop (crop_size)"
     if s["pad"] and side is not None:
         side, made_by = side + 2 * s["padding"], f"{made_by} and the padding"
     if s["random_resized_crop"]:
         side, made_by = s["random_resized_crop_size"], "the random resized crop (random_resized_crop_size)"
     if s["random_crop"] and side is not None and s["random_crop_size"] > side:
-        problems.append(f"random_crop_size must be at most {side}, the side {made_by} leaves, got "
-                        f"{s['random_crop_size']}: the random crop would pad the image with black to "
-                        f"{s['random_crop_size']} px; lower random_crop_size to {side} or less (or turn on pad "
-                        "with a padding, if a black border is what you want)")
+        problems.append(
+            f"random_crop_size must be at most {side}, the side {made_by} leaves, got "
+            f"{s['random_crop_size']}: the random crop would pad the image with black to "
+            f"{s['random_crop_size']} px; lower random_crop_size to {side} or less (or turn on pad "
+            "with a padding, if a black border is what you want)"
+        )
     return problems
 
 
 # --- training
+
 
 def _is_cuda_device(value: object) -> bool:
     return isinstance(value, str) and value.startswith("cuda:") and value[5:].isdigit()
@@ -161,73 +179,140 @@ class TrainConfig:
 
     epochs: int = param(5, "number of epochs", low=1, metavar="N", shapes_result=True)
     batch_size: int = param(16, "images per batch", low=1, metavar="N", shapes_result=True)
-    learning_rate: float = param(0.001, "initial SGD learning rate", low=sys.float_info.epsilon, metavar="LR",
-                                 shapes_result=True, hint="the designer's default is 0.001.")
-    seed: int = param(1, "random seed; with --repeatable the same seed gives bit-identical weights", low=0,
-                      high=MAX_SEED, metavar="N", shapes_result=True, hint="the designer's default is 1.")
-    patience: int = param(3, "epochs without a better validation loss before stopping", low=1, metavar="N",
-                          shapes_result=True)
+    learning_rate: float = param(
+        0.001,
+        "initial SGD learning rate",
+        low=sys.float_info.epsilon,
+        metavar="LR",
+        shapes_result=True,
+        hint="the designer's default is 0.001.",
+    )
+    seed: int = param(
+        1,
+        "random seed; with --repeatable the same seed gives bit-identical weights",
+        low=0,
+        high=MAX_SEED,
+        metavar="N",
+        shapes_result=True,
+        hint="the designer's default is 1.",
+    )
+    patience: int = param(
+        3, "epochs without a better validation loss before stopping", low=1, metavar="N", shapes_result=True
+    )
     warmup_epochs: int = param(0, "epochs of linear learning-rate warmup", low=0, metavar="N", shapes_result=True)
     freeze_epochs: int = param(
-        0, "fine-tuning: train only the new classifier head for the first N epochs (the pretrained backbone's weights "
+        0,
+        "fine-tuning: train only the new classifier head for the first N epochs (the pretrained backbone's weights "
         "and BatchNorm statistics stay as they are); 0 trains everything from the start, as the designer does",
-        low=0, metavar="N", shapes_result=True)
+        low=0,
+        metavar="N",
+        shapes_result=True,
+    )
     head_lr_scale: float = param(
-        10.0, "fine-tuning: on a pretrained backbone the new classifier head learns at X times --learning-rate, the "
+        10.0,
+        "fine-tuning: on a pretrained backbone the new classifier head learns at X times --learning-rate, the "
         "backbone at --learning-rate (default 10: measured, fine-tuning then beats training from scratch in 5 epochs "
         "on few images; see docs/performance.md, Transfer); 1 = one rate for all, as the designer does. Ignored when "
-        "training from scratch", low=0, above=True, high=1000, metavar="X", shapes_result=True,
-        hint="1 trains the head at the backbone's rate (the designer's behaviour).")
+        "training from scratch",
+        low=0,
+        above=True,
+        high=1000,
+        metavar="X",
+        shapes_result=True,
+        hint="1 trains the head at the backbone's rate (the designer's behaviour).",
+    )
     print_frequency: int = param(10, "report progress every N batches", low=1, metavar="N")
-    device: str = param("auto", "auto, cpu or cuda (auto picks a GPU when there is one); cuda:N picks one GPU",
-                        choices=("auto", "cpu", "cuda"), accepts=_is_cuda_device,
-                        expected="auto, cpu, cuda or cuda:N")
+    device: str = param(
+        "auto",
+        "auto, cpu or cuda (auto picks a GPU when there is one); cuda:N picks one GPU",
+        choices=("auto", "cpu", "cuda"),
+        accepts=_is_cuda_device,
+        expected="auto, cpu, cuda or cuda:N",
+    )
     precision: str = param(
-        "auto", "arithmetic. auto = the fastest that keeps the --repeatable promise: on a CPU fp32 (bf16 there is "
+        "auto",
+        "arithmetic. auto = the fastest that keeps the --repeatable promise: on a CPU fp32 (bf16 there is "
         "not bit-repeatable), on a GPU bf16 (fp16 without bf16) with deterministic kernels; with --no-repeatable, "
         "bf16 wherever one training step of this model at this image size measured faster than fp32 (at least "
-        "1.1x). A resumed run keeps its precision", choices=PRECISIONS)
+        "1.1x). A resumed run keeps its precision",
+        choices=PRECISIONS,
+    )
     repeatable: bool = param(
-        True, "same seed and inputs -> bit-identical weights (and --resume ends as an uninterrupted run). "
+        True,
+        "same seed and inputs -> bit-identical weights (and --resume ends as an uninterrupted run). "
         "--no-repeatable trades this for speed: bf16 on CPUs with native bf16 where measured faster, cuDNN "
         "autotuning on GPUs; resume then restores the exact saved state but the rest of the run may differ in the "
-        "last bits", shapes_result=True)
-    workers: int | None = param(None, "worker processes; 0 = all work in this process (default: 0 on 2 cores or "
-                                "fewer, else up to 4)", low=0, metavar="N", studio=False)
+        "last bits",
+        shapes_result=True,
+    )
+    workers: int | None = param(
+        None,
+        "worker processes; 0 = all work in this process (default: 0 on 2 cores or fewer, else up to 4)",
+        low=0,
+        metavar="N",
+        studio=False,
+    )
     cache: bool = param(
-        True, "keep images that the transformation's resize shrinks at least 4x (camera photos) decoded and resized "
+        True,
+        "keep images that the transformation's resize shrinks at least 4x (camera photos) decoded and resized "
         "in the decoded-image cache, so epochs after the first read them instead of decoding them again; the "
         "weights are the same with or without it. The cache is in $IMGTRAIN_CACHE_DIR, else "
-        "~/.cache/imgtrain/decoded; delete it any time")
+        "~/.cache/imgtrain/decoded; delete it any time",
+    )
     class_weights: str = param(
-        "none", "class imbalance: balanced weighs each class's loss by n / (classes x images of the class), so every "
+        "none",
+        "class imbalance: balanced weighs each class's loss by n / (classes x images of the class), so every "
         "class counts the same in total (the validation loss that picks the best epoch is weighted the same way); "
-        "none counts every image the same, as the designer does", choices=CLASS_WEIGHTS, shapes_result=True,
-        hint="balanced helps when some classes have far fewer images than others.")
+        "none counts every image the same, as the designer does",
+        choices=CLASS_WEIGHTS,
+        shapes_result=True,
+        hint="balanced helps when some classes have far fewer images than others.",
+    )
     sampler: str = param(
-        "uniform", "class imbalance: balanced draws each epoch's images with replacement, every class equally likely "
+        "uniform",
+        "class imbalance: balanced draws each epoch's images with replacement, every class equally likely "
         "(minority images repeat, majority images are left out); uniform shuffles the training images, as the "
-        "designer does", choices=SAMPLERS, shapes_result=True,
-        hint="balanced helps when some classes have far fewer images than others.")
+        "designer does",
+        choices=SAMPLERS,
+        shapes_result=True,
+        hint="balanced helps when some classes have far fewer images than others.",
+    )
     label_smoothing: float = param(
-        0.0, "train towards 1 - S on the true class and S spread over all classes (Szegedy et al. 2016), instead of "
+        0.0,
+        "train towards 1 - S on the true class and S spread over all classes (Szegedy et al. 2016), instead of "
         "all on the true class, so the network is not pushed to ever larger logits; 0.1 is the usual value in "
         "modern recipes (torchvision's, timm's). The validation loss that picks the best epoch is not smoothed; "
-        "0 = plain cross-entropy, as the designer does", low=0, high=0.9, metavar="S", shapes_result=True)
+        "0 = plain cross-entropy, as the designer does",
+        low=0,
+        high=0.9,
+        metavar="S",
+        shapes_result=True,
+    )
     calibrate: bool = param(
-        True, "after training, fit a temperature to the validation set so the model's confidences match how often "
+        True,
+        "after training, fit a temperature to the validation set so the model's confidences match how often "
         "it is right (temperature scaling, Guo et al. 2017); stored in the model directory and used by score, serve, "
         "export and the studio. Rankings and labels do not change. No temperature (T = 1, and the log says why) "
         "below 50 validation images, when every validation image is already right, or when temperatures fitted on "
         "4/5 of the validation images do not lower the log loss on the other 1/5 (5-fold); T lies in 0.1-20 "
-        "(docs/trust.md)")
+        "(docs/trust.md)",
+    )
     resume: bool = param(False, "continue an interrupted run in --out from its last checkpoint", studio=False)
     overwrite: bool = param(False, "replace --out if it holds a model or an interrupted run", studio=False)
     progress: bool = param(True, "show progress bars (on a terminal)", studio=False)
-    log_dir: str | None = param(None, "write TensorBoard event files here (loss, accuracy, learning rate, images/s "
-                                "per epoch); view with `tensorboard --logdir DIR`", metavar="DIR", studio=False)
-    mlflow: bool = param(False, "also log parameters and per-epoch metrics to MLflow (needs mlflow installed; "
-                         "MLFLOW_TRACKING_URI, else ./mlruns)", studio=False)
+    log_dir: str | None = param(
+        None,
+        "write TensorBoard event files here (loss, accuracy, learning rate, images/s "
+        "per epoch); view with `tensorboard --logdir DIR`",
+        metavar="DIR",
+        studio=False,
+    )
+    mlflow: bool = param(
+        False,
+        "also log parameters and per-epoch metrics to MLflow (needs mlflow installed; "
+        "MLFLOW_TRACKING_URI, else ./mlruns)",
+        studio=False,
+    )
 
     def __post_init__(self) -> None:
         check(self)
@@ -255,12 +340,16 @@ def check_min_confidence(value: object, classes: tuple[str, ...] | list[str] = (
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-        raise ParameterError(f"min_confidence must be a probability above 0 and at most 1, got {value!r}.",
-                             hint="e.g. 0.5: images whose top class is less likely than that are answered "
-                                  f"{UNKNOWN_LABEL!r}.")
+        raise ParameterError(
+            f"min_confidence must be a probability above 0 and at most 1, got {value!r}.",
+            hint=f"e.g. 0.5: images whose top class is less likely than that are answered {UNKNOWN_LABEL!r}.",
+        )
     if UNKNOWN_LABEL in classes:
-        raise ParameterError(f"The model has a class named {UNKNOWN_LABEL!r}, so an {UNKNOWN_LABEL!r} answer below "
-                             "--min-confidence could not be told from it.", hint="leave out --min-confidence.")
+        raise ParameterError(
+            f"The model has a class named {UNKNOWN_LABEL!r}, so an {UNKNOWN_LABEL!r} answer below "
+            "--min-confidence could not be told from it.",
+            hint="leave out --min-confidence.",
+        )
     return float(value)
 
 
@@ -282,9 +371,13 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         check_min_confidence(self.min_confidence)
-        if (self.max_upload_bytes < 1 or self.max_pixels < 1 or self.max_batch < 1 or self.decode_threads < 1
-                or not 0 <= self.batch_wait_ms <= 60_000):
-            raise ParameterError("upload size, pixel limit, batch size and decode threads must be positive, "
-                                 "the wait 0 to 60000 ms.")
-
-
+        if (
+            self.max_upload_bytes < 1
+            or self.max_pixels < 1
+            or self.max_batch < 1
+            or self.decode_threads < 1
+            or not 0 <= self.batch_wait_ms <= 60_000
+        ):
+            raise ParameterError(
+                "upload size, pixel limit, batch size and decode threads must be positive, the wait 0 to 60000 ms."
+            )

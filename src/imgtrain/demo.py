@@ -67,8 +67,11 @@ def run_demo(out: str | Path, epochs: int = 5, limit: int | None = None, progres
     started = time.perf_counter()
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise OutputExistsError(f"{out} exists and is not an earlier demo output.", hint="choose another out folder.",
-                                cli_hint="choose another --out.")
+        raise OutputExistsError(
+            f"{out} exists and is not an earlier demo output.",
+            hint="choose another out folder.",
+            cli_hint="choose another --out.",
+        )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / MARKER, {"format": "imgtrain.demo", "format_version": 1})
     with tempfile.TemporaryDirectory(prefix="imgtrain-digits-") as folder:
@@ -77,8 +80,9 @@ def run_demo(out: str | Path, epochs: int = 5, limit: int | None = None, progres
         images = convert(folder, out / "digits", overwrite=True, progress=progress)
     train_dir, valid_dir = split(images.root, out / "train", out / "valid", fraction=0.9, seed=1, overwrite=True)
     transform = init_transform(out / "transform.json", DIGITS_TRANSFORM, overwrite=True)
-    untrained = create_model_directory(out / "untrained", Architecture("resnet", "resnet18"), pretrained=False,
-                                       overwrite=True)
+    untrained = create_model_directory(
+        out / "untrained", Architecture("resnet", "resnet18"), pretrained=False, overwrite=True
+    )
     config = TrainConfig(epochs=epochs, overwrite=True, progress=progress)  # the module's defaults otherwise
     try:
         train(untrained.path, train_dir.root, valid_dir.root, out / "model", config, transform=transform)
@@ -86,9 +90,20 @@ def run_demo(out: str | Path, epochs: int = 5, limit: int | None = None, progres
         raise TrainingInterrupted(
             f"The demo stopped while training {out / 'model'} ({signal.Signals(exc.signum).name}).",
             hint="call run_demo again: it starts over (the demo has no resume).",
-            cli_hint="run `imgtrain demo` again: it starts over (the demo has no --resume).", signum=exc.signum,
+            cli_hint="run `imgtrain demo` again: it starts over (the demo has no --resume).",
+            signum=exc.signum,
         ) from None
     scores, _ = score_to_file(out / "model", valid_dir.root, out / "scores.csv", overwrite=True, progress=progress)
     metrics = evaluate(scores, out / "report", overwrite=True)
-    return DemoResult(out, images, train_dir, valid_dir, transform, out / "model", scores, out / "report", metrics,
-                      time.perf_counter() - started)
+    return DemoResult(
+        out,
+        images,
+        train_dir,
+        valid_dir,
+        transform,
+        out / "model",
+        scores,
+        out / "report",
+        metrics,
+        time.perf_counter() - started,
+    )

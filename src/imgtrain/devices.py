@@ -92,8 +92,13 @@ def candidate_precision(cap: Capability, repeatable: bool) -> str | None:
     return reduced
 
 
-def resolve_precision(precision: str, device: torch.device, repeatable: bool = True,
-                      speedup: Callable[[str], float] | None = None, cap: Capability | None = None) -> str:
+def resolve_precision(
+    precision: str,
+    device: torch.device,
+    repeatable: bool = True,
+    speedup: Callable[[str], float] | None = None,
+    cap: Capability | None = None,
+) -> str:
     """The precision `auto` stands for: the policy's candidate when `speedup(candidate)` (the real model
     step, reduced vs fp32) is at least MIN_SPEEDUP, else fp32. Without `speedup` the candidate is taken."""
     if precision != "auto":
@@ -121,8 +126,9 @@ def gradient_scaler(device: torch.device, precision: str) -> torch.amp.GradScale
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
 
-def measure_speedup(net: nn.Module, shape: tuple[int, ...], device: torch.device, precision: str,
-                    training: bool = True, rounds: int = 2) -> float:
+def measure_speedup(
+    net: nn.Module, shape: tuple[int, ...], device: torch.device, precision: str, training: bool = True, rounds: int = 2
+) -> float:
     """How many times faster one step of `net` runs in `precision` than in fp32 on a batch of `shape`.
 
     Forward + backward when `training`, forward alone otherwise; on a copy of `net`, with the
@@ -161,8 +167,13 @@ def determinism(device: torch.device, precision: str, repeatable: bool) -> Itera
     fp32 is bit-repeatable as it is; for bf16 oneDNN's deterministic mode is asked for, which
     PyTorch may not pass to every CPU kernel, so a warning says that the promise is weaker.
     """
-    saved = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.backends.mkldnn.deterministic)
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.backends.mkldnn.deterministic,
+    )
     if repeatable and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's own condition for determinism
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -172,9 +183,12 @@ def determinism(device: torch.device, precision: str, repeatable: bool) -> Itera
     if repeatable and device.type != "cuda" and precision != "fp32":
         # torch declares the module attribute as `deterministic: ContextProp` (its descriptor), not the bool it holds
         torch.backends.mkldnn.deterministic = True  # type: ignore[assignment]
-        log.warning("%s on the CPU is not guaranteed to be bit-repeatable: the same seed may give slightly "
-                    "different weights (a resume still continues from the exact saved state); fp32 gives "
-                    "bit-identical weights", precision)
+        log.warning(
+            "%s on the CPU is not guaranteed to be bit-repeatable: the same seed may give slightly "
+            "different weights (a resume still continues from the exact saved state); fp32 gives "
+            "bit-identical weights",
+            precision,
+        )
     try:
         yield
     finally:

@@ -27,8 +27,10 @@ def write_failed(target: Path, exc: BaseException, kept: str = "") -> OutputWrit
     """The error for a failed write of `target`: says why, what was kept, and what to do."""
     reason = getattr(exc, "reason", None) or (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))
     reason = re.sub(r".*I/O error: (.*?) \(os error \d+\).*", r"\1", reason)  # as safetensors' writer says it
-    error = OutputWriteError(f"Writing {target} failed: {reason}.{' ' + kept if kept else ''}",
-                             hint="free some disk space, or choose an output you can write to, and run again.")
+    error = OutputWriteError(
+        f"Writing {target} failed: {reason}.{' ' + kept if kept else ''}",
+        hint="free some disk space, or choose an output you can write to, and run again.",
+    )
     error.reason = reason
     return error
 
@@ -47,8 +49,10 @@ def make_parent(path: Path) -> None:
     for ancestor in Path(path).absolute().parents:
         if ancestor.exists():
             if not ancestor.is_dir():
-                raise OutputWriteError(f"Cannot write {path}: {ancestor} is a file, not a folder.",
-                                       hint="choose an output path inside a folder.")
+                raise OutputWriteError(
+                    f"Cannot write {path}: {ancestor} is a file, not a folder.",
+                    hint="choose an output path inside a folder.",
+                )
             break
     with reporting_write_errors(path):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -77,8 +81,13 @@ def publish(path: str | Path, directory: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, kept: str = "The previous file, if any, is unchanged.", suffix: str = ".tmp",
-                write_errors: tuple[type[BaseException], ...] = (), crash_at: tuple | None = None) -> Iterator[str]:
+def atomic_file(
+    path: Path,
+    kept: str = "The previous file, if any, is unchanged.",
+    suffix: str = ".tmp",
+    write_errors: tuple[type[BaseException], ...] = (),
+    crash_at: tuple | None = None,
+) -> Iterator[str]:
     """Yield a temporary file name beside `path`; what the block writes there replaces `path` at once.
 
     Readers see the old file or the new one, never half of it; on any failure the temporary file is
@@ -121,13 +130,21 @@ def format_problem(data: Any, fmt: str, version: int, kinds: dict[str, str] | No
         known = (kinds or {}).get(kind) if isinstance(kind, str) else None  # a hand-edited format may be anything
         return f"it is {known}" if known else f"it is not a {fmt} document (format {str(kind)[:60]!r})"
     if data.get("format_version") != version:
-        return (f"it has format_version {data.get('format_version')!r}; this imgtrain reads {version} (upgrade "
-                "imgtrain, or recreate it with this version)")
+        return (
+            f"it has format_version {data.get('format_version')!r}; this imgtrain reads {version} (upgrade "
+            "imgtrain, or recreate it with this version)"
+        )
     return None
 
 
-def read_versioned_json(path: Path, fmt: str, version: int, error: type[ImgtrainError], hint: str | None = None,
-                        kinds: dict[str, str] | None = None) -> dict[str, Any]:
+def read_versioned_json(
+    path: Path,
+    fmt: str,
+    version: int,
+    error: type[ImgtrainError],
+    hint: str | None = None,
+    kinds: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The JSON object in `path` if it is of format `fmt` at `version`; otherwise `error` saying what it is."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -187,8 +204,9 @@ def _lock(lock: Path, out: Path):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.close()
-            raise OutputExistsError(f"Another imgtrain process is writing {out}.",
-                                    hint="wait for it to finish, or choose another output.") from None
+            raise OutputExistsError(
+                f"Another imgtrain process is writing {out}.", hint="wait for it to finish, or choose another output."
+            ) from None
         try:
             mine, there = os.fstat(handle.fileno()), os.stat(lock)
             if (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino):
@@ -225,8 +243,7 @@ def within(path: str | Path, folder: str | Path) -> bool:
 
 
 #: What every folder imgtrain writes holds (image directory, model directories, export, report, checkpoint).
-IMGTRAIN_MARKERS = ("imgtrain-images.json", "imgtrain-model.json", "imgtrain-export.json", "metrics.json",
-                    "checkpoint")
+IMGTRAIN_MARKERS = ("imgtrain-images.json", "imgtrain-model.json", "imgtrain-export.json", "metrics.json", "checkpoint")
 
 
 def check_output(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
@@ -238,8 +255,9 @@ def check_output(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> Non
                 hint="choose an output path outside the input.",
             )
         if within(out, inp):  # the next run over the input would read the output as part of it
-            raise ParameterError(f"The output {out} lies inside the input {inp}.",
-                                 hint="choose an output path outside the input.")
+            raise ParameterError(
+                f"The output {out} lies inside the input {inp}.", hint="choose an output path outside the input."
+            )
     if not overwrite and _is_occupied(out):
         raise OutputExistsError(
             f"The output {out} already exists and is not empty.",
@@ -249,12 +267,15 @@ def check_output(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> Non
     if overwrite and out.is_dir() and _is_occupied(out) and not any((out / m).exists() for m in IMGTRAIN_MARKERS):
         raise OutputExistsError(
             f"The output {out} already exists and holds files imgtrain did not write; overwriting replaces only "
-            "imgtrain outputs.", hint="choose another output path, or empty that folder yourself.")
+            "imgtrain outputs.",
+            hint="choose another output path, or empty that folder yourself.",
+        )
 
 
 @contextlib.contextmanager
-def building_dir(out: Path, overwrite: bool = False, inputs: Iterable[Path] = (),
-                 validate: Callable[[Path], object] | None = None) -> Iterator[Path]:
+def building_dir(
+    out: Path, overwrite: bool = False, inputs: Iterable[Path] = (), validate: Callable[[Path], object] | None = None
+) -> Iterator[Path]:
     """Yield a temporary folder beside `out`; on success it replaces `out`, on failure it vanishes.
 
     Readers of `out` never see a half-written folder, and a failed run leaves an
@@ -273,8 +294,9 @@ def building_dir(out: Path, overwrite: bool = False, inputs: Iterable[Path] = ()
 
 
 @contextlib.contextmanager
-def _replacing(out: Path, tmp: Path, overwrite: bool, inputs: list[Path], kept: str,
-               validate: Callable[[Path], object] | None) -> Iterator[None]:
+def _replacing(
+    out: Path, tmp: Path, overwrite: bool, inputs: list[Path], kept: str, validate: Callable[[Path], object] | None
+) -> Iterator[None]:
     """After the caller filled `tmp`: check it and move it into place; on any failure remove it."""
     try:
         yield
@@ -283,8 +305,11 @@ def _replacing(out: Path, tmp: Path, overwrite: bool, inputs: list[Path], kept: 
             try:
                 validate(tmp)
             except ImgtrainError as exc:
-                raise type(exc)(f"What was built for {out} does not pass its own checks, so it was not written "
-                                f"({exc.message}). {kept}", exc.hint) from None
+                raise type(exc)(
+                    f"What was built for {out} does not pass its own checks, so it was not written "
+                    f"({exc.message}). {kept}",
+                    exc.hint,
+                ) from None
         publish(tmp, directory=True)
         check_output(out, overwrite, inputs)  # something may have appeared meanwhile
         _move_into_place(tmp, out)

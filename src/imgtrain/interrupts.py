@@ -44,8 +44,11 @@ def stop_on_signals() -> Iterator[StopRequest]:
                 raise KeyboardInterrupt
             return
         request.signum = signum
-        log.warning("%s received: stopping after this batch and writing a checkpoint (press Ctrl-C again to stop "
-                    "at once, losing the current epoch's progress)", request.name)
+        log.warning(
+            "%s received: stopping after this batch and writing a checkpoint (press Ctrl-C again to stop "
+            "at once, losing the current epoch's progress)",
+            request.name,
+        )
 
     previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
     try:
@@ -101,5 +104,6 @@ def _sigterm_default_in_child() -> None:
     _unblock_after_fork()
 
 
-os.register_at_fork(before=_block_sigterm_for_fork, after_in_parent=_unblock_after_fork,
-                    after_in_child=_sigterm_default_in_child)
+os.register_at_fork(
+    before=_block_sigterm_for_fork, after_in_parent=_unblock_after_fork, after_in_child=_sigterm_default_in_child
+)

@@ -66,8 +66,11 @@ class Declared:
             return "one of " + ", ".join(p.choices)
         noun = {int: "an integer", float: "a finite number", str: "a string"}[self.kind]
         if p.low is not None and p.high is not None:
-            return (f"{noun} above {_show(p.low)} and at most {_show(p.high)}" if p.above
-                    else f"{noun} from {_show(p.low)} to {_show(p.high)}")
+            return (
+                f"{noun} above {_show(p.low)} and at most {_show(p.high)}"
+                if p.above
+                else f"{noun} from {_show(p.low)} to {_show(p.high)}"
+            )
         if p.low is not None:
             return f"{noun} {'>' if p.above else '>='} {_show(p.low)}"
         return noun
@@ -120,8 +123,10 @@ def declared(cls: type) -> list[Declared]:
         optional = "None" in parts
         kinds = [part for part in parts if part != "None"]
         if len(kinds) != 1 or kinds[0] not in _KINDS:
-            raise TypeError(f"{cls.__name__}.{field.name}: a declared parameter is int, float, bool or str "
-                            f"(optionally | None), got {annotation}")
+            raise TypeError(
+                f"{cls.__name__}.{field.name}: a declared parameter is int, float, bool or str "
+                f"(optionally | None), got {annotation}"
+            )
         out.append(Declared(field.name, field.default, _KINDS[kinds[0]], optional, declaration))
     return out
 
@@ -145,8 +150,9 @@ def check(instance: Any) -> None:
     hints = [d.param.hint for d, _ in found if d.param.hint]
     if len(found) == 1:
         raise ParameterError(found[0][1] + ".", hint=hints[0] if hints else None)
-    raise ParameterError("Invalid parameters:\n" + list_problems([p for _, p in found]),
-                         hint="; ".join(hints) if hints else None)
+    raise ParameterError(
+        "Invalid parameters:\n" + list_problems([p for _, p in found]), hint="; ".join(hints) if hints else None
+    )
 
 
 def shaping(instance: Any) -> dict[str, Any]:
@@ -161,7 +167,15 @@ def describe(cls: type, studio_only: bool = False) -> dict[str, dict[str, Any]]:
         if studio_only and not d.param.studio:
             continue
         p = d.param
-        out[d.name] = {"default": d.default, "type": d.kind.__name__, "help": p.help, "expected": d.expected(),
-                       "low": p.low, "high": p.high, "above": p.above, "choices": list(p.choices),
-                       "optional": d.optional}
+        out[d.name] = {
+            "default": d.default,
+            "type": d.kind.__name__,
+            "help": p.help,
+            "expected": d.expected(),
+            "low": p.low,
+            "high": p.high,
+            "above": p.above,
+            "choices": list(p.choices),
+            "optional": d.optional,
+        }
     return out

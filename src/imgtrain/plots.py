@@ -62,8 +62,15 @@ def plot_confusion_matrix(matrix, classes: list[str], path: Path) -> None:
         threshold = matrix.max() / 2 if matrix.size else 0
         for i in range(k):
             for j in range(k):
-                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=8,
-                        color="white" if matrix[i, j] > threshold else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(int(matrix[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if matrix[i, j] > threshold else "black",
+                )
     _save(fig, path)
 
 
@@ -77,11 +84,22 @@ def plot_reliability(calibration: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 5), constrained_layout=True)
     filled = [b for b in calibration["bins"] if b["images"]]
     width = calibration["bins"][0]["upper"] - calibration["bins"][0]["lower"]
-    ax.bar([b["lower"] for b in filled], [b["accuracy"] for b in filled], width=width, align="edge",
-           edgecolor="black", label="accuracy of the images in the bin")
+    ax.bar(
+        [b["lower"] for b in filled],
+        [b["accuracy"] for b in filled],
+        width=width,
+        align="edge",
+        edgecolor="black",
+        label="accuracy of the images in the bin",
+    )
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top-1 probability)", ylabel="accuracy",
-           title=f"Reliability (ECE {calibration['ece']:.3f})")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="confidence (top-1 probability)",
+        ylabel="accuracy",
+        title=f"Reliability (ECE {calibration['ece']:.3f})",
+    )
     ax.legend(loc="upper left")
     _save(fig, path)
 

@@ -54,8 +54,9 @@ class LoggedProgress:
         self.count += n
         now = time.monotonic()
         tenth = 10 * self.count // self.total if self.total else self.tenth
-        if now - self.last >= MAX_SECONDS or (tenth > self.tenth and now - self.last >= self.min_seconds
-                                              and self.count != self.total):
+        if now - self.last >= MAX_SECONDS or (
+            tenth > self.tenth and now - self.last >= self.min_seconds and self.count != self.total
+        ):
             self._log(now)
         self.tenth = max(self.tenth, tenth)
 

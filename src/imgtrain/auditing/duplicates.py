@@ -36,7 +36,7 @@ def near_pairs(hashes: np.ndarray, max_bits: int = NEAR_BITS) -> list[tuple[int,
     whole = hashes[:, 0]
     best: dict[tuple[int, int], int] = {}
     for start in range(0, n, _CHUNK):
-        rows = whole[start:start + _CHUNK]
+        rows = whole[start : start + _CHUNK]
         bits = np.bitwise_count(rows[:, None, None] ^ hashes[None, :, :]).min(axis=2)  # (rows, images)
         for r, j in zip(*np.nonzero(bits <= max_bits), strict=True):
             i = start + int(r)
@@ -46,11 +46,15 @@ def near_pairs(hashes: np.ndarray, max_bits: int = NEAR_BITS) -> list[tuple[int,
     return [(i, j, d) for (i, j), d in sorted(best.items())]
 
 
-def same_colours(pairs: Sequence[tuple[int, int, int]], thumbnails: np.ndarray,
-                 max_levels: float = NEAR_COLOUR) -> list[tuple[int, int, int]]:
+def same_colours(
+    pairs: Sequence[tuple[int, int, int]], thumbnails: np.ndarray, max_levels: float = NEAR_COLOUR
+) -> list[tuple[int, int, int]]:
     """The pairs whose thumbnails differ by at most `max_levels` on average (the colour confirmation)."""
-    return [(i, j, d) for i, j, d in pairs
-            if np.abs(thumbnails[i].astype(np.int16) - thumbnails[j].astype(np.int16)).mean() <= max_levels]
+    return [
+        (i, j, d)
+        for i, j, d in pairs
+        if np.abs(thumbnails[i].astype(np.int16) - thumbnails[j].astype(np.int16)).mean() <= max_levels
+    ]
 
 
 def components(n: int, pairs: Sequence[tuple[int, int]]) -> list[list[int]]:

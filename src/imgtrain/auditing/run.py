@@ -38,13 +38,26 @@ class Entry:
     record: ImageRecord
 
     def ref(self) -> dict[str, Any]:
-        return {"directory": self.directory, "id": self.record.id, "path": self.record.path,
-                "source": self.record.source, "label": self.record.label}
+        return {
+            "directory": self.directory,
+            "id": self.record.id,
+            "path": self.record.path,
+            "source": self.record.source,
+            "label": self.record.label,
+        }
 
 
-def audit(images: str | Path, against: Sequence[str | Path] = (), out: str | Path | None = None, *,
-          overwrite: bool = False, workers: int | None = None, progress: bool = True, check_labels: bool = True,
-          seed: int = 0) -> dict[str, Any]:
+def audit(
+    images: str | Path,
+    against: Sequence[str | Path] = (),
+    out: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+    check_labels: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Audit an image directory (and its overlap with `against`); return the report, written to `out` if given."""
     _require_libraries(check_labels)
     directories = [ImageDirectory.open(images)] + [ImageDirectory.open(a) for a in against]
@@ -68,19 +81,30 @@ def audit(images: str | Path, against: Sequence[str | Path] = (), out: str | Pat
 def _require_libraries(check_labels: bool) -> None:
     for name in ("imagehash", "cleanlab", "sklearn") if check_labels else ("imagehash",):
         if importlib.util.find_spec(name) is None:
-            raise MissingDependencyError(f"imgtrain audit needs {name}.", hint="pip install 'imgtrain[audit]' "
-                                         "(imagehash, cleanlab, scikit-learn).")
+            raise MissingDependencyError(
+                f"imgtrain audit needs {name}.",
+                hint="pip install 'imgtrain[audit]' (imagehash, cleanlab, scikit-learn).",
+            )
 
 
-def _findings(directories: list[ImageDirectory], entries: list[Entry], facts: list[Facts], check_labels: bool,
-              seed: int, progress: bool = True) -> dict[str, Any]:
+def _findings(
+    directories: list[ImageDirectory],
+    entries: list[Entry],
+    facts: list[Facts],
+    check_labels: bool,
+    seed: int,
+    progress: bool = True,
+) -> dict[str, Any]:
     """The report: every finding, with the summary counts first."""
     readable = [i for i, f in enumerate(facts) if f.error is None]
     exact = exact_groups([f.sha256 for f in facts])
     hashes = _stacked([facts[i].hashes for i in readable], np.zeros((0, CROPS), np.uint64))
     thumbnails = _stacked([facts[i].thumbnail for i in readable], np.zeros((0, 1), np.uint8))
-    pairs = [(readable[a], readable[b], bits) for a, b, bits in same_colours(near_pairs(hashes), thumbnails)
-             if facts[readable[a]].sha256 != facts[readable[b]].sha256]
+    pairs = [
+        (readable[a], readable[b], bits)
+        for a, b, bits in same_colours(near_pairs(hashes), thumbnails)
+        if facts[readable[a]].sha256 != facts[readable[b]].sha256
+    ]
     near = components(len(entries), [(a, b) for a, b, _ in pairs])
     group_of = {i: k for k, g in enumerate(near) for i in g}
     widest = [0] * len(near)
@@ -88,13 +112,22 @@ def _findings(directories: list[ImageDirectory], entries: list[Entry], facts: li
         widest[group_of[a]] = max(widest[group_of[a]], d)
     groups = [_group(entries, g, "exact") for g in exact]
     groups += [_group(entries, g, "near", d) for g, d in zip(near, widest, strict=True)]
-    labels = _label_check(directories[0], entries, facts, seed, progress) if check_labels else {
-        "checked": False, "reason": "turned off"}
+    labels = (
+        _label_check(directories[0], entries, facts, seed, progress)
+        if check_labels
+        else {"checked": False, "reason": "turned off"}
+    )
     report = {
-        "format": AUDIT_FORMAT, "format_version": AUDIT_FORMAT_VERSION,
+        "format": AUDIT_FORMAT,
+        "format_version": AUDIT_FORMAT_VERSION,
         "directories": [_describe(i, d) for i, d in enumerate(directories)],
-        "thresholds": {"near_duplicate_bits": NEAR_BITS, "near_duplicate_colour_levels": NEAR_COLOUR,
-                       "tiny_side": TINY_SIDE, "max_aspect": MAX_ASPECT, "size_outlier": SIZE_OUTLIER},
+        "thresholds": {
+            "near_duplicate_bits": NEAR_BITS,
+            "near_duplicate_colour_levels": NEAR_COLOUR,
+            "tiny_side": TINY_SIDE,
+            "max_aspect": MAX_ASPECT,
+            "size_outlier": SIZE_OUTLIER,
+        },
         "exact_duplicates": [g for g in groups if g["kind"] == "exact"],
         "near_duplicates": [g for g in groups if g["kind"] == "near"],
         "leakage": [g for g in groups if len(g["directories"]) > 1],
@@ -109,15 +142,26 @@ def _findings(directories: list[ImageDirectory], entries: list[Entry], facts: li
 
 def _group(entries: list[Entry], members: list[int], kind: str, bits: int = 0) -> dict[str, Any]:
     refs = [entries[i].ref() for i in members]
-    return {"kind": kind, "bits": bits, "directories": sorted({r["directory"] for r in refs}),
-            "labels": sorted({r["label"] for r in refs if r["label"] is not None}), "images": refs}
+    return {
+        "kind": kind,
+        "bits": bits,
+        "directories": sorted({r["directory"] for r in refs}),
+        "labels": sorted({r["label"] for r in refs if r["label"] is not None}),
+        "images": refs,
+    }
 
 
 def _describe(index: int, directory: ImageDirectory) -> dict[str, Any]:
     counts = directory.class_counts() if directory.labeled else {}
     present = [c for c in counts.values() if c]
-    return {"index": index, "path": str(directory.root), "images": len(directory), "labeled": directory.labeled,
-            "class_counts": counts, "imbalance_ratio": max(present) / min(present) if present else None}
+    return {
+        "index": index,
+        "path": str(directory.root),
+        "images": len(directory),
+        "labeled": directory.labeled,
+        "class_counts": counts,
+        "imbalance_ratio": max(present) / min(present) if present else None,
+    }
 
 
 def _odd_images(entries: list[Entry]) -> list[dict[str, Any]]:
@@ -146,8 +190,9 @@ def _stacked(arrays: list[np.ndarray | None], empty: np.ndarray) -> np.ndarray:
     return np.stack(present) if present else empty
 
 
-def _label_check(directory: ImageDirectory, entries: list[Entry], facts: list[Facts], seed: int,
-                 progress: bool = True) -> dict[str, Any]:
+def _label_check(
+    directory: ImageDirectory, entries: list[Entry], facts: list[Facts], seed: int, progress: bool = True
+) -> dict[str, Any]:
     """Likely label errors of the audited directory (labels.py), with each image's reference."""
     from .labels import label_issues
 
@@ -157,8 +202,7 @@ def _label_check(directory: ImageDirectory, entries: list[Entry], facts: list[Fa
     classes = [c for c, n in directory.class_counts().items() if n]
     index: dict[str | None, int] = {c: k for k, c in enumerate(classes)}  # labeled: every label is a class
     features = _stacked([facts[i].thumbnail for i in mine], np.zeros((0, 1)))
-    result = label_issues(features, np.array([index[entries[i].record.label] for i in mine]), classes, seed,
-                          progress)
+    result = label_issues(features, np.array([index[entries[i].record.label] for i in mine]), classes, seed, progress)
     for issue in result["issues"]:
         issue.update(entries[mine[issue.pop("position")]].ref())
     return result
@@ -166,28 +210,37 @@ def _label_check(directory: ImageDirectory, entries: list[Entry], facts: list[Fa
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
     audited = report["directories"][0]
-    return {"images": sum(d["images"] for d in report["directories"]), "unreadable": len(report["unreadable"]),
-            "exact_duplicate_groups": len(report["exact_duplicates"]),
-            "exact_duplicate_copies": sum(len(g["images"]) - 1 for g in report["exact_duplicates"]),
-            "near_duplicate_groups": len(report["near_duplicates"]), "leakage_groups": len(report["leakage"]),
-            "conflicting_label_groups": len(report["conflicting_labels"]), "odd_images": len(report["odd_images"]),
-            "likely_label_errors": len(report["label_issues"].get("issues", [])),
-            "imbalance_ratio": audited["imbalance_ratio"]}
+    return {
+        "images": sum(d["images"] for d in report["directories"]),
+        "unreadable": len(report["unreadable"]),
+        "exact_duplicate_groups": len(report["exact_duplicates"]),
+        "exact_duplicate_copies": sum(len(g["images"]) - 1 for g in report["exact_duplicates"]),
+        "near_duplicate_groups": len(report["near_duplicates"]),
+        "leakage_groups": len(report["leakage"]),
+        "conflicting_label_groups": len(report["conflicting_labels"]),
+        "odd_images": len(report["odd_images"]),
+        "likely_label_errors": len(report["label_issues"].get("issues", [])),
+        "imbalance_ratio": audited["imbalance_ratio"],
+    }
 
 
 def summary_text(report: dict[str, Any]) -> str:
     """A few lines for people: what was found, worst first."""
     s = report["summary"]
-    lines = [f"images audited:          {s['images']} in {len(report['directories'])} directories"
-             + (f" ({s['unreadable']} unreadable)" if s["unreadable"] else ""),
-             f"leakage:                 {s['leakage_groups']} groups of copies across directories",
-             f"conflicting labels:      {s['conflicting_label_groups']} groups of copies with different labels",
-             f"exact duplicates:        {s['exact_duplicate_groups']} groups "
-             f"({s['exact_duplicate_copies']} extra copies)",
-             f"near-duplicates:         {s['near_duplicate_groups']} groups (resized, re-encoded or cropped copies)"]
+    lines = [
+        f"images audited:          {s['images']} in {len(report['directories'])} directories"
+        + (f" ({s['unreadable']} unreadable)" if s["unreadable"] else ""),
+        f"leakage:                 {s['leakage_groups']} groups of copies across directories",
+        f"conflicting labels:      {s['conflicting_label_groups']} groups of copies with different labels",
+        f"exact duplicates:        {s['exact_duplicate_groups']} groups ({s['exact_duplicate_copies']} extra copies)",
+        f"near-duplicates:         {s['near_duplicate_groups']} groups (resized, re-encoded or cropped copies)",
+    ]
     labels = report["label_issues"]
-    lines.append(f"likely label errors:     {s['likely_label_errors']}" if labels.get("checked") else
-                 f"likely label errors:     not checked ({labels.get('reason')})")
+    lines.append(
+        f"likely label errors:     {s['likely_label_errors']}"
+        if labels.get("checked")
+        else f"likely label errors:     not checked ({labels.get('reason')})"
+    )
     if s["imbalance_ratio"] is not None:
         lines.append(f"class imbalance:         {s['imbalance_ratio']:.1f}:1 (largest class to smallest)")
     lines.append(f"odd sizes:               {s['odd_images']} images (tiny, odd aspect ratio or size outliers)")

@@ -24,6 +24,7 @@ __all__ = ["build_parser", "main", "serve_config", "train_worker"]
 #: When this module was imported: as the `imgtrain` command, within a tenth of a second of the process's start.
 IMPORTED = time.monotonic()
 
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the `imgtrain` command."""
     parser = argparse.ArgumentParser(
@@ -38,10 +39,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", default=False, help="log warnings and errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = [common_options()]
-    for add in (add_convert, add_split, add_audit, add_transform, add_architectures, add_model, add_models,
-                add_train, add_score, add_evaluate, add_explain, add_export, add_serve, add_studio, add_demo):
+    for add in (
+        add_convert,
+        add_split,
+        add_audit,
+        add_transform,
+        add_architectures,
+        add_model,
+        add_models,
+        add_train,
+        add_score,
+        add_evaluate,
+        add_explain,
+        add_export,
+        add_serve,
+        add_studio,
+        add_demo,
+    ):
         add(sub, common)
     return parser
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 ok, 1 error, 2 wrong usage)."""

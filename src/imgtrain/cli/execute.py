@@ -24,15 +24,16 @@ class _ProgressAwareHandler(logging.Handler):
         except Exception:
             self.handleError(record)
 
+
 NOISY_LOGGERS = ("azure", "botocore", "aiobotocore", "s3fs", "adlfs", "gcsfs", "urllib3", "fsspec")
+
 
 def execute(args: argparse.Namespace) -> int:
     """Run a parsed command with logging set up; errors become a message and an exit status."""
     handler = _ProgressAwareHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     worker = os.environ.get("RANK", "0") != "0"  # distributed workers other than rank 0 only warn
-    logging.basicConfig(level=logging.WARNING if args.quiet or worker else logging.INFO, handlers=[handler],
-                        force=True)
+    logging.basicConfig(level=logging.WARNING if args.quiet or worker else logging.INFO, handlers=[handler], force=True)
     for chatty in NOISY_LOGGERS:  # storage SDKs log every request at INFO, headers included
         logging.getLogger(chatty).setLevel(logging.WARNING)
     # set by the commands whose library code imports torch: the first line, before seconds of importing
@@ -58,9 +59,9 @@ def execute(args: argparse.Namespace) -> int:
     except Exception as exc:  # never a bare traceback for users; --debug shows it
         if args.debug:
             traceback.print_exc()
-        print(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)",
-              file=sys.stderr)
+        print(f"error: internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)", file=sys.stderr)
         return 1
+
 
 def train_worker(args: argparse.Namespace) -> None:
     """One worker of a distributed `train`, started by the elastic agent: the same command, in this process."""

@@ -14,62 +14,93 @@ def add_architectures(sub: argparse._SubParsersAction, common: list[argparse.Arg
         ("densenet", "--memory-efficient", "trade speed for memory with gradient checkpointing"),
         ("resnet", "--zero-init-residual", "zero-initialise the last BatchNorm of each residual branch"),
     ):
-        p = sub.add_parser(family, parents=common, formatter_class=Formatter,
-                           help=f"{'ResNet' if family == 'resnet' else 'DenseNet'}: create an untrained "
-                           "model directory",
-                           description=f"Create an untrained {family} model directory for `imgtrain train`. "
-                           "Pretrained ImageNet weights come from --weights FILE, or from torch's cache "
-                           "($TORCH_HOME/hub/checkpoints), where they are downloaded once from torchvision's official "
-                           "URL and checked against its SHA-256. IMGTRAIN_WEIGHTS_URL replaces the base of that URL "
-                           "(a mirror; hashes still checked); IMGTRAIN_OFFLINE=1 or --offline never downloads.")
+        p = sub.add_parser(
+            family,
+            parents=common,
+            formatter_class=Formatter,
+            help=f"{'ResNet' if family == 'resnet' else 'DenseNet'}: create an untrained model directory",
+            description=f"Create an untrained {family} model directory for `imgtrain train`. "
+            "Pretrained ImageNet weights come from --weights FILE, or from torch's cache "
+            "($TORCH_HOME/hub/checkpoints), where they are downloaded once from torchvision's official "
+            "URL and checked against its SHA-256. IMGTRAIN_WEIGHTS_URL replaces the base of that URL "
+            "(a mirror; hashes still checked); IMGTRAIN_OFFLINE=1 or --offline never downloads.",
+        )
         p.add_argument("out", metavar="OUT", help="model directory to create")
         p.add_argument("--model-name", choices=FAMILIES[family], default=DEFAULT_MODEL[family], help="architecture")
         p.add_argument(option, action="store_true", help=option_help)
         add_pretrained_options(p)
         p.set_defaults(loads_torch=True, func=cmd_architecture, family=family, option=option[2:].replace("-", "_"))
 
+
 def add_model(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
     """The `model` subcommand: any network of the catalog."""
-    p = sub.add_parser("model", parents=common, formatter_class=Formatter,
-                       help="any torchvision network with ImageNet weights (EfficientNet, ConvNeXt, ViT, ...) -> "
-                       "untrained model directory",
-                       description="Create an untrained model directory for `imgtrain train` from any network of the "
-                       "catalog (`imgtrain models` lists them). The classifier head is sized to the training classes; "
-                       "pretrained weights are found and downloaded as for `imgtrain resnet`.")
+    p = sub.add_parser(
+        "model",
+        parents=common,
+        formatter_class=Formatter,
+        help="any torchvision network with ImageNet weights (EfficientNet, ConvNeXt, ViT, ...) -> "
+        "untrained model directory",
+        description="Create an untrained model directory for `imgtrain train` from any network of the "
+        "catalog (`imgtrain models` lists them). The classifier head is sized to the training classes; "
+        "pretrained weights are found and downloaded as for `imgtrain resnet`.",
+    )
     p.add_argument("out", metavar="OUT", help="model directory to create")
     p.add_argument("--model-name", required=True, metavar="NAME", help="a network of `imgtrain models`")
     add_pretrained_options(p)
     p.set_defaults(loads_torch=True, func=cmd_architecture, family=CATALOG_FAMILY, option=None)
 
+
 def add_models(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
     """The `models` subcommand: the catalog as a table."""
-    p = sub.add_parser("models", parents=common, formatter_class=Formatter,
-                       help="list the model catalog: parameters, ImageNet top-1, GFLOPs, weights, cached or not",
-                       description="List every network `imgtrain model` can create, with torchvision's figures for "
-                       "its ImageNet weights and whether they are already in torch's cache.")
+    p = sub.add_parser(
+        "models",
+        parents=common,
+        formatter_class=Formatter,
+        help="list the model catalog: parameters, ImageNet top-1, GFLOPs, weights, cached or not",
+        description="List every network `imgtrain model` can create, with torchvision's figures for "
+        "its ImageNet weights and whether they are already in torch's cache.",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
     p.set_defaults(loads_torch=True, func=cmd_models)
 
+
 def add_pretrained_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=True,
-                   help="start from ImageNet weights")
-    p.add_argument("--weights", metavar="FILE", default=None,
-                   help="ImageNet weights (.safetensors or .pth state dict); default: torch's cache, downloaded "
-                   "when missing")
-    p.add_argument("--offline", action="store_true",
-                   help="never download: fail naming the file and the folder to put it in when it is not cached")
+    p.add_argument(
+        "--pretrained", action=argparse.BooleanOptionalAction, default=True, help="start from ImageNet weights"
+    )
+    p.add_argument(
+        "--weights",
+        metavar="FILE",
+        default=None,
+        help="ImageNet weights (.safetensors or .pth state dict); default: torch's cache, downloaded when missing",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="never download: fail naming the file and the folder to put it in when it is not cached",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+
 
 def cmd_architecture(args: argparse.Namespace) -> int:
     from ..models.architectures import Architecture, create_model_directory
 
     options = {args.option: getattr(args, args.option)} if args.option else {}
     architecture = Architecture(args.family, args.model_name, options)
-    model = create_model_directory(args.out, architecture, pretrained=args.pretrained, weights=args.weights,
-                                   overwrite=args.overwrite, offline=args.offline)
-    print(f"wrote untrained model directory {model.path}: {args.model_name}, "
-          f"{'pretrained' if model.pretrained else 'not pretrained'}")
+    model = create_model_directory(
+        args.out,
+        architecture,
+        pretrained=args.pretrained,
+        weights=args.weights,
+        overwrite=args.overwrite,
+        offline=args.offline,
+    )
+    print(
+        f"wrote untrained model directory {model.path}: {args.model_name}, "
+        f"{'pretrained' if model.pretrained else 'not pretrained'}"
+    )
     return 0
+
 
 def cmd_models(args: argparse.Namespace) -> int:
     import json
@@ -84,22 +115,30 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     print(f"{'model':<20} {'params (M)':>10} {'top-1 %':>8} {'GFLOPs':>8} {'weights MB':>10} {'min input':>9}  cached")
     for r in rows:
-        print(f"{r['model']:<20} {r['params_m']:>10.1f} {r['top1']:>8.2f} {r['gflops']:>8.2f} {r['size_mb']:>10.1f} "
-              f"{'x'.join(map(str, r['min_size'][::-1])):>9}  {'yes' if r['cached'] else 'no'}")
+        print(
+            f"{r['model']:<20} {r['params_m']:>10.1f} {r['top1']:>8.2f} {r['gflops']:>8.2f} {r['size_mb']:>10.1f} "
+            f"{'x'.join(map(str, r['min_size'][::-1])):>9}  {'yes' if r['cached'] else 'no'}"
+        )
     return 0
+
 
 def add_export(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
     """The `export` subcommand."""
-    p = sub.add_parser("export", parents=common, formatter_class=Formatter,
-                       help="trained model -> ONNX or TorchScript for other runtimes",
-                       description="Export a trained model directory. The exported model takes float32 RGB images "
-                       "in [0, 1], NCHW, resized and cropped as OUT/imgtrain-export.json describes (normalization "
-                       "is inside), and returns per-class probabilities.")
+    p = sub.add_parser(
+        "export",
+        parents=common,
+        formatter_class=Formatter,
+        help="trained model -> ONNX or TorchScript for other runtimes",
+        description="Export a trained model directory. The exported model takes float32 RGB images "
+        "in [0, 1], NCHW, resized and cropped as OUT/imgtrain-export.json describes (normalization "
+        "is inside), and returns per-class probabilities.",
+    )
     p.add_argument("model", metavar="MODELDIR", help="trained model directory (imgtrain train)")
     p.add_argument("out", metavar="OUT", help="folder to write (model.onnx or model.pt + imgtrain-export.json)")
     p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="runtime format")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(loads_torch=True, func=cmd_export)
+
 
 def cmd_export(args: argparse.Namespace) -> int:
     from ..models.export import export_model

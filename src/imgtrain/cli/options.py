@@ -18,6 +18,7 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
             return action.help
         return super()._get_help_string(action)
 
+
 def number(low: float, high: float, kind: type = float):
     """An argparse type: a finite number of `kind` from `low` to `high` (nan, inf and 1e400 refused)."""
 
@@ -32,7 +33,9 @@ def number(low: float, high: float, kind: type = float):
 
     return parse
 
+
 WORKERS_HELP = "worker processes; 0 = all work in this process"
+
 
 def count(text: str) -> int:
     value = int(text)
@@ -40,9 +43,13 @@ def count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
-MIN_CONFIDENCE_HELP = ("answer 'unknown' for an image whose most likely class has a probability below P (0 < P <= "
-                       "1), instead of a class it is unsure of; the probabilities are the calibrated ones (see train "
-                       "--calibrate)")
+
+MIN_CONFIDENCE_HELP = (
+    "answer 'unknown' for an image whose most likely class has a probability below P (0 < P <= "
+    "1), instead of a class it is unsure of; the probabilities are the calibrated ones (see train "
+    "--calibrate)"
+)
+
 
 def add_declared_options(p: argparse.ArgumentParser, cls: type) -> None:
     """One option per declared field of the parameter dataclass `cls` (params.param): its default, help, metavar
@@ -64,6 +71,7 @@ def add_declared_options(p: argparse.ArgumentParser, cls: type) -> None:
             options["metavar"] = p_.metavar
         p.add_argument(declared_field.flag, **options)
 
+
 def common_options() -> argparse.ArgumentParser:
     # Accept --debug / --quiet after the subcommand too, without overriding the ones given before it.
     p = argparse.ArgumentParser(add_help=False)
@@ -71,9 +79,11 @@ def common_options() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="log warnings and errors only")
     return p
 
+
 def waited(args: argparse.Namespace) -> str:
     """The time the user has waited for this command so far."""
     return f"{time.monotonic() - args.started:.1f} s in all"
+
 
 def describe(directory) -> str:
     kind = f"{len(directory.classes)} classes" if directory.labeled else "unlabeled"

@@ -68,17 +68,22 @@ class _Extractor:
         self.members += 1
         self.unpacked += max(0, size)
         if self.members > MAX_MEMBERS or self.unpacked > MAX_UNPACKED_BYTES:
-            raise self.bomb(f"holds more than {MAX_MEMBERS:,} members or unpacks to more than "
-                            f"{MAX_UNPACKED_BYTES / 1024**3:.0f} GiB")
+            raise self.bomb(
+                f"holds more than {MAX_MEMBERS:,} members or unpacks to more than "
+                f"{MAX_UNPACKED_BYTES / 1024**3:.0f} GiB"
+            )
         if size > MAX_MEMBER_BYTES:
             raise self.bomb(f"has a member, {name}, of {size:,} bytes unpacked (at most {MAX_MEMBER_BYTES:,})")
         if size > RATIO_FREE_BYTES and size > MAX_RATIO * max(packed, 1):
-            raise self.bomb(f"has a member, {name}, that expands {size / max(packed, 1):,.0f} times "
-                            f"(at most {MAX_RATIO})")
+            raise self.bomb(
+                f"has a member, {name}, that expands {size / max(packed, 1):,.0f} times (at most {MAX_RATIO})"
+            )
 
     def bomb(self, why: str) -> InvalidDatasetError:
-        return InvalidDatasetError(f"The archive {self.archive} {why}; it is refused as a possible archive bomb, "
-                                   "before unpacking it.", hint="unpack it yourself and convert the folder.")
+        return InvalidDatasetError(
+            f"The archive {self.archive} {why}; it is refused as a possible archive bomb, before unpacking it.",
+            hint="unpack it yourself and convert the folder.",
+        )
 
     def copy(self, name: str, src, target: Path) -> None:
         """Stream one member to `target`, stopping at MAX_MEMBER_BYTES whatever its header declared."""
@@ -87,8 +92,9 @@ class _Extractor:
             while chunk := src.read(1 << 20):
                 written += len(chunk)
                 if written > MAX_MEMBER_BYTES:
-                    raise self.bomb(f"has a member, {name}, larger than its header says (over "
-                                    f"{MAX_MEMBER_BYTES:,} bytes)")
+                    raise self.bomb(
+                        f"has a member, {name}, larger than its header says (over {MAX_MEMBER_BYTES:,} bytes)"
+                    )
                 out.write(chunk)
 
     def take(self, name: str, reason: str | None, is_dir: bool, open_member, shown: str | None = None) -> None:

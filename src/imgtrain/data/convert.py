@@ -56,18 +56,31 @@ def convert(
         if url is not None:
             listing = _named_by_url(listing, src, url)
         listing = listing.as_text()
-        imported = import_images(listing.candidates, tmp, tmp / ".extract", workers, progress,
-                                 str(default_cache_dir()) if cache else None)
+        imported = import_images(
+            listing.candidates, tmp, tmp / ".extract", workers, progress, str(default_cache_dir()) if cache else None
+        )
         bad = [*listing.misnamed, *imported.bad]
         shutil.rmtree(tmp / ".extract", ignore_errors=True)
         shutil.rmtree(tmp / ".download", ignore_errors=True)
         _check_usable(src, listing, imported, bad, skip_invalid)
         classes = sorted({r.label for r in imported.records if r.label is not None})
         write_image_directory(tmp, classes, imported.records)
-        _write_report(tmp / REPORT_NAME, remote.display(url) if url else str(src), len(imported.records),
-                      bad + imported.undecodable, listing.ignored)
-    _log_outcome(out, len(imported.records), classes, len(bad), listing.ignored, len(imported.undecodable),
-                 time.perf_counter() - started)
+        _write_report(
+            tmp / REPORT_NAME,
+            remote.display(url) if url else str(src),
+            len(imported.records),
+            bad + imported.undecodable,
+            listing.ignored,
+        )
+    _log_outcome(
+        out,
+        len(imported.records),
+        classes,
+        len(bad),
+        listing.ignored,
+        len(imported.undecodable),
+        time.perf_counter() - started,
+    )
     report_usage(DecodedCache(default_cache_dir()) if cache else None)
     return ImageDirectory.open(out)
 
@@ -77,41 +90,65 @@ def _check_usable(src: Path, listing: Listing, imported: ImportResult, bad: list
     if bad and not skip_invalid:
         raise InvalidDatasetError(
             f"{len(bad)} of {len(listing.candidates) + len(listing.misnamed)} images in {src} cannot be used; nothing "
-            "was written:\n"
-            + list_problems([str(b) for b in bad]),
+            "was written:\n" + list_problems([str(b) for b in bad]),
             hint="fix or remove these files, or pass skip_invalid=True to leave them out.",
             cli_hint="fix or remove these files, or pass --skip-invalid to leave them out.",
         )
     if not imported.records:
-        raise InvalidDatasetError(f"None of the images in {src} can be used.",
-                                  hint=HEIF_INSTALL if imported.undecodable else "check the files.")
+        raise InvalidDatasetError(
+            f"None of the images in {src} can be used.",
+            hint=HEIF_INSTALL if imported.undecodable else "check the files.",
+        )
 
 
-def _log_outcome(out: Path, images: int, classes: list[str], bad: int, ignored: tuple[str, ...], undecodable: int,
-                 seconds: float) -> None:
+def _log_outcome(
+    out: Path, images: int, classes: list[str], bad: int, ignored: tuple[str, ...], undecodable: int, seconds: float
+) -> None:
     """What convert wrote, and what it left out and where that is listed."""
     if bad:
         log.warning("skipped %d invalid images; see %s", bad, out / REPORT_NAME)
     if ignored:
-        log.warning("ignored %d files (no image extension, or symbolic links), e.g. %s", len(ignored),
-                    list(ignored[:3]))
+        log.warning(
+            "ignored %d files (no image extension, or symbolic links), e.g. %s", len(ignored), list(ignored[:3])
+        )
     if undecodable:
-        log.warning("left out %d HEIF (HEIC) images: their decoder pillow-heif is not installed (%s); see %s",
-                    undecodable, HEIF_INSTALL, out / REPORT_NAME)
-    log.info("converted %d images (%s) in %.1fs into %s", images,
-             f"{len(classes)} classes" if classes else "unlabeled", seconds, out)
+        log.warning(
+            "left out %d HEIF (HEIC) images: their decoder pillow-heif is not installed (%s); see %s",
+            undecodable,
+            HEIF_INSTALL,
+            out / REPORT_NAME,
+        )
+    log.info(
+        "converted %d images (%s) in %.1fs into %s",
+        images,
+        f"{len(classes)} classes" if classes else "unlabeled",
+        seconds,
+        out,
+    )
 
 
 def _named_by_url(listing: Listing, staged: Path, url: str) -> Listing:
     """A staged remote source's listing, its images named by their URL rather than by where they were staged."""
     prefix, shown = str(staged), remote.display(url)
-    return dataclasses.replace(listing, candidates=tuple(
-        dataclasses.replace(c, source=shown + c.source[len(prefix):]) if c.source.startswith(prefix) else c
-        for c in listing.candidates))
+    return dataclasses.replace(
+        listing,
+        candidates=tuple(
+            dataclasses.replace(c, source=shown + c.source[len(prefix) :]) if c.source.startswith(prefix) else c
+            for c in listing.candidates
+        ),
+    )
 
 
 def _write_report(path: Path, source: str, images: int, left_out: list[LeftOut], ignored: tuple[str, ...]) -> None:
     """OUT/convert-report.json: the source, how many images were written, and every file left out and why."""
-    atomic_write_json(path, {"format": "imgtrain.convert_report", "format_version": 1, "source": source,
-                             "images": images, "skipped": [{"source": b.source, "reason": b.reason} for b in left_out],
-                             "ignored_non_images": list(ignored)})
+    atomic_write_json(
+        path,
+        {
+            "format": "imgtrain.convert_report",
+            "format_version": 1,
+            "source": source,
+            "images": images,
+            "skipped": [{"source": b.source, "reason": b.reason} for b in left_out],
+            "ignored_non_images": list(ignored),
+        },
+    )

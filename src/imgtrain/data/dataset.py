@@ -32,9 +32,7 @@ class ImageDataset(torch.utils.data.Dataset):
                 hint="use image directories with the same classes.",
             )
         self.paths = np.array([str(directory.root / r.path) for r in directory.records])
-        self.labels = np.array(
-            [-1 if r.label is None else index[r.label] for r in directory.records], dtype=np.int64
-        )
+        self.labels = np.array([-1 if r.label is None else index[r.label] for r in directory.records], dtype=np.int64)
         self.sizes = np.array([(r.width, r.height) for r in directory.records], dtype=np.int64).reshape(-1, 2)
 
     def __len__(self) -> int:

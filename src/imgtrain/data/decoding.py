@@ -50,8 +50,10 @@ def check_indexed_size(actual: tuple[int, int], expected: tuple[int, int] | None
     and scoring plan batches and bound memory from the indexed sizes, so a file replaced after convert must not
     slip through); nothing when `expected` is None."""
     if expected is not None and tuple(actual) != tuple(expected):
-        raise ImageChanged(f"it is {actual[0]}x{actual[1]} pixels but the image directory's index says "
-                           f"{expected[0]}x{expected[1]}: the file changed after convert; run `imgtrain convert` again")
+        raise ImageChanged(
+            f"it is {actual[0]}x{actual[1]} pixels but the image directory's index says "
+            f"{expected[0]}x{expected[1]}: the file changed after convert; run `imgtrain convert` again"
+        )
 
 
 def default_cache_dir() -> Path:
@@ -76,8 +78,13 @@ def interpolation(size: int) -> v2.InterpolationMode:
     return v2.InterpolationMode.BILINEAR if size > 1 else v2.InterpolationMode.NEAREST
 
 
-def decode_resized(data: bytes, size: int, expected: tuple[int, int] | None = None,
-                   max_pixels: int = MAX_IMAGE_PIXELS, check: Callable[[int, int], None] | None = None) -> torch.Tensor:
+def decode_resized(
+    data: bytes,
+    size: int,
+    expected: tuple[int, int] | None = None,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    check: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
     """Image bytes as an upright uint8 CHW tensor whose short side is resized to `size`.
 
     `expected` is the (width, height) an image directory's index recorded: ImageChanged when the file differs.
@@ -113,8 +120,9 @@ def resize_exact(tensor: torch.Tensor, size: int, full: tuple[int, int]) -> torc
     return v2.functional.resize(tensor, [height, width], interpolation(size), antialias=True)
 
 
-def decode_full(data: bytes, expected: tuple[int, int] | None = None,
-                max_pixels: int = MAX_IMAGE_PIXELS) -> torch.Tensor:
+def decode_full(
+    data: bytes, expected: tuple[int, int] | None = None, max_pixels: int = MAX_IMAGE_PIXELS
+) -> torch.Tensor:
     """Image bytes as an upright uint8 CHW tensor at full size (ImageChanged as in `decode_resized`)."""
     img = decode_rgb(data, max_pixels)
     check_indexed_size(img.size, expected)
@@ -198,7 +206,7 @@ def _read_entry(entry: Path, width: int, height: int) -> np.ndarray | None:
     if len(data) != _HEADER.size + width * height * 3:
         return None
     magic, w, h, crc = _HEADER.unpack_from(data)
-    pixels = memoryview(data)[_HEADER.size:]
+    pixels = memoryview(data)[_HEADER.size :]
     if magic != MAGIC or (w, h) != (width, height) or zlib.crc32(pixels) != crc:
         return None
     return np.frombuffer(data, np.uint8, offset=_HEADER.size).reshape(height, width, 3).copy()
@@ -214,12 +222,16 @@ def load_for_model(path: Path, width: int, height: int, size: int | None, cache:
     return cache.load(path, size, width, height)
 
 
-
 def report_usage(cache: DecodedCache | None) -> None:
     """Log how much the decoded-image cache holds, when it holds anything."""
     if cache is None:
         return
     count, size = cache.usage()
     if count:
-        log.info("decoded-image cache: %d images, %.1f MB in %s (delete it any time; $%s moves it)", count,
-                 size / 2**20, cache.root, CACHE_ENV)
+        log.info(
+            "decoded-image cache: %d images, %.1f MB in %s (delete it any time; $%s moves it)",
+            count,
+            size / 2**20,
+            cache.root,
+            CACHE_ENV,
+        )

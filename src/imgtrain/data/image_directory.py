@@ -38,7 +38,6 @@ FORMAT_VERSION = 1
 FINGERPRINT_BYTES = 4096  # read from each end of every image to tell one image directory from another
 
 
-
 @dataclass(frozen=True, slots=True)
 class ImageRecord:
     """One image of an image directory; `path` is relative to the directory, POSIX style."""
@@ -202,8 +201,9 @@ def _read_meta(root: Path) -> dict[str, Any]:
     if not meta_path.is_file():
         hint = f"create one with `imgtrain convert {root} OUT`."
         raise InvalidDatasetError(f"{root} is not an imgtrain image directory: it has no {META_NAME}.", hint=hint)
-    meta = read_versioned_json(meta_path, FORMAT, FORMAT_VERSION, InvalidDatasetError,
-                               f"recreate it with `imgtrain convert SOURCE {root}`.")
+    meta = read_versioned_json(
+        meta_path, FORMAT, FORMAT_VERSION, InvalidDatasetError, f"recreate it with `imgtrain convert SOURCE {root}`."
+    )
     problems = []
     classes = meta.get("classes")
     if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):

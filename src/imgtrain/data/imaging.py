@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 #: HEIF / HEIC, the iPhone's default format: decoded by pillow-heif (libheif), an optional dependency.
 HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 HEIF_INSTALL = "pip install 'imgtrain[heic]'"
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
-) | HEIF_EXTENSIONS
+IMAGE_EXTENSIONS = (
+    frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}) | HEIF_EXTENSIONS
+)
 #: The only Pillow decoders ever used, whatever a file's name or bytes claim: EPS (Ghostscript), PDF, and
 #: Pillow's other decoders are never reached (PPM also reads PGM). HEIF files go to pillow-heif's alone.
 IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "PPM", "TIFF", "WEBP")
@@ -83,8 +83,9 @@ def open_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     return img
 
 
-def open_reduced(data: bytes, short_side: int,
-                 max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[Image.Image, tuple[int, int]]:
+def open_reduced(
+    data: bytes, short_side: int, max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[Image.Image, tuple[int, int]]:
     """Decode image bytes for a resize of the short side to `short_side`; also return the full upright size.
 
     A JPEG is decoded at the smallest DCT scale (1/2, 1/4 or 1/8: Pillow's draft mode) that keeps its short
@@ -161,9 +162,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if mode == "F":
         values = np.nan_to_num(np.asarray(img, dtype=np.float64))
         return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L").convert("RGB")
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode == "P" and "transparency" in img.info
-    )
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
     if has_alpha:
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -20,8 +20,17 @@ log = logging.getLogger(__name__)
 #: The resize of the default transformation: what convert keeps photos at in the decoded-image cache.
 DEFAULT_RESIZE = TransformSpec().size
 #: The extension of a file whose name has none of an image, from the format its bytes are in.
-_FORMAT_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "PPM": ".ppm",
-                      "TIFF": ".tif", "WEBP": ".webp", "MPO": ".jpg", "HEIF": ".heic"}
+_FORMAT_EXTENSIONS = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "PPM": ".ppm",
+    "TIFF": ".tif",
+    "WEBP": ".webp",
+    "MPO": ".jpg",
+    "HEIF": ".heic",
+}
 
 
 @dataclass(frozen=True)
@@ -65,16 +74,24 @@ class ImportResult:
     undecodable: list[LeftOut]
 
 
-def import_images(candidates: tuple[Candidate, ...], out: Path, own_files: Path, workers: int | None,
-                  progress: bool, cache_root: str | None) -> ImportResult:
+def import_images(
+    candidates: tuple[Candidate, ...],
+    out: Path,
+    own_files: Path,
+    workers: int | None,
+    progress: bool,
+    cache_root: str | None,
+) -> ImportResult:
     """Import every candidate into OUT/images/ in `workers` processes, numbered in order; files under `own_files`
     (extracted by convert) are moved, others copied. Ids are the candidates' when each has a distinct one."""
     (out / IMAGES_DIR).mkdir()
     given = [c.id for c in candidates if c.id is not None]
     ids = given if len(set(given)) == len(candidates) else list(range(len(candidates)))
     digits = max(6, len(str(len(candidates))))
-    tasks = [ImportTask(str(c.file), str(out / IMAGES_DIR / f"{k:0{digits}d}"), c.file.is_relative_to(own_files),
-                        cache_root) for k, c in enumerate(candidates)]
+    tasks = [
+        ImportTask(str(c.file), str(out / IMAGES_DIR / f"{k:0{digits}d}"), c.file.is_relative_to(own_files), cache_root)
+        for k, c in enumerate(candidates)
+    ]
     result = ImportResult([], [], [])
     if cache_root:
         _import_torch_for_photos(candidates, DecodedCache(Path(cache_root)))
@@ -133,4 +150,5 @@ def _import_torch_for_photos(candidates: tuple[Candidate, ...], cache: DecodedCa
         if cache.worth_keeping(DEFAULT_RESIZE, width, height):
             log.info("loading torch to keep the photos resized in the decoded-image cache")
             import torchvision.transforms.v2  # noqa: F401
+
             return

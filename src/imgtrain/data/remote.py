@@ -41,8 +41,11 @@ T = TypeVar("T")
 
 def is_remote(src: str | Path) -> bool:
     """True for a URL with a protocol other than file:// (s3://bucket/prefix, az://container/prefix, ...)."""
-    return isinstance(src, str) and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", src) is not None \
+    return (
+        isinstance(src, str)
+        and re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", src) is not None
         and not src.startswith("file://")
+    )
 
 
 def open_url(url: str) -> tuple[Any, str]:
@@ -50,20 +53,26 @@ def open_url(url: str) -> tuple[Any, str]:
     try:
         import fsspec
     except ImportError:
-        raise MissingDependencyError("Remote sources need fsspec.", hint="pip install 'imgtrain[s3]', "
-                                     "'imgtrain[azure]' or 'imgtrain[gcs]'.") from None
+        raise MissingDependencyError(
+            "Remote sources need fsspec.", hint="pip install 'imgtrain[s3]', 'imgtrain[azure]' or 'imgtrain[gcs]'."
+        ) from None
     protocol = url.split("://", 1)[0].lower()
     try:
         # a fresh instance: a cached one would keep the credentials of an earlier call
         return fsspec.core.url_to_fs(url, skip_instance_cache=True)
     except ImportError:
         extra = EXTRAS.get(protocol)
-        raise MissingDependencyError(f"Reading {protocol}:// needs a library that is not installed.",
-                                     hint=f"pip install 'imgtrain[{extra}]'." if extra else
-                                     "install the fsspec implementation of this protocol.") from None
+        raise MissingDependencyError(
+            f"Reading {protocol}:// needs a library that is not installed.",
+            hint=f"pip install 'imgtrain[{extra}]'."
+            if extra
+            else "install the fsspec implementation of this protocol.",
+        ) from None
     except ValueError as exc:
-        raise InvalidDatasetError(f"{_safe(url)} is not a URL imgtrain can read ({_first_line(exc)}).",
-                                  hint="use s3://bucket/prefix, az://container/prefix or gs://bucket/prefix.") from None
+        raise InvalidDatasetError(
+            f"{_safe(url)} is not a URL imgtrain can read ({_first_line(exc)}).",
+            hint="use s3://bucket/prefix, az://container/prefix or gs://bucket/prefix.",
+        ) from None
 
 
 def retrying(action: Callable[[], T], what: str, retries: int = RETRIES) -> T:
@@ -76,7 +85,7 @@ def retrying(action: Callable[[], T], what: str, retries: int = RETRIES) -> T:
         except Exception as exc:  # noqa: BLE001 - SDK errors: transient ones are retried, the rest classified
             if attempt == retries or not _transient(exc):
                 raise
-            delay = BACKOFF_SECONDS * 2 ** attempt
+            delay = BACKOFF_SECONDS * 2**attempt
             log.warning("%s failed (%s); retrying in %.1f s", what, type(exc).__name__, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
@@ -89,8 +98,19 @@ def _transient(exc: BaseException) -> bool:
         return True
     text = str(exc).lower()
     return isinstance(exc, TimeoutError | ConnectionError) or any(
-        word in text for word in ("timeout", "timed out", "throttl", "slowdown", "slow down", "serverbusy",
-                                  "temporarily", "connection reset", "connection aborted"))
+        word in text
+        for word in (
+            "timeout",
+            "timed out",
+            "throttl",
+            "slowdown",
+            "slow down",
+            "serverbusy",
+            "temporarily",
+            "connection reset",
+            "connection aborted",
+        )
+    )
 
 
 def _call(action: Callable[[], T], what: str, url: str, key: str | None = None) -> T:
@@ -120,9 +140,10 @@ def stage(url: str, dest: Path, progress: bool = True) -> Path:
         return dest
     name = PurePosixPath(root).name
     if not (archive_kind(Path(name)) or name.lower().endswith(MANIFEST_SUFFIXES)):
-        raise InvalidDatasetError(f"{_safe(url)} is one object that is neither an archive nor a manifest.",
-                                  hint="give a prefix (a folder of images), a .zip/.tar archive, or a CSV / "
-                                  "JSON-lines manifest.")
+        raise InvalidDatasetError(
+            f"{_safe(url)} is one object that is neither an archive nor a manifest.",
+            hint="give a prefix (a folder of images), a .zip/.tar archive, or a CSV / JSON-lines manifest.",
+        )
     local = dest / name
     _download(fs, {root: local}, {name: int(info.get("size") or 0)}, url, progress)
     if name.lower().endswith(MANIFEST_SUFFIXES):
@@ -159,12 +180,15 @@ def list_images(url: str) -> RemoteImages:
 
     fs, root, info = _stat(url)
     if info.get("type") != "directory":
-        raise InvalidDatasetError(f"{_safe(url)} is not a prefix of images.",
-                                  hint="score a prefix; convert an archive or a manifest first.")
+        raise InvalidDatasetError(
+            f"{_safe(url)} is not a prefix of images.", hint="score a prefix; convert an archive or a manifest first."
+        )
     listed = _listing(fs, root, url)
     if META_NAME in listed or "_meta.yaml" in listed:
-        raise InvalidDatasetError(f"{_safe(url)} is an image directory; score reads a prefix of images.",
-                                  hint=f"convert it first: imgtrain convert {_safe(url)} DIR, then score DIR.")
+        raise InvalidDatasetError(
+            f"{_safe(url)} is an image directory; score reads a prefix of images.",
+            hint=f"convert it first: imgtrain convert {_safe(url)} DIR, then score DIR.",
+        )
     keys = sorted(k for k in listed if is_image_name(k))
     if not keys:
         raise InvalidDatasetError(f"There is no image under {_safe(url)}.", hint="check the prefix.")
@@ -180,20 +204,24 @@ def _listing(fs: Any, root: str, url: str) -> dict[str, int]:
     for key, meta in found.items():
         if meta.get("type") == "directory" or not key.startswith(prefix):
             continue
-        rel = key[len(prefix):]
+        rel = key[len(prefix) :]
         if not safe_relative_path(rel):
-            raise InvalidDatasetError(f"The object {rel!r} under {_safe(url)} has a name that cannot be a local path.",
-                                      hint="rename it.")
+            raise InvalidDatasetError(
+                f"The object {rel!r} under {_safe(url)} has a name that cannot be a local path.", hint="rename it."
+            )
         objects[rel] = int(meta.get("size") or 0)
         if len(objects) > MAX_OBJECTS:
-            raise InvalidDatasetError(f"{_safe(url)} holds more than {MAX_OBJECTS:,} objects.",
-                                      hint="convert it in parts (one prefix each).")
+            raise InvalidDatasetError(
+                f"{_safe(url)} holds more than {MAX_OBJECTS:,} objects.", hint="convert it in parts (one prefix each)."
+            )
     if not objects:
         raise InvalidDatasetError(f"There is nothing under {_safe(url)}.", hint="check the prefix.")
     total = sum(objects.values())
     if total > MAX_TOTAL_BYTES:
-        raise InvalidDatasetError(f"{_safe(url)} holds {total:,} bytes, over the limit of {MAX_TOTAL_BYTES:,}.",
-                                  hint="convert it in parts (one prefix each).")
+        raise InvalidDatasetError(
+            f"{_safe(url)} holds {total:,} bytes, over the limit of {MAX_TOTAL_BYTES:,}.",
+            hint="convert it in parts (one prefix each).",
+        )
     return objects
 
 
@@ -215,8 +243,10 @@ def _manifest_keys(manifest: Path, url: str) -> list[str]:
     keys = sorted({p.strip() for p in paths if isinstance(p, str) and p.strip()})
     unsafe = [k for k in keys if not safe_relative_path(k)]
     if unsafe:
-        raise InvalidDatasetError(f"{len(unsafe)} paths in the manifest {_safe(url)} are not keys relative to it, "
-                                  f"e.g. {unsafe[0][:200]!r}.", hint="give paths relative to the manifest's prefix.")
+        raise InvalidDatasetError(
+            f"{len(unsafe)} paths in the manifest {_safe(url)} are not keys relative to it, e.g. {unsafe[0][:200]!r}.",
+            hint="give paths relative to the manifest's prefix.",
+        )
     return keys
 
 
@@ -237,8 +267,10 @@ def _read_capped(fs: Any, key: str) -> bytes:
     with fs.open(key, "rb") as f:
         data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
-        raise InvalidDatasetError(f"The object {_safe(key)} is larger than {MAX_FILE_BYTES:,} bytes.",
-                                  hint="no image or archive imgtrain reads is that large.")
+        raise InvalidDatasetError(
+            f"The object {_safe(key)} is larger than {MAX_FILE_BYTES:,} bytes.",
+            hint="no image or archive imgtrain reads is that large.",
+        )
     return data
 
 
@@ -254,8 +286,16 @@ def _status(exc: BaseException) -> int | None:
     return None
 
 
-DENIED_CODES = ("accessdenied", "authorizationfailure", "authenticationfailed", "invalidaccesskeyid",
-                "signaturedoesnotmatch", "forbidden", "unauthorized", "expiredtoken")
+DENIED_CODES = (
+    "accessdenied",
+    "authorizationfailure",
+    "authenticationfailed",
+    "invalidaccesskeyid",
+    "signaturedoesnotmatch",
+    "forbidden",
+    "unauthorized",
+    "expiredtoken",
+)
 
 
 def remote_error(url: str, exc: BaseException, key: str | None = None) -> InvalidDatasetError:
@@ -264,25 +304,33 @@ def remote_error(url: str, exc: BaseException, key: str | None = None) -> Invali
     text = str(exc).lower()
     if isinstance(exc, FileNotFoundError) or _status(exc) == 404 or "notfound" in text.replace(" ", ""):
         where = f"The object {_safe(key)} named by {_safe(url)}" if key else f"The source {_safe(url)}"
-        return InvalidDatasetError(f"{where} does not exist.", hint="check the bucket or container and the key "
-                                   "or prefix (and the manifest's paths).")
+        return InvalidDatasetError(
+            f"{where} does not exist.",
+            hint="check the bucket or container and the key or prefix (and the manifest's paths).",
+        )
     if isinstance(exc, PermissionError) or _status(exc) in (401, 403) or any(c in text for c in DENIED_CODES):
-        return InvalidDatasetError(f"Access to {_safe(url)} was refused ({type(exc).__name__}, status "
-                                   f"{_status(exc) or 403}).", hint="check the credentials in the environment "
-                                   "(AWS_ACCESS_KEY_ID / AWS_PROFILE, AZURE_STORAGE_CONNECTION_STRING, "
-                                   "GOOGLE_APPLICATION_CREDENTIALS).")
-    return InvalidDatasetError(f"Reading {_safe(url)} failed ({type(exc).__name__}: "
-                               f"{_redact(_first_line(exc))[:200]}).",
-                               hint="check the endpoint (AWS_ENDPOINT_URL, the connection string's BlobEndpoint) "
-                               "and the network, then run again.")
+        return InvalidDatasetError(
+            f"Access to {_safe(url)} was refused ({type(exc).__name__}, status {_status(exc) or 403}).",
+            hint="check the credentials in the environment "
+            "(AWS_ACCESS_KEY_ID / AWS_PROFILE, AZURE_STORAGE_CONNECTION_STRING, "
+            "GOOGLE_APPLICATION_CREDENTIALS).",
+        )
+    return InvalidDatasetError(
+        f"Reading {_safe(url)} failed ({type(exc).__name__}: {_redact(_first_line(exc))[:200]}).",
+        hint="check the endpoint (AWS_ENDPOINT_URL, the connection string's BlobEndpoint) "
+        "and the network, then run again.",
+    )
 
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
-_SECRET = re.compile(r"(AccountKey|SharedAccessSignature|sig|AWSAccessKeyId|Signature|X-Amz-Credential|"
-                     r"X-Amz-Signature|aws_secret_access_key|password)=([^;&\s]+)", re.IGNORECASE)
+_SECRET = re.compile(
+    r"(AccountKey|SharedAccessSignature|sig|AWSAccessKeyId|Signature|X-Amz-Credential|"
+    r"X-Amz-Signature|aws_secret_access_key|password)=([^;&\s]+)",
+    re.IGNORECASE,
+)
 
 
 def _redact(text: str) -> str:

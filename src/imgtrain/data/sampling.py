@@ -48,16 +48,28 @@ class EpochOrder(Sampler):
     worker `rank` of `world_size` takes every world_size-th image of it.
     """
 
-    def __init__(self, size: int, seed: int, batch_size: int, skip: int = 0, rank: int = 0, world_size: int = 1,
-                 weights: np.ndarray | None = None):
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        batch_size: int,
+        skip: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        weights: np.ndarray | None = None,
+    ):
         generator = torch.Generator().manual_seed(seed)
-        order = (torch.randperm(size, generator=generator) if weights is None else
-                 torch.multinomial(torch.as_tensor(weights, dtype=torch.float64), size, replacement=True,
-                                   generator=generator)).numpy()
-        share = order[rank:size - size % world_size:world_size]
+        order = (
+            torch.randperm(size, generator=generator)
+            if weights is None
+            else torch.multinomial(
+                torch.as_tensor(weights, dtype=torch.float64), size, replacement=True, generator=generator
+            )
+        ).numpy()
+        share = order[rank : size - size % world_size : world_size]
         self.seed = seed
         self.batches = len(share) // batch_size
-        self.indices = share[skip * batch_size:self.batches * batch_size]
+        self.indices = share[skip * batch_size : self.batches * batch_size]
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -87,18 +99,35 @@ def _quiet_worker(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def training_loader(dataset: ImageDataset, batch_size: int, seed: int, workers: int, pin_memory: bool, skip: int = 0,
-                    rank: int = 0, world_size: int = 1, weights: np.ndarray | None = None) -> DataLoader:
+def training_loader(
+    dataset: ImageDataset,
+    batch_size: int,
+    seed: int,
+    workers: int,
+    pin_memory: bool,
+    skip: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    weights: np.ndarray | None = None,
+) -> DataLoader:
     """Shuffled batches of this worker's share of the training images, starting at batch `skip`; drawn with
     replacement in proportion to `weights` when given (EpochOrder)."""
     order = EpochOrder(len(dataset), seed, batch_size, skip, rank, world_size, weights)
-    return DataLoader(SeededSamples(dataset), batch_size=batch_size, sampler=order, num_workers=workers,
-                      worker_init_fn=_quiet_worker, pin_memory=pin_memory)
+    return DataLoader(
+        SeededSamples(dataset),
+        batch_size=batch_size,
+        sampler=order,
+        num_workers=workers,
+        worker_init_fn=_quiet_worker,
+        pin_memory=pin_memory,
+    )
 
 
-def validation_loader(dataset: ImageDataset, batch_size: int, workers: int, pin_memory: bool, rank: int = 0,
-                      world_size: int = 1) -> DataLoader:
+def validation_loader(
+    dataset: ImageDataset, batch_size: int, workers: int, pin_memory: bool, rank: int = 0, world_size: int = 1
+) -> DataLoader:
     """Batches of every world_size-th validation image, in order."""
     shard: Dataset = Subset(dataset, range(rank, len(dataset), world_size)) if world_size > 1 else dataset
-    return DataLoader(shard, batch_size=batch_size, num_workers=workers, worker_init_fn=_quiet_worker,
-                      pin_memory=pin_memory)
+    return DataLoader(
+        shard, batch_size=batch_size, num_workers=workers, worker_init_fn=_quiet_worker, pin_memory=pin_memory
+    )

@@ -56,8 +56,10 @@ def split(
 ) -> tuple[ImageDirectory, ImageDirectory]:
     """Write the first floor(fraction x n) images to `out1` and the rest to `out2`; same seed, same split."""
     if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 <= fraction <= 1.0:
-        raise ParameterError(f"fraction must be between 0 and 1, got {fraction!r}.",
-                             hint="give the share of images for the first output, e.g. 0.9.")
+        raise ParameterError(
+            f"fraction must be between 0 and 1, got {fraction!r}.",
+            hint="give the share of images for the first output, e.g. 0.9.",
+        )
     check_seed(seed)
     src, out1, out2 = Path(src), Path(out1), Path(out2)
     if out1.resolve() == out2.resolve():
@@ -67,8 +69,10 @@ def split(
     parts: tuple[list[ImageRecord], list[ImageRecord]] = ([], [])
     for i, record in enumerate(directory):
         parts[0 if i in first else 1].append(record)
-    with building_dir(out1, overwrite, [src], ImageDirectory.open) as tmp1, \
-            building_dir(out2, overwrite, [src], ImageDirectory.open) as tmp2:
+    with (
+        building_dir(out1, overwrite, [src], ImageDirectory.open) as tmp1,
+        building_dir(out2, overwrite, [src], ImageDirectory.open) as tmp2,
+    ):
         for tmp, records in zip((tmp1, tmp2), parts, strict=True):
             _place_images(directory.root, tmp, records)
             write_image_directory(tmp, directory.classes if directory.labeled else [], records)

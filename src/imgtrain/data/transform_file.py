@@ -20,8 +20,11 @@ def init_transform(out: str | Path, spec: TransformSpec | None = None, *, overwr
     if out.is_dir():
         out = out / FILE_NAME
     if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out} already exists.", hint="choose another path, or pass overwrite=True.",
-                               cli_hint="choose another path, or pass --overwrite.")
+        raise OutputExistsError(
+            f"{out} already exists.",
+            hint="choose another path, or pass overwrite=True.",
+            cli_hint="choose another path, or pass --overwrite.",
+        )
     atomic_write_json(out, spec.to_json())
     return out
 

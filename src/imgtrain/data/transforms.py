@@ -61,9 +61,12 @@ def _steps(spec: TransformSpec, mode: Mode, after_resize: bool = False) -> list[
         ("pad", lambda: v2.Pad(s.padding)),
         ("color_jitter", lambda: v2.ColorJitter(**COLOR_JITTER)),
         ("grayscale", lambda: v2.Grayscale(num_output_channels=3)),
-        ("random_resized_crop", lambda: v2.RandomResizedCrop(s.random_resized_crop_size,
-                                                             interpolation=interpolation(s.random_resized_crop_size),
-                                                             antialias=True)),
+        (
+            "random_resized_crop",
+            lambda: v2.RandomResizedCrop(
+                s.random_resized_crop_size, interpolation=interpolation(s.random_resized_crop_size), antialias=True
+            ),
+        ),
         ("random_crop", lambda: v2.RandomCrop(s.random_crop_size, pad_if_needed=True)),
         ("random_horizontal_flip", lambda: v2.RandomHorizontalFlip()),
         ("random_vertical_flip", lambda: v2.RandomVerticalFlip()),
@@ -73,8 +76,9 @@ def _steps(spec: TransformSpec, mode: Mode, after_resize: bool = False) -> list[
         ("random_perspective", lambda: v2.RandomPerspective(**RANDOM_PERSPECTIVE)),
         ("random_erasing", lambda: v2.RandomErasing(p=RANDOM_ERASING_P)),
     ]
-    return [make() for name, make in candidates
-            if _active(spec, name, mode) and not (after_resize and name == "resize")]
+    return [
+        make() for name, make in candidates if _active(spec, name, mode) and not (after_resize and name == "resize")
+    ]
 
 
 def _active(spec: TransformSpec, name: str, mode: Mode) -> bool:
@@ -99,13 +103,16 @@ def check_transform_size(spec: TransformSpec, width: int, height: int) -> None:
         raise ImageTooLarge(f"a {width}x{height} image has more than the {MAX_IMAGE_PIXELS:,} pixels imgtrain decodes")
     w, h = largest_step_size(spec, width, height)
     if w * h > MAX_TRANSFORM_PIXELS:
-        raise ImageTooLarge(f"a {width}x{height} image would become {w}x{h} ({w * h:,} pixels) inside the "
-                            f"transformation; at most {MAX_TRANSFORM_PIXELS:,} are allowed (its aspect ratio is "
-                            "too extreme for the resize)")
+        raise ImageTooLarge(
+            f"a {width}x{height} image would become {w}x{h} ({w * h:,} pixels) inside the "
+            f"transformation; at most {MAX_TRANSFORM_PIXELS:,} are allowed (its aspect ratio is "
+            "too extreme for the resize)"
+        )
 
 
-def build_transform(spec: TransformSpec, mode: Mode = "training",
-                    after_resize: bool = False) -> Callable[[torch.Tensor], torch.Tensor]:
+def build_transform(
+    spec: TransformSpec, mode: Mode = "training", after_resize: bool = False
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """A callable taking and returning uint8 CHW image tensors; random draws use torch's RNG."""
     if mode not in MODES:
         raise ParameterError(f"mode must be one of {MODES}, got {mode!r}.")
@@ -160,15 +167,21 @@ def apply_transform(
     with building_dir(Path(out), overwrite, [Path(src)], ImageDirectory.open) as tmp:
         (tmp / IMAGES_DIR).mkdir()
         names = [f"{IMAGES_DIR}/{r.id:06d}.png" for r in directory]
-        tasks = [(spec, mode, (seed * 1_000_003 + r.id) % 2**63, str(directory.root / r.path), str(tmp / name))
-                 for r, name in zip(directory, names, strict=True)]
+        tasks = [
+            (spec, mode, (seed * 1_000_003 + r.id) % 2**63, str(directory.root / r.path), str(tmp / name))
+            for r, name in zip(directory, names, strict=True)
+        ]
         results = list(process_map(_apply_one, tasks, workers, desc=f"transform ({mode})", progress=progress))
         bad = [f"{r.path}: {err}" for r, (_, _, err) in zip(directory, results, strict=True) if err]
         if bad:
-            raise InvalidDatasetError(f"{len(bad)} images of {directory.root} cannot be read:\n{list_problems(bad)}",
-                                      hint="recreate the image directory with `imgtrain convert`.")
-        records = [dataclasses.replace(r, path=name, width=w, height=h)
-                   for r, name, (w, h, _) in zip(directory, names, results, strict=True)]
+            raise InvalidDatasetError(
+                f"{len(bad)} images of {directory.root} cannot be read:\n{list_problems(bad)}",
+                hint="recreate the image directory with `imgtrain convert`.",
+            )
+        records = [
+            dataclasses.replace(r, path=name, width=w, height=h)
+            for r, name, (w, h, _) in zip(directory, names, results, strict=True)
+        ]
         write_image_directory(tmp, directory.classes, records)
     log.info("transformed %d images (%s mode) into %s", len(records), mode, out)
     return ImageDirectory.open(out)
@@ -182,8 +195,15 @@ class ModelInput:
     so data-loader worker processes can run it.
     """
 
-    def __init__(self, spec: TransformSpec, mode: Mode, mean: tuple[float, ...], std: tuple[float, ...],
-                 input_problem: Callable[[int, int], str | None] | None = None, cache: DecodedCache | None = None):
+    def __init__(
+        self,
+        spec: TransformSpec,
+        mode: Mode,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        input_problem: Callable[[int, int], str | None] | None = None,
+        cache: DecodedCache | None = None,
+    ):
         self.spec = spec
         self.input_problem = input_problem  # what the network says of an input size (models.catalog.InputCheck)
         self.resize = spec.size if spec.resize else None
@@ -217,8 +237,11 @@ class ModelInput:
             image = decode_full(data, max_pixels=max_pixels)
             check_transform_size(self.spec, image.shape[-1], image.shape[-2])
             return self._finish(image)
-        return self._finish(decode_resized(data, self.resize, max_pixels=max_pixels,
-                                           check=functools.partial(check_transform_size, self.spec)))
+        return self._finish(
+            decode_resized(
+                data, self.resize, max_pixels=max_pixels, check=functools.partial(check_transform_size, self.spec)
+            )
+        )
 
     def _finish(self, image: torch.Tensor) -> torch.Tensor:
         x = self.transform(image)

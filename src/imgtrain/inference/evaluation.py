@@ -43,16 +43,21 @@ def read_scores(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
                 rows = list(reader)
                 columns = list(reader.fieldnames or [])
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
-        raise InvalidDatasetError(f"The scores file {path} cannot be read: {exc}.",
-                                  hint="give a file written by `imgtrain score`.") from None
-    classes = [c[len(PROBABILITY_PREFIX):] for c in columns if c.startswith(PROBABILITY_PREFIX)]
+        raise InvalidDatasetError(
+            f"The scores file {path} cannot be read: {exc}.", hint="give a file written by `imgtrain score`."
+        ) from None
+    classes = [c[len(PROBABILITY_PREFIX) :] for c in columns if c.startswith(PROBABILITY_PREFIX)]
     if not classes or SCORED_LABELS not in columns:
-        raise InvalidDatasetError(f"{path} has no '{PROBABILITY_PREFIX}<class>' / '{SCORED_LABELS}' columns.",
-                                  hint="give a file written by `imgtrain score`.")
+        raise InvalidDatasetError(
+            f"{path} has no '{PROBABILITY_PREFIX}<class>' / '{SCORED_LABELS}' columns.",
+            hint="give a file written by `imgtrain score`.",
+        )
     if "label" not in columns:
-        raise NotLabeledDatasetError(f"The scores in {path} have no true-label column ('label').",
-                                     hint="score a labeled image directory (one converted from class folders or a "
-                                     "manifest with labels) to evaluate.")
+        raise NotLabeledDatasetError(
+            f"The scores in {path} have no true-label column ('label').",
+            hint="score a labeled image directory (one converted from class folders or a "
+            "manifest with labels) to evaluate.",
+        )
     if not rows:
         raise InvalidDatasetError(f"The scores file {path} has no rows.")
     return classes, rows
@@ -77,14 +82,29 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -
         "images": int(n),
         "accuracy": float(hits.sum() / n),
         "log_loss": float(np.mean(-np.log(np.clip(probs[np.arange(n), y_true], EPSILON, 1.0)))) + 0.0,  # never -0
-        "macro_avg": {name: float(values[present].mean()) for name, values in
-                      (("precision", precision), ("recall", recall), ("f1", f1))},
-        "weighted_avg": {name: float((values * weights).sum()) for name, values in
-                         (("precision", precision), ("recall", recall), ("f1", f1))},
-        "per_class": {c: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-                          "support": int(support[i])} for i, c in enumerate(classes)},
-        "confusion_matrix": {"classes": list(classes), "rows_are": "true class", "columns_are": "predicted class",
-                             "matrix": matrix.tolist()},
+        "macro_avg": {
+            name: float(values[present].mean())
+            for name, values in (("precision", precision), ("recall", recall), ("f1", f1))
+        },
+        "weighted_avg": {
+            name: float((values * weights).sum())
+            for name, values in (("precision", precision), ("recall", recall), ("f1", f1))
+        },
+        "per_class": {
+            c: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, c in enumerate(classes)
+        },
+        "confusion_matrix": {
+            "classes": list(classes),
+            "rows_are": "true class",
+            "columns_are": "predicted class",
+            "matrix": matrix.tolist(),
+        },
     }
     counts = support[present]
     metrics["imbalance_ratio"] = float(counts.max() / counts.min())
@@ -109,8 +129,9 @@ def _parse(rows: list[dict[str, Any]], classes: list[str]) -> tuple[np.ndarray, 
             continue
         label = row.get("label")
         if label in (None, ""):
-            raise NotLabeledDatasetError(f"Row {lineno} of the scores has no true label.",
-                                         hint="evaluate scores of a labeled image directory.")
+            raise NotLabeledDatasetError(
+                f"Row {lineno} of the scores has no true label.", hint="evaluate scores of a labeled image directory."
+            )
         label = str(label)
         if label not in index:  # a class the model never saw: always wrong, but counted
             index[label] = len(classes)
@@ -141,8 +162,14 @@ def _parse(rows: list[dict[str, Any]], classes: list[str]) -> tuple[np.ndarray, 
     return np.array(y, dtype=np.int64), matrix, kept, unscored
 
 
-def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, max_errors_shown: int = 16,
-             model: str | Path | None = None) -> dict[str, Any]:
+def evaluate(
+    scores: str | Path,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    max_errors_shown: int = 16,
+    model: str | Path | None = None,
+) -> dict[str, Any]:
     """Evaluate a scores file; write metrics.json, the confusion matrix (JSON, PNG) and the errors grid to `out`;
     with the `model` that made the scores, also Grad-CAM explanations of its errors in out/explanations/."""
     scores, out = Path(scores), Path(out)
@@ -156,13 +183,22 @@ def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, ma
         raise _not_its_scores(scores, classes, model, list(trained.classes))
     scored_classes = len(classes)
     y_true, probs, kept, unscored = _parse(rows, classes)
-    metrics = {"format": "imgtrain.metrics", "format_version": 1, "scores": str(scores), "unscored": unscored,
-               **compute_metrics(y_true, probs, classes)}
+    metrics = {
+        "format": "imgtrain.metrics",
+        "format_version": 1,
+        "scores": str(scores),
+        "unscored": unscored,
+        **compute_metrics(y_true, probs, classes),
+    }
     unknown = {c: int((y_true == scored_classes + i).sum()) for i, c in enumerate(classes[scored_classes:])}
     if unknown:
         metrics["unknown_labels"] = unknown
-        log.warning("%d rows of %s have a label the model has no class for (%s): each counts as an error",
-                    sum(unknown.values()), scores, ", ".join(list(unknown)[:10]))
+        log.warning(
+            "%d rows of %s have a label the model has no class for (%s): each counts as an error",
+            sum(unknown.values()),
+            scores,
+            ", ".join(list(unknown)[:10]),
+        )
     with building_dir(out, overwrite, inputs=[scores] + ([Path(model)] if model is not None else [])) as tmp:
         atomic_write_json(tmp / METRICS_NAME, metrics)
         atomic_write_json(tmp / CONFUSION_JSON, metrics["confusion_matrix"])
@@ -170,8 +206,9 @@ def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, ma
         if trained is not None:
             from .explain import explain_rows, log_explained
 
-            explained = explain_rows(trained, rows, tmp / EXPLANATIONS_DIR, errors=max_errors_shown // 2,
-                                     correct=max_errors_shown // 4)
+            explained = explain_rows(
+                trained, rows, tmp / EXPLANATIONS_DIR, errors=max_errors_shown // 2, correct=max_errors_shown // 4
+            )
     if trained is not None:
         log_explained(explained, out / EXPLANATIONS_DIR)
     if unscored:
@@ -179,16 +216,27 @@ def evaluate(scores: str | Path, out: str | Path, *, overwrite: bool = False, ma
     return metrics
 
 
-def _not_its_scores(scores: Path, classes: list[str], model: str | Path | None,
-                    model_classes: list[str]) -> ParameterError:
+def _not_its_scores(
+    scores: Path, classes: list[str], model: str | Path | None, model_classes: list[str]
+) -> ParameterError:
     """The error for scores that another model made (their classes differ)."""
-    return ParameterError(f"The scores {scores} have the classes {classes[:10]}, the model {model} "
-                          f"{model_classes[:10]}: it did not make them.",
-                          hint="give --model the model directory that scored the images.")
+    return ParameterError(
+        f"The scores {scores} have the classes {classes[:10]}, the model {model} "
+        f"{model_classes[:10]}: it did not make them.",
+        hint="give --model the model directory that scored the images.",
+    )
 
 
-def _write_figures(folder: Path, metrics: dict[str, Any], classes: list[str], rows: list[dict[str, Any]],
-                   kept: list[int], y_true: np.ndarray, probs: np.ndarray, max_errors_shown: int) -> None:
+def _write_figures(
+    folder: Path,
+    metrics: dict[str, Any],
+    classes: list[str],
+    rows: list[dict[str, Any]],
+    kept: list[int],
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    max_errors_shown: int,
+) -> None:
     """The confusion matrix, the reliability diagram and the grid of the most confidently wrong predictions
     (`kept`: the row of each scored image)."""
     from ..plots import plot_confusion_matrix, plot_image_grid, plot_reliability
@@ -198,34 +246,51 @@ def _write_figures(folder: Path, metrics: dict[str, Any], classes: list[str], ro
     y_pred = probs.argmax(1)
     wrong = [j for j in np.argsort(-probs.max(1), kind="stable") if y_pred[j] != y_true[j]][:max_errors_shown]
     plot_image_grid(
-        [(rows[kept[j]].get("path"), f"true {classes[y_true[j]]}\npredicted {classes[y_pred[j]]} "
-          f"({probs[j, y_pred[j]]:.2f})") for j in wrong],
-        folder / ERRORS_PNG, title="Most confidently wrong predictions")
+        [
+            (
+                rows[kept[j]].get("path"),
+                f"true {classes[y_true[j]]}\npredicted {classes[y_pred[j]]} ({probs[j, y_pred[j]]:.2f})",
+            )
+            for j in wrong
+        ],
+        folder / ERRORS_PNG,
+        title="Most confidently wrong predictions",
+    )
 
 
 def summary(metrics: dict[str, Any]) -> str:
     """A few lines for people: the headline numbers and the weakest classes."""
-    lines = [f"images evaluated:  {metrics['images']}" + (f" ({metrics['unscored']} unscored left out)"
-                                                           if metrics.get("unscored") else "")]
+    lines = [
+        f"images evaluated:  {metrics['images']}"
+        + (f" ({metrics['unscored']} unscored left out)" if metrics.get("unscored") else "")
+    ]
     ratio = metrics.get("imbalance_ratio", 1.0)
     if ratio >= IMBALANCED:  # accuracy then mostly says how the largest class fares: per-class recall first
-        lines.append(f"classes imbalanced {ratio:.1f}:1; macro recall (balanced accuracy) "
-                     f"{metrics['macro_avg']['recall']:.4f}; recall per class: " + ", ".join(
-                         f"{c} {v['recall']:.3f}" for c, v in metrics["per_class"].items() if v["support"]))
+        lines.append(
+            f"classes imbalanced {ratio:.1f}:1; macro recall (balanced accuracy) "
+            f"{metrics['macro_avg']['recall']:.4f}; recall per class: "
+            + ", ".join(f"{c} {v['recall']:.3f}" for c, v in metrics["per_class"].items() if v["support"])
+        )
     lines.append(f"accuracy:          {metrics['accuracy']:.4f}")
     if "top5_accuracy" in metrics:
         lines.append(f"top-5 accuracy:    {metrics['top5_accuracy']:.4f}")
-    lines += [f"log loss:          {metrics['log_loss']:.4f}",
-              "macro avg:         precision {precision:.4f}  recall {recall:.4f}  f1 {f1:.4f}".format(
-                  **metrics["macro_avg"]),
-              "weighted avg:      precision {precision:.4f}  recall {recall:.4f}  f1 {f1:.4f}".format(
-                  **metrics["weighted_avg"])]
+    lines += [
+        f"log loss:          {metrics['log_loss']:.4f}",
+        "macro avg:         precision {precision:.4f}  recall {recall:.4f}  f1 {f1:.4f}".format(**metrics["macro_avg"]),
+        "weighted avg:      precision {precision:.4f}  recall {recall:.4f}  f1 {f1:.4f}".format(
+            **metrics["weighted_avg"]
+        ),
+    ]
     if "calibration" in metrics:
-        lines.append(f"calibration error: {metrics['calibration']['ece']:.4f} (ECE, {CALIBRATION_BINS} bins; 0 = "
-                     "confidences match accuracy)")
+        lines.append(
+            f"calibration error: {metrics['calibration']['ece']:.4f} (ECE, {CALIBRATION_BINS} bins; 0 = "
+            "confidences match accuracy)"
+        )
     if metrics.get("unknown_labels"):
-        lines.append(f"unknown labels:    {sum(metrics['unknown_labels'].values())} images labeled with a class the "
-                     "model does not know (" + ", ".join(metrics["unknown_labels"]) + "), each counted as an error")
+        lines.append(
+            f"unknown labels:    {sum(metrics['unknown_labels'].values())} images labeled with a class the "
+            "model does not know (" + ", ".join(metrics["unknown_labels"]) + "), each counted as an error"
+        )
     worst = sorted(((v["f1"], c) for c, v in metrics["per_class"].items() if v["support"]))[:3]
     lines.append("lowest f1:         " + ", ".join(f"{c} {f:.3f}" for f, c in worst))
     return "\n".join(lines)

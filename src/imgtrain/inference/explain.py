@@ -54,10 +54,18 @@ def target_layer_name(net: nn.Module, example: torch.Tensor, head: Collection[st
         if name in head:
             hooks.append(module.register_forward_pre_hook(lambda m, i: started_head.append(True)))
         elif name:
-            hooks.append(module.register_forward_hook(
-                lambda m, i, out, name=name: finished.append((name, min(out.shape[2:])))
-                if not started_head and isinstance(out, torch.Tensor) and out.dim() == 4
-                and out.shape[2] * out.shape[3] > 1 else None))
+            hooks.append(
+                module.register_forward_hook(
+                    lambda m, i, out, name=name: (
+                        finished.append((name, min(out.shape[2:])))
+                        if not started_head
+                        and isinstance(out, torch.Tensor)
+                        and out.dim() == 4
+                        and out.shape[2] * out.shape[3] > 1
+                        else None
+                    )
+                )
+            )
     try:
         with torch.no_grad():
             net(example)
@@ -100,13 +108,16 @@ def _network_for_gradients(trained: TrainedModel) -> nn.Module:
     return net
 
 
-def choose(rows: list[dict[str, Any]], classes: Sequence[str], errors: int, correct: int, seed: int
-           ) -> list[tuple[dict[str, Any], bool]]:
+def choose(
+    rows: list[dict[str, Any]], classes: Sequence[str], errors: int, correct: int, seed: int
+) -> list[tuple[dict[str, Any], bool]]:
     """The `errors` most confident errors, then a seeded sample of `correct` right predictions: (row, is_error)."""
     scored = [r for r in rows if r.get("label") not in (None, "") and not r.get("error")]
     if not scored:
-        raise NotLabeledDatasetError("There is no labeled, scored image to explain.",
-                                     hint="explain a labeled image directory (or the scores of one).")
+        raise NotLabeledDatasetError(
+            "There is no labeled, scored image to explain.",
+            hint="explain a labeled image directory (or the scores of one).",
+        )
     judged = [(r, *_top(r, classes)) for r in scored]  # (row, top probability, top class)
     wrong = sorted((j for j in judged if j[2] != j[0]["label"]), key=lambda j: -j[1])[:errors]
     right = [r for r, _, c in judged if c == r["label"]]
@@ -119,8 +130,16 @@ def _top(row: dict[str, Any], classes: Sequence[str]) -> tuple[float, str]:
     return max((float(row[PROBABILITY_PREFIX + c]), c) for c in classes)
 
 
-def explain_rows(trained: TrainedModel, rows: list[dict[str, Any]], out: str | Path, *, errors: int = DEFAULT_COUNT,
-                 correct: int = DEFAULT_COUNT, seed: int = 0, overwrite: bool = False) -> dict[str, Any]:
+def explain_rows(
+    trained: TrainedModel,
+    rows: list[dict[str, Any]],
+    out: str | Path,
+    *,
+    errors: int = DEFAULT_COUNT,
+    correct: int = DEFAULT_COUNT,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Grad-CAM of the chosen scored rows (see `choose`); write OUT (see the module's docstring)."""
     for name, value in (("errors", errors), ("correct", correct)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -137,13 +156,28 @@ def explain_rows(trained: TrainedModel, rows: list[dict[str, Any]], out: str | P
             layer = dict(net.named_modules())[layer_name]
         probability, predicted = _top(row, trained.classes)
         cam = gradcam(net, layer, tensor, [trained.classes.index(predicted)])[0]
-        entries.append({"id": row["id"], "path": row["path"], "label": row["label"], "predicted": predicted,
-                        "probability": probability, "error": is_error})
+        entries.append(
+            {
+                "id": row["id"],
+                "path": row["path"],
+                "label": row["label"],
+                "predicted": predicted,
+                "probability": probability,
+                "error": is_error,
+            }
+        )
         maps.append(cam)
         images.append(_display(tensor[0], trained))
-    document = {"format": EXPLAIN_FORMAT, "format_version": 1, "method": "Grad-CAM (captum LayerGradCam)",
-                "model": str(trained.path), "architecture": trained.architecture.model_name,
-                "target_layer": layer_name, "explained_class": "predicted", "images": entries}
+    document = {
+        "format": EXPLAIN_FORMAT,
+        "format_version": 1,
+        "method": "Grad-CAM (captum LayerGradCam)",
+        "model": str(trained.path),
+        "architecture": trained.architecture.model_name,
+        "target_layer": layer_name,
+        "explained_class": "predicted",
+        "images": entries,
+    }
     write_explanations(Path(out), document, maps, images, overwrite)
     return document
 
@@ -159,8 +193,10 @@ def _model_input_of(model_input: ModelInput, path: str) -> torch.Tensor:
     try:
         return model_input.from_bytes(read_image_file(Path(path)))
     except BadImage as exc:
-        raise InvalidDatasetError(f"Image {path} cannot be read: {exc}.",
-                                  hint="explain scores of images that are still where they were scored.") from None
+        raise InvalidDatasetError(
+            f"Image {path} cannot be read: {exc}.",
+            hint="explain scores of images that are still where they were scored.",
+        ) from None
 
 
 def _display(tensor: torch.Tensor, trained: TrainedModel) -> np.ndarray:
@@ -169,9 +205,17 @@ def _display(tensor: torch.Tensor, trained: TrainedModel) -> np.ndarray:
     return (tensor * std + mean).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
 
 
-def explain(model: str | Path, data: str | Path, out: str | Path, *, errors: int = DEFAULT_COUNT,
-            correct: int = DEFAULT_COUNT, seed: int = 0, overwrite: bool = False, progress: bool = True
-            ) -> dict[str, Any]:
+def explain(
+    model: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    errors: int = DEFAULT_COUNT,
+    correct: int = DEFAULT_COUNT,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Score a labeled image directory with a trained model and explain its most confident errors and a sample of
     its correct predictions with Grad-CAM heatmaps, written to `out`."""
     directory = ImageDirectory.open(data)

@@ -46,8 +46,9 @@ def _grid(document: dict[str, Any], overlays: list[Image.Image], path: Path) -> 
     plt.close(fig)
 
 
-def write_explanations(out: Path, document: dict[str, Any], maps: list[np.ndarray], images: list[np.ndarray],
-                       overwrite: bool) -> None:
+def write_explanations(
+    out: Path, document: dict[str, Any], maps: list[np.ndarray], images: list[np.ndarray], overwrite: bool
+) -> None:
     """Write the explanation folder as a whole (built aside, then swapped in)."""
     from safetensors.torch import save_file
 
@@ -58,7 +59,12 @@ def write_explanations(out: Path, document: dict[str, Any], maps: list[np.ndarra
             picture = overlay(image, heat)
             picture.save(tmp / entry["overlay"])
             overlays.append(picture)
-        save_file({str(e["id"]): torch.from_numpy(np.ascontiguousarray(h, dtype=np.float32))
-                   for e, h in zip(document["images"], maps, strict=True)}, str(tmp / HEATMAPS))
+        save_file(
+            {
+                str(e["id"]): torch.from_numpy(np.ascontiguousarray(h, dtype=np.float32))
+                for e, h in zip(document["images"], maps, strict=True)
+            },
+            str(tmp / HEATMAPS),
+        )
         _grid(document, overlays, tmp / GRID_PNG)
         atomic_write_json(tmp / EXPLAIN_JSON, document)

@@ -53,16 +53,22 @@ class Model:
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Softmax probabilities (float32, on the CPU) of a batch of model inputs, at the model's temperature."""
         if self.precision == "auto":  # scores carry no seed promise: the fastest precision measured here
-            self.precision = resolve_precision("auto", self.device, repeatable=False, speedup=lambda candidate:
-                                               measure_speedup(self.network, tuple(batch.shape), self.device,
-                                                               candidate, training=False))
+            self.precision = resolve_precision(
+                "auto",
+                self.device,
+                repeatable=False,
+                speedup=lambda candidate: measure_speedup(
+                    self.network, tuple(batch.shape), self.device, candidate, training=False
+                ),
+            )
         with autocast_for(self.device, self.precision):
             batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             logits = self.network(batch)
         return torch.softmax(logits.float() / self.trained.temperature, dim=1).cpu()
 
-    def predict(self, images: Image.Image | str | Path | Sequence[Image.Image | str | Path],
-                min_confidence: float | None = None) -> Any:
+    def predict(
+        self, images: Image.Image | str | Path | Sequence[Image.Image | str | Path], min_confidence: float | None = None
+    ) -> Any:
         """Label and per-class probabilities of one image (a dict) or of a list of images (a list of dicts).
 
         With `min_confidence`, an image whose top probability is below it gets the label UNKNOWN_LABEL; its
@@ -85,8 +91,9 @@ class Model:
         for tensor in tensors:  # one at a time: images may differ in size
             probs = self.probabilities(tensor[None])[0].tolist()
             label, guess = decide(self.classes, probs, min_confidence)
-            results.append({"label": label, "best_guess": guess,
-                            "probabilities": dict(zip(self.classes, probs, strict=True))})
+            results.append(
+                {"label": label, "best_guess": guess, "probabilities": dict(zip(self.classes, probs, strict=True))}
+            )
         return results[0] if single else results
 
 
@@ -156,10 +163,16 @@ def list_folder(path: str | Path) -> FolderImages:
     root = Path(path)
     found, ignored = folder_images(root)
     if ignored:
-        log.warning("ignored %d files of %s (no image extension, or symbolic links), e.g. %s", len(ignored), root,
-                    ignored[:3])
-    return FolderImages(root, [c.file for c in found], [printable(str(c.file.resolve())) for c in found],
-                        [c.source for c in found], [c.label for c in found])
+        log.warning(
+            "ignored %d files of %s (no image extension, or symbolic links), e.g. %s", len(ignored), root, ignored[:3]
+        )
+    return FolderImages(
+        root,
+        [c.file for c in found],
+        [printable(str(c.file.resolve())) for c in found],
+        [c.source for c in found],
+        [c.label for c in found],
+    )
 
 
 class _StreamedData(Dataset):
@@ -179,44 +192,86 @@ class _StreamedData(Dataset):
             return None, i, str(exc).split(" Fix:")[0]
 
 
-def remote_score_rows(model: Model, images: RemoteImages | str, *, batch_size: int = SCORE_BATCH_SIZE,
-                      skip_invalid: bool = False, progress: bool = True,
-                      min_confidence: float | None = None) -> Iterator[dict[str, Any]]:
+def remote_score_rows(
+    model: Model,
+    images: RemoteImages | str,
+    *,
+    batch_size: int = SCORE_BATCH_SIZE,
+    skip_invalid: bool = False,
+    progress: bool = True,
+    min_confidence: float | None = None,
+) -> Iterator[dict[str, Any]]:
     """Like score_rows, for the images under a remote prefix (s3://, az://, ...), streamed: each object is read
     when its batch is scored, nothing is written to disk. Rows carry the object's URL as `path`."""
     images = images if isinstance(images, RemoteImages) else list_images(images)
     min_confidence = check_min_confidence(min_confidence, model.classes)
     _check_batch_size(batch_size)
     loader = _streaming_loader(model, images, len(images.keys), batch_size, 0)
-    records = [ImageRecord(i, key, label, 0, 0, key)
-               for i, (key, label) in enumerate(zip(images.keys, images.labels, strict=True))]
-    yield from _rows_of(model, loader, records, images.address, images.labels[0] is not None,
-                        f"under {display(images.url)}", skip_invalid, progress, min_confidence)
+    records = [
+        ImageRecord(i, key, label, 0, 0, key)
+        for i, (key, label) in enumerate(zip(images.keys, images.labels, strict=True))
+    ]
+    yield from _rows_of(
+        model,
+        loader,
+        records,
+        images.address,
+        images.labels[0] is not None,
+        f"under {display(images.url)}",
+        skip_invalid,
+        progress,
+        min_confidence,
+    )
 
 
-def folder_score_rows(model: Model, images: FolderImages | str | Path, *, batch_size: int = SCORE_BATCH_SIZE,
-                      workers: int | None = None, skip_invalid: bool = False, progress: bool = True,
-                      min_confidence: float | None = None) -> Iterator[dict[str, Any]]:
+def folder_score_rows(
+    model: Model,
+    images: FolderImages | str | Path,
+    *,
+    batch_size: int = SCORE_BATCH_SIZE,
+    workers: int | None = None,
+    skip_invalid: bool = False,
+    progress: bool = True,
+    min_confidence: float | None = None,
+) -> Iterator[dict[str, Any]]:
     """Like score_rows, for a plain folder of images (flat: unlabeled; class folders: labeled), nothing converted or
     copied: ids, sources and labels are those `imgtrain convert` would give, `path` is the file itself."""
     images = images if isinstance(images, FolderImages) else list_folder(images)
     min_confidence = check_min_confidence(min_confidence, model.classes)
     _check_batch_size(batch_size)
-    loader = _streaming_loader(model, images, len(images.files), batch_size,
-                               default_loader_workers() if workers is None else workers)
-    records = [ImageRecord(i, source, label, 0, 0, source)
-               for i, (source, label) in enumerate(zip(images.sources, images.labels, strict=True))]
-    yield from _rows_of(model, loader, records, images.paths.__getitem__, images.labels[0] is not None,
-                        f"of {images.root}", skip_invalid, progress, min_confidence)
+    loader = _streaming_loader(
+        model, images, len(images.files), batch_size, default_loader_workers() if workers is None else workers
+    )
+    records = [
+        ImageRecord(i, source, label, 0, 0, source)
+        for i, (source, label) in enumerate(zip(images.sources, images.labels, strict=True))
+    ]
+    yield from _rows_of(
+        model,
+        loader,
+        records,
+        images.paths.__getitem__,
+        images.labels[0] is not None,
+        f"of {images.root}",
+        skip_invalid,
+        progress,
+        min_confidence,
+    )
 
 
-def _streaming_loader(model: Model, images: RemoteImages | FolderImages, count: int, batch_size: int,
-                      workers: int) -> DataLoader:
+def _streaming_loader(
+    model: Model, images: RemoteImages | FolderImages, count: int, batch_size: int, workers: int
+) -> DataLoader:
     """The loader of images read as bytes when scored: their sizes are unknown before reading, so they are batched
     only when the transformation makes every image the same size."""
     probe = output_sizes(model.trained.transform, {(4000, 3000), (300, 500)}, "inference")
-    return DataLoader(_StreamedData(images, count, model.model_input), batch_size=batch_size if len(probe) == 1 else 1,
-                      num_workers=workers, collate_fn=_collate, pin_memory=model.device.type == "cuda")
+    return DataLoader(
+        _StreamedData(images, count, model.model_input),
+        batch_size=batch_size if len(probe) == 1 else 1,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=model.device.type == "cuda",
+    )
 
 
 def _check_batch_size(batch_size: object) -> None:
@@ -253,20 +308,42 @@ def score_rows(
         log.warning("images come out of the model's transformation in several sizes: scoring one at a time")
         batch_size = 1
     if workers is None:
-        workers = scoring_loader_workers(float(np.median([r.width * r.height for r in directory]))) if len(directory) \
-            else 0
+        workers = (
+            scoring_loader_workers(float(np.median([r.width * r.height for r in directory]))) if len(directory) else 0
+        )
     decoded = DecodedCache(default_cache_dir()) if cache else None
-    loader = DataLoader(_ScoringData(directory, model.model_input.with_cache(decoded)), batch_size=batch_size,
-                        num_workers=workers,
-                        collate_fn=_collate, pin_memory=model.device.type == "cuda")
+    loader = DataLoader(
+        _ScoringData(directory, model.model_input.with_cache(decoded)),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=model.device.type == "cuda",
+    )
     records = directory.records
-    yield from _rows_of(model, loader, records, lambda i: str((directory.root / records[i].path).resolve()),
-                        directory.labeled, f"of {directory.root}", skip_invalid, progress, min_confidence)
+    yield from _rows_of(
+        model,
+        loader,
+        records,
+        lambda i: str((directory.root / records[i].path).resolve()),
+        directory.labeled,
+        f"of {directory.root}",
+        skip_invalid,
+        progress,
+        min_confidence,
+    )
 
 
-def _rows_of(model: Model, loader: DataLoader, records: Sequence[ImageRecord], where: Callable[[int], str],
-             labeled: bool, name: str, skip_invalid: bool, progress: bool, min_confidence: float | None
-             ) -> Iterator[dict[str, Any]]:
+def _rows_of(
+    model: Model,
+    loader: DataLoader,
+    records: Sequence[ImageRecord],
+    where: Callable[[int], str],
+    labeled: bool,
+    name: str,
+    skip_invalid: bool,
+    progress: bool,
+    min_confidence: float | None,
+) -> Iterator[dict[str, Any]]:
     """The rows of the loader's batches in the images' order (local or remote: `where` gives each one's path);
     unreadable images are raised after every image was tried, or with `skip_invalid` given error rows."""
     bad: list[str] = []
@@ -283,9 +360,11 @@ def _rows_of(model: Model, loader: DataLoader, records: Sequence[ImageRecord], w
                 yield from (rows[i] for i in sorted(rows))
             bar.update(len(positions) + len(bad_positions))
     if bad and not skip_invalid:
-        raise InvalidDatasetError(f"{len(bad)} images {name} cannot be read:\n{list_problems(bad)}",
-                                  hint="pass skip_invalid=True to score the rest (bad images get an error row).",
-                                  cli_hint="pass --skip-invalid to score the rest (bad images get an error row).")
+        raise InvalidDatasetError(
+            f"{len(bad)} images {name} cannot be read:\n{list_problems(bad)}",
+            hint="pass skip_invalid=True to score the rest (bad images get an error row).",
+            cli_hint="pass --skip-invalid to score the rest (bad images get an error row).",
+        )
 
 
 def decide(classes: Sequence[str], probs: Sequence[float], min_confidence: float | None) -> tuple[str, str]:
@@ -296,8 +375,15 @@ def decide(classes: Sequence[str], probs: Sequence[float], min_confidence: float
     return (UNKNOWN_LABEL if unsure else classes[top]), classes[top]
 
 
-def _row(record: ImageRecord, path: str, labeled: bool, classes: Sequence[str], probs: list[float] | None,
-         error: str | None = None, min_confidence: float | None = None) -> dict[str, Any]:
+def _row(
+    record: ImageRecord,
+    path: str,
+    labeled: bool,
+    classes: Sequence[str],
+    probs: list[float] | None,
+    error: str | None = None,
+    min_confidence: float | None = None,
+) -> dict[str, Any]:
     row: dict[str, Any] = {"id": record.id, "path": path, "source": record.source}
     if labeled:
         row["label"] = record.label
@@ -312,30 +398,75 @@ def _row(record: ImageRecord, path: str, labeled: bool, classes: Sequence[str], 
     return row
 
 
-def _source_rows(model: Model, images: str | Path | ImageDirectory, batch_size: int, workers: int | None,
-                 skip_invalid: bool, progress: bool, cache: bool, min_confidence: float | None
-                 ) -> tuple[bool, str | Path, Iterator[dict[str, Any]]]:
+def _source_rows(
+    model: Model,
+    images: str | Path | ImageDirectory,
+    batch_size: int,
+    workers: int | None,
+    skip_invalid: bool,
+    progress: bool,
+    cache: bool,
+    min_confidence: float | None,
+) -> tuple[bool, str | Path, Iterator[dict[str, Any]]]:
     """(labeled, what it is, the rows) of whatever `images` names: an image directory, a remote prefix or a plain
     folder of images."""
     if isinstance(images, str) and is_remote(images):
         listed = list_images(images)
-        return listed.labels[0] is not None, listed.url, remote_score_rows(
-            model, listed, batch_size=batch_size, skip_invalid=skip_invalid, progress=progress,
-            min_confidence=min_confidence)
+        return (
+            listed.labels[0] is not None,
+            listed.url,
+            remote_score_rows(
+                model,
+                listed,
+                batch_size=batch_size,
+                skip_invalid=skip_invalid,
+                progress=progress,
+                min_confidence=min_confidence,
+            ),
+        )
     if not isinstance(images, ImageDirectory) and is_plain_folder(images):
         folder = list_folder(images)
-        return folder.labels[0] is not None, folder.root, folder_score_rows(
-            model, folder, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid, progress=progress,
-            min_confidence=min_confidence)
+        return (
+            folder.labels[0] is not None,
+            folder.root,
+            folder_score_rows(
+                model,
+                folder,
+                batch_size=batch_size,
+                workers=workers,
+                skip_invalid=skip_invalid,
+                progress=progress,
+                min_confidence=min_confidence,
+            ),
+        )
     directory = images if isinstance(images, ImageDirectory) else ImageDirectory.open(images)
-    return directory.labeled, directory.root, score_rows(
-        model, directory, batch_size=batch_size, workers=workers, skip_invalid=skip_invalid, progress=progress,
-        cache=cache, min_confidence=min_confidence)
+    return (
+        directory.labeled,
+        directory.root,
+        score_rows(
+            model,
+            directory,
+            batch_size=batch_size,
+            workers=workers,
+            skip_invalid=skip_invalid,
+            progress=progress,
+            cache=cache,
+            min_confidence=min_confidence,
+        ),
+    )
 
 
-def score(model: str | Path | Model, images: str | Path | ImageDirectory, *, batch_size: int = SCORE_BATCH_SIZE,
-          workers: int | None = None, skip_invalid: bool = False, progress: bool = True,
-          cache: bool = True, min_confidence: float | None = None) -> list[dict[str, Any]]:
+def score(
+    model: str | Path | Model,
+    images: str | Path | ImageDirectory,
+    *,
+    batch_size: int = SCORE_BATCH_SIZE,
+    workers: int | None = None,
+    skip_invalid: bool = False,
+    progress: bool = True,
+    cache: bool = True,
+    min_confidence: float | None = None,
+) -> list[dict[str, Any]]:
     """Score an image directory, a plain folder of images (class folders give the label column) or the images
     under a remote prefix (s3://..., streamed); return the table as a list of rows (dicts with the designer's column
     names; see score_rows for `min_confidence`)."""
@@ -350,25 +481,42 @@ def _check_scores_output(out: Path, overwrite: bool, inputs: list[Path]) -> None
     check_output(out, overwrite, inputs)
 
 
-def score_to_file(model: str | Path | Model, images: str | Path, out: str | Path, *, fmt: str | None = None,
-                  batch_size: int = SCORE_BATCH_SIZE, workers: int | None = None, skip_invalid: bool = False,
-                  overwrite: bool = False, progress: bool = True, cache: bool = True,
-                  min_confidence: float | None = None) -> tuple[Path, int]:
+def score_to_file(
+    model: str | Path | Model,
+    images: str | Path,
+    out: str | Path,
+    *,
+    fmt: str | None = None,
+    batch_size: int = SCORE_BATCH_SIZE,
+    workers: int | None = None,
+    skip_invalid: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    cache: bool = True,
+    min_confidence: float | None = None,
+) -> tuple[Path, int]:
     """Stream the scores to `out` (CSV or JSON lines), which appears only once complete; return (path, rows)."""
     out = Path(out)
     fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv")
     if fmt not in FORMATS:
         raise ParameterError(f"format must be one of {FORMATS}, got {fmt!r}.")
-    inputs = [model.trained.path if isinstance(model, Model) else Path(model)] + ([] if is_remote(images)
-                                                                                  else [Path(images)])
+    inputs = [model.trained.path if isinstance(model, Model) else Path(model)] + (
+        [] if is_remote(images) else [Path(images)]
+    )
     _check_scores_output(out, overwrite, inputs)
     model = model if isinstance(model, Model) else load_model(model)
     min_confidence = check_min_confidence(min_confidence, model.classes)
-    labeled, source, rows = _source_rows(model, images, batch_size, workers, skip_invalid, progress, cache,
-                                         min_confidence)
-    columns = (["id", "path", "source"] + (["label"] if labeled else [])
-               + [PROBABILITY_PREFIX + c for c in model.classes] + [SCORED_LABELS]
-               + ([BEST_GUESS] if min_confidence is not None else []) + (["error"] if skip_invalid else []))
+    labeled, source, rows = _source_rows(
+        model, images, batch_size, workers, skip_invalid, progress, cache, min_confidence
+    )
+    columns = (
+        ["id", "path", "source"]
+        + (["label"] if labeled else [])
+        + [PROBABILITY_PREFIX + c for c in model.classes]
+        + [SCORED_LABELS]
+        + ([BEST_GUESS] if min_confidence is not None else [])
+        + (["error"] if skip_invalid else [])
+    )
     kept = f"{out} is as it was before." if out.exists() else ""
     count = 0
     with atomic_file(out, kept) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:

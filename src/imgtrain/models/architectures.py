@@ -32,8 +32,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Old DenseNet checkpoints name layers 'norm.1' where torchvision's modules say 'norm1'.
-_DENSENET_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
-                           r"((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$")
+_DENSENET_KEY = re.compile(
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\."
+    r"((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
+)
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,15 @@ class Architecture:
     def __post_init__(self) -> None:
         if self.family == CATALOG_FAMILY:
             if self.model_name not in catalog_names() or self.options:
-                raise ParameterError(f"{self.model_name!r} is not in the model catalog (or takes no options).",
-                                     hint="`imgtrain models` lists the catalog.")
+                raise ParameterError(
+                    f"{self.model_name!r} is not in the model catalog (or takes no options).",
+                    hint="`imgtrain models` lists the catalog.",
+                )
             return
         if self.family not in FAMILIES:
-            raise ParameterError(f"Unknown model family {self.family!r}; choose one of "
-                                 f"{sorted([*FAMILIES, CATALOG_FAMILY])}.")
+            raise ParameterError(
+                f"Unknown model family {self.family!r}; choose one of {sorted([*FAMILIES, CATALOG_FAMILY])}."
+            )
         if self.model_name not in FAMILIES[self.family]:
             raise ParameterError(
                 f"{self.model_name!r} is not a {self.family} model.",
@@ -60,8 +65,9 @@ class Architecture:
             )
         unknown = set(self.options) - set(OPTIONS[self.family])
         if unknown or not all(isinstance(v, bool) for v in self.options.values()):
-            raise ParameterError(f"Options {self.options} are not valid for {self.family}; "
-                                 f"known: {OPTIONS[self.family]} (true/false).")
+            raise ParameterError(
+                f"Options {self.options} are not valid for {self.family}; known: {OPTIONS[self.family]} (true/false)."
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family, "model_name": self.model_name, "options": dict(self.options)}
@@ -102,8 +108,9 @@ class UntrainedModel:
         try:
             return load((self.path / WEIGHTS_NAME).read_bytes())
         except Exception as exc:  # safetensors raises its own error types for damaged files
-            raise InvalidModelDirectoryError(f"{self.path / WEIGHTS_NAME} cannot be read: {exc}.",
-                                             hint="recreate the model directory.") from None
+            raise InvalidModelDirectoryError(
+                f"{self.path / WEIGHTS_NAME} cannot be read: {exc}.", hint="recreate the model directory."
+            ) from None
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -114,8 +121,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ParameterError(f"The weights file {path} cannot be read: {type(exc).__name__}: {exc}.",
-                             hint="give a .safetensors file, or a .pth holding a plain state dict.") from None
+        raise ParameterError(
+            f"The weights file {path} cannot be read: {type(exc).__name__}: {exc}.",
+            hint="give a .safetensors file, or a .pth holding a plain state dict.",
+        ) from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -124,18 +133,27 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return {_DENSENET_KEY.sub(r"\1\2", k.removeprefix("module.")): v for k, v in state.items()}
 
 
-def weights_mismatch(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor],
-                     may_lack: Callable[[str], bool] = lambda key: False) -> str | None:
+def weights_mismatch(
+    expected: dict[str, torch.Tensor],
+    weights: dict[str, torch.Tensor],
+    may_lack: Callable[[str], bool] = lambda key: False,
+) -> str | None:
     """How `weights` fail to fit a network whose state dict is `expected` (missing, unexpected, wrong-shaped
     tensors, a few of each named), or None when they fit. Keys for which `may_lack` is true may be missing."""
     missing = sorted(k for k in set(expected) - set(weights) if not may_lack(k))
     unexpected = sorted(set(weights) - set(expected))
-    wrong = sorted(f"{k} {tuple(weights[k].shape)} != {tuple(expected[k].shape)}"
-                   for k in set(expected) & set(weights) if weights[k].shape != expected[k].shape)
+    wrong = sorted(
+        f"{k} {tuple(weights[k].shape)} != {tuple(expected[k].shape)}"
+        for k in set(expected) & set(weights)
+        if weights[k].shape != expected[k].shape
+    )
     if not (missing or unexpected or wrong):
         return None
-    return "; ".join(f"{what}: {items[:3]}{' ...' if len(items) > 3 else ''}" for what, items in
-                     (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items)
+    return "; ".join(
+        f"{what}: {items[:3]}{' ...' if len(items) > 3 else ''}"
+        for what, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+        if items
+    )
 
 
 def load_backbone(model: nn.Module, architecture: Architecture, weights: dict[str, torch.Tensor], source: str) -> None:
@@ -146,8 +164,10 @@ def load_backbone(model: nn.Module, architecture: Architecture, weights: dict[st
     # Checkpoints older than PyTorch 0.4 have no BatchNorm batch counters: keep the model's zeros.
     details = weights_mismatch(expected, weights, may_lack=lambda key: key.endswith("num_batches_tracked"))
     if details:
-        raise ParameterError(f"The weights from {source} do not fit {architecture.model_name} ({details}).",
-                             hint=f"use weights made for {architecture.model_name}.")
+        raise ParameterError(
+            f"The weights from {source} do not fit {architecture.model_name} ({details}).",
+            hint=f"use weights made for {architecture.model_name}.",
+        )
     model.load_state_dict(weights, strict=False)
 
 
@@ -171,8 +191,13 @@ def create_model_directory(
     if pretrained:
         if weights and not Path(weights).is_file():
             raise ParameterError(f"The weights file {weights} does not exist.", hint="give an existing file.")
-        path = Path(weights) if weights else pretrained_weights.fetch(
-            pretrained_weights.imagenet_weights(architecture.model_name), offline, progress)
+        path = (
+            Path(weights)
+            if weights
+            else pretrained_weights.fetch(
+                pretrained_weights.imagenet_weights(architecture.model_name), offline, progress
+            )
+        )
         state, source = read_state_dict(path), str(path)
         probe = architecture.build(num_classes=1000)
         load_backbone(probe, architecture, state, source)
@@ -183,23 +208,32 @@ def create_model_directory(
         if state is not None:
             save_file(state, str(tmp / WEIGHTS_NAME))
             publish(tmp / WEIGHTS_NAME)
-        atomic_write_json(tmp / MODEL_META, {
-            "format": UNTRAINED_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "architecture": architecture.to_json(),
-            "pretrained": pretrained,
-            "weights": WEIGHTS_NAME if pretrained else None,
-            "weights_source": source,
-            "torchvision_version": torchvision.__version__,
-            "created_by": f"imgtrain {__version__}",
-        })
-    log.info("wrote untrained %s model directory %s%s", architecture.model_name, out,
-             f" with weights from {source}" if source else "")
+        atomic_write_json(
+            tmp / MODEL_META,
+            {
+                "format": UNTRAINED_FORMAT,
+                "format_version": FORMAT_VERSION,
+                "architecture": architecture.to_json(),
+                "pretrained": pretrained,
+                "weights": WEIGHTS_NAME if pretrained else None,
+                "weights_source": source,
+                "torchvision_version": torchvision.__version__,
+                "created_by": f"imgtrain {__version__}",
+            },
+        )
+    log.info(
+        "wrote untrained %s model directory %s%s",
+        architecture.model_name,
+        out,
+        f" with weights from {source}" if source else "",
+    )
     return open_untrained(out)
 
 
-_FORMAT_NAMES = {UNTRAINED_FORMAT: "an untrained model directory; train it first",
-                 "imgtrain.trained_model": "a trained model directory"}
+_FORMAT_NAMES = {
+    UNTRAINED_FORMAT: "an untrained model directory; train it first",
+    "imgtrain.trained_model": "a trained model directory",
+}
 
 
 def read_model_meta(path: Path, expected_format: str, hint: str) -> dict[str, Any]:
@@ -209,10 +243,12 @@ def read_model_meta(path: Path, expected_format: str, hint: str) -> dict[str, An
         raise InvalidModelDirectoryError(f"The model input {path} is not a directory.", hint)
     if not meta_path.is_file():
         what = " (it is an image directory)" if (path / "imgtrain-images.json").exists() else ""
-        raise InvalidModelDirectoryError(f"The model input {path} is not a model directory: no {MODEL_META}{what}.",
-                                         hint)
-    return read_versioned_json(meta_path, expected_format, FORMAT_VERSION, InvalidModelDirectoryError, hint,
-                               kinds=_FORMAT_NAMES)
+        raise InvalidModelDirectoryError(
+            f"The model input {path} is not a model directory: no {MODEL_META}{what}.", hint
+        )
+    return read_versioned_json(
+        meta_path, expected_format, FORMAT_VERSION, InvalidModelDirectoryError, hint, kinds=_FORMAT_NAMES
+    )
 
 
 def open_untrained(path: str | Path) -> UntrainedModel:

@@ -27,10 +27,17 @@ def catalog_rows() -> list[dict[str, Any]]:
     for name in catalog_names():
         weights = torchvision.models.get_model_weights(name).DEFAULT
         meta = weights.meta
-        rows.append({"model": name, "params_m": meta["num_params"] / 1e6,
-                     "top1": meta["_metrics"]["ImageNet-1K"]["acc@1"], "gflops": meta["_ops"],
-                     "size_mb": meta["_file_size"], "min_size": tuple(meta.get("min_size", (1, 1))),
-                     "weights": weights.url.rsplit("/", 1)[-1]})
+        rows.append(
+            {
+                "model": name,
+                "params_m": meta["num_params"] / 1e6,
+                "top1": meta["_metrics"]["ImageNet-1K"]["acc@1"],
+                "gflops": meta["_ops"],
+                "size_mb": meta["_file_size"],
+                "min_size": tuple(meta.get("min_size", (1, 1))),
+                "weights": weights.url.rsplit("/", 1)[-1],
+            }
+        )
     return rows
 
 
@@ -81,7 +88,11 @@ class InputCheck:
             return None
         w, h = minimum_size(self.model_name)
         if width >= w and height >= h:
-            return (f"it comes out of the transformation {width}x{height} pixels, which {self.model_name} cannot "
-                    f"take (crop to {w}x{h}, the size its weights were made for)")
-        return (f"it comes out of the transformation {width}x{height} pixels; {self.model_name} needs at least "
-                f"{w}x{h} (turn on resize with a size of at least {max(w, h)})")
+            return (
+                f"it comes out of the transformation {width}x{height} pixels, which {self.model_name} cannot "
+                f"take (crop to {w}x{h}, the size its weights were made for)"
+            )
+        return (
+            f"it comes out of the transformation {width}x{height} pixels; {self.model_name} needs at least "
+            f"{w}x{h} (turn on resize with a size of at least {max(w, h)})"
+        )

@@ -83,17 +83,26 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, trained: Tra
     try:
         import onnx
     except ImportError:
-        raise MissingDependencyError("ONNX export needs the onnx package.",
-                             hint="pip install 'imgtrain[export]' (onnx, onnxruntime).") from None
+        raise MissingDependencyError(
+            "ONNX export needs the onnx package.", hint="pip install 'imgtrain[export]' (onnx, onnxruntime)."
+        ) from None
     with warnings.catch_warnings():  # the TorchScript-based exporter: no onnxscript needed
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, (example,), str(path), dynamo=False, opset_version=OPSET, input_names=["images"],
-                          output_names=["probabilities"],
-                          dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
-                                        "probabilities": {0: "batch"}})
+        torch.onnx.export(
+            net,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["images"],
+            output_names=["probabilities"],
+            dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}, "probabilities": {0: "batch"}},
+        )
     proto = onnx.load(str(path))
-    for key, value in (("imgtrain.classes", "\n".join(trained.classes)),
-                       ("imgtrain.input", "float32 NCHW RGB in [0, 1], resized/cropped as imgtrain-export.json says")):
+    for key, value in (
+        ("imgtrain.classes", "\n".join(trained.classes)),
+        ("imgtrain.input", "float32 NCHW RGB in [0, 1], resized/cropped as imgtrain-export.json says"),
+    ):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     onnx.save(proto, str(path))
@@ -102,17 +111,34 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, trained: Tra
 def _describe(trained: TrainedModel, fmt: str, height: int, width: int) -> dict[str, Any]:
     spec = trained.transform.values()
     return {
-        "format": "imgtrain.export", "format_version": 1, "runtime_format": fmt, "file": FORMATS[fmt],
-        "classes": list(trained.classes), "architecture": trained.architecture.to_json(),
-        "input": {"name": "images", "dtype": "float32", "layout": "NCHW", "color": "RGB", "range": [0, 1],
-                  "example_size": [height, width],
-                  "preprocessing": "decode, convert to RGB, then the inference steps of `transform` (resize the "
-                                   "shorter side with antialiasing, center crop, pad ...), divide by 255",
-                  "transform": {k: v for k, v in spec.items() if not (k.startswith("random_") or k == "color_jitter")},
-                  "normalization": {"mean": list(trained.mean), "std": list(trained.std),
-                                    "applied": "inside the exported model"}},
-        "output": {"name": "probabilities", "shape": ["batch", len(trained.classes)],
-                   "meaning": "softmax probabilities, in the order of `classes`",
-                   "temperature": trained.temperature, "temperature_applied": "inside the exported model"},
+        "format": "imgtrain.export",
+        "format_version": 1,
+        "runtime_format": fmt,
+        "file": FORMATS[fmt],
+        "classes": list(trained.classes),
+        "architecture": trained.architecture.to_json(),
+        "input": {
+            "name": "images",
+            "dtype": "float32",
+            "layout": "NCHW",
+            "color": "RGB",
+            "range": [0, 1],
+            "example_size": [height, width],
+            "preprocessing": "decode, convert to RGB, then the inference steps of `transform` (resize the "
+            "shorter side with antialiasing, center crop, pad ...), divide by 255",
+            "transform": {k: v for k, v in spec.items() if not (k.startswith("random_") or k == "color_jitter")},
+            "normalization": {
+                "mean": list(trained.mean),
+                "std": list(trained.std),
+                "applied": "inside the exported model",
+            },
+        },
+        "output": {
+            "name": "probabilities",
+            "shape": ["batch", len(trained.classes)],
+            "meaning": "softmax probabilities, in the order of `classes`",
+            "temperature": trained.temperature,
+            "temperature_applied": "inside the exported model",
+        },
         "source_model": str(trained.path),
     }

@@ -1,10 +1,10 @@
 """The trained model directory: JSON description + safetensors weights, never pickle.
 
-    MODELDIR/imgtrain-model.json   architecture, classes, input pipeline, training parameters,
-                                   metric history, calibration (temperature), library versions
-    MODELDIR/model.safetensors     the weights (of the best epoch)
-    MODELDIR/history.jsonl         one line of metrics per epoch
-    MODELDIR/training.png          loss and accuracy per epoch
+MODELDIR/imgtrain-model.json   architecture, classes, input pipeline, training parameters,
+                               metric history, calibration (temperature), library versions
+MODELDIR/model.safetensors     the weights (of the best epoch)
+MODELDIR/history.jsonl         one line of metrics per epoch
+MODELDIR/training.png          loss and accuracy per epoch
 """
 
 from __future__ import annotations
@@ -63,8 +63,12 @@ class TrainedModel:
 
 
 def library_versions() -> dict[str, str]:
-    return {"imgtrain": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "python": platform.python_version()}
+    return {
+        "imgtrain": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def write_model_directory(
@@ -89,19 +93,22 @@ def write_model_directory(
     except SafetensorError as exc:  # disk full and the like, reported by the Rust writer
         raise write_failed(root / WEIGHTS_NAME, exc) from None
     atomic_write_text(root / HISTORY_NAME, "".join(json.dumps(row) + "\n" for row in history))
-    atomic_write_json(root / MODEL_META, {
-        "format": TRAINED_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "architecture": architecture.to_json(),
-        "classes": list(classes),
-        "input": {"transform": transform.values(), "mean": list(mean), "std": list(std)},
-        "weights": WEIGHTS_NAME,
-        "best_epoch": best_epoch,
-        "training": training,
-        "history": history,
-        **({"calibration": calibration} if calibration is not None else {}),
-        "library_versions": library_versions(),
-    })
+    atomic_write_json(
+        root / MODEL_META,
+        {
+            "format": TRAINED_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "architecture": architecture.to_json(),
+            "classes": list(classes),
+            "input": {"transform": transform.values(), "mean": list(mean), "std": list(std)},
+            "weights": WEIGHTS_NAME,
+            "best_epoch": best_epoch,
+            "training": training,
+            "history": history,
+            **({"calibration": calibration} if calibration is not None else {}),
+            "library_versions": library_versions(),
+        },
+    )
 
 
 def open_model_directory(path: str | Path) -> TrainedModel:
@@ -138,8 +145,11 @@ def _classes(value: Any) -> tuple[str, ...]:
 
 
 def _triple(value: Any, name: str) -> tuple[float, ...]:
-    if not isinstance(value, list) or len(value) != 3 or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
         raise ValueError(f"{name} must be three numbers")
     return tuple(float(v) for v in value)
 
@@ -154,12 +164,14 @@ def _load_weights(file: Path, architecture: Architecture, num_classes: int) -> d
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise InvalidModelDirectoryError(
             f"{file} is not a safetensors weights file ({exc}); imgtrain never loads pickles.",
-            "restore the file written by `imgtrain train`.") from None
+            "restore the file written by `imgtrain train`.",
+        ) from None
     with torch.device("meta"):
         expected = architecture.build(num_classes).state_dict()
     details = weights_mismatch(expected, weights)
     if details:
         raise InvalidModelDirectoryError(
             f"{file} does not fit {architecture.model_name} with {num_classes} classes ({details}).",
-            "the weights and imgtrain-model.json must come from the same training run.")
+            "the weights and imgtrain-model.json must come from the same training run.",
+        )
     return weights

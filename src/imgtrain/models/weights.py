@@ -60,15 +60,18 @@ def fetch(weights: WeightsFile, offline: bool = False, progress: bool = True) ->
     if not weights.path.is_file():
         if offline_requested(offline):
             raise PretrainedWeightsError(
-                f"The pretrained weights {weights.path.name} are not in {weights.path.parent} and imgtrain is "
-                "offline.", hint=f"copy the file there (from {weights.url}), pass --weights FILE, or go online "
-                f"(unset {OFFLINE_ENV}).")
+                f"The pretrained weights {weights.path.name} are not in {weights.path.parent} and imgtrain is offline.",
+                hint=f"copy the file there (from {weights.url}), pass --weights FILE, or go online "
+                f"(unset {OFFLINE_ENV}).",
+            )
         _download(weights, progress)
     digest = _sha256(weights.path)
     if not digest.startswith(weights.sha256_prefix):
         raise PretrainedWeightsError(
             f"The cached weights {weights.path} have SHA-256 {digest}, not {weights.sha256_prefix}... as "
-            f"{weights.url} names it.", hint="delete the file and run again to download it afresh.")
+            f"{weights.url} names it.",
+            hint="delete the file and run again to download it afresh.",
+        )
     return weights.path
 
 
@@ -76,21 +79,24 @@ def _download(weights: WeightsFile, progress: bool) -> None:
     log.info("downloading %s to %s", weights.url, weights.path)
     weights.path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(weights.url, str(weights.path), hash_prefix=weights.sha256_prefix or None,
-                                       progress=progress)
+        torch.hub.download_url_to_file(
+            weights.url, str(weights.path), hash_prefix=weights.sha256_prefix or None, progress=progress
+        )
     except RuntimeError as exc:
         got = re.search(r'got "([0-9a-f]+)"', str(exc))
         if got is None:
             raise
         raise PretrainedWeightsError(
             f"The file downloaded from {weights.url} has SHA-256 {got.group(1)}, not {weights.sha256_prefix}... as "
-            "its name says; it was not kept.", hint=f"check the server or mirror ({MIRROR_ENV}) and try again.") \
-            from None
+            "its name says; it was not kept.",
+            hint=f"check the server or mirror ({MIRROR_ENV}) and try again.",
+        ) from None
     except (OSError, http.client.HTTPException, ValueError) as exc:  # refused, 404, reset, cut short, bad URL
         raise PretrainedWeightsError(
             f"Downloading {weights.url} failed ({type(exc).__name__}: {str(exc)[:200]}); nothing was kept.",
             hint=f"check the connection and run again, or copy the file to {weights.path} yourself, or pass "
-            "--weights FILE.") from None
+            "--weights FILE.",
+        ) from None
 
 
 def _sha256(path: Path) -> str:

@@ -10,7 +10,6 @@ Requests arriving together are scored as one batch (up to `max_batch`, waiting a
 `batch_wait_ms` for company). Bad input is a 4xx answer saying why, never a 500.
 """
 
-
 import asyncio
 import base64
 import binascii
@@ -31,6 +30,7 @@ from ..inference.scoring import PROBABILITY_PREFIX, SCORED_LABELS, Model, decide
 from .webpage import PAGE
 
 log = logging.getLogger(__name__)
+
 
 class BadRequest(Exception):
     """Answered with `status` and the message."""
@@ -140,26 +140,32 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
         """Run CPU-heavy parsing or decoding in the decode pool, so /health and other requests stay answered."""
         return await asyncio.get_running_loop().run_in_executor(decoders, function, *args)
 
-    app = FastAPI(title="imgtrain model endpoint", version="1",
-                  description=f"Image classifier {model.trained.architecture.model_name} with classes "
-                  f"{', '.join(model.classes)}.", lifespan=_lifespan(batcher, decoders))
+    app = FastAPI(
+        title="imgtrain model endpoint",
+        version="1",
+        description=f"Image classifier {model.trained.architecture.model_name} with classes "
+        f"{', '.join(model.classes)}.",
+        lifespan=_lifespan(batcher, decoders),
+    )
 
     @app.exception_handler(BadRequest)
     async def bad_request(request, exc: BadRequest):
         stats["rejected"] += 1
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
-    @app.post("/predict", summary="Classify images",
-              description="Multipart upload (field `file`, repeatable) or JSON with base64 images. Answers the "
-              "label and per-class probabilities of each image, best first in `top`.")
+    @app.post(
+        "/predict",
+        summary="Classify images",
+        description="Multipart upload (field `file`, repeatable) or JSON with base64 images. Answers the "
+        "label and per-class probabilities of each image, best first in `top`.",
+    )
     async def predict(request: Request) -> JSONResponse:
         stats["requests"] += 1
         body = await _read_body(request, config)
         images, designer = await _images_of(body, request.headers.get("content-type", ""), off_loop)
         tensors = await asyncio.gather(*(off_loop(_decode, data, name, config, model) for name, data in images))
         rows = await asyncio.gather(*(batcher.probabilities(t) for t in tensors))
-        return JSONResponse(_answer(model.classes, [name for name, _ in images], rows, designer,
-                                    config.min_confidence))
+        return JSONResponse(_answer(model.classes, [name for name, _ in images], rows, designer, config.min_confidence))
 
     _add_page_and_health(app, model, config, batcher, stats)
     return app
@@ -186,8 +192,13 @@ def _add_page_and_health(app: Any, model: Model, config: ServeConfig, batcher: B
 
     @app.get("/health", summary="Liveness and model facts")
     async def health() -> dict[str, Any]:
-        return {**_facts(model, config), **stats, "batches": batcher.batches, "images": batcher.images,
-                "largest_batch": batcher.largest_batch}
+        return {
+            **_facts(model, config),
+            **stats,
+            "batches": batcher.batches,
+            "images": batcher.images,
+            "largest_batch": batcher.largest_batch,
+        }
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse:
@@ -196,17 +207,22 @@ def _add_page_and_health(app: Any, model: Model, config: ServeConfig, batcher: B
 
 def _facts(model: Model, config: ServeConfig) -> dict[str, Any]:
     """What /health says about the model and how it answers."""
-    return {"status": "ok", "model": str(model.trained.path), "architecture": model.trained.architecture.model_name,
-            "classes": list(model.classes), "device": str(model.device), "temperature": model.trained.temperature,
-            "min_confidence": config.min_confidence}
+    return {
+        "status": "ok",
+        "model": str(model.trained.path),
+        "architecture": model.trained.architecture.model_name,
+        "classes": list(model.classes),
+        "device": str(model.device),
+        "temperature": model.trained.temperature,
+        "min_confidence": config.min_confidence,
+    }
 
 
 async def _read_body(request, config: ServeConfig) -> bytes:
     """The request body, refused (413) as soon as it is over the limit, declared or streamed."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > config.max_upload_bytes:
-        raise BadRequest(413, f"the upload is {int(declared):,} bytes, over the limit of "
-                              f"{config.max_upload_bytes:,}")
+        raise BadRequest(413, f"the upload is {int(declared):,} bytes, over the limit of {config.max_upload_bytes:,}")
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -230,22 +246,39 @@ async def _images_of(body: bytes, content_type: str, off_loop) -> tuple[list[tup
     return images, designer
 
 
-def _answer(classes: Sequence[str], names: list[str], rows: list[list[float]], designer: bool,
-            min_confidence: float | None = None) -> dict[str, Any]:
+def _answer(
+    classes: Sequence[str],
+    names: list[str],
+    rows: list[list[float]],
+    designer: bool,
+    min_confidence: float | None = None,
+) -> dict[str, Any]:
     """The response: the designer's table, or each image's label, probabilities and top five. Below
     `min_confidence` the label is UNKNOWN_LABEL (and `best_guess` / BEST_GUESS the top class)."""
     decided = [decide(classes, row, min_confidence) for row in rows]
     if designer:
-        table = [{SCORED_LABELS: label, **({BEST_GUESS: guess} if min_confidence is not None else {}),
-                  **{PROBABILITY_PREFIX + c: p for c, p in zip(classes, r, strict=True)}}
-                 for r, (label, guess) in zip(rows, decided, strict=True)]
+        table = [
+            {
+                SCORED_LABELS: label,
+                **({BEST_GUESS: guess} if min_confidence is not None else {}),
+                **{PROBABILITY_PREFIX + c: p for c, p in zip(classes, r, strict=True)},
+            }
+            for r, (label, guess) in zip(rows, decided, strict=True)
+        ]
         return {"Results": {"WebServiceOutput0": table}}
     predictions = []
     for name, row, (label, guess) in zip(names, rows, decided, strict=True):
         ranked = sorted(zip(classes, row, strict=True), key=lambda cp: -cp[1])
-        predictions.append({"name": name, "label": label, "best_guess": guess, "unknown": label != guess,
-                            "probabilities": dict(zip(classes, row, strict=True)),
-                            "top": [{"label": c, "probability": p} for c, p in ranked[:5]]})
+        predictions.append(
+            {
+                "name": name,
+                "label": label,
+                "best_guess": guess,
+                "unknown": label != guess,
+                "probabilities": dict(zip(classes, row, strict=True)),
+                "top": [{"label": c, "probability": p} for c, p in ranked[:5]],
+            }
+        )
     return {"predictions": predictions}
 
 

@@ -45,11 +45,18 @@ def save_checkpoint(out: Path, ckpt: Checkpoint) -> Path:
         for name, value in param_state.items():
             tensors[f"optim.{param_id}.{name}"] = value
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "epoch": ckpt.epoch,
-            "has_best": ckpt.best is not None, "param_groups": ckpt.optimizer["param_groups"], "state": ckpt.state}
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "epoch": ckpt.epoch,
+        "has_best": ckpt.best is not None,
+        "param_groups": ckpt.optimizer["param_groups"],
+        "state": ckpt.state,
+    }
     kept = "The previous checkpoint is kept." if path.exists() else ""
-    with atomic_file(path, kept, write_errors=(OSError, SafetensorError), crash_at=("checkpoint-writing", ckpt.epoch)) \
-            as tmp:
+    with atomic_file(
+        path, kept, write_errors=(OSError, SafetensorError), crash_at=("checkpoint-writing", ckpt.epoch)
+    ) as tmp:
         save_file(tensors, tmp, metadata={"imgtrain": json.dumps(meta)})
     return path
 
@@ -60,7 +67,7 @@ def load_checkpoint(out: Path) -> Checkpoint:
     try:
         data = path.read_bytes()
         header_size = int.from_bytes(data[:8], "little")
-        meta = json.loads(json.loads(data[8:8 + header_size])["__metadata__"]["imgtrain"])
+        meta = json.loads(json.loads(data[8 : 8 + header_size])["__metadata__"]["imgtrain"])
         tensors = load(data)
         del data
         problem = _meta_problem(meta)
@@ -75,8 +82,9 @@ def load_checkpoint(out: Path) -> Checkpoint:
     except (SafetensorError, OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
         problem = f"it cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
     if problem is not None:
-        raise CheckpointError(f"The checkpoint {path} is not usable: {problem}.",
-                             hint="start over with --overwrite instead of --resume.")
+        raise CheckpointError(
+            f"The checkpoint {path} is not usable: {problem}.", hint="start over with --overwrite instead of --resume."
+        )
     optimizer = {"state": optim_state, "param_groups": meta["param_groups"]}
     return Checkpoint(meta["epoch"], model, best, optimizer, meta["state"])
 
@@ -87,10 +95,13 @@ def _meta_problem(meta: Any) -> str | None:
     if problem:
         return problem
     groups = meta.get("param_groups")
-    checks = {"epoch": _count(meta.get("epoch")), "has_best": isinstance(meta.get("has_best"), bool),
-              "param_groups": isinstance(groups, list) and all(isinstance(g, dict) and isinstance(g.get("params"), list)
-                                                                for g in groups),
-              "state": isinstance(meta.get("state"), dict)}
+    checks = {
+        "epoch": _count(meta.get("epoch")),
+        "has_best": isinstance(meta.get("has_best"), bool),
+        "param_groups": isinstance(groups, list)
+        and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups),
+        "state": isinstance(meta.get("state"), dict),
+    }
     wrong = [name for name, ok in checks.items() if not ok]
     return f"its metadata is damaged ({', '.join(wrong)})" if wrong else None
 

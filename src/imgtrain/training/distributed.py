@@ -43,8 +43,9 @@ class Context:
 def context_from_env() -> Context:
     """The job position torchrun's agent gives this process through the environment."""
     try:
-        return Context(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                       int(os.environ.get("LOCAL_RANK", 0)))
+        return Context(
+            int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+        )
     except ValueError:
         raise ParameterError("RANK / WORLD_SIZE / LOCAL_RANK are not integers.") from None
 
@@ -90,7 +91,8 @@ class LaunchOptions:
         if self.nproc_per_node < 1 or self.nnodes < 1 or not 0 <= self.node_rank < self.nnodes:
             raise ParameterError(
                 f"--nproc-per-node ({self.nproc_per_node}) and --nnodes ({self.nnodes}) must be >= 1, and "
-                f"--node-rank ({self.node_rank}) from 0 to --nnodes - 1.")
+                f"--node-rank ({self.node_rank}) from 0 to --nnodes - 1."
+            )
 
     @property
     def needed(self) -> bool:
@@ -108,20 +110,27 @@ def launch(worker: Callable[..., Any], args: tuple, options: LaunchOptions) -> N
 
     static = options.rdzv_endpoint is None
     config = LaunchConfig(
-        min_nodes=options.nnodes, max_nodes=options.nnodes, nproc_per_node=options.nproc_per_node,
-        run_id="imgtrain", rdzv_backend="static" if static else "c10d",
-        rdzv_endpoint=f"{options.master_addr}:{options.master_port}" if options.rdzv_endpoint is None
+        min_nodes=options.nnodes,
+        max_nodes=options.nnodes,
+        nproc_per_node=options.nproc_per_node,
+        run_id="imgtrain",
+        rdzv_backend="static" if static else "c10d",
+        rdzv_endpoint=f"{options.master_addr}:{options.master_port}"
+        if options.rdzv_endpoint is None
         else options.rdzv_endpoint,
-        rdzv_configs={"rank": options.node_rank} if static else {}, max_restarts=0, monitor_interval=0.5,
-        start_method="spawn")
+        rdzv_configs={"rank": options.node_rank} if static else {},
+        max_restarts=0,
+        monitor_interval=0.5,
+        start_method="spawn",
+    )
     try:
         elastic_launch(config, worker)(*args)
     except ChildFailedError as exc:
         failures = ", ".join(f"rank {rank} (exit code {f.exitcode})" for rank, f in sorted(exc.failures.items()))
         raise DistributedTrainingError(
             f"Distributed training failed: worker {failures}; the other workers were stopped.",
-            hint="read that worker's error above; fix it and rerun with --resume to continue from the last "
-            "checkpoint.") from None
+            hint="read that worker's error above; fix it and rerun with --resume to continue from the last checkpoint.",
+        ) from None
 
 
 @contextlib.contextmanager

@@ -31,10 +31,20 @@ def learning_rate_at(epoch: int, config: TrainConfig) -> float:
     progress = (epoch - warmup) / max(1, config.epochs - warmup)
     return (lr - END_LEARNING_RATE) * (1 - progress) ** 2 + END_LEARNING_RATE
 
-def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, device: torch.device,
-                    config: TrainConfig, precision: str, scaler: torch.amp.GradScaler | None, progress: EpochProgress,
-                    stop: Callable[[], bool], fixed: Sequence[nn.Module] = (),
-                    class_weights: torch.Tensor | None = None) -> bool:
+
+def train_one_epoch(
+    net: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    config: TrainConfig,
+    precision: str,
+    scaler: torch.amp.GradScaler | None,
+    progress: EpochProgress,
+    stop: Callable[[], bool],
+    fixed: Sequence[nn.Module] = (),
+    class_weights: torch.Tensor | None = None,
+) -> bool:
     """Continue `progress` through this worker's training batches; False when `stop()` ended the epoch early.
 
     Modules in `fixed` (a frozen backbone's BatchNorm layers) stay in eval mode; `class_weights` weighs each
@@ -42,12 +52,20 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
     net.train()
     for module in fixed:
         module.eval()
-    criterion = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device),
-                                    label_smoothing=config.label_smoothing)
+    criterion = nn.CrossEntropyLoss(
+        weight=None if class_weights is None else class_weights.to(device), label_smoothing=config.label_smoothing
+    )
     autocast = autocast_for(device, precision)
     epoch, started = progress.epoch, time.perf_counter() - progress.seconds
-    bar = tqdm(loader, desc=f"epoch {epoch}/{config.epochs}", unit="batch", leave=False, initial=progress.batches,
-               total=progress.batches + len(loader), disable=None if config.progress else True)
+    bar = tqdm(
+        loader,
+        desc=f"epoch {epoch}/{config.epochs}",
+        unit="batch",
+        leave=False,
+        initial=progress.batches,
+        total=progress.batches + len(loader),
+        disable=None if config.progress else True,
+    )
     for images, labels in bar:
         step = progress.batches + 1
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -67,9 +85,17 @@ def train_one_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.O
     return True
 
 
-def _train_step(net: nn.Module, criterion: nn.Module, autocast: AbstractContextManager,
-                optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, images: torch.Tensor,
-                labels: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _train_step(
+    net: nn.Module,
+    criterion: nn.Module,
+    autocast: AbstractContextManager,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    epoch: int,
+    step: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch: forward, loss, backward and the optimizer's step; (loss, logits)."""
     with autocast:
         logits = net(images)
@@ -78,7 +104,8 @@ def _train_step(net: nn.Module, criterion: nn.Module, autocast: AbstractContextM
         raise TrainingDivergedError(
             f"The training loss became {loss.item()} in epoch {epoch}, batch {step}.",
             hint=f"lower the learning rate (now {optimizer.param_groups[0]['lr']:g}); the checkpoint of the last "
-            "finished epoch, with the best weights so far, is kept.")
+            "finished epoch, with the best weights so far, is kept.",
+        )
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -96,15 +123,35 @@ def _show_progress(bar: tqdm, progress: EpochProgress, epochs: int) -> None:
     rate = progress.seen / progress.seconds
     bar.set_postfix(loss=f"{progress.loss_sum / progress.seen:.4f}", img_s=f"{rate:.0f}")
     if bar.disable:  # the extra is for programs that follow a run through logging (the studio)
-        report = {"epoch": epoch, "epochs": epochs, "batch": step, "batches": bar.total,
-                  "loss": progress.loss_sum / progress.seen, "images_per_second": rate,
-                  "seconds": progress.seconds}
-        log.info("epoch %d [%d/%d] loss %.4f, %.0f images/s", epoch, step, bar.total,
-                 progress.loss_sum / progress.seen, rate, extra={"imgtrain_progress": report})
+        report = {
+            "epoch": epoch,
+            "epochs": epochs,
+            "batch": step,
+            "batches": bar.total,
+            "loss": progress.loss_sum / progress.seen,
+            "images_per_second": rate,
+            "seconds": progress.seconds,
+        }
+        log.info(
+            "epoch %d [%d/%d] loss %.4f, %.0f images/s",
+            epoch,
+            step,
+            bar.total,
+            progress.loss_sum / progress.seen,
+            rate,
+            extra={"imgtrain_progress": report},
+        )
+
 
 @torch.inference_mode()
-def evaluate(net: nn.Module, loader: DataLoader, device: torch.device, num_classes: int,
-             precision: str = "fp32", class_weights: torch.Tensor | None = None) -> dict[str, float]:
+def evaluate(
+    net: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    num_classes: int,
+    precision: str = "fp32",
+    class_weights: torch.Tensor | None = None,
+) -> dict[str, float]:
     """Sums over this worker's validation images: loss (weighted by `class_weights`, as in training), the
     weights, top-1 and top-5 hits, images."""
     net.eval()

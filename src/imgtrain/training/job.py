@@ -36,6 +36,7 @@ class TrainResult(Sequence):
     def __len__(self) -> int:
         return len(self.history)
 
+
 @dataclass(frozen=True)
 class Job:
     """A checked training job: what to train, on what, how, and this process's place in it."""
@@ -73,8 +74,15 @@ class Job:
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must share with the one it continues."""
-        return {"architecture": self.untrained.architecture.to_json(), "pretrained": self.untrained.pretrained,
-                "classes": list(self.classes), "train_images": len(self.train_dir),
-                "valid_images": len(self.valid_dir), "train_index": self.train_dir.fingerprint(),
-                "valid_index": self.valid_dir.fingerprint(), "transform": self.spec.values(),
-                "world_size": self.ctx.world_size, **self.hyperparameters()}
+        return {
+            "architecture": self.untrained.architecture.to_json(),
+            "pretrained": self.untrained.pretrained,
+            "classes": list(self.classes),
+            "train_images": len(self.train_dir),
+            "valid_images": len(self.valid_dir),
+            "train_index": self.train_dir.fingerprint(),
+            "valid_index": self.valid_dir.fingerprint(),
+            "transform": self.spec.values(),
+            "world_size": self.ctx.world_size,
+            **self.hyperparameters(),
+        }

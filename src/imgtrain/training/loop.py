@@ -68,19 +68,35 @@ def train(
     torchrun (RANK / WORLD_SIZE set) this process is one data-parallel worker of the job.
     """
     config = config or TrainConfig()
-    spec = transform if isinstance(transform, TransformSpec) else (
-        load_transform(transform) if transform is not None else TransformSpec())
+    spec = (
+        transform
+        if isinstance(transform, TransformSpec)
+        else (load_transform(transform) if transform is not None else TransformSpec())
+    )
     ctx = distributed.context_from_env()
     untrained = open_untrained(model)
     train_dir, valid_dir = labeled_directory(train, "training"), labeled_directory(valid, "validation")
-    width, height = check_inputs(config, spec, train_dir, valid_dir, ctx.world_size,
-                                 untrained.architecture.input_check.problem)
+    width, height = check_inputs(
+        config, spec, train_dir, valid_dir, ctx.world_size, untrained.architecture.input_check.problem
+    )
     out = Path(out)
     if config.log_dir is not None and within(config.log_dir, out):
-        raise ParameterError(f"--log-dir {config.log_dir} lies inside --out {out}, which the trained model replaces "
-                             "as a whole: the event files would be deleted.", hint="put the log folder elsewhere.")
-    job = Job(untrained, train_dir, valid_dir, out, (Path(model), Path(train), Path(valid)), config, spec, ctx,
-              (config.batch_size, 3, height, width))
+        raise ParameterError(
+            f"--log-dir {config.log_dir} lies inside --out {out}, which the trained model replaces "
+            "as a whole: the event files would be deleted.",
+            hint="put the log folder elsewhere.",
+        )
+    job = Job(
+        untrained,
+        train_dir,
+        valid_dir,
+        out,
+        (Path(model), Path(train), Path(valid)),
+        config,
+        spec,
+        ctx,
+        (config.batch_size, 3, height, width),
+    )
     with exclusive(out) if ctx.is_main else contextlib.nullcontext():
         return _train(job)
 
@@ -96,13 +112,26 @@ def _train(job: Job) -> TrainResult:
     with distributed.process_group(ctx, device), stop_on_signals() as signalled, contextlib.ExitStack() as stack:
         state = _start(job, device, resumed, fingerprint, stack)
         # Every worker holds the same weights from here on: DDP broadcasts rank 0's and averages gradients.
-        runner = DistributedDataParallel(state.net, device_ids=[device.index] if device.type == "cuda" else None) \
-            if ctx.enabled else state.net
-        tracker = open_tracker(job.config.log_dir, job.config.mlflow, {
-            **job.hyperparameters(),
-            "model": job.untrained.architecture.model_name,
-            "precision": state.precision, "world_size": ctx.world_size}, run_name=job.out.name) \
-            if ctx.is_main else Tracker()
+        runner = (
+            DistributedDataParallel(state.net, device_ids=[device.index] if device.type == "cuda" else None)
+            if ctx.enabled
+            else state.net
+        )
+        tracker = (
+            open_tracker(
+                job.config.log_dir,
+                job.config.mlflow,
+                {
+                    **job.hyperparameters(),
+                    "model": job.untrained.architecture.model_name,
+                    "precision": state.precision,
+                    "world_size": ctx.world_size,
+                },
+                run_name=job.out.name,
+            )
+            if ctx.is_main
+            else Tracker()
+        )
         data = _Data(job, device)
         try:
             _epochs(job, state, runner, device, signalled, tracker, data)
@@ -111,12 +140,16 @@ def _train(job: Job) -> TrainResult:
                 raise
             raise DistributedTrainingError(
                 f"Worker rank {ctx.rank} lost contact with the other workers during epoch {state.epoch + 1} "
-                f"({str(exc).splitlines()[0][:200]}).", hint="see the failing worker's error; rerun with --resume "
-                "to continue from the last checkpoint.") from None
+                f"({str(exc).splitlines()[0][:200]}).",
+                hint="see the failing worker's error; rerun with --resume to continue from the last checkpoint.",
+            ) from None
         except KeyboardInterrupt:
-            log.warning("stopped at once; %s", "rerun with --resume to continue from the last checkpoint"
-                        if checkpoint_path(job.out).is_file() else "no checkpoint had been written, so there is "
-                        "nothing to resume")
+            log.warning(
+                "stopped at once; %s",
+                "rerun with --resume to continue from the last checkpoint"
+                if checkpoint_path(job.out).is_file()
+                else "no checkpoint had been written, so there is nothing to resume",
+            )
             raise
         finally:
             tracker.close("FAILED" if sys.exc_info()[0] else "FINISHED")
@@ -126,8 +159,9 @@ def _train(job: Job) -> TrainResult:
     return TrainResult(job.out, state.history, state.stopper.best_epoch)
 
 
-def _start(job: Job, device: torch.device, resumed: Checkpoint | None, fingerprint: dict[str, Any],
-           stack: contextlib.ExitStack) -> RunState:
+def _start(
+    job: Job, device: torch.device, resumed: Checkpoint | None, fingerprint: dict[str, Any], stack: contextlib.ExitStack
+) -> RunState:
     """The run's state at its first batch: a new network, or the checkpoint's, in the run's precision."""
     seed_everything(job.config.seed)
     net = _build_network(job.untrained, len(job.classes)).to(device)
@@ -140,23 +174,42 @@ def _start(job: Job, device: torch.device, resumed: Checkpoint | None, fingerpri
     # ms per step for resnet18 on 2 CPU cores). Not with fp16's loss scaler: fused CPU SGD applied the steps the
     # scaler meant to skip (inf gradients), and the weights became NaN (measured, torch 2.14.1).
     groups = parameter_groups(net, job.untrained.architecture.head_keys, job.config.freeze_epochs, job.head_lr_scale)
-    optimizer = torch.optim.SGD(groups, lr=job.config.learning_rate, momentum=MOMENTUM, nesterov=True,
-                                weight_decay=WEIGHT_DECAY, fused=scaler is None)
+    optimizer = torch.optim.SGD(
+        groups,
+        lr=job.config.learning_rate,
+        momentum=MOMENTUM,
+        nesterov=True,
+        weight_decay=WEIGHT_DECAY,
+        fused=scaler is None,
+    )
     state = RunState(net, optimizer, scaler, EarlyStopping(job.config.patience), fingerprint, precision)
     if resumed is not None:
         state.restore(resumed, job.out)
         partial = f" and batch {state.partial.batches} of epoch {state.partial.epoch}" if state.partial else ""
         log.info("resuming %s after epoch %d%s of %d", job.out, state.epoch, partial, job.config.epochs)
     if job.ctx.is_main:
-        log.info("training %s on %s in %s%s: %d training, %d validation images, %d classes",
-                 job.untrained.architecture.model_name, device, precision,
-                 f" x {job.ctx.world_size} workers" if job.ctx.enabled else "", len(job.train_dir),
-                 len(job.valid_dir), len(job.classes))
+        log.info(
+            "training %s on %s in %s%s: %d training, %d validation images, %d classes",
+            job.untrained.architecture.model_name,
+            device,
+            precision,
+            f" x {job.ctx.world_size} workers" if job.ctx.enabled else "",
+            len(job.train_dir),
+            len(job.valid_dir),
+            len(job.classes),
+        )
     return state
 
 
-def _epochs(job: Job, state: RunState, runner: nn.Module, device: torch.device, signalled: StopRequest,
-            tracker: Tracker, data: _Data) -> None:
+def _epochs(
+    job: Job,
+    state: RunState,
+    runner: nn.Module,
+    device: torch.device,
+    signalled: StopRequest,
+    tracker: Tracker,
+    data: _Data,
+) -> None:
     """The epochs still to run: train, evaluate, record, checkpoint; stop early, or when signalled."""
     config, ctx = job.config, job.ctx
     stop_requested = functools.partial(_stop_requested, signalled, ctx, device)
@@ -168,11 +221,25 @@ def _epochs(job: Job, state: RunState, runner: nn.Module, device: torch.device, 
         fixed = fixed_norms(state.net, job.untrained.architecture.head_keys, epoch, config.freeze_epochs)
         progress = state.progress_of(epoch)
         loader = data.training(epoch, progress)
-        if not train_one_epoch(runner, loader, state.optimizer, device, config, state.precision, state.scaler,
-                               progress, stop_requested, fixed, job.class_weights):
+        if not train_one_epoch(
+            runner,
+            loader,
+            state.optimizer,
+            device,
+            config,
+            state.precision,
+            state.scaler,
+            progress,
+            stop_requested,
+            fixed,
+            job.class_weights,
+        ):
             _save_checkpoint(job, state, progress)
-            raise _interrupted(job.out, signalled, f"in epoch {epoch} after batch {progress.batches} of "
-                                                   f"{cast(EpochOrder, loader.sampler).batches}")
+            raise _interrupted(
+                job.out,
+                signalled,
+                f"in epoch {epoch} after batch {progress.batches} of {cast(EpochOrder, loader.sampler).batches}",
+            )
         state.record(_metrics(job, state, data, device, epoch, lr, progress))
         if ctx.is_main:
             log.info(_summary(state.history[-1], config.epochs), extra={"imgtrain_epoch": state.history[-1]})
@@ -180,8 +247,13 @@ def _epochs(job: Job, state: RunState, runner: nn.Module, device: torch.device, 
         _save_checkpoint(job, state)
         crash_point("checkpoint-saved", epoch)
         if state.stopper.should_stop and ctx.is_main:
-            log.info("early stopping after epoch %d: validation loss has not improved on epoch %d's %.4f for "
-                     "%d epochs", epoch, state.stopper.best_epoch, state.stopper.best_loss, config.patience)
+            log.info(
+                "early stopping after epoch %d: validation loss has not improved on epoch %d's %.4f for %d epochs",
+                epoch,
+                state.stopper.best_epoch,
+                state.stopper.best_loss,
+                config.patience,
+            )
         if epoch < config.epochs and not state.stopper.should_stop and stop_requested():
             raise _interrupted(job.out, signalled, f"after epoch {epoch}")
     if ctx.is_main:
@@ -197,8 +269,9 @@ class _Data:
         self.workers = config.workers if config.workers is not None else default_loader_workers()
         self.cache = cache = DecodedCache(default_cache_dir()) if config.cache else None
         self.train = job.train_dir.dataset(ModelInput(job.spec, "training", IMAGENET_MEAN, IMAGENET_STD, cache=cache))
-        self.valid = job.valid_dir.dataset(ModelInput(job.spec, "inference", IMAGENET_MEAN, IMAGENET_STD, cache=cache),
-                                           classes=job.classes)
+        self.valid = job.valid_dir.dataset(
+            ModelInput(job.spec, "inference", IMAGENET_MEAN, IMAGENET_STD, cache=cache), classes=job.classes
+        )
 
     def training(self, epoch: int, progress: EpochProgress) -> DataLoader:
         """This epoch's shuffled loader, starting after the batches `progress` has done; seeds torch for it."""
@@ -208,8 +281,17 @@ class _Data:
         if self.job.config.sampler == "balanced":
             counts = np.bincount(self.train.labels, minlength=len(self.job.classes))
             weights = 1.0 / counts[self.train.labels]
-        return training_loader(self.train, self.job.config.batch_size, seed, self.workers, self.pin,
-                               progress.batches, ctx.rank, ctx.world_size, weights)
+        return training_loader(
+            self.train,
+            self.job.config.batch_size,
+            seed,
+            self.workers,
+            self.pin,
+            progress.batches,
+            ctx.rank,
+            ctx.world_size,
+            weights,
+        )
 
     def validation(self, whole: bool = False) -> DataLoader:
         """This worker's share of the validation images, or with `whole` all of them."""
@@ -217,18 +299,27 @@ class _Data:
         return validation_loader(self.valid, self.job.config.batch_size, self.workers, self.pin, rank, world_size)
 
 
-def _metrics(job: Job, state: RunState, data: _Data, device: torch.device, epoch: int, lr: float,
-             progress: EpochProgress) -> dict[str, Any]:
+def _metrics(
+    job: Job, state: RunState, data: _Data, device: torch.device, epoch: int, lr: float, progress: EpochProgress
+) -> dict[str, Any]:
     """The epoch's row of the history: training sums and validation, over every worker."""
     ctx, num_classes = job.ctx, len(job.classes)
     val = evaluate(state.net, data.validation(), device, num_classes, state.precision, job.class_weights)
     loss_sum, correct, seen = distributed.all_sum([progress.loss_sum, progress.correct, progress.seen], ctx, device)
     v_loss, v_weights, v_top1, v_top5, v_seen = distributed.all_sum(
-        [val["loss_sum"], val["weight_sum"], val["top1"], val["top5"], val["seen"]], ctx, device)
-    return {"epoch": epoch, "lr": lr, "train_loss": loss_sum / seen, "train_top1": correct / seen,
-            "val_loss": v_loss / v_weights, "val_top1": v_top1 / v_seen,
-            "val_top5": v_top5 / v_seen if num_classes > 5 else None,
-            "images_per_second": seen / progress.seconds, "seconds": progress.seconds}
+        [val["loss_sum"], val["weight_sum"], val["top1"], val["top5"], val["seen"]], ctx, device
+    )
+    return {
+        "epoch": epoch,
+        "lr": lr,
+        "train_loss": loss_sum / seen,
+        "train_top1": correct / seen,
+        "val_loss": v_loss / v_weights,
+        "val_top1": v_top1 / v_seen,
+        "val_top5": v_top5 / v_seen if num_classes > 5 else None,
+        "images_per_second": seen / progress.seconds,
+        "seconds": progress.seconds,
+    }
 
 
 def _stop_requested(signalled: StopRequest, ctx: distributed.Context, device: torch.device) -> bool:
@@ -245,9 +336,12 @@ def _save_checkpoint(job: Job, state: RunState, progress: EpochProgress | None =
 
 def _interrupted(out: Path, signalled: StopRequest, where: str) -> TrainingInterrupted:
     signum = signalled.signum or signal.SIGTERM  # a worker without a signal stops because another got one
-    return TrainingInterrupted(f"Training stopped by {signalled.name or 'SIGTERM'} {where}; the checkpoint "
-                               f"{checkpoint_path(out)} holds everything done so far.",
-                               hint="rerun the same command with --resume to continue from there.", signum=signum)
+    return TrainingInterrupted(
+        f"Training stopped by {signalled.name or 'SIGTERM'} {where}; the checkpoint "
+        f"{checkpoint_path(out)} holds everything done so far.",
+        hint="rerun the same command with --resume to continue from there.",
+        signum=signum,
+    )
 
 
 @torch.inference_mode()
@@ -272,27 +366,53 @@ def _save_model(job: Job, state: RunState, device: torch.device, calibration: di
     """Write the trained model directory as a whole, replacing `out` (and its checkpoint) at once."""
     model, train, valid = job.inputs
     config, stopper = job.config, state.stopper
-    training = {**job.hyperparameters(), "momentum": MOMENTUM, "nesterov": True, "weight_decay": WEIGHT_DECAY,
-                "device": str(device), "precision": state.precision, "world_size": job.ctx.world_size,
-                "model": str(model), "train": str(train), "valid": str(valid), "pretrained": job.untrained.pretrained,
-                "stopped_early": stopper.should_stop, "calibrate": config.calibrate}
+    training = {
+        **job.hyperparameters(),
+        "momentum": MOMENTUM,
+        "nesterov": True,
+        "weight_decay": WEIGHT_DECAY,
+        "device": str(device),
+        "precision": state.precision,
+        "world_size": job.ctx.world_size,
+        "model": str(model),
+        "train": str(train),
+        "valid": str(valid),
+        "pretrained": job.untrained.pretrained,
+        "stopped_early": stopper.should_stop,
+        "calibrate": config.calibrate,
+    }
     best = state.best or state.net.state_dict()
     with building_dir(job.out, overwrite=True, inputs=job.inputs, validate=open_model_directory) as tmp:
-        write_model_directory(tmp, architecture=job.untrained.architecture, classes=job.classes,
-                              weights={k: v.detach().cpu() for k, v in best.items()}, transform=job.spec,
-                              mean=IMAGENET_MEAN, std=IMAGENET_STD, training=training, history=state.history,
-                              best_epoch=stopper.best_epoch, calibration=calibration)
+        write_model_directory(
+            tmp,
+            architecture=job.untrained.architecture,
+            classes=job.classes,
+            weights={k: v.detach().cpu() for k, v in best.items()},
+            transform=job.spec,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            training=training,
+            history=state.history,
+            best_epoch=stopper.best_epoch,
+            calibration=calibration,
+        )
         plot_history(state.history, tmp / PLOT_NAME)
         crash_point("model-writing")
-    log.info("wrote trained model directory %s (best epoch %d, validation loss %.4f)", job.out, stopper.best_epoch,
-             stopper.best_loss)
+    log.info(
+        "wrote trained model directory %s (best epoch %d, validation loss %.4f)",
+        job.out,
+        stopper.best_epoch,
+        stopper.best_loss,
+    )
 
 
 def _summary(row: dict[str, Any], epochs: int) -> str:
     top5 = "" if row["val_top5"] is None else f" top-5 {row['val_top5']:.4f}"
-    return (f"epoch {row['epoch']}/{epochs}: lr {row['lr']:.6f} | train loss {row['train_loss']:.4f} top-1 "
-            f"{row['train_top1']:.4f} | valid loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f}{top5} | "
-            f"{row['images_per_second']:.0f} img/s{' (best)' if row['best'] else ''}")
+    return (
+        f"epoch {row['epoch']}/{epochs}: lr {row['lr']:.6f} | train loss {row['train_loss']:.4f} top-1 "
+        f"{row['train_top1']:.4f} | valid loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f}{top5} | "
+        f"{row['images_per_second']:.0f} img/s{' (best)' if row['best'] else ''}"
+    )
 
 
 def _prepare_output(out: Path, config: TrainConfig, inputs: list[Path]) -> Checkpoint | None:
@@ -301,14 +421,17 @@ def _prepare_output(out: Path, config: TrainConfig, inputs: list[Path]) -> Check
     has_checkpoint = checkpoint_path(out).is_file()
     if config.resume:
         if not has_checkpoint:
-            raise ParameterError(f"There is no interrupted training run in {out} to resume.",
-                                 hint="start without --resume.")
+            raise ParameterError(
+                f"There is no interrupted training run in {out} to resume.", hint="start without --resume."
+            )
         resumed = load_checkpoint(out)
         check_state(resumed, checkpoint_path(out))
         return resumed
     if has_checkpoint and not config.overwrite:
-        raise OutputExistsError(f"{out} holds an interrupted training run.",
-                                hint="pass --resume to continue it, or --overwrite to start over.")
+        raise OutputExistsError(
+            f"{out} holds an interrupted training run.",
+            hint="pass --resume to continue it, or --overwrite to start over.",
+        )
     if config.overwrite:
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
     else:
@@ -323,12 +446,18 @@ def _run_precision(job: Job, resumed: Checkpoint | None, net: nn.Module, device:
     if resumed is not None:
         saved = saved_precision(resumed)
         if config.precision not in ("auto", saved):
-            raise ParameterError(f"The run in {job.out} was started in {saved}, not {config.precision}; a run "
-                                 "continues in the precision it started with.", hint=f"resume with --precision auto "
-                                 f"(or {saved}), or start over with --overwrite.")
+            raise ParameterError(
+                f"The run in {job.out} was started in {saved}, not {config.precision}; a run "
+                "continues in the precision it started with.",
+                hint=f"resume with --precision auto (or {saved}), or start over with --overwrite.",
+            )
         return saved
-    precision = resolve_precision(config.precision, device, config.repeatable,
-                                  lambda candidate: measure_speedup(net, job.batch_shape, device, candidate))
+    precision = resolve_precision(
+        config.precision,
+        device,
+        config.repeatable,
+        lambda candidate: measure_speedup(net, job.batch_shape, device, candidate),
+    )
     if ctx.enabled and config.precision == "auto":
         votes = distributed.all_sum([float(precision != "fp32")], ctx, device)[0]
         precision = precision if votes == ctx.world_size else "fp32"

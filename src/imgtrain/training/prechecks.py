@@ -24,29 +24,41 @@ def labeled_directory(path: str | Path, role: str) -> ImageDirectory:
     return directory
 
 
-def check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirectory, valid: ImageDirectory,
-                  world_size: int = 1, input_problem: Callable[[int, int], str | None] | None = None
-                  ) -> tuple[int, int]:
+def check_inputs(
+    config: TrainConfig,
+    spec: TransformSpec,
+    train: ImageDirectory,
+    valid: ImageDirectory,
+    world_size: int = 1,
+    input_problem: Callable[[int, int], str | None] | None = None,
+) -> tuple[int, int]:
     """Everything that can be checked before any work starts; returns the training input's (width, height)."""
     present_train = {c for c, n in train.class_counts().items() if n}
     present_valid = {c for c, n in valid.class_counts().items() if n}
     if len(present_train) < 2:
-        raise InvalidDatasetError(f"The training image directory {train.root} has images of {len(present_train)} "
-                                  "class; a classifier needs at least 2.", hint="add images of other classes.")
+        raise InvalidDatasetError(
+            f"The training image directory {train.root} has images of {len(present_train)} "
+            "class; a classifier needs at least 2.",
+            hint="add images of other classes.",
+        )
     extra = sorted(present_valid - present_train)  # a class listed but left without training images counts too
     if extra:
         raise InvalidDatasetError(
             f"The validation image directory {valid.root} has classes the training directory {train.root} has no "
-            f"images of: {extra}.", hint="remove those images from validation, or add training images of those "
-            "classes (a split with a larger fraction, or more images of them).")
+            f"images of: {extra}.",
+            hint="remove those images from validation, or add training images of those "
+            "classes (a split with a larger fraction, or more images of them).",
+        )
     missing = sorted(present_train - present_valid)
     if missing:
         log.warning("training classes without validation images: %s", missing)
     per_worker = len(train) // world_size
     if config.batch_size > per_worker:
         shard = f" (of {world_size} workers' shares, {per_worker} each)" if world_size > 1 else ""
-        raise ParameterError(f"batch_size {config.batch_size} is larger than the {len(train)} training images{shard}.",
-                             hint=f"use a batch size of at most {per_worker}.")
+        raise ParameterError(
+            f"batch_size {config.batch_size} is larger than the {len(train)} training images{shard}.",
+            hint=f"use a batch size of at most {per_worker}.",
+        )
     found = []
     modes: tuple[tuple[ImageDirectory, Mode], ...] = ((train, "training"), (valid, "inference"))
     for directory, mode in modes:
@@ -56,15 +68,18 @@ def check_inputs(config: TrainConfig, spec: TransformSpec, train: ImageDirectory
         found.append(next(iter(sizes)))
         problem = input_problem and input_problem(*found[-1])
         if problem:
-            raise InvalidDatasetError(f"Images of {directory.root} ({mode}): {problem}.",
-                                      hint="set the transformation's resize and crop sizes to what the network "
-                                      "takes (224 suits every network of the catalog).")
+            raise InvalidDatasetError(
+                f"Images of {directory.root} ({mode}): {problem}.",
+                hint="set the transformation's resize and crop sizes to what the network "
+                "takes (224 suits every network of the catalog).",
+            )
         if len(sizes) > 1:
             shown = ", ".join(f"{w}x{h}" for w, h in sorted(sizes)[:4])
             raise InvalidDatasetError(
                 f"Images of {directory.root} leave the {mode} transformation in {len(sizes)} sizes ({shown}), so "
-                "they cannot be batched.", hint="turn on resize with center crop (or random crop) so all come out "
-                "the same size.")
+                "they cannot be batched.",
+                hint="turn on resize with center crop (or random crop) so all come out the same size.",
+            )
     return found[0]
 
 
@@ -78,6 +93,7 @@ def _check_transform_sizes(spec: TransformSpec, directory: ImageDirectory, sizes
             too_large[size] = str(exc)
     if too_large:
         bad = [f"{r.path} ({too_large[(r.width, r.height)]})" for r in directory if (r.width, r.height) in too_large]
-        raise InvalidDatasetError(f"{len(bad)} images of {directory.root} are too large for the transformation:\n"
-                                  f"{list_problems(bad)}", hint="remove them (or crop them to a usual aspect ratio) "
-                                  "and convert again.")
+        raise InvalidDatasetError(
+            f"{len(bad)} images of {directory.root} are too large for the transformation:\n{list_problems(bad)}",
+            hint="remove them (or crop them to a usual aspect ratio) and convert again.",
+        )

@@ -19,8 +19,13 @@ from .checkpoints import Checkpoint, checkpoint_path
 
 #: Fingerprint keys whose absence in an older checkpoint means something else than the parameter's default, and
 #: what: None for keys older runs did not record at all (whatever this run has is accepted).
-FINGERPRINT_BEFORE = {"head_lr_scale": 1.0, "repeatable": None, "freeze_epochs": None, "train_index": None,
-                      "valid_index": None}
+FINGERPRINT_BEFORE = {
+    "head_lr_scale": 1.0,
+    "repeatable": None,
+    "freeze_epochs": None,
+    "train_index": None,
+    "valid_index": None,
+}
 
 
 @dataclass
@@ -91,9 +96,14 @@ class RunState:
 
     def to_checkpoint(self, progress: EpochProgress | None = None) -> Checkpoint:
         """The checkpoint of this state, with `progress` into the next epoch when the run stops mid-epoch."""
-        state = {"stopper": dataclasses.asdict(self.stopper), "history": self.history, "fingerprint": self.fingerprint,
-                 "partial": dataclasses.asdict(progress) if progress else None, "precision": self.precision,
-                 "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+        state = {
+            "stopper": dataclasses.asdict(self.stopper),
+            "history": self.history,
+            "fingerprint": self.fingerprint,
+            "partial": dataclasses.asdict(progress) if progress else None,
+            "precision": self.precision,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+        }
         return Checkpoint(self.epoch, self.net.state_dict(), self.best, self.optimizer.state_dict(), state)
 
     def restore(self, ckpt: Checkpoint, out: Path) -> None:
@@ -126,24 +136,30 @@ def _load_weights_and_optimizer(run: RunState, ckpt: Checkpoint, out: Path) -> N
         if run.scaler is not None and ckpt.state.get("scaler"):
             run.scaler.load_state_dict(ckpt.state["scaler"])
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
-        raise CheckpointError(f"The checkpoint {checkpoint_path(out)} does not fit the network: "
-                              f"{str(exc).splitlines()[0][:300]}.", hint="start over with --overwrite.") from None
+        raise CheckpointError(
+            f"The checkpoint {checkpoint_path(out)} does not fit the network: {str(exc).splitlines()[0][:300]}.",
+            hint="start over with --overwrite.",
+        ) from None
 
 
 def check_state(ckpt: Checkpoint, path: Path) -> None:
     """CheckpointError naming the damaged fields of a checkpoint's run state (hand-edited or corrupted)."""
     state = ckpt.state
     stopper, partial = state.get("stopper"), state.get("partial")
-    checks = {"stopper": isinstance(stopper, dict) and set(stopper) == _fields(EarlyStopping),
-              "history": isinstance(state.get("history"), list),
-              "fingerprint": isinstance(state.get("fingerprint"), dict),
-              "partial": partial is None or _progress_fields(partial),
-              "precision": state.get("precision") in (None, *RESOLVED_PRECISIONS),
-              "scaler": _scaler_state(state.get("scaler"))}
+    checks = {
+        "stopper": isinstance(stopper, dict) and set(stopper) == _fields(EarlyStopping),
+        "history": isinstance(state.get("history"), list),
+        "fingerprint": isinstance(state.get("fingerprint"), dict),
+        "partial": partial is None or _progress_fields(partial),
+        "precision": state.get("precision") in (None, *RESOLVED_PRECISIONS),
+        "scaler": _scaler_state(state.get("scaler")),
+    }
     wrong = [name for name, ok in checks.items() if not ok]
     if wrong:
-        raise CheckpointError(f"The checkpoint {path} is not usable: its metadata is damaged ({', '.join(wrong)}).",
-                              hint="start over with --overwrite instead of --resume.")
+        raise CheckpointError(
+            f"The checkpoint {path} is not usable: its metadata is damaged ({', '.join(wrong)}).",
+            hint="start over with --overwrite instead of --resume.",
+        )
 
 
 def _fields(cls: type) -> set[str]:
@@ -151,18 +167,28 @@ def _fields(cls: type) -> set[str]:
 
 
 def _progress_fields(value: Any) -> bool:
-    return (isinstance(value, dict) and set(value) == _fields(EpochProgress)
-            and all(_count(value[k]) for k in ("epoch", "batches", "correct", "seen"))
-            and all(isinstance(value[k], float | int) for k in ("loss_sum", "seconds")))
+    return (
+        isinstance(value, dict)
+        and set(value) == _fields(EpochProgress)
+        and all(_count(value[k]) for k in ("epoch", "batches", "correct", "seen"))
+        and all(isinstance(value[k], float | int) for k in ("loss_sum", "seconds"))
+    )
 
 
 def _scaler_state(value: Any) -> bool:
     """None, or an fp16 loss scaler's state: positive finite numbers and a step count."""
     if value is None:
         return True
-    return (isinstance(value, dict) and set(value) == SCALER_FIELDS and _count(value["_growth_tracker"])
-            and _count(value["growth_interval"]) and all(isinstance(value[k], float | int) and not isinstance(
-                value[k], bool) and 0 < value[k] < math.inf for k in ("scale", "growth_factor", "backoff_factor")))
+    return (
+        isinstance(value, dict)
+        and set(value) == SCALER_FIELDS
+        and _count(value["_growth_tracker"])
+        and _count(value["growth_interval"])
+        and all(
+            isinstance(value[k], float | int) and not isinstance(value[k], bool) and 0 < value[k] < math.inf
+            for k in ("scale", "growth_factor", "backoff_factor")
+        )
+    )
 
 
 def _count(value: Any) -> bool:
@@ -188,4 +214,5 @@ def check_fingerprint(out: Path, resumed: Checkpoint, current: dict[str, Any]) -
     if changed:
         raise ParameterError(
             f"The run in {out} was started with other inputs or parameters; these differ: {', '.join(changed)}.",
-            hint="resume with the same inputs and parameters, or start over with --overwrite.")
+            hint="resume with the same inputs and parameters, or start over with --overwrite.",
+        )

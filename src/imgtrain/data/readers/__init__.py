@@ -15,8 +15,16 @@ from .imgtrain_directory import ImageDirectoryReader
 from .listing import Candidate, LeftOut, Listing, Reader, printable
 from .manifest import CSV_SUFFIX, JSON_LINES_SUFFIXES, MANIFEST_SUFFIXES, CsvManifestReader, JsonLinesManifestReader
 
-__all__ = ["MANIFEST_SUFFIXES", "Candidate", "LeftOut", "Listing", "Reader", "create_reader", "folder_images",
-           "printable"]
+__all__ = [
+    "MANIFEST_SUFFIXES",
+    "Candidate",
+    "LeftOut",
+    "Listing",
+    "Reader",
+    "create_reader",
+    "folder_images",
+    "printable",
+]
 
 
 def create_reader(src: Path, extract_dir: Path, allow_outside: bool = False) -> Reader:

@@ -30,8 +30,10 @@ def _unwrap(root: Path) -> Path:
     if not root.is_dir():
         return root
     entries = [p for p in root.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
-    if len(entries) == 1 and entries[0].is_dir() and any(
-        p.is_dir() and not p.name.startswith(".") for p in entries[0].iterdir()
+    if (
+        len(entries) == 1
+        and entries[0].is_dir()
+        and any(p.is_dir() and not p.name.startswith(".") for p in entries[0].iterdir())
     ):
         return entries[0]
     return root

@@ -24,8 +24,9 @@ class NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.events.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed here",
-                                              self.peek_event().start_mark)
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed here", self.peek_event().start_mark
+            )
         return super().compose_node(parent, index)
 
 
@@ -46,8 +47,9 @@ class DesignerDirectoryReader:
                 found.append(candidate)
         check_all_or_none_labeled(found, problems)
         if problems:
-            raise InvalidDatasetError(f"The designer image directory {self.root} is invalid:\n"
-                                      f"{list_problems(problems)}")
+            raise InvalidDatasetError(
+                f"The designer image directory {self.root} is invalid:\n{list_problems(problems)}"
+            )
         if not found:
             raise InvalidDatasetError(f"The designer image directory {self.root} lists no images.")
         return Listing(tuple(found))
@@ -58,8 +60,10 @@ def _image_list_name(root: Path) -> str:
     path = root / DESIGNER_META
     try:
         if path.stat().st_size > MAX_META_BYTES:
-            raise InvalidDatasetError(f"{path} is {path.stat().st_size:,} bytes; a designer _meta.yaml is a few "
-                                      f"lines (at most {MAX_META_BYTES:,} bytes are read).")
+            raise InvalidDatasetError(
+                f"{path} is {path.stat().st_size:,} bytes; a designer _meta.yaml is a few "
+                f"lines (at most {MAX_META_BYTES:,} bytes are read)."
+            )
         meta = yaml.load(path.read_text(encoding="utf-8"), Loader=NoAliasLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InvalidDatasetError(f"{path} cannot be read: {str(exc)[:300]}.") from None

@@ -34,7 +34,8 @@ def read_folder(root: Path, src: Path, names_from: Path | None = None) -> Listin
         here = Path(dirpath)
         rel_dir = here.relative_to(root)
         links = sorted(d for d in dirnames if (here / d).is_symlink()) + sorted(
-            f for f in filenames if (here / f).is_symlink())
+            f for f in filenames if (here / f).is_symlink()
+        )
         ignored.extend(f"{rel_dir / name} (symbolic link: not followed)" for name in links)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX" and d not in links)
         for fname in sorted(filenames):
@@ -75,6 +76,8 @@ def folder_images(src: Path) -> tuple[list[Candidate], list[str]]:
     name is not UTF-8."""
     listing = read_folder(src, src).as_text()
     if listing.misnamed:
-        raise InvalidDatasetError(f"{len(listing.misnamed)} images of {src} cannot be labeled:\n"
-                                  f"{list_problems([str(m) for m in listing.misnamed])}")
+        raise InvalidDatasetError(
+            f"{len(listing.misnamed)} images of {src} cannot be labeled:\n"
+            f"{list_problems([str(m) for m in listing.misnamed])}"
+        )
     return list(listing.candidates), list(listing.ignored)

@@ -71,8 +71,10 @@ class JsonLinesManifestReader:
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidDatasetError(f"The manifest {self.manifest} cannot be read: {exc}.") from None
         if problems:
-            raise InvalidDatasetError(f"The manifest {self.manifest} is invalid:\n{list_problems(problems)}",
-                                      hint='write one object per line: {"path": "a/b.png", "label": "cat"}.')
+            raise InvalidDatasetError(
+                f"The manifest {self.manifest} is invalid:\n{list_problems(problems)}",
+                hint='write one object per line: {"path": "a/b.png", "label": "cat"}.',
+            )
         return _listing(self.manifest, rows, self.allow_outside)
 
 
@@ -95,8 +97,10 @@ def _listing(manifest: Path, rows: list[tuple[int, dict]], allow_outside: bool) 
             found.append(Candidate(base / path.strip(), path.strip(), label))
     check_all_or_none_labeled(found, problems)
     if problems:
-        raise InvalidDatasetError(f"The manifest {manifest} is invalid:\n{list_problems(problems)}",
-                                  hint="give every row a path, and either every row a label or none.")
+        raise InvalidDatasetError(
+            f"The manifest {manifest} is invalid:\n{list_problems(problems)}",
+            hint="give every row a path, and either every row a label or none.",
+        )
     if not found:
         raise InvalidDatasetError(f"The manifest {manifest} lists no images.", hint="add rows 'path,label'.")
     if not allow_outside:
@@ -114,4 +118,5 @@ def _check_inside(manifest: Path, candidates: list[Candidate]) -> None:
             f"{list_problems([printable(p) for p in outside])}",
             hint="give paths relative to the manifest's folder, or pass allow_outside=True to read files anywhere.",
             cli_hint="give paths relative to the manifest's folder, or pass --allow-outside-paths to read files "
-                     "anywhere.")
+            "anywhere.",
+        )
