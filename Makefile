@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test test-fast test-slow clean
+.PHONY: demo test test-fast test-slow lint clean
 
 # One stamp per extra: the demo installs only what it needs, the tests everything they exercise.
 $(VENV)/.installed-%: pyproject.toml
@@ -27,5 +27,12 @@ test-fast: $(VENV)/.installed-test
 test-slow: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -m slow
 
+# ruff (rules, import order, format) and mypy, configured in pyproject.toml. mypy reads the types of the optional
+# packages too (fastapi, onnx, ...), so it runs in the test install.
+lint: $(VENV)/.installed-test $(VENV)/.installed-lint
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
