@@ -244,14 +244,15 @@ def test_studio_stop_and_resume_a_run_from_the_page(studio):
         for name in ("resize", "center_crop"):
             driver.find_element(By.NAME, name).click()
         _box(driver, "Train PyTorch Model").click()
-        for name, value in (("epochs", "10"), ("batch_size", "4"), ("patience", "10")):
+        for name, value in (("epochs", "20"), ("batch_size", "4"), ("patience", "20")):
             field = driver.find_element(By.NAME, name)
             field.clear()
             field.send_keys(value + "\t")
         wait.until(lambda d: d.find_element(By.ID, "submit").is_enabled())
         driver.find_element(By.ID, "submit").click()
-        # stop at the first batch shown: 10 epochs of 4 batches leave seconds to do it
-        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "progress"), "/10, batch"))
+        # stop at the first batch shown: 20 epochs of 4 batches leave seconds to do it (10 were too few once runs
+        # started from the forkserver: a run ended before the page showed its first batch)
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "progress"), "/20, batch"))
         assert "ETA" in driver.find_element(By.ID, "progress").text
         wait.until(lambda d: d.find_element(By.ID, "stop").is_enabled())
         driver.find_element(By.ID, "stop").click()
