@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+import imgtrain
 from conftest import make_class_folder
+from imgtrain import TrainConfig, TransformSpec
 from imgtrain.studio.app import create_app
+from imgtrain.studio.registry import Registry
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -77,9 +89,6 @@ def test_a_run_goes_through_the_pipeline_and_leaves_the_ordinary_outputs(root):
 
 
 def test_downloads_the_model_the_onnx_export_and_the_scores(root):
-    import io
-    import zipfile
-
     with TestClient(create_app(root, TOKEN)) as client:
         request = {"train": "photos", "train_params": {"epochs": 1, "batch_size": 6}, **SMALL}
         run_id = client.post("/api/runs", json=request, headers=AUTH).json()["id"]
@@ -163,10 +172,6 @@ def test_requests_are_refused_with_the_reason(root, tmp_path):
 
 
 def test_the_file_browser_offers_sources_a_few_levels_down(root):
-    import shutil
-
-    import imgtrain
-
     shutil.copytree(root / "photos", root / "projects" / "pets" / "set-a")
     imgtrain.convert(root / "photos", root / "projects" / "converted", progress=False)
     (root / "projects" / "labels.csv").write_text("path,label\n")
@@ -183,8 +188,6 @@ def test_the_file_browser_offers_sources_a_few_levels_down(root):
 
 
 def test_the_registry_survives_a_restart_and_a_run_left_running_is_interrupted(root):
-    from imgtrain.studio.registry import Registry
-
     registry = Registry.open(root)
     left = registry.add({"train": "photos", "valid": None, "split_fraction": 0.9, "model": SMALL["model"],
                          "transform": SMALL["transform"], "train_params": {"epochs": 1, "batch_size": 4}})
@@ -199,8 +202,6 @@ def test_the_registry_survives_a_restart_and_a_run_left_running_is_interrupted(r
 
 
 def test_the_page_and_its_defaults_come_from_the_library(root):
-    from imgtrain import TrainConfig, TransformSpec
-
     with TestClient(create_app(root, TOKEN)) as client:
         assert "imgtrain studio" in client.get(f"/?token={TOKEN}").text
         defaults = client.get("/api/parameters", headers=AUTH).json()
@@ -213,18 +214,12 @@ def test_the_page_and_its_defaults_come_from_the_library(root):
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def _start_studio(root, port: int):
-    import subprocess
-    import sys
-    import urllib.request
-
     process = subprocess.Popen([sys.executable, "-m", "imgtrain", "studio", "--root", str(root), "--port", str(port),
                                 "--token", TOKEN], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for _ in range(300):
@@ -238,8 +233,6 @@ def _start_studio(root, port: int):
 
 
 def _api(port: int, path: str, body: dict | None = None) -> dict:
-    import urllib.request
-
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST" if body is not None else "GET",
                                      data=json.dumps(body).encode() if body is not None else None,
                                      headers={**AUTH, "Content-Type": "application/json"})
@@ -251,8 +244,6 @@ def _api(port: int, path: str, body: dict | None = None) -> dict:
 def test_a_studio_killed_mid_run_shows_it_interrupted_and_resumes_it(root):
     """SIGKILL the server while it trains: its worker notices, stops as Ctrl-C does (checkpoint written); the next
     server shows the run interrupted, and resume finishes it where it stopped."""
-    import signal
-
     port = _free_port()
     server = _start_studio(root, port)
     try:
@@ -307,8 +298,6 @@ def test_runs_wait_their_turn_and_a_queued_run_can_be_taken_off_the_queue(root):
 def test_what_a_run_writes_stays_under_the_root(tmp_path):
     """Outputs in ROOT/imgtrain-runs, the registry and the decoded-image cache in ROOT/.imgtrain-studio; the user's
     cache folder is not touched."""
-    import os
-
     root = make_class_folder(tmp_path / "root" / "large", {"a": 6, "b": 6}, size=(320, 320)).parent
     user_cache = Path(os.environ["IMGTRAIN_CACHE_DIR"])
     before = set(user_cache.rglob("*.rgb"))

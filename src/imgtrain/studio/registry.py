@@ -23,6 +23,11 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
 )"""
 
 
+def run_folder_name(run_id: int) -> str:
+    """The folder of run `run_id`'s outputs, relative to the root (the run's own folder under RUNS_DIR)."""
+    return f"{RUNS_DIR}/run-{run_id}"
+
+
 @dataclass
 class Registry:
     """Runs and their status; every call opens its own connection (the server's threads share nothing)."""
@@ -47,9 +52,12 @@ class Registry:
     def add(self, request: dict[str, Any]) -> int:
         """A new queued run of `request`; its id."""
         with self._connect() as db:
-            cursor = db.execute("INSERT INTO runs (created, status, request) VALUES (?, 'queued', ?)",
-                                (time.time(), json.dumps(request)))
-            return int(cursor.lastrowid)
+            cursor = db.execute(
+                "INSERT INTO runs (created, status, request) VALUES (?, 'queued', ?)",
+                (time.time(), json.dumps(request)),
+            )
+            assert cursor.lastrowid is not None  # set by every INSERT
+            return cursor.lastrowid
 
     def get(self, run_id: int) -> dict[str, Any] | None:
         with self._connect() as db:
@@ -68,10 +76,17 @@ class Registry:
     def set_status(self, run_id: int, status: str, error: dict[str, str] | None = None) -> None:
         assert status in STATUSES
         with self._connect() as db:
-            db.execute("UPDATE runs SET status = ?, error = ? WHERE id = ?",
-                       (status, json.dumps(error) if error else None, run_id))
+            db.execute(
+                "UPDATE runs SET status = ?, error = ? WHERE id = ?",
+                (status, json.dumps(error) if error else None, run_id),
+            )
 
 
 def _as_dict(row: sqlite3.Row) -> dict[str, Any]:
-    return {"id": row["id"], "created": row["created"], "status": row["status"],
-            "request": json.loads(row["request"]), "error": json.loads(row["error"]) if row["error"] else None}
+    return {
+        "id": row["id"],
+        "created": row["created"],
+        "status": row["status"],
+        "request": json.loads(row["request"]),
+        "error": json.loads(row["error"]) if row["error"] else None,
+    }

@@ -3,6 +3,7 @@ runs with the library: convert -> split -> model -> train -> score -> evaluate, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -11,9 +12,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import imgtrain
+
 from ..config import CATALOG_FAMILY, FAMILIES, STUDIO_MODEL, TrainConfig, TransformSpec, spec_problems
-from ..errors import ImgtrainError, ParameterError, TrainingInterrupted
 from ..data.decoding import CACHE_ENV
+from ..errors import ImgtrainError, ParameterError, TrainingInterrupted
 from ..files import atomic_write_json
 from ..params import declared
 from .registry import STATE_DIR
@@ -57,10 +60,16 @@ def check_request(root: Path, body: Any) -> dict[str, Any]:
     if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
         raise BadRequest(400, f"split_fraction must be a number between 0 and 1, got {fraction!r}.")
     model = {**STUDIO_MODEL, **(body.get("model") or {})}
-    if model["family"] not in (*FAMILIES, CATALOG_FAMILY) or not isinstance(model["model_name"], str) \
-            or not isinstance(model["pretrained"], bool):
-        raise BadRequest(400, f"model must name a family ({', '.join((*FAMILIES, CATALOG_FAMILY))}), a model_name "
-                              f"and pretrained true/false, got {model!r}.")
+    if (
+        model["family"] not in (*FAMILIES, CATALOG_FAMILY)
+        or not isinstance(model["model_name"], str)
+        or not isinstance(model["pretrained"], bool)
+    ):
+        raise BadRequest(
+            400,
+            f"model must name a family ({', '.join((*FAMILIES, CATALOG_FAMILY))}), a model_name "
+            f"and pretrained true/false, got {model!r}.",
+        )
     transform = body.get("transform") or {}
     problems = ["'transform' must be an object"] if not isinstance(transform, dict) else spec_problems(transform)
     params = body.get("train_params") or {}
@@ -74,8 +83,14 @@ def check_request(root: Path, body: Any) -> dict[str, Any]:
         TrainConfig(**params)
     except ParameterError as exc:
         raise BadRequest(400, str(exc)) from None
-    return {"train": body["train"], "valid": body.get("valid"), "split_fraction": fraction, "model": model,
-            "transform": transform, "train_params": params}
+    return {
+        "train": body["train"],
+        "valid": body.get("valid"),
+        "split_fraction": fraction,
+        "model": model,
+        "transform": transform,
+        "train_params": params,
+    }
 
 
 class _Events(logging.Handler):
@@ -83,7 +98,7 @@ class _Events(logging.Handler):
 
     def __init__(self, path: Path):
         super().__init__(logging.INFO)
-        self.file = open(path, "a", encoding="utf-8")
+        self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open: the worker writes every record
 
     def emit(self, record: logging.LogRecord) -> None:
         event: dict[str, Any] = {"time": record.created}
@@ -121,7 +136,7 @@ def work(root: str, folder: str, request: dict[str, Any], server_alive: Any) -> 
 def _pipeline(root: Path, out: Path, request: dict[str, Any]) -> dict[str, str]:
     """Each step writes its ordinary CLI output in `out`; a step whose output exists (a resumed run) is skipped,
     and training continues from its checkpoint when it has one."""
-    import imgtrain
+    # imported here, as below: the server imports this module to check requests, and does not load torch
     from imgtrain.inference.scoring import score_to_file
 
     train = _images(root / request["train"], out / "train-images")
@@ -133,8 +148,11 @@ def _pipeline(root: Path, out: Path, request: dict[str, Any]) -> dict[str, str]:
         valid = _images(root / request["valid"], out / "valid-images")
     model = request["model"]
     if not (out / "untrained").exists():
-        imgtrain.create_model_directory(out / "untrained", imgtrain.Architecture(model["family"], model["model_name"]),
-                                        pretrained=model["pretrained"])
+        imgtrain.create_model_directory(
+            out / "untrained",
+            imgtrain.Architecture(model["family"], model["model_name"]),
+            pretrained=model["pretrained"],
+        )
     if not (out / "model" / "imgtrain-model.json").exists():
         from imgtrain.training.checkpoints import checkpoint_path
 
@@ -151,8 +169,6 @@ def _pipeline(root: Path, out: Path, request: dict[str, Any]) -> dict[str, str]:
 
 def _images(source: Path, converted: Path) -> Path:
     """An image directory as it is, anything else converted into `converted` (once)."""
-    import imgtrain
-
     if (source / "imgtrain-images.json").is_file():
         return source
     if not converted.exists():
@@ -167,10 +183,8 @@ def _stop_when_orphaned(server_alive: Any) -> None:
     does, however it ended, whoever the worker's parent is (a forkserver's children are not the server's)."""
 
     def watch() -> None:
-        try:
+        with contextlib.suppress(EOFError, OSError):
             server_alive.recv()
-        except (EOFError, OSError):
-            pass
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=watch, daemon=True).start()

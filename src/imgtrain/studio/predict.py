@@ -1,0 +1,23 @@
+"""The page's "try it": one uploaded image under a run's trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..data.imaging import BadImage
+from .runner import BadRequest
+
+
+def top_classes(model_dir: Path, data: bytes) -> dict[str, Any]:
+    """The top classes of one uploaded image under a run's trained model, best first (at most five)."""
+    # imported here: loading a model loads torch, which the server does not load to serve the page
+    from ..inference.scoring import load_model
+
+    model = load_model(model_dir)
+    try:
+        probabilities = model.probabilities(model.model_input.from_bytes(data)[None])[0].tolist()
+    except BadImage as exc:
+        raise BadRequest(400, f"the image cannot be used: {exc}") from None
+    ranked = sorted(zip(model.classes, probabilities, strict=True), key=lambda pair: -pair[1])
+    return {"label": ranked[0][0], "top": [{"class": c, "probability": p} for c, p in ranked[:5]]}
