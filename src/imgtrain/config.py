@@ -53,6 +53,8 @@ OPTIONS = {"densenet": ("memory_efficient",), "resnet": ("zero_init_residual",)}
 #: The model a studio run starts from unless the page picks another: the smallest ResNet, pretrained (minutes on a
 #: laptop's CPU, where the designer's default resnext101_32x8d takes hours).
 STUDIO_MODEL = {"family": "resnet", "model_name": "resnet18", "pretrained": True}
+#: Where a studio run's training parameters default otherwise than the library's: every batch reaches the page.
+STUDIO_TRAIN_DEFAULTS = {"print_frequency": 1}
 
 # --- precision
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import CATALOG_FAMILY, FAMILIES, STUDIO_MODEL, TrainConfig, TransformSpec
+from ..config import CATALOG_FAMILY, FAMILIES, STUDIO_MODEL, STUDIO_TRAIN_DEFAULTS, TrainConfig, TransformSpec
 from ..params import describe
 
 
@@ -15,6 +15,8 @@ def default_parameters() -> dict[str, Any]:
     from ..models.catalog import catalog_names
 
     declared = {"train_params": describe(TrainConfig, studio_only=True), "transform": describe(TransformSpec)}
+    for name, value in STUDIO_TRAIN_DEFAULTS.items():
+        declared["train_params"][name]["default"] = value
     everything = {name: d for module in declared.values() for name, d in module.items()}
     return {
         **{module: {name: d["default"] for name, d in fields.items()} for module, fields in declared.items()},

@@ -14,7 +14,15 @@ from typing import Any
 
 import imgtrain
 
-from ..config import CATALOG_FAMILY, FAMILIES, STUDIO_MODEL, TrainConfig, TransformSpec, spec_problems
+from ..config import (
+    CATALOG_FAMILY,
+    FAMILIES,
+    STUDIO_MODEL,
+    STUDIO_TRAIN_DEFAULTS,
+    TrainConfig,
+    TransformSpec,
+    spec_problems,
+)
 from ..data.decoding import CACHE_ENV
 from ..errors import ImgtrainError, ParameterError, TrainingInterrupted
 from ..files import atomic_write_json
@@ -157,7 +165,7 @@ def _pipeline(root: Path, out: Path, request: dict[str, Any]) -> dict[str, str]:
         from imgtrain.training.checkpoints import checkpoint_path
 
         resume = checkpoint_path(out / "model").is_file()  # a stopped or interrupted run continues
-        params = {"print_frequency": 1, **request["train_params"]}  # every batch reaches the page
+        params = {**STUDIO_TRAIN_DEFAULTS, **request["train_params"]}
         config = TrainConfig(**params, progress=False, resume=resume)
         imgtrain.train(out / "untrained", train, valid, out / "model", config, TransformSpec(**request["transform"]))
     if not (out / "scores.csv").exists():
