@@ -26,8 +26,10 @@ from imgtrain.studio.registry import Registry
 
 TOKEN = "test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-SMALL = {"transform": {"resize": False, "center_crop": False, "random_horizontal_flip": False},
-         "model": {"family": "resnet", "model_name": "resnet18", "pretrained": False}}
+SMALL = {
+    "transform": {"resize": False, "center_crop": False, "random_horizontal_flip": False},
+    "model": {"family": "resnet", "model_name": "resnet18", "pretrained": False},
+}
 #: Epochs of the runs stopped after their first epoch: about 0.4 s each here, seconds to stop them before the end.
 LONG_RUN = 10
 
@@ -52,8 +54,13 @@ def wait_for(client: TestClient, run_id: int, statuses: tuple[str, ...], timeout
 def test_a_run_goes_through_the_pipeline_and_leaves_the_ordinary_outputs(root):
     with TestClient(create_app(root, TOKEN)) as client:
         assert client.get("/api/health", headers=AUTH).json()["status"] == "ok"
-        request = {"train": "photos", "valid": None, "split_fraction": 0.75,
-                   "train_params": {"epochs": 2, "batch_size": 6, "print_frequency": 1}, **SMALL}
+        request = {
+            "train": "photos",
+            "valid": None,
+            "split_fraction": 0.75,
+            "train_params": {"epochs": 2, "batch_size": 6, "print_frequency": 1},
+            **SMALL,
+        }
         run_id = client.post("/api/runs", json=request, headers=AUTH).json()["id"]
         run = wait_for(client, run_id, ("finished", "failed"))
         assert run["status"] == "finished", run["error"]
@@ -64,11 +71,13 @@ def test_a_run_goes_through_the_pipeline_and_leaves_the_ordinary_outputs(root):
             assert (folder / name).exists(), name
         assert json.loads((folder / "model" / "imgtrain-model.json").read_text())["training"]["epochs"] == 2
         stream = client.get(f"/api/runs/{run_id}/events", headers=AUTH).text
-        kinds = [json.loads(line[6:])["kind"] for line in stream.splitlines() if line.startswith("data: {\"time")]
+        kinds = [json.loads(line[6:])["kind"] for line in stream.splitlines() if line.startswith('data: {"time')]
         assert "progress" in kinds and kinds.count("epoch") == 2 and "event: end" in stream
         assert [r["id"] for r in client.get("/api/runs", headers=AUTH).json()] == [run_id]
-        outputs = {name: client.get(f"/api/runs/{run_id}/outputs/{name}", headers=AUTH).json()
-                   for name in ("train-images", "train", "model", "scores.csv", "evaluation")}
+        outputs = {
+            name: client.get(f"/api/runs/{run_id}/outputs/{name}", headers=AUTH).json()
+            for name in ("train-images", "train", "model", "scores.csv", "evaluation")
+        }
         assert outputs["train-images"]["classes"] == {"cat": 12, "dog": 12}
         assert outputs["train"]["images"] == 18 and len(outputs["train"]["samples"]) == 8
         assert outputs["model"]["classes"] == ["cat", "dog"] and outputs["model"]["training"]["epochs"] == 2
@@ -84,8 +93,9 @@ def test_a_run_goes_through_the_pipeline_and_leaves_the_ordinary_outputs(root):
             answer = client.get(f"/api/runs/{run_id}/files/{name}", headers=AUTH)
             assert (answer.status_code, answer.content[:4]) == (200, b"\x89PNG"), name
         assert client.get(f"/api/runs/{run_id}/files/../../photos/cat/img0.png", headers=AUTH).status_code == 404
-        assert client.get(f"/api/runs/{run_id}/files/%2e%2e/%2e%2e/photos/cat/img0.png",
-                          headers=AUTH).status_code == 404
+        assert (
+            client.get(f"/api/runs/{run_id}/files/%2e%2e/%2e%2e/photos/cat/img0.png", headers=AUTH).status_code == 404
+        )
 
 
 def test_downloads_the_model_the_onnx_export_and_the_scores(root):
@@ -106,8 +116,11 @@ def test_downloads_the_model_the_onnx_export_and_the_scores(root):
 
 def test_stop_writes_a_checkpoint_and_resume_finishes_the_run(root):
     with TestClient(create_app(root, TOKEN)) as client:
-        request = {"train": "photos", "train_params": {"epochs": LONG_RUN, "batch_size": 4, "patience": LONG_RUN},
-                   **SMALL}
+        request = {
+            "train": "photos",
+            "train_params": {"epochs": LONG_RUN, "batch_size": 4, "patience": LONG_RUN},
+            **SMALL,
+        }
         run_id = client.post("/api/runs", json=request, headers=AUTH).json()["id"]
         deadline = time.monotonic() + 180
         while not client.get(f"/api/runs/{run_id}", headers=AUTH).json()["history"]:
@@ -148,14 +161,18 @@ def test_requests_are_refused_with_the_reason(root, tmp_path):
         assert client.get("/api/health", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert client.get(f"/api/health?token={TOKEN}").status_code == 200
         assert client.get("/").status_code == 401
-        cases = [({"train": "../outside"}, 403, "outside"), ({"train": "link"}, 403, "outside"),
-                 ({"train": str(root / "photos")}, 400, "relative"), ({"train": "nothing"}, 404, "does not exist"),
-                 ({"train": "photos", "train_params": {"epochs": 0}}, 400, "epochs must be an integer >= 1"),
-                 ({"train": "photos", "train_params": {"resume": True}}, 400, "'resume'"),
-                 ({"train": "photos", "transform": {"size": -3}}, 400, "size must be an integer"),
-                 ({"train": "photos", "split_fraction": 1.5}, 400, "split_fraction"),
-                 ({"train": "photos", "model": {"family": "vgg"}}, 400, "family"),
-                 ({"train": "photos", "colour": "red"}, 400, "unknown fields")]
+        cases = [
+            ({"train": "../outside"}, 403, "outside"),
+            ({"train": "link"}, 403, "outside"),
+            ({"train": str(root / "photos")}, 400, "relative"),
+            ({"train": "nothing"}, 404, "does not exist"),
+            ({"train": "photos", "train_params": {"epochs": 0}}, 400, "epochs must be an integer >= 1"),
+            ({"train": "photos", "train_params": {"resume": True}}, 400, "'resume'"),
+            ({"train": "photos", "transform": {"size": -3}}, 400, "size must be an integer"),
+            ({"train": "photos", "split_fraction": 1.5}, 400, "split_fraction"),
+            ({"train": "photos", "model": {"family": "vgg"}}, 400, "family"),
+            ({"train": "photos", "colour": "red"}, 400, "unknown fields"),
+        ]
         for body, status, words in cases:
             answer = client.post("/api/runs", json=body, headers=AUTH)
             assert (answer.status_code, words in answer.json()["error"]) == (status, True), (body, answer.json())
@@ -181,16 +198,27 @@ def test_the_file_browser_offers_sources_a_few_levels_down(root):
     with TestClient(create_app(root, TOKEN)) as client:
         entries = client.get("/api/files", headers=AUTH).json()["entries"]
         assert [(e["path"], e["kind"]) for e in entries] == [
-            ("flat", "images, unlabeled"), ("photos", "class folders"),
-            ("projects/converted", "image directory"), ("projects/labels.csv", "archive or manifest"),
-            ("projects/pets/set-a", "class folders")]
+            ("flat", "images, unlabeled"),
+            ("photos", "class folders"),
+            ("projects/converted", "image directory"),
+            ("projects/labels.csv", "archive or manifest"),
+            ("projects/pets/set-a", "class folders"),
+        ]
         assert client.get("/api/runs", headers=AUTH).json() == []
 
 
 def test_the_registry_survives_a_restart_and_a_run_left_running_is_interrupted(root):
     registry = Registry.open(root)
-    left = registry.add({"train": "photos", "valid": None, "split_fraction": 0.9, "model": SMALL["model"],
-                         "transform": SMALL["transform"], "train_params": {"epochs": 1, "batch_size": 4}})
+    left = registry.add(
+        {
+            "train": "photos",
+            "valid": None,
+            "split_fraction": 0.9,
+            "model": SMALL["model"],
+            "transform": SMALL["transform"],
+            "train_params": {"epochs": 1, "batch_size": 4},
+        }
+    )
     registry.set_status(left, "running")  # the server died while it ran
     with TestClient(create_app(root, TOKEN)) as client:
         run = client.get(f"/api/runs/{left}", headers=AUTH).json()
@@ -220,8 +248,12 @@ def _free_port() -> int:
 
 
 def _start_studio(root, port: int):
-    process = subprocess.Popen([sys.executable, "-m", "imgtrain", "studio", "--root", str(root), "--port", str(port),
-                                "--token", TOKEN], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imgtrain", "studio", "--root", str(root), "--port", str(port), "--token", TOKEN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     for _ in range(300):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health?token={TOKEN}", timeout=1).read()
@@ -233,9 +265,12 @@ def _start_studio(root, port: int):
 
 
 def _api(port: int, path: str, body: dict | None = None) -> dict:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method="POST" if body is not None else "GET",
-                                     data=json.dumps(body).encode() if body is not None else None,
-                                     headers={**AUTH, "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        method="POST" if body is not None else "GET",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as answer:
         return json.loads(answer.read())
 
@@ -247,8 +282,11 @@ def test_a_studio_killed_mid_run_shows_it_interrupted_and_resumes_it(root):
     port = _free_port()
     server = _start_studio(root, port)
     try:
-        request = {"train": "photos", "train_params": {"epochs": LONG_RUN, "batch_size": 4, "patience": LONG_RUN},
-                   **SMALL}
+        request = {
+            "train": "photos",
+            "train_params": {"epochs": LONG_RUN, "batch_size": 4, "patience": LONG_RUN},
+            **SMALL,
+        }
         run_id = _api(port, "/api/runs", request)["id"]
         deadline = time.monotonic() + 180
         while not _api(port, f"/api/runs/{run_id}")["history"]:
@@ -302,9 +340,13 @@ def test_what_a_run_writes_stays_under_the_root(tmp_path):
     user_cache = Path(os.environ["IMGTRAIN_CACHE_DIR"])
     before = set(user_cache.rglob("*.rgb"))
     with TestClient(create_app(root, TOKEN)) as client:
-        request = {"train": "large", "split_fraction": 0.5, "model": SMALL["model"],
-                   "transform": {"size": 64, "center_crop": False, "random_horizontal_flip": False},
-                   "train_params": {"epochs": 1, "batch_size": 3}}
+        request = {
+            "train": "large",
+            "split_fraction": 0.5,
+            "model": SMALL["model"],
+            "transform": {"size": 64, "center_crop": False, "random_horizontal_flip": False},
+            "train_params": {"epochs": 1, "batch_size": 3},
+        }
         run_id = client.post("/api/runs", json=request, headers=AUTH).json()["id"]
         assert wait_for(client, run_id, ("finished", "failed"))["status"] == "finished"
     assert len(list((root / ".imgtrain-studio" / "decoded-cache").rglob("*.rgb"))) == 12
