@@ -111,3 +111,27 @@ def test_no_import_circle():
     for name in sorted(graph):
         if name not in state:
             visit(name, [])
+
+
+def test_every_module_is_named_in_the_architecture_document():
+    """docs/architecture.md says what each module owns: every module under src/ has its name there, in the section
+    of its package (`data/`, `training/`, ...; top-level modules under "Top level")."""
+    text = (SRC.parents[1] / "docs" / "architecture.md").read_text()
+    sections: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("Top level"):
+            current = ""
+        elif line.startswith("`") and "/` " in line.split("—")[0] + " ":
+            current = line[1 : line.index("/`")]
+        if current is not None:
+            sections[current] = sections.get(current, "") + line + "\n"
+    missing = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        parts = path.relative_to(SRC).parts
+        package = parts[0] if len(parts) > 1 else ""
+        if f"`{path.stem}`" not in sections.get(package, ""):
+            missing.append(str(path.relative_to(SRC)))
+    assert not missing, f"not named in docs/architecture.md: {missing}"
