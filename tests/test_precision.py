@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 import imgtrain
 from imgtrain import ParameterError, TrainConfig, devices
-from imgtrain.training import loop as training
+from imgtrain.training import start as training  # the run picks its precision at its start (training/start.py)
 
 EPOCHS = 1  # 24 training images in batches of 8: 3 batches per epoch
 

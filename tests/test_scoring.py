@@ -67,7 +67,7 @@ def test_bf16_scores_stay_close_to_fp32(trained_model):
 
 def test_auto_precision_for_scoring_is_decided_on_the_first_batch(trained_model, monkeypatch):
     from imgtrain import devices
-    from imgtrain.inference import scoring
+    from imgtrain.inference import model as scoring  # Model decides its precision (inference/model.py)
 
     model_dir, valid = trained_model
     monkeypatch.setattr(devices, "cpu_has_fast_bf16", lambda: True)

@@ -135,3 +135,9 @@ def test_every_module_is_named_in_the_architecture_document():
         if f"`{path.stem}`" not in sections.get(package, ""):
             missing.append(str(path.relative_to(SRC)))
     assert not missing, f"not named in docs/architecture.md: {missing}"
+
+
+def test_no_module_is_over_four_hundred_lines():
+    """A module over 400 lines holds more than one concern (issue 26): split it by concern, not by length."""
+    long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py") if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, long

@@ -333,6 +333,8 @@ SCORE_BATCH_SIZE = 32
 EXPLAIN_COUNT = 8
 #: The label score and serve answer for an image whose top probability is below --min-confidence.
 UNKNOWN_LABEL = "unknown"
+PROBABILITY_PREFIX = "Scored Probabilities_"  # the scores' column of each class: the prefix, then the class
+SCORED_LABELS = "Scored Labels"  # the scores' column of the answer
 BEST_GUESS = "Best Guess"  # the scores column that keeps the top class when the label is UNKNOWN_LABEL
 
 

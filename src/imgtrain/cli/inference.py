@@ -83,7 +83,8 @@ def _add_score_compute_options(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from ..inference.scoring import load_model, score_to_file
+    from ..inference.model import load_model
+    from ..inference.scoring import score_to_file
 
     model = load_model(args.model, args.device, args.precision)
     path, rows = score_to_file(

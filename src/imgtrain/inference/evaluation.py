@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..calibration import CALIBRATION_BINS, calibration
+from ..config import PROBABILITY_PREFIX, SCORED_LABELS
 from ..errors import InvalidDatasetError, NotLabeledDatasetError, ParameterError
 from ..files import atomic_write_json, building_dir
-from .scoring import PROBABILITY_PREFIX, SCORED_LABELS
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import EXPLAIN_COUNT
+from ..config import EXPLAIN_COUNT, PROBABILITY_PREFIX
 from ..data.image_directory import ImageDirectory
 from ..data.imaging import BadImage, read_image_file
 from ..data.transforms import ModelInput
@@ -31,7 +31,8 @@ from ..errors import InvalidDatasetError, MissingDependencyError, NotLabeledData
 from ..files import check_output
 from ..models.model_directory import TrainedModel
 from .explain_files import write_explanations
-from .scoring import PROBABILITY_PREFIX, load_model, score
+from .model import load_model
+from .scoring import score
 
 log = logging.getLogger(__name__)
 

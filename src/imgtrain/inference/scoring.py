@@ -7,114 +7,29 @@ import csv
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import BEST_GUESS, SCORE_BATCH_SIZE, UNKNOWN_LABEL, check_min_confidence
+from ..config import BEST_GUESS, PROBABILITY_PREFIX, SCORE_BATCH_SIZE, SCORED_LABELS, check_min_confidence
 from ..data.decoding import DecodedCache, default_cache_dir
-from ..data.image_directory import META_NAME, ImageDirectory, ImageRecord, list_problems
-from ..data.imaging import BadImage, read_image_file, rgb_tensor, to_rgb
+from ..data.image_directory import ImageDirectory, ImageRecord, list_problems
+from ..data.imaging import BadImage
 from ..data.remote import RemoteImages, display, is_remote, list_images
 from ..data.transforms import ModelInput, output_sizes
-from ..devices import PRECISIONS, autocast_for, measure_speedup, resolve_device, resolve_precision
 from ..errors import InvalidDatasetError, ParameterError
 from ..files import atomic_file, check_output
-from ..models.model_directory import TrainedModel, open_model_directory
 from ..parallel import default_loader_workers, scoring_loader_workers
 from ..progress import progress_bar
+from .folders import FolderImages, is_plain_folder, list_folder
+from .model import Model, decide, load_model
 
 log = logging.getLogger(__name__)
 
-PROBABILITY_PREFIX = "Scored Probabilities_"
-SCORED_LABELS = "Scored Labels"
 FORMATS = ("csv", "jsonl")
-
-
-class Model:
-    """A trained model ready to predict: `load_model(MODELDIR).predict(image)`."""
-
-    def __init__(self, trained: TrainedModel, device: str = "auto", precision: str = "auto"):
-        self.trained = trained
-        self.classes = trained.classes
-        self.device = resolve_device(device)
-        if precision not in PRECISIONS:
-            raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
-        self.precision = precision  # `auto` is decided on the first batch, by measuring this network on it
-        self.network = _inference_network(trained.network(), self.device)
-        self.model_input: ModelInput = trained.model_input()
-
-    @torch.inference_mode()
-    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities (float32, on the CPU) of a batch of model inputs, at the model's temperature."""
-        if self.precision == "auto":  # scores carry no seed promise: the fastest precision measured here
-            self.precision = resolve_precision(
-                "auto",
-                self.device,
-                repeatable=False,
-                speedup=lambda candidate: measure_speedup(
-                    self.network, tuple(batch.shape), self.device, candidate, training=False
-                ),
-            )
-        with autocast_for(self.device, self.precision):
-            batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            logits = self.network(batch)
-        return torch.softmax(logits.float() / self.trained.temperature, dim=1).cpu()
-
-    def predict(
-        self, images: Image.Image | str | Path | Sequence[Image.Image | str | Path], min_confidence: float | None = None
-    ) -> Any:
-        """Label and per-class probabilities of one image (a dict) or of a list of images (a list of dicts).
-
-        With `min_confidence`, an image whose top probability is below it gets the label UNKNOWN_LABEL; its
-        `best_guess` keeps the top class."""
-        min_confidence = check_min_confidence(min_confidence, self.classes)
-        if isinstance(images, Image.Image | str | Path):
-            single, batch = True, [images]
-        else:
-            single, batch = False, list(images)
-        tensors = []
-        for item in batch:
-            if isinstance(item, Image.Image):
-                tensors.append(self.model_input(rgb_tensor(to_rgb(item))))
-                continue
-            try:
-                tensors.append(self.model_input.from_bytes(read_image_file(Path(item))))
-            except BadImage as exc:
-                raise InvalidDatasetError(f"The image {item} cannot be read: {exc}.") from None
-        results = []
-        for tensor in tensors:  # one at a time: images may differ in size
-            probs = self.probabilities(tensor[None])[0].tolist()
-            label, guess = decide(self.classes, probs, min_confidence)
-            results.append(
-                {"label": label, "best_guess": guess, "probabilities": dict(zip(self.classes, probs, strict=True))}
-            )
-        return results[0] if single else results
-
-
-def _inference_network(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """The network prepared for inference: BatchNorm folded into the convolutions, channels-last.
-
-    Same outputs up to float rounding; measured about 1.5x faster for resnet18 at 224 px on 2 CPU cores.
-    """
-    net = net.to(device).eval()
-    try:
-        from torch.fx.experimental.optimization import fuse
-
-        net = fuse(net)
-    except Exception as exc:  # a network fx cannot trace keeps its BatchNorm layers
-        log.debug("BatchNorm folding skipped: %s", exc)
-    return net.to(memory_format=torch.channels_last)
-
-
-def load_model(path: str | Path, device: str = "auto", precision: str = "auto") -> Model:
-    """Open a trained model directory for prediction (validated; never unpickles anything)."""
-    return Model(open_model_directory(path), device, precision)
 
 
 class _ScoringData(Dataset):
@@ -133,46 +48,6 @@ class _ScoringData(Dataset):
             return self.model_input.from_file(Path(str(self.paths[i])), *map(int, self.sizes[i])), i, ""
         except BadImage as exc:
             return None, i, str(exc)
-
-
-@dataclass(frozen=True)
-class FolderImages:
-    """The images of a plain local folder (class folders or flat, as convert reads them), each read when scored."""
-
-    root: Path
-    files: list[Path]
-    paths: list[str]  # each file's absolute path as text (the scores' path column)
-    sources: list[str]  # relative to root, as convert names them
-    labels: list[str | None]  # the class folder; None for a flat folder
-
-    def read(self, index: int) -> bytes:
-        """The bytes of image `index`."""
-        return read_image_file(self.files[index])
-
-
-def is_plain_folder(path: str | Path) -> bool:
-    """Whether `path` is a local folder that is neither an imgtrain image directory nor a designer one."""
-    path = Path(path)
-    return path.is_dir() and not (path / META_NAME).exists() and not (path / "_meta.yaml").exists()
-
-
-def list_folder(path: str | Path) -> FolderImages:
-    """The images of a plain folder in convert's order (so ids, sources and labels are those convert would give)."""
-    from ..data.convert import folder_images, printable
-
-    root = Path(path)
-    found, ignored = folder_images(root)
-    if ignored:
-        log.warning(
-            "ignored %d files of %s (no image extension, or symbolic links), e.g. %s", len(ignored), root, ignored[:3]
-        )
-    return FolderImages(
-        root,
-        [c.file for c in found],
-        [printable(str(c.file.resolve())) for c in found],
-        [c.source for c in found],
-        [c.label for c in found],
-    )
 
 
 class _StreamedData(Dataset):
@@ -365,14 +240,6 @@ def _rows_of(
             hint="pass skip_invalid=True to score the rest (bad images get an error row).",
             cli_hint="pass --skip-invalid to score the rest (bad images get an error row).",
         )
-
-
-def decide(classes: Sequence[str], probs: Sequence[float], min_confidence: float | None) -> tuple[str, str]:
-    """(label, best guess): the top class twice, or UNKNOWN_LABEL and the top class when its probability is below
-    `min_confidence`."""
-    top = int(np.argmax(probs))
-    unsure = min_confidence is not None and probs[top] < min_confidence
-    return (UNKNOWN_LABEL if unsure else classes[top]), classes[top]
 
 
 def _row(

@@ -23,10 +23,17 @@ from typing import Any
 
 import torch
 
-from ..config import BEST_GUESS, MAX_IMAGES_PER_REQUEST, ServeConfig, check_min_confidence
+from ..config import (
+    BEST_GUESS,
+    MAX_IMAGES_PER_REQUEST,
+    PROBABILITY_PREFIX,
+    SCORED_LABELS,
+    ServeConfig,
+    check_min_confidence,
+)
 from ..data.imaging import BadImage, ImageTooLarge
 from ..errors import MissingDependencyError, ParameterError
-from ..inference.scoring import PROBABILITY_PREFIX, SCORED_LABELS, Model, decide, load_model
+from ..inference.model import Model, decide, load_model
 from .webpage import PAGE
 
 log = logging.getLogger(__name__)

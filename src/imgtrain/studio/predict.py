@@ -12,7 +12,7 @@ from .runner import BadRequest
 def top_classes(model_dir: Path, data: bytes) -> dict[str, Any]:
     """The top classes of one uploaded image under a run's trained model, best first (at most five)."""
     # imported here: loading a model loads torch, which the server does not load to serve the page
-    from ..inference.scoring import load_model
+    from ..inference.model import load_model
 
     model = load_model(model_dir)
     try:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..config import PROBABILITY_PREFIX, SCORED_LABELS
 from ..data.image_directory import ImageDirectory
 from .events import epoch_rows
 from .registry import run_folder_name
@@ -74,7 +75,6 @@ def confident_errors(folder: Path, count: int = 16) -> list[dict[str, Any]]:
     """The most confidently wrong predictions of a run's scores, each with its image's path in the run's folder
     (None for an image outside it: a validation directory given as it was)."""
     # imported here: the scores' column names live with scoring, which loads torch
-    from ..inference.scoring import PROBABILITY_PREFIX, SCORED_LABELS
 
     scores = folder / "scores.csv"
     if not scores.is_file():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import shutil
 import signal
 import sys
 from pathlib import Path
@@ -28,28 +27,26 @@ from ..config import TrainConfig, TransformSpec
 from ..data.decoding import DecodedCache, default_cache_dir, report_usage
 from ..data.sampling import EpochOrder, epoch_seed, seed_everything, training_loader, validation_loader
 from ..data.transforms import ModelInput, load_transform
-from ..devices import autocast_for, determinism, gradient_scaler, measure_speedup, resolve_device, resolve_precision
-from ..errors import DistributedTrainingError, OutputExistsError, ParameterError, TrainingInterrupted
+from ..devices import autocast_for, resolve_device
+from ..errors import DistributedTrainingError, ParameterError, TrainingInterrupted
 from ..faults import crash_point
-from ..files import building_dir, check_output, exclusive, within
+from ..files import building_dir, exclusive, within
 from ..interrupts import StopRequest, stop_on_signals
-from ..models.architectures import IMAGENET_MEAN, IMAGENET_STD, UntrainedModel, load_backbone, open_untrained
+from ..models.architectures import IMAGENET_MEAN, IMAGENET_STD, open_untrained
 from ..models.model_directory import PLOT_NAME, open_model_directory, write_model_directory
 from ..parallel import default_loader_workers
 from ..plots import plot_history
 from . import distributed
-from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_checkpoint, save_checkpoint
+from .checkpoints import checkpoint_path, save_checkpoint
 from .epoch import evaluate, learning_rate_at, train_one_epoch
-from .finetune import fixed_norms, parameter_groups, set_learning_rates
+from .finetune import fixed_norms, set_learning_rates
 from .job import Job, TrainResult
 from .prechecks import check_inputs, labeled_directory
-from .state import EarlyStopping, EpochProgress, RunState, check_fingerprint, check_state, saved_precision
+from .start import MOMENTUM, WEIGHT_DECAY, prepare_output, start_run
+from .state import EpochProgress, RunState, check_fingerprint
 from .tracking import Tracker, open_tracker
 
 log = logging.getLogger(__name__)
-
-MOMENTUM = 0.9
-WEIGHT_DECAY = 1e-4
 
 
 def train(
@@ -104,13 +101,13 @@ def train(
 def _train(job: Job) -> TrainResult:
     """The training run itself, once every input has been checked (see `train`)."""
     ctx = job.ctx
-    resumed = _prepare_output(job.out, job.config, list(job.inputs))
+    resumed = prepare_output(job.out, job.config, list(job.inputs))
     fingerprint = job.fingerprint()
     if resumed is not None:
         check_fingerprint(job.out, resumed, fingerprint)
     device = distributed.worker_device(resolve_device(job.config.device), ctx)
     with distributed.process_group(ctx, device), stop_on_signals() as signalled, contextlib.ExitStack() as stack:
-        state = _start(job, device, resumed, fingerprint, stack)
+        state = start_run(job, device, resumed, fingerprint, stack)
         # Every worker holds the same weights from here on: DDP broadcasts rank 0's and averages gradients.
         runner = (
             DistributedDataParallel(state.net, device_ids=[device.index] if device.type == "cuda" else None)
@@ -157,48 +154,6 @@ def _train(job: Job) -> TrainResult:
             _save_model(job, state, device, _calibrate(job, state, device, data))
         distributed.barrier(ctx)
     return TrainResult(job.out, state.history, state.stopper.best_epoch)
-
-
-def _start(
-    job: Job, device: torch.device, resumed: Checkpoint | None, fingerprint: dict[str, Any], stack: contextlib.ExitStack
-) -> RunState:
-    """The run's state at its first batch: a new network, or the checkpoint's, in the run's precision."""
-    seed_everything(job.config.seed)
-    net = _build_network(job.untrained, len(job.classes)).to(device)
-    if device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
-    precision = _run_precision(job, resumed, net, device)
-    stack.enter_context(determinism(device, precision, job.config.repeatable))
-    scaler = gradient_scaler(device, precision)
-    # fused: one kernel for the whole update instead of several passes over every weight (measured 28 -> 11
-    # ms per step for resnet18 on 2 CPU cores). Not with fp16's loss scaler: fused CPU SGD applied the steps the
-    # scaler meant to skip (inf gradients), and the weights became NaN (measured, torch 2.14.1).
-    groups = parameter_groups(net, job.untrained.architecture.head_keys, job.config.freeze_epochs, job.head_lr_scale)
-    optimizer = torch.optim.SGD(
-        groups,
-        lr=job.config.learning_rate,
-        momentum=MOMENTUM,
-        nesterov=True,
-        weight_decay=WEIGHT_DECAY,
-        fused=scaler is None,
-    )
-    state = RunState(net, optimizer, scaler, EarlyStopping(job.config.patience), fingerprint, precision)
-    if resumed is not None:
-        state.restore(resumed, job.out)
-        partial = f" and batch {state.partial.batches} of epoch {state.partial.epoch}" if state.partial else ""
-        log.info("resuming %s after epoch %d%s of %d", job.out, state.epoch, partial, job.config.epochs)
-    if job.ctx.is_main:
-        log.info(
-            "training %s on %s in %s%s: %d training, %d validation images, %d classes",
-            job.untrained.architecture.model_name,
-            device,
-            precision,
-            f" x {job.ctx.world_size} workers" if job.ctx.enabled else "",
-            len(job.train_dir),
-            len(job.valid_dir),
-            len(job.classes),
-        )
-    return state
 
 
 def _epochs(
@@ -413,69 +368,3 @@ def _summary(row: dict[str, Any], epochs: int) -> str:
         f"{row['train_top1']:.4f} | valid loss {row['val_loss']:.4f} top-1 {row['val_top1']:.4f}{top5} | "
         f"{row['images_per_second']:.0f} img/s{' (best)' if row['best'] else ''}"
     )
-
-
-def _prepare_output(out: Path, config: TrainConfig, inputs: list[Path]) -> Checkpoint | None:
-    """Refuse an occupied output; return the checkpoint to resume from, if resuming."""
-    check_output(out, overwrite=True, inputs=inputs)  # never write into an input
-    has_checkpoint = checkpoint_path(out).is_file()
-    if config.resume:
-        if not has_checkpoint:
-            raise ParameterError(
-                f"There is no interrupted training run in {out} to resume.", hint="start without --resume."
-            )
-        resumed = load_checkpoint(out)
-        check_state(resumed, checkpoint_path(out))
-        return resumed
-    if has_checkpoint and not config.overwrite:
-        raise OutputExistsError(
-            f"{out} holds an interrupted training run.",
-            hint="pass --resume to continue it, or --overwrite to start over.",
-        )
-    if config.overwrite:
-        shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
-    else:
-        check_output(out, overwrite=False)
-    return None
-
-
-def _run_precision(job: Job, resumed: Checkpoint | None, net: nn.Module, device: torch.device) -> str:
-    """The run's precision: the checkpoint's when resuming (never measured again), else the policy's choice,
-    measured on this network and batch shape and agreed by every worker."""
-    config, ctx = job.config, job.ctx
-    if resumed is not None:
-        saved = saved_precision(resumed)
-        if config.precision not in ("auto", saved):
-            raise ParameterError(
-                f"The run in {job.out} was started in {saved}, not {config.precision}; a run "
-                "continues in the precision it started with.",
-                hint=f"resume with --precision auto (or {saved}), or start over with --overwrite.",
-            )
-        return saved
-    precision = resolve_precision(
-        config.precision,
-        device,
-        config.repeatable,
-        lambda candidate: measure_speedup(net, job.batch_shape, device, candidate),
-    )
-    if ctx.enabled and config.precision == "auto":
-        votes = distributed.all_sum([float(precision != "fp32")], ctx, device)[0]
-        precision = precision if votes == ctx.world_size else "fp32"
-    return precision
-
-
-def _build_network(untrained: UntrainedModel, num_classes: int) -> nn.Module:
-    """The network to train: random, or the pretrained backbone with a new head that starts at zero.
-
-    A random head on pretrained features gives large logits (measured: a first-epoch loss of 4.2 where
-    log(10) = 2.3) and fine-tuning then trailed training from scratch; from zero it starts at chance.
-    """
-    net = untrained.architecture.build(num_classes)
-    weights = untrained.backbone_weights()
-    if weights is not None:
-        load_backbone(net, untrained.architecture, weights, str(untrained.path))
-        with torch.no_grad():
-            for name, tensor in net.state_dict().items():
-                if name in untrained.architecture.head_keys and tensor.is_floating_point():
-                    tensor.zero_()
-    return net
