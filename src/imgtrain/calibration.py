@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .params import is_number
+
 CALIBRATION_BINS = 15
 #: The temperatures a stored model may carry (older versions fitted over all of it).
 TEMPERATURE_RANGE = (0.05, 20.0)
@@ -189,6 +191,6 @@ def describe(report: dict[str, Any]) -> str:
 def check_temperature(value: Any) -> float:
     """A stored temperature if it is a number within TEMPERATURE_RANGE; ValueError saying so otherwise."""
     low, high = TEMPERATURE_RANGE
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+    if not is_number(value, low, high):
         raise ValueError(f"calibration.temperature must be a number from {low} to {high}, got {value!r}")
     return float(value)

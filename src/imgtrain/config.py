@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .errors import ParameterError, list_problems
-from .params import check, declared, param, problems, shaping
+from .params import check, declared, is_integer, is_number, param, problems, shaping
 
 # --- seeds
 
@@ -22,7 +22,7 @@ MAX_SEED = 2**32 - 1
 
 def check_seed(seed: object) -> int:
     """The seed if it is an integer from 0 to MAX_SEED; ParameterError saying so otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+    if not is_integer(seed, 0, MAX_SEED):
         raise ParameterError(
             f"seed must be an integer from 0 to {MAX_SEED}, got {str(seed)[:40]!r}.",
             hint="the designer's default is 1.",
@@ -343,7 +343,7 @@ def check_min_confidence(value: object, classes: tuple[str, ...] | list[str] = (
     itself named UNKNOWN_LABEL, which would make the answer ambiguous)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+    if not is_number(value, 0, 1) or value == 0:
         raise ParameterError(
             f"min_confidence must be a probability above 0 and at most 1, got {value!r}.",
             hint=f"e.g. 0.5: images whose top class is less likely than that are answered {UNKNOWN_LABEL!r}.",

@@ -12,11 +12,23 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import ParameterError, list_problems
 
 METADATA_KEY = "imgtrain"
+
+
+def is_integer(value: Any, low: float = -math.inf, high: float = math.inf) -> TypeGuard[int]:
+    """An int from `low` to `high` inclusive, and not a boolean (JSON and Python both let True pass as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def is_number(value: Any, low: float = -math.inf, high: float = math.inf) -> TypeGuard[int | float]:
+    """A finite int or float from `low` to `high` inclusive, and not a boolean."""
+    return (
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and low <= value <= high
+    )
 
 
 @dataclass(frozen=True)

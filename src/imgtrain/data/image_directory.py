@@ -22,6 +22,7 @@ from PIL import Image
 from .. import __version__
 from ..errors import InvalidDatasetError, NotLabeledDatasetError, list_problems
 from ..files import atomic_write_json, atomic_write_text, read_versioned_json
+from ..params import is_integer
 from .decoding import check_indexed_size
 from .imaging import BadImage, load_rgb
 
@@ -213,7 +214,7 @@ def _read_meta(root: Path) -> dict[str, Any]:
     if not isinstance(meta.get("labeled"), bool):
         problems.append("'labeled' must be true or false")
     n = meta.get("num_images")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+    if not is_integer(n, 0):
         problems.append("'num_images' must be a non-negative integer")
     if meta.get("index", INDEX_NAME) != INDEX_NAME:
         problems.append(f"'index' must be {INDEX_NAME!r}")
@@ -259,18 +260,14 @@ def _read_index(root: Path, classes: list[str], labeled: bool) -> tuple[list[Ima
     return records, problems
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _record_problem(r: ImageRecord, known: set[str], labeled: bool, seen_ids: set[int]) -> str | None:
-    if not _is_int(r.id) or r.id < 0:
+    if not is_integer(r.id, 0):
         return f"id {r.id!r} is not a non-negative integer"
     if r.id in seen_ids:
         return f"id {r.id} appears twice"
     if not isinstance(r.path, str) or not safe_relative_path(r.path):
         return f"path {r.path!r} is not a relative path inside the directory"
-    if not (_is_int(r.width) and _is_int(r.height) and r.width > 0 and r.height > 0):
+    if not (is_integer(r.width, 1) and is_integer(r.height, 1)):
         return f"width/height {r.width!r}x{r.height!r} are not positive integers"
     if r.source is not None and not isinstance(r.source, str):
         return "source must be a string or null"

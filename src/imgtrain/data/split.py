@@ -14,6 +14,7 @@ import numpy as np
 from ..config import check_seed
 from ..errors import ParameterError
 from ..files import building_dir
+from ..params import is_number
 from .image_directory import IMAGES_DIR, ImageDirectory, ImageRecord, write_image_directory
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def split(
     overwrite: bool = False,
 ) -> tuple[ImageDirectory, ImageDirectory]:
     """Write the first floor(fraction x n) images to `out1` and the rest to `out2`; same seed, same split."""
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0.0 <= fraction <= 1.0:
+    if not is_number(fraction, 0.0, 1.0):
         raise ParameterError(
             f"fraction must be between 0 and 1, got {fraction!r}.",
             hint="give the share of images for the first output, e.g. 0.9.",

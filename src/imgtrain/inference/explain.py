@@ -30,6 +30,7 @@ from ..data.transforms import ModelInput
 from ..errors import InvalidDatasetError, MissingDependencyError, NotLabeledDatasetError, ParameterError
 from ..files import check_output
 from ..models.model_directory import TrainedModel
+from ..params import is_integer
 from .explain_files import write_explanations
 from .model import load_model
 from .scoring import score
@@ -143,7 +144,7 @@ def explain_rows(
 ) -> dict[str, Any]:
     """Grad-CAM of the chosen scored rows (see `choose`); write OUT (see the module's docstring)."""
     for name, value in (("errors", errors), ("correct", correct)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not is_integer(value, 0):
             raise ParameterError(f"{name} must be an integer >= 0, got {value!r}.")
     chosen = choose(rows, trained.classes, errors, correct, seed)
     model_input = trained.model_input()

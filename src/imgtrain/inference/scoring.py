@@ -23,6 +23,7 @@ from ..data.transforms import ModelInput, output_sizes
 from ..errors import InvalidDatasetError, ParameterError
 from ..files import atomic_file, check_output
 from ..parallel import default_loader_workers, scoring_loader_workers
+from ..params import is_integer
 from ..progress import progress_bar
 from .folders import FolderImages, is_plain_folder, list_folder
 from .model import Model, decide, load_model
@@ -79,8 +80,7 @@ def remote_score_rows(
     """Like score_rows, for the images under a remote prefix (s3://, az://, ...), streamed: each object is read
     when its batch is scored, nothing is written to disk. Rows carry the object's URL as `path`."""
     images = images if isinstance(images, RemoteImages) else list_images(images)
-    min_confidence = check_min_confidence(min_confidence, model.classes)
-    _check_batch_size(batch_size)
+    min_confidence = _checked_options(model, batch_size, min_confidence)
     loader = _streaming_loader(model, images, len(images.keys), batch_size, 0)
     records = [
         ImageRecord(i, key, label, 0, 0, key)
@@ -112,8 +112,7 @@ def folder_score_rows(
     """Like score_rows, for a plain folder of images (flat: unlabeled; class folders: labeled), nothing converted or
     copied: ids, sources and labels are those `imgtrain convert` would give, `path` is the file itself."""
     images = images if isinstance(images, FolderImages) else list_folder(images)
-    min_confidence = check_min_confidence(min_confidence, model.classes)
-    _check_batch_size(batch_size)
+    min_confidence = _checked_options(model, batch_size, min_confidence)
     loader = _streaming_loader(
         model, images, len(images.files), batch_size, default_loader_workers() if workers is None else workers
     )
@@ -149,9 +148,11 @@ def _streaming_loader(
     )
 
 
-def _check_batch_size(batch_size: object) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+def _checked_options(model: Model, batch_size: object, min_confidence: float | None) -> float | None:
+    """min_confidence as check_min_confidence gives it for the model's classes, once batch_size is checked."""
+    if not is_integer(batch_size, 1):
         raise ParameterError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    return check_min_confidence(min_confidence, model.classes)
 
 
 def _collate(items: list) -> tuple[torch.Tensor | None, list[int], list[int], list[str]]:
@@ -177,8 +178,7 @@ def score_rows(
     or with `skip_invalid` yield rows with an `error` and no probabilities. With `min_confidence`, an image
     whose top probability is below it is labelled UNKNOWN_LABEL, and a BEST_GUESS column keeps the top class.
     """
-    min_confidence = check_min_confidence(min_confidence, model.classes)
-    _check_batch_size(batch_size)
+    min_confidence = _checked_options(model, batch_size, min_confidence)
     if len(output_sizes(model.trained.transform, {(r.width, r.height) for r in directory}, "inference")) > 1:
         log.warning("images come out of the model's transformation in several sizes: scoring one at a time")
         batch_size = 1

@@ -28,6 +28,7 @@ from ..config import spec_problems
 from ..data.transforms import ModelInput, TransformSpec
 from ..errors import InvalidModelDirectoryError, ParameterError
 from ..files import atomic_write_json, atomic_write_text, publish, write_failed
+from ..params import is_number
 from .architectures import MODEL_META, Architecture, read_model_meta, weights_mismatch
 
 TRAINED_FORMAT = "imgtrain.trained_model"
@@ -145,11 +146,7 @@ def _classes(value: Any) -> tuple[str, ...]:
 
 
 def _triple(value: Any, name: str) -> tuple[float, ...]:
-    if (
-        not isinstance(value, list)
-        or len(value) != 3
-        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    ):
+    if not isinstance(value, list) or len(value) != 3 or not all(is_number(v) for v in value):
         raise ValueError(f"{name} must be three numbers")
     return tuple(float(v) for v in value)
 

@@ -34,6 +34,7 @@ from ..config import (
 from ..data.imaging import BadImage, ImageTooLarge
 from ..errors import MissingDependencyError, ParameterError
 from ..inference.model import Model, decide, load_model
+from ..params import is_integer
 from .webpage import PAGE
 
 log = logging.getLogger(__name__)
@@ -311,7 +312,7 @@ async def _multipart_images(body: bytes, content_type: str) -> list[tuple[str, b
 
 def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, config: ServeConfig | None = None) -> None:
     """Run the endpoint until interrupted."""
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+    if not is_integer(port, 1, 65535):
         raise ParameterError(f"port must be from 1 to 65535, got {port!r}.")
     try:
         import uvicorn

@@ -26,7 +26,7 @@ from ..config import (
 from ..data.decoding import CACHE_ENV
 from ..errors import ImgtrainError, ParameterError, TrainingInterrupted
 from ..files import atomic_write_json
-from ..params import declared
+from ..params import declared, is_number
 from .registry import STATE_DIR
 
 EVENTS = "events.jsonl"
@@ -65,7 +65,7 @@ def check_request(root: Path, body: Any) -> dict[str, Any]:
     if body.get("valid") is not None:
         inside_root(root, body["valid"], "valid")
     fraction = body.get("split_fraction", 0.9)
-    if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction < 1:
+    if not is_number(fraction, 0, 1) or fraction in (0, 1):
         raise BadRequest(400, f"split_fraction must be a number between 0 and 1, got {fraction!r}.")
     model = {**STUDIO_MODEL, **(body.get("model") or {})}
     if (

@@ -13,6 +13,7 @@ from safetensors.torch import load, save_file
 
 from ..errors import CheckpointError
 from ..files import atomic_file, format_problem
+from ..params import is_integer
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_NAME = "last.safetensors"
@@ -96,7 +97,7 @@ def _meta_problem(meta: Any) -> str | None:
         return problem
     groups = meta.get("param_groups")
     checks = {
-        "epoch": _count(meta.get("epoch")),
+        "epoch": is_integer(meta.get("epoch")),
         "has_best": isinstance(meta.get("has_best"), bool),
         "param_groups": isinstance(groups, list)
         and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups),
@@ -104,8 +105,3 @@ def _meta_problem(meta: Any) -> str | None:
     }
     wrong = [name for name, ok in checks.items() if not ok]
     return f"its metadata is damaged ({', '.join(wrong)})" if wrong else None
-
-
-def _count(value: Any) -> bool:
-    """A JSON integer >= 0 (not a boolean)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -37,6 +37,14 @@ class TrainResult(Sequence):
         return len(self.history)
 
 
+class Inputs(NamedTuple):
+    """The job's three input folders, which it never writes to."""
+
+    model: Path
+    train: Path
+    valid: Path
+
+
 @dataclass(frozen=True)
 class Job:
     """A checked training job: what to train, on what, how, and this process's place in it."""
@@ -45,7 +53,7 @@ class Job:
     train_dir: ImageDirectory
     valid_dir: ImageDirectory
     out: Path
-    inputs: tuple[Path, Path, Path]  # model, train, valid: never written to
+    inputs: Inputs
     config: TrainConfig
     spec: TransformSpec
     ctx: distributed.Context

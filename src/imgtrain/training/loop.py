@@ -40,7 +40,7 @@ from . import distributed
 from .checkpoints import checkpoint_path, save_checkpoint
 from .epoch import evaluate, learning_rate_at, train_one_epoch
 from .finetune import fixed_norms, set_learning_rates
-from .job import Job, TrainResult
+from .job import Inputs, Job, TrainResult
 from .prechecks import check_inputs, labeled_directory
 from .start import MOMENTUM, WEIGHT_DECAY, prepare_output, start_run
 from .state import EpochProgress, RunState, check_fingerprint
@@ -88,7 +88,7 @@ def train(
         train_dir,
         valid_dir,
         out,
-        (Path(model), Path(train), Path(valid)),
+        Inputs(Path(model), Path(train), Path(valid)),
         config,
         spec,
         ctx,
@@ -129,9 +129,9 @@ def _train(job: Job) -> TrainResult:
             if ctx.is_main
             else Tracker()
         )
-        data = _Data(job, device)
+        data = _Loaders(job, device)
         try:
-            _epochs(job, state, runner, device, signalled, tracker, data)
+            _run_epochs(job, state, runner, device, signalled, tracker, data)
         except RuntimeError as exc:
             if not ctx.enabled:
                 raise
@@ -156,14 +156,14 @@ def _train(job: Job) -> TrainResult:
     return TrainResult(job.out, state.history, state.stopper.best_epoch)
 
 
-def _epochs(
+def _run_epochs(
     job: Job,
     state: RunState,
     runner: nn.Module,
     device: torch.device,
     signalled: StopRequest,
     tracker: Tracker,
-    data: _Data,
+    data: _Loaders,
 ) -> None:
     """The epochs still to run: train, evaluate, record, checkpoint; stop early, or when signalled."""
     config, ctx = job.config, job.ctx
@@ -215,7 +215,7 @@ def _epochs(
         report_usage(data.cache)
 
 
-class _Data:
+class _Loaders:
     """The run's two datasets, and the loader of each epoch (every worker reads its own share)."""
 
     def __init__(self, job: Job, device: torch.device):
@@ -255,7 +255,7 @@ class _Data:
 
 
 def _metrics(
-    job: Job, state: RunState, data: _Data, device: torch.device, epoch: int, lr: float, progress: EpochProgress
+    job: Job, state: RunState, data: _Loaders, device: torch.device, epoch: int, lr: float, progress: EpochProgress
 ) -> dict[str, Any]:
     """The epoch's row of the history: training sums and validation, over every worker."""
     ctx, num_classes = job.ctx, len(job.classes)
@@ -300,7 +300,7 @@ def _interrupted(out: Path, signalled: StopRequest, where: str) -> TrainingInter
 
 
 @torch.inference_mode()
-def _calibrate(job: Job, state: RunState, device: torch.device, data: _Data) -> dict[str, Any] | None:
+def _calibrate(job: Job, state: RunState, device: torch.device, data: _Loaders) -> dict[str, Any] | None:
     """Fit the temperature of the weights to be saved on the whole validation set (see imgtrain.calibration)."""
     if not job.config.calibrate:
         return None
@@ -319,7 +319,6 @@ def _calibrate(job: Job, state: RunState, device: torch.device, data: _Data) -> 
 
 def _save_model(job: Job, state: RunState, device: torch.device, calibration: dict[str, Any] | None) -> None:
     """Write the trained model directory as a whole, replacing `out` (and its checkpoint) at once."""
-    model, train, valid = job.inputs
     config, stopper = job.config, state.stopper
     training = {
         **job.hyperparameters(),
@@ -329,9 +328,9 @@ def _save_model(job: Job, state: RunState, device: torch.device, calibration: di
         "device": str(device),
         "precision": state.precision,
         "world_size": job.ctx.world_size,
-        "model": str(model),
-        "train": str(train),
-        "valid": str(valid),
+        "model": str(job.inputs.model),
+        "train": str(job.inputs.train),
+        "valid": str(job.inputs.valid),
         "pretrained": job.untrained.pretrained,
         "stopped_early": stopper.should_stop,
         "calibrate": config.calibrate,

@@ -15,6 +15,7 @@ from ..config import TrainConfig
 from ..devices import RESOLVED_PRECISIONS
 from ..errors import CheckpointError, ParameterError
 from ..models.architectures import weights_mismatch
+from ..params import is_integer, is_number
 from .checkpoints import Checkpoint, checkpoint_path
 
 #: Fingerprint keys whose absence in an older checkpoint means something else than the parameter's default, and
@@ -170,7 +171,7 @@ def _progress_fields(value: Any) -> bool:
     return (
         isinstance(value, dict)
         and set(value) == _fields(EpochProgress)
-        and all(_count(value[k]) for k in ("epoch", "batches", "correct", "seen"))
+        and all(is_integer(value[k]) for k in ("epoch", "batches", "correct", "seen"))
         and all(isinstance(value[k], float | int) for k in ("loss_sum", "seconds"))
     )
 
@@ -182,18 +183,10 @@ def _scaler_state(value: Any) -> bool:
     return (
         isinstance(value, dict)
         and set(value) == SCALER_FIELDS
-        and _count(value["_growth_tracker"])
-        and _count(value["growth_interval"])
-        and all(
-            isinstance(value[k], float | int) and not isinstance(value[k], bool) and 0 < value[k] < math.inf
-            for k in ("scale", "growth_factor", "backoff_factor")
-        )
+        and is_integer(value["_growth_tracker"])
+        and is_integer(value["growth_interval"])
+        and all(is_number(value[k]) and value[k] > 0 for k in ("scale", "growth_factor", "backoff_factor"))
     )
-
-
-def _count(value: Any) -> bool:
-    """A JSON integer >= 0 (not a boolean)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 SCALER_FIELDS = {"scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"}

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from ...errors import InvalidDatasetError
+from ...params import is_integer
 from ..image_directory import list_problems, safe_relative_path
 from .listing import Candidate, Listing, check_all_or_none_labeled
 
@@ -100,6 +101,6 @@ def _candidate(root: Path, line: str, where: str, problems: list[str]) -> Candid
     elif isinstance(label, str) and not label.strip():
         problems.append(f"{where}: the category is empty")
     else:
-        ident = ident if isinstance(ident, int) and not isinstance(ident, bool) and ident >= 0 else None
+        ident = ident if is_integer(ident, 0) else None
         return Candidate(root / name, name, None if label is None else str(label), ident)
     return None

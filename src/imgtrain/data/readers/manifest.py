@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import InvalidDatasetError
+from ...params import is_integer
 from ..image_directory import list_problems
 from .listing import Candidate, Listing, check_all_or_none_labeled, printable
 
@@ -85,7 +86,7 @@ def _listing(manifest: Path, rows: list[tuple[int, dict]], allow_outside: bool) 
     found: list[Candidate] = []
     for lineno, row in rows:
         path, label = row.get("path"), row.get("label")
-        if isinstance(label, int) and not isinstance(label, bool):
+        if is_integer(label):
             label = str(label)
         if isinstance(label, str):
             label = label.strip() or None
