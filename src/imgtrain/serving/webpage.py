@@ -39,9 +39,11 @@ drop.addEventListener("click", () => pick.click());
 drop.addEventListener("dragover", e => { e.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", e => {
-  e.preventDefault(); drop.classList.remove("over"); classify(e.dataTransfer.files);
+  e.preventDefault(); drop.classList.remove("over"); classify(Array.from(e.dataTransfer.files));
 });
-pick.addEventListener("change", () => { classify(pick.files); pick.value = ""; });
+// a copy: emptying the input (to pick the same files again) empties its live FileList, which the loop
+// below still walks after its first await
+pick.addEventListener("change", () => { const files = Array.from(pick.files); pick.value = ""; classify(files); });
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
