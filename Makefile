@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo-output
 
-.PHONY: demo test test-fast test-slow lint clean
+.PHONY: demo test test-fast test-slow lint lint-web clean
 
 # One stamp per extra: the demo installs only what it needs, the tests everything they exercise.
 $(VENV)/.installed-%: pyproject.toml
@@ -33,6 +33,12 @@ lint: $(VENV)/.installed-test $(VENV)/.installed-lint
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+	$(MAKE) lint-web
+
+# ESLint on the studio's page (src/imgtrain/studio/static; eslint.config.js), from package-lock.json's pinned tools.
+lint-web:
+	test -d node_modules || npm ci --silent --no-audit --no-fund
+	npx eslint src/imgtrain/studio/static
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
