@@ -1,0 +1,146 @@
+// A box's output in the selected run (GET /api/runs/{id}/nodes/{node}), drawn by its kind: images, a
+// transformation, a model's card, scores, an evaluation. Never a raw dump of the answer.
+import { api, runFile, url } from "./api.js";
+import { el, fill, pairs, table, tabs } from "./dom.js";
+import { number, percent, readable, shown } from "./labels.js";
+import { reliabilityChart } from "./charts.js";
+
+/** Fill `container` with the output of `node` in run `runId`. */
+export async function showOutput(container, runId, node) {
+  fill(container, el("p", { class: "muted" }, "Loading…"));
+  let answer;
+  try {
+    answer = await api(`/api/runs/${runId}/nodes/${encodeURIComponent(node)}`);
+  } catch (error) {
+    const text = error.status === 409 ? `Not produced yet: ${node} has not finished in run #${runId}.` : error.message;
+    fill(container, el("p", { class: error.status === 409 ? "muted not-yet" : "error" }, text));
+    return;
+  }
+  const render = RENDERERS[answer?.kind];
+  fill(container, render ? render(answer, runId, node) : el("p", { class: "muted" }, `No view for an output of kind "${answer?.kind}".`));
+}
+
+const RENDERERS = {
+  images: imagesView,
+  transform: (a) => el("div", {}, el("h3", {}, "Transformation steps"), pairs(Object.entries(a.steps || {}).map(([k, v]) => [readable(k), shown(v)]))),
+  "untrained model": (a) => el("div", {}, el("h3", {}, "Model card"), card(a.card)),
+  "trained model": trainedView,
+  scores: scoresView,
+  evaluation: evaluationView,
+};
+
+function card(entries) {
+  return pairs((entries || []).map(([k, v]) => [readable(k), shown(v)]), { class: "pairs card" });
+}
+
+function imagesView(a, runId) {
+  const classes = Object.entries(a.classes || {});
+  const most = Math.max(1, ...classes.map(([, n]) => n));
+  return el("div", { class: "images-output" },
+    el("p", { class: "summary" }, `${number(a.images)} images, ${classes.length} class${classes.length === 1 ? "" : "es"}`),
+    el("table", { class: "class-counts" },
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "class"), el("th", { scope: "col" }, "images"), el("th", { scope: "col" }, el("span", { class: "sr-only" }, "share")))),
+      el("tbody", {}, classes.map(([name, n]) => el("tr", {},
+        el("td", {}, name), el("td", { class: "num" }, number(n)),
+        el("td", { class: "bar-cell" }, el("span", { class: "bar", style: { width: `${(100 * n) / most}%` } })))))),
+    el("div", { class: "thumbs" }, (a.samples || []).map((s) =>
+      el("figure", { class: "thumb" },
+        el("img", { src: runFile(runId, s.path), alt: `${s.label ?? "unlabeled"}: ${s.path}`, loading: "lazy", width: 72, height: 72 }),
+        el("figcaption", {}, s.label ?? "")))));
+}
+
+function trainedView(a, runId, node) {
+  return el("div", {},
+    el("h3", {}, "Trained model"),
+    card(a.card),
+    a.classes?.length ? el("p", {}, el("strong", {}, "Classes: "), a.classes.join(", ")) : null,
+    el("p", { class: "downloads" },
+      el("a", { href: url(`/api/runs/${runId}/download/model`, { node }), download: "" }, "Model directory (zip)"), " · ",
+      el("a", { href: url(`/api/runs/${runId}/download/onnx`, { node }), download: "" }, "ONNX")));
+}
+
+function scoresView(a, runId, node) {
+  const columns = a.columns || [];
+  return el("div", {},
+    el("p", { class: "summary" }, `${number(a.total ?? (a.rows || []).length)} rows${a.total > (a.rows || []).length ? `, the first ${a.rows.length} shown` : ""} · `,
+      el("a", { href: url(`/api/runs/${runId}/download/scores`, { node }), download: "" }, "scores CSV")),
+    el("div", { class: "scroll-table" }, table(columns, (a.rows || []).map((row) => row.map((v) => (typeof v === "number" ? number(v) : v ?? ""))), { class: "sticky" })));
+}
+
+function evaluationView(a, runId, node) {
+  return el("div", {},
+    tabs(`eval-${node}`, [
+      { id: "overview", label: "Overview", render: () => overview(a.metrics || {}) },
+      { id: "confusion", label: "Confusion matrix", render: () => confusion(a.confusion || a.metrics?.confusion_matrix) },
+      { id: "errors", label: "Errors", render: () => errors(a.errors || [], runId) },
+      { id: "calibration", label: "Calibration", render: () => calibration(a.calibration ?? a.metrics?.calibration) },
+      { id: "explanations", label: "Explanations", render: () => explanations(a.explanations || [], runId) },
+    ]),
+    el("p", { class: "downloads" }, el("a", { href: url(`/api/runs/${runId}/download/evaluation`, { node }), download: "" }, "Evaluation report (zip)")));
+}
+
+function overview(m) {
+  const rows = [];
+  const add = (name, value, format = number) => value !== undefined && value !== null && rows.push([name, format(value)]);
+  add("Accuracy", m.accuracy, (v) => `${number(v)} (${percent(v)})`);
+  add("Top-5 accuracy", m.top5_accuracy);
+  for (const [key, title] of [["macro_avg", "Macro"], ["weighted_avg", "Weighted"]])
+    for (const part of ["precision", "recall", "f1"]) add(`${title} ${part === "f1" ? "F1" : part}`, m[key]?.[part]);
+  add("Log loss", m.log_loss);
+  add("Calibration error (ECE)", m.calibration?.ece);
+  add("Images", m.images);
+  add("Unscored images", m.unscored);
+  add("Imbalance (largest / smallest class)", m.imbalance_ratio);
+  const perClass = Object.entries(m.per_class || {});
+  return el("div", { class: "overview" },
+    el("table", { class: "pairs metrics", id: "metrics-overview" }, el("tbody", {}, rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", { class: "num" }, v))))),
+    perClass.length
+      ? el("div", {}, el("h4", {}, "Per class"),
+        el("div", { class: "scroll-table" }, table(["class", "precision", "recall", "F1", "images"], perClass.map(([name, c]) => [name, number(c.precision, 3), number(c.recall, 3), number(c.f1, 3), c.support]), { class: "sticky" })))
+      : null);
+}
+
+function confusion(c) {
+  if (!c?.classes?.length) return el("p", { class: "muted" }, "No confusion matrix.");
+  const most = Math.max(1, ...c.matrix.flat());
+  return el("div", { class: "scroll-table" },
+    el("table", { class: "confusion", "aria-label": "Confusion matrix: rows are the true class, columns the predicted class" },
+      el("thead", {}, el("tr", {}, el("th", { scope: "col", class: "corner" }, "true \\ predicted"), c.classes.map((name) => el("th", { scope: "col" }, name)))),
+      el("tbody", {}, c.matrix.map((row, i) => el("tr", {},
+        el("th", { scope: "row" }, c.classes[i]),
+        row.map((count, j) => el("td", {
+          class: `cell${i === j ? " diagonal" : ""}`,
+          style: { "--heat": (count / most).toFixed(3) },
+          title: `${c.classes[i]} → ${c.classes[j]}: ${count}`,
+        }, String(count))))))));
+}
+
+function errors(list, runId) {
+  if (!list.length) return el("p", { class: "muted" }, "No errors: every scored image is right.");
+  return el("div", { class: "thumbs errors" }, list.map((e) =>
+    el("figure", { class: "thumb error-thumb" },
+      e.path ? el("img", { src: runFile(runId, e.path), alt: `${e.true} predicted as ${e.predicted}`, loading: "lazy", width: 96, height: 96 }) : el("div", { class: "no-image" }, "image outside the run"),
+      el("figcaption", {}, `${e.true} → ${e.predicted}`, el("br"), percent(e.probability)))));
+}
+
+function calibration(c) {
+  if (!c) return el("p", { class: "muted" }, "No calibration report (the scores carry no probabilities to calibrate).");
+  const bins = (c.bins || []).filter((b) => b.images);
+  const chart = el("div", { class: "chart reliability" });
+  queueMicrotask(() => reliabilityChart(chart, bins));
+  return el("div", {},
+    c.ece !== undefined ? el("p", {}, `Expected calibration error: ${number(c.ece, 3)}`) : null,
+    c.temperature !== undefined ? el("p", {}, `Temperature: ${number(c.temperature, 3)}${c.applied === false ? " (not applied)" : ""}`) : null,
+    bins.length ? chart : null,
+    bins.length ? table(["confidence bin", "images", "mean confidence", "accuracy"],
+      bins.map((b) => [`${number(b.lower, 2)}–${number(b.upper, 2)}`, b.images, number(b.confidence, 3), number(b.accuracy, 3)])) : null,
+    Object.entries(c).filter(([k, v]) => !["bins", "ece", "temperature", "applied"].includes(k) && typeof v !== "object").length
+      ? pairs(Object.entries(c).filter(([k, v]) => !["bins", "ece", "temperature", "applied"].includes(k) && typeof v !== "object").map(([k, v]) => [readable(k), shown(v)]))
+      : null);
+}
+
+function explanations(list, runId) {
+  if (!list.length) return el("p", { class: "muted" }, "No explanations (Evaluate explains the errors when it has the model).");
+  return el("div", { class: "explanations" }, list.map((path) =>
+    el("figure", {}, el("img", { src: runFile(runId, path), alt: `Grad-CAM: ${path.split("/").pop()}`, loading: "lazy" }), el("figcaption", {}, path.split("/").pop()))));
+}
