@@ -1,7 +1,7 @@
 // imgtrain studio's page: the entry module. It reads the modules, builds the palette, draws the default graph (or
 // re-attaches to the running run), and wires the parts, each in its own module under js/.
 import { api } from "./js/api.js";
-import { initCanvas, addBox, say } from "./js/canvas.js";
+import { addBox, fitIfNeeded, initCanvas, say } from "./js/canvas.js";
 import { initChecks, scheduleCheck } from "./js/checks.js";
 import { byId, el, fill } from "./js/dom.js";
 import { chooseImages, initFiles, openBrowser } from "./js/files.js";
@@ -46,7 +46,7 @@ async function main() {
   } catch (error) {
     toast(error.message);
   }
-  if (attached === null) loadGraph(state.defaultGraph, state.defaultGraph.positions);
+  if (attached === null) loadDefault();
   if (!state.nodes.size) scheduleCheck();
   document.body.dataset.ready = "true";
 }
@@ -76,15 +76,21 @@ function initToolbar() {
     const result = addComparison();
     if (!result.ok) return say(result.message, "error");
     say(`Added ${result.ids.join(", ")}: a second model trained, scored and evaluated on the same split.`);
+    fitIfNeeded();
     select({ node: result.ids[0] });
   });
   byId("choose-images").addEventListener("click", () => {
     if (!chooseImages()) say("Add a Convert to Image Directory box first: its source is the images.", "error");
   });
   byId("default-graph").addEventListener("click", () => {
-    loadGraph(state.defaultGraph, state.defaultGraph.positions);
+    loadDefault();
     say("The default pipeline: choose the images (Convert → Browse…), then Submit.");
   });
+}
+
+/** The default graph, laid out to fit the canvas (its own positions are spaced for a wider one). */
+function loadDefault() {
+  loadGraph(state.defaultGraph, null, byId("canvas").clientWidth);
 }
 
 /** The centre's views: the canvas and the runs. */
@@ -96,6 +102,7 @@ function initViews() {
         byId(`view-${other}-tab`).setAttribute("aria-selected", String(other === name));
         byId(`view-${other}`).hidden = other !== name;
       }
+      byId("canvas-tools").hidden = name !== "canvas";
       if (name === "runs") refreshRuns().catch((error) => toast(error.message));
     });
 }

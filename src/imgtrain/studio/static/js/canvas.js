@@ -70,10 +70,13 @@ function stagePoint(event) {
 }
 
 /** A message under the toolbar: what happened, or why a connection was refused. */
+let sayTimer;
 export function say(message, kind = "info") {
   const line = byId("canvas-message");
   line.textContent = message;
   line.dataset.kind = kind;
+  clearTimeout(sayTimer);
+  sayTimer = setTimeout(() => (line.textContent = ""), kind === "error" ? 15000 : 7000);
 }
 
 export function render() {
@@ -209,7 +212,8 @@ function renderNote(box, node, problems) {
   if (node.module === "convert") {
     const facts = state.facts?.[node.id];
     const source = node.params.source;
-    lines.push(el("div", { class: "box-source" }, source ? `source: ${source}` : "no images chosen yet"));
+    if (source) lines.push(el("div", { class: "box-source", title: source }, `source: ${source}`));
+    else if (!problems.some((p) => p.field === "source")) lines.push(el("div", { class: "box-source" }, "no images chosen yet"));
     if (facts && typeof facts.images === "number") {
       const classes = facts.classes ? Object.keys(facts.classes).length : 0;
       lines.push(el("div", { class: "box-facts" }, `${number(facts.images)} images${classes ? `, ${classes} classes` : ""}`));
@@ -261,41 +265,53 @@ function portPoint(id, port, side) {
   return [side === "in" ? node.x : node.x + box.offsetWidth, node.y + y];
 }
 
+/** The arrows: one SVG group per arrow, kept while the arrow exists (so focus and clicks survive a redraw). */
 function drawWires() {
   const { width, height } = extent();
   wires.setAttribute("width", String(width));
   wires.setAttribute("height", String(height));
-  wires.replaceChildren(arrowHead());
+  if (!wires.querySelector("defs")) wires.append(arrowHead());
+  const kept = new Map([...wires.querySelectorAll("g.edge")].map((g) => [g.dataset.edge, g]));
+  const drawn = new Set();
   for (const edge of edges()) {
     const a = portPoint(edge.from.node, edge.from.port, "out");
     const b = portPoint(edge.to.node, edge.to.port, "in");
     if (!a || !b) continue;
+    const key = `${edge.from.node}.${edge.from.port}->${edge.to.node}.${edge.to.port}`;
+    const group = kept.get(key) || wires.appendChild(makeEdge(edge, key));
+    drawn.add(key);
     const bend = Math.max(40, Math.abs(b[0] - a[0]) / 2);
     const d = `M ${a[0]} ${a[1]} C ${a[0] + bend} ${a[1]}, ${b[0] - bend} ${b[1]}, ${b[0] - 4} ${b[1]}`;
+    for (const path of group.querySelectorAll("path")) if (path.getAttribute("d") !== d) path.setAttribute("d", d);
     const selected = state.selected?.edge?.node === edge.to.node && state.selected.edge.port === edge.to.port;
-    const name = `${edge.from.node}.${edge.from.port} → ${edge.to.node}.${edge.to.port}`;
-    const group = svg("g", {
-      class: `edge${selected ? " selected" : ""}`,
-      tabindex: "0",
-      role: "button",
-      "aria-label": `arrow ${name} (${edge.kind}); Delete removes it`,
-      "data-edge": `${edge.from.node}.${edge.from.port}->${edge.to.node}.${edge.to.port}`,
-    });
-    const title = svg("title");
-    title.textContent = `${name} (${edge.kind})`;
-    group.append(title, svg("path", { class: "edge-hit", d }), svg("path", { class: "edge-line", d, "marker-end": "url(#arrow)" }));
-    const pick = (event) => {
-      event.stopPropagation();
-      select({ edge: { ...edge.to } });
-    };
-    group.addEventListener("click", pick);
-    group.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" || event.key === " ") pick(event);
-    });
-    wires.append(group);
+    group.classList.toggle("selected", selected);
     if (selected) placeEdgeButton(edge, a, b);
   }
+  for (const [key, group] of kept) if (!drawn.has(key)) group.remove();
   if (!state.selected?.edge) byId("edge-remove").hidden = true;
+}
+
+function makeEdge(edge, key) {
+  const name = `${edge.from.node}.${edge.from.port} → ${edge.to.node}.${edge.to.port}`;
+  const group = svg("g", {
+    class: "edge",
+    tabindex: "0",
+    role: "button",
+    "aria-label": `arrow ${name} (${edge.kind}); Delete removes it`,
+    "data-edge": key,
+  });
+  const title = svg("title");
+  title.textContent = `${name} (${edge.kind})`;
+  group.append(title, svg("path", { class: "edge-hit" }), svg("path", { class: "edge-line", "marker-end": "url(#arrow)" }));
+  const pick = (event) => {
+    event.stopPropagation();
+    select({ edge: { ...edge.to } });
+  };
+  group.addEventListener("click", pick);
+  group.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") pick(event);
+  });
+  return group;
 }
 
 function arrowHead() {
@@ -429,7 +445,7 @@ export function fit() {
 }
 
 /** After a graph is loaded or the window resized: zoom out to show every box, but not below 75% (readable). */
-function fitIfNeeded() {
+export function fitIfNeeded() {
   const canvas = byId("canvas");
   const { width, height } = extent();
   if (!width || !height || !canvas.clientWidth) return;

@@ -9,15 +9,19 @@ export const COLOURS = ["#1f6fb4", "#d9730d", "#2f9e44", "#9c36b5", "#c92a2a", "
  * `series`: [{label, stroke, scale?, dash?, width?}]; data: [xs, ys1, ys2, ...] (uPlot's aligned data).
  */
 export class Chart {
-  constructor(container, { xLabel, axes = [{ scale: "y", label: "" }], height = 150, yRange = {} }) {
+  /** `fill`: an element whose height the chart and its legend fill (the run bar's figures), else `height`. */
+  constructor(container, { xLabel, axes = [{ scale: "y", label: "" }], height = 150, yRange = {}, fill = null }) {
     this.container = container;
     this.xLabel = xLabel;
     this.axes = axes;
     this.height = height;
     this.yRange = yRange;
+    this.fill = fill;
     this.plot = null;
     this.key = "";
-    new ResizeObserver(() => this.resize()).observe(container);
+    const observer = new ResizeObserver(() => this.resize());
+    observer.observe(container);
+    if (fill) observer.observe(fill);
   }
 
   set(series, data) {
@@ -26,6 +30,7 @@ export class Chart {
       this.plot?.destroy();
       this.key = key;
       this.plot = new uPlot(this.options(series), data, this.container);
+      this.resize();
     } else {
       this.plot.setData(data);
     }
@@ -36,7 +41,7 @@ export class Chart {
     for (const axis of this.axes) scales[axis.scale] = { range: this.yRange[axis.scale] || yRange };
     return {
       width: this.width(),
-      height: this.height,
+      height: this.plotHeight(),
       scales,
       cursor: { drag: { x: false, y: false } },
       legend: { live: true },
@@ -73,8 +78,20 @@ export class Chart {
     return Math.max(220, Math.floor(this.container.clientWidth || 320));
   }
 
+  /** The plot's height: what `fill` leaves after its other children and the legend, or the fixed height. */
+  plotHeight() {
+    if (!this.fill) return this.height;
+    const others = [...this.fill.children]
+      .filter((c) => c !== this.container && getComputedStyle(c).position !== "absolute")
+      .reduce((sum, c) => sum + c.offsetHeight, 0);
+    const legend = this.plot?.root.querySelector(".u-legend")?.offsetHeight ?? 40;
+    return Math.max(90, Math.floor(this.fill.clientHeight - others - legend - 4));
+  }
+
   resize() {
-    if (this.plot && Math.abs(this.plot.width - this.width()) > 2) this.plot.setSize({ width: this.width(), height: this.height });
+    if (!this.plot) return;
+    const [width, height] = [this.width(), this.plotHeight()];
+    if (Math.abs(this.plot.width - width) > 2 || Math.abs(this.plot.height - height) > 2) this.plot.setSize({ width, height });
   }
 }
 

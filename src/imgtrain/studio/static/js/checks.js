@@ -60,7 +60,7 @@ export function updateSubmit() {
   let why = "";
   if (!state.nodes.size) why = "The canvas is empty: add boxes from the palette.";
   else if (missing === null) why = "Add a Convert to Image Directory box and choose its images.";
-  else if (missing.length) why = `Choose the images of ${missing.map((n) => n.id).join(", ")} (select it, then Browse…).`;
+  else if (missing.length) why = `Choose the images first (${missing.map((n) => n.id).join(", ")}: Browse…).`;
   else if (state.checking) why = "Checking…";
   else if (state.problems.length)
     why = `${state.problems.length} problem${state.problems.length > 1 ? "s" : ""} to fix first (shown in red).`;

@@ -2,7 +2,7 @@
 import { emit, moduleOf, state } from "./state.js";
 
 export const BOX_WIDTH = 150;
-export const COLUMN = 186; // from one layer's left edge to the next one's
+const COLUMN = [170, 236]; // the least and most from one layer's left edge to the next one's
 const MARGIN = 24;
 const ID = /^[a-z0-9-]{1,32}$/;
 export const MODEL_MODULES = ["resnet", "densenet", "catalog"];
@@ -104,8 +104,11 @@ export function toRequest() {
   return { nodes, positions };
 }
 
-/** Replace the canvas with a graph ({nodes, positions?}): a run's request or the default graph. */
-export function loadGraph(graph, positions = graph?.positions) {
+/**
+ * Replace the canvas with a graph ({nodes}): a run's request, drawn where its `positions` say (where the page drew
+ * it), or the default graph, laid out to fit `width` (the canvas's).
+ */
+export function loadGraph(graph, positions, width) {
   state.nodes.clear();
   state.selected = null;
   for (const entry of graph?.nodes || []) {
@@ -116,7 +119,7 @@ export function loadGraph(graph, positions = graph?.positions) {
   resolvePorts();
   const placed = positions && [...state.nodes.keys()].every((id) => Array.isArray(positions[id]));
   if (placed) for (const node of state.nodes.values()) [node.x, node.y] = positions[node.id].map(Number);
-  else layOut();
+  else layOut(width);
   emit("graph", { loaded: true });
 }
 
@@ -145,7 +148,7 @@ export function boxHeight(node) {
  * Left to right by layers: a box's layer is one more than its deepest input's, and a box without inputs sits just
  * before the first box it feeds (so Transform and ResNet stand next to Train); in a layer, boxes stack in order.
  */
-export function layOut() {
+export function layOut(width = 0) {
   const layer = new Map();
   const depth = (id, seen = new Set()) => {
     if (layer.has(id)) return layer.get(id);
@@ -162,11 +165,14 @@ export function layOut() {
     const consumers = edges().filter((e) => e.from.node === node.id).map((e) => layer.get(e.to.node));
     if (consumers.length) layer.set(node.id, Math.max(0, Math.min(...consumers) - 1));
   }
+  const layers = Math.max(0, ...layer.values());
+  const room = layers ? Math.floor((width - 2 * MARGIN - BOX_WIDTH) / layers) : COLUMN[1];
+  const column = Math.min(COLUMN[1], Math.max(COLUMN[0], room));
   const bottoms = new Map();
   for (const node of state.nodes.values()) {
     const d = layer.get(node.id);
     const top = bottoms.get(d) ?? MARGIN;
-    node.x = MARGIN + d * COLUMN;
+    node.x = MARGIN + d * column;
     node.y = top;
     bottoms.set(d, top + boxHeight(node) + 22);
   }
@@ -194,12 +200,12 @@ export function addComparison() {
   train2.inputs.model = { node: added.id, port: Object.keys(moduleOf(added).outputs)[0] };
   for (const port of ["train", "valid", "transform"]) if (train.inputs[port]) train2.inputs[port] = { ...train.inputs[port] };
   const score = [...state.nodes.values()].find((n) => n.module === "score" && n.inputs.model?.node === train.id);
-  const score2 = addNode("score", score ? score.x : train.x + COLUMN, top);
+  const score2 = addNode("score", score ? score.x : train.x + COLUMN[0], top);
   score2.inputs.model = { node: train2.id, port: "model" };
   const images = score?.inputs.images || train.inputs.valid;
   if (images) score2.inputs.images = { ...images };
   const evaluate = [...state.nodes.values()].find((n) => n.module === "evaluate" && n.inputs.scores?.node === score?.id);
-  const evaluate2 = addNode("evaluate", evaluate ? evaluate.x : score2.x + COLUMN, top);
+  const evaluate2 = addNode("evaluate", evaluate ? evaluate.x : score2.x + COLUMN[0], top);
   evaluate2.inputs.scores = { node: score2.id, port: "scores" };
   evaluate2.inputs.model = { node: train2.id, port: "model" };
   emit("graph");

@@ -6,12 +6,18 @@ import { number, percent, readable, shown } from "./labels.js";
 import { reliabilityChart } from "./charts.js";
 
 /** Fill `container` with the output of `node` in run `runId`. */
+const asked = new WeakMap(); // container -> the latest request's key: an older answer is dropped
+
 export async function showOutput(container, runId, node) {
+  const key = `${runId}/${node}/${Date.now()}/${Math.random()}`;
+  asked.set(container, key);
   fill(container, el("p", { class: "muted" }, "Loading…"));
   let answer;
   try {
     answer = await api(`/api/runs/${runId}/nodes/${encodeURIComponent(node)}`);
+    if (asked.get(container) !== key) return;
   } catch (error) {
+    if (asked.get(container) !== key) return;
     const text = error.status === 409 ? `Not produced yet: ${node} has not finished in run #${runId}.` : error.message;
     fill(container, el("p", { class: error.status === 409 ? "muted not-yet" : "error" }, text));
     return;
@@ -33,19 +39,36 @@ function card(entries) {
   return pairs((entries || []).map(([k, v]) => [readable(k), shown(v)]), { class: "pairs card" });
 }
 
+/** An image's address: the answer's own URL, or a path of the run's folder. */
+function imageSource(runId, item) {
+  if (typeof item === "string") return item.startsWith("/") ? item : runFile(runId, item);
+  return item.url || (item.path ? runFile(runId, item.path) : null);
+}
+
+/** Images (Convert's, or each output of Split): class counts with bars, and thumbnails. */
 function imagesView(a, runId) {
+  const parts = a.parts ? Object.entries(a.parts) : [[null, a]];
+  return el("div", { class: "images-output" }, parts.map(([port, part]) =>
+    el("section", { class: "images-part", dataset: { port: port ?? "" } },
+      parts.length > 1 ? el("h3", {}, port) : null, imagesPart(part, runId))));
+}
+
+function imagesPart(a, runId) {
   const classes = Object.entries(a.classes || {});
   const most = Math.max(1, ...classes.map(([, n]) => n));
-  return el("div", { class: "images-output" },
-    el("p", { class: "summary" }, `${number(a.images)} images, ${classes.length} class${classes.length === 1 ? "" : "es"}`),
-    el("table", { class: "class-counts" },
-      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "class"), el("th", { scope: "col" }, "images"), el("th", { scope: "col" }, el("span", { class: "sr-only" }, "share")))),
-      el("tbody", {}, classes.map(([name, n]) => el("tr", {},
-        el("td", {}, name), el("td", { class: "num" }, number(n)),
-        el("td", { class: "bar-cell" }, el("span", { class: "bar", style: { width: `${(100 * n) / most}%` } })))))),
+  const labeled = a.labeled !== false && classes.length > 0;
+  return el("div", {},
+    el("p", { class: "summary" }, `${number(a.images)} images`, labeled ? `, ${classes.length} class${classes.length === 1 ? "" : "es"}` : ", unlabeled"),
+    classes.length
+      ? el("table", { class: "class-counts" },
+        el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "class"), el("th", { scope: "col" }, "images"), el("th", { scope: "col" }, el("span", { class: "sr-only" }, "share")))),
+        el("tbody", {}, classes.map(([name, n]) => el("tr", {},
+          el("td", {}, name), el("td", { class: "num" }, number(n)),
+          el("td", { class: "bar-cell" }, el("span", { class: "bar", style: { width: `${(100 * n) / most}%` } }))))))
+      : null,
     el("div", { class: "thumbs" }, (a.samples || []).map((s) =>
       el("figure", { class: "thumb" },
-        el("img", { src: runFile(runId, s.path), alt: `${s.label ?? "unlabeled"}: ${s.path}`, loading: "lazy", width: 72, height: 72 }),
+        el("img", { src: imageSource(runId, s), alt: s.label ? `an image of ${s.label}` : "an unlabeled image", loading: "lazy", width: 72, height: 72 }),
         el("figcaption", {}, s.label ?? "")))));
 }
 
@@ -64,13 +87,20 @@ function scoresView(a, runId, node) {
   return el("div", {},
     el("p", { class: "summary" }, `${number(a.total ?? (a.rows || []).length)} rows${a.total > (a.rows || []).length ? `, the first ${a.rows.length} shown` : ""} · `,
       el("a", { href: url(`/api/runs/${runId}/download/scores`, { node }), download: "" }, "scores CSV")),
-    el("div", { class: "scroll-table" }, table(columns, (a.rows || []).map((row) => row.map((v) => (typeof v === "number" ? number(v) : v ?? ""))), { class: "sticky" })));
+    el("div", { class: "scroll-table" }, table(columns, (a.rows || []).map((row) => row.map(cellText)), { class: "sticky" })));
+}
+
+/** A scores cell: numbers (also as text, as a CSV gives them) with 4 significant digits; paths as they are. */
+function cellText(value) {
+  if (typeof value === "number") return number(value);
+  if (typeof value === "string" && /^-?\d+\.\d+(e-?\d+)?$/i.test(value)) return number(Number(value));
+  return value ?? "";
 }
 
 function evaluationView(a, runId, node) {
   return el("div", {},
     tabs(`eval-${node}`, [
-      { id: "overview", label: "Overview", render: () => overview(a.metrics || {}) },
+      { id: "overview", label: "Overview", render: () => overview(a.metrics || {}, a.per_class || a.metrics?.per_class || {}) },
       { id: "confusion", label: "Confusion matrix", render: () => confusion(a.confusion || a.metrics?.confusion_matrix) },
       { id: "errors", label: "Errors", render: () => errors(a.errors || [], runId) },
       { id: "calibration", label: "Calibration", render: () => calibration(a.calibration ?? a.metrics?.calibration) },
@@ -79,19 +109,29 @@ function evaluationView(a, runId, node) {
     el("p", { class: "downloads" }, el("a", { href: url(`/api/runs/${runId}/download/evaluation`, { node }), download: "" }, "Evaluation report (zip)")));
 }
 
-function overview(m) {
+/** The macro averages: the library's, or the unweighted mean over the classes (the same thing). */
+function macro(m, perClass) {
+  if (m.macro_avg) return m.macro_avg;
+  const classes = Object.values(perClass);
+  if (!classes.length) return null;
+  const mean = (key) => classes.reduce((sum, c) => sum + (c[key] ?? 0), 0) / classes.length;
+  return { precision: mean("precision"), recall: mean("recall"), f1: mean("f1") };
+}
+
+function overview(m, perClassMetrics) {
   const rows = [];
+  const averages = { macro_avg: macro(m, perClassMetrics), weighted_avg: m.weighted_avg };
   const add = (name, value, format = number) => value !== undefined && value !== null && rows.push([name, format(value)]);
   add("Accuracy", m.accuracy, (v) => `${number(v)} (${percent(v)})`);
   add("Top-5 accuracy", m.top5_accuracy);
   for (const [key, title] of [["macro_avg", "Macro"], ["weighted_avg", "Weighted"]])
-    for (const part of ["precision", "recall", "f1"]) add(`${title} ${part === "f1" ? "F1" : part}`, m[key]?.[part]);
+    for (const part of ["precision", "recall", "f1"]) add(`${title} ${part === "f1" ? "F1" : part}`, averages[key]?.[part]);
   add("Log loss", m.log_loss);
   add("Calibration error (ECE)", m.calibration?.ece);
   add("Images", m.images);
   add("Unscored images", m.unscored);
   add("Imbalance (largest / smallest class)", m.imbalance_ratio);
-  const perClass = Object.entries(m.per_class || {});
+  const perClass = Object.entries(perClassMetrics || {});
   return el("div", { class: "overview" },
     el("table", { class: "pairs metrics", id: "metrics-overview" }, el("tbody", {}, rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", { class: "num" }, v))))),
     perClass.length
@@ -119,7 +159,7 @@ function errors(list, runId) {
   if (!list.length) return el("p", { class: "muted" }, "No errors: every scored image is right.");
   return el("div", { class: "thumbs errors" }, list.map((e) =>
     el("figure", { class: "thumb error-thumb" },
-      e.path ? el("img", { src: runFile(runId, e.path), alt: `${e.true} predicted as ${e.predicted}`, loading: "lazy", width: 96, height: 96 }) : el("div", { class: "no-image" }, "image outside the run"),
+      imageSource(runId, e) ? el("img", { src: imageSource(runId, e), alt: `${e.true} predicted as ${e.predicted}`, loading: "lazy", width: 96, height: 96 }) : el("div", { class: "no-image" }, "image outside the root"),
       el("figcaption", {}, `${e.true} → ${e.predicted}`, el("br"), percent(e.probability)))));
 }
 
@@ -141,6 +181,7 @@ function calibration(c) {
 
 function explanations(list, runId) {
   if (!list.length) return el("p", { class: "muted" }, "No explanations (Evaluate explains the errors when it has the model).");
+  const name = (path) => decodeURIComponent(String(path).split("/").pop());
   return el("div", { class: "explanations" }, list.map((path) =>
-    el("figure", {}, el("img", { src: runFile(runId, path), alt: `Grad-CAM: ${path.split("/").pop()}`, loading: "lazy" }), el("figcaption", {}, path.split("/").pop()))));
+    el("figure", {}, el("img", { src: imageSource(runId, path), alt: `Grad-CAM: ${name(path)}`, loading: "lazy" }), el("figcaption", {}, name(path)))));
 }

@@ -27,8 +27,8 @@ export function initPanels() {
     renderHead();
     const node = selectedNode();
     if (node && runNode(node.id)) {
+      outputFor = null; // a click on a box shows its output afresh
       showTab("output");
-      loadOutput(true);
     } else if (node) showTab("params");
   });
   on("run", (detail) => {

@@ -10,11 +10,12 @@ let epochChart;
 let pending = false;
 
 export function initRunBar() {
-  batchChart = new Chart(byId("chart-batches"), { xLabel: "epoch", axes: [{ scale: "loss", label: "loss" }], height: 112 });
+  const figure = (id) => byId(id).closest("figure");
+  batchChart = new Chart(byId("chart-batches"), { xLabel: "epoch", axes: [{ scale: "loss", label: "loss" }], fill: figure("chart-batches") });
   epochChart = new Chart(byId("chart-epochs"), {
     xLabel: "epoch",
     axes: [{ scale: "loss", label: "loss" }, { scale: "acc", label: "accuracy", percent: true }],
-    height: 112,
+    fill: figure("chart-epochs"),
     yRange: { acc: [0, 1] },
   });
   on("live", () => schedule());

@@ -45,7 +45,7 @@ export async function selectRun(id, { loadCanvas = false } = {}) {
   state.run = normalised(run);
   state.live = emptyLive();
   seedLive(state.run);
-  if (loadCanvas && run.request) loadGraph(run.request, run.request.positions || run.positions);
+  if (loadCanvas && run.request) loadGraph(run.request, run.request.positions || run.positions, byId("canvas").clientWidth);
   history.replaceState(null, "", `#run=${id}`);
   emit("run", { id, changed: true });
   emit("live");
