@@ -8,7 +8,8 @@ import os
 import sys
 
 from ..config import MAX_SEED, TransformSpec
-from .options import WORKERS_HELP, Formatter, add_declared_options, count, describe, number, waited
+from ..data.options import ConvertOptions, SplitOptions
+from .options import WORKERS_HELP, Formatter, add_declared_options, count, describe, number, options_of, waited
 
 
 def add_convert(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
@@ -31,42 +32,23 @@ def add_convert(sub: argparse._SubParsersAction, common: list[argparse.ArgumentP
     )
     p.add_argument("src", metavar="SRC", help="folder, archive, manifest or designer image directory, or a URL")
     p.add_argument("out", metavar="OUT", help="image directory to create")
-    p.add_argument(
-        "--skip-invalid",
-        action="store_true",
-        help="leave unreadable images out (listed in OUT/convert-report.json) instead of failing",
-    )
-    p.add_argument(
-        "--allow-outside-paths",
-        action="store_true",
-        help="let a manifest name files outside its own folder (absolute paths, ..); refused otherwise",
-    )
+    add_declared_options(p, ConvertOptions)
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    p.add_argument(
-        "--workers", type=count, default=None, metavar="N", help=WORKERS_HELP + " (default: one per CPU core)"
-    )
-    p.add_argument(
-        "--cache",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also keep photos that the default transformation's resize (256) shrinks at least 4x resized "
-        "in the decoded-image cache, so the first epoch of training and scoring start from them (see "
-        "train --help)",
-    )
     p.set_defaults(func=cmd_convert)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from ..data.convert import convert
 
+    options = options_of(args, ConvertOptions)
     directory = convert(
         args.src,
         args.out,
         overwrite=args.overwrite,
-        skip_invalid=args.skip_invalid,
-        allow_outside=args.allow_outside_paths,
-        workers=args.workers,
-        cache=args.cache,
+        skip_invalid=options.skip_invalid,
+        allow_outside=options.allow_outside_paths,
+        workers=options.workers,
+        cache=options.cache,
     )
     print(f"wrote image directory {describe(directory)} ({waited(args)})")
     return 0
@@ -84,20 +66,7 @@ def add_split(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
     p.add_argument("src", metavar="SRC", help="image directory to split")
     p.add_argument("out1", metavar="OUT1", help="first part (e.g. training)")
     p.add_argument("out2", metavar="OUT2", help="second part (e.g. validation)")
-    p.add_argument("--fraction", type=float, default=0.9, help="share of images in OUT1, 0-1 (count rounded down)")
-    p.add_argument(
-        "--seed",
-        type=number(0, MAX_SEED, int),
-        metavar="N",
-        default=1,
-        help="random seed; the same seed gives the same split",
-    )
-    p.add_argument(
-        "--stratify",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="keep each class's share the same in both parts",
-    )
+    add_declared_options(p, SplitOptions)
     p.add_argument("--overwrite", action="store_true", help="replace OUT1 / OUT2 if they exist")
     p.set_defaults(func=cmd_split)
 
@@ -105,13 +74,14 @@ def add_split(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
 def cmd_split(args: argparse.Namespace) -> int:
     from ..data.split import split
 
+    options = options_of(args, SplitOptions)
     first, second = split(
         args.src,
         args.out1,
         args.out2,
-        fraction=args.fraction,
-        seed=args.seed,
-        stratify=args.stratify,
+        fraction=options.fraction,
+        seed=options.seed,
+        stratify=options.stratify,
         overwrite=args.overwrite,
     )
     print(f"wrote image directory {describe(first)}")

@@ -72,6 +72,11 @@ def add_declared_options(p: argparse.ArgumentParser, cls: type) -> None:
         p.add_argument(declared_field.flag, **options)
 
 
+def options_of(args: argparse.Namespace, cls: type) -> Any:
+    """The declared parameter dataclass `cls` from the parsed options that add_declared_options made (checked)."""
+    return cls(**{d.name: getattr(args, d.name) for d in declared(cls)})
+
+
 def common_options() -> argparse.ArgumentParser:
     # Accept --debug / --quiet after the subcommand too, without overriding the ones given before it.
     p = argparse.ArgumentParser(add_help=False)
