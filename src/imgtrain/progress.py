@@ -77,7 +77,14 @@ class LoggedProgress:
             what = f"{done}/{total} ({100 * self.count // self.total}%)"
         else:
             what = done if self.bytes else f"{done} {self.unit}"
-        log.info("%s: %s, %.1f s%s", self.desc, what, now - self.started, f", {self.postfix}" if self.postfix else "")
+        log.info(
+            "%s: %s, %.1f s%s",
+            self.desc,
+            what,
+            now - self.started,
+            f", {self.postfix}" if self.postfix else "",
+            extra={"imgtrain_count": {"what": self.desc, "done": self.count, "total": self.total, "unit": self.unit}},
+        )
         self.last, self.lines = now, self.lines + 1
 
     def __enter__(self) -> LoggedProgress:
