@@ -1,33 +1,36 @@
-"""imgtrain studio's server: the API (runs, their outputs and live events, files under the root) and the page, behind
-a token. Each route calls the module that owns its concern: supervisor (the worker running one run at a time),
-results, downloads, events, browse, predict, parameters.
+"""imgtrain studio's server: the page (static files) and the API (docs/studio-api.md), behind a token. Each router
+calls the module that owns its concern: supervisor (the worker running one run at a time), graph and runner (the
+run's checks), results, downloads, events, browse, predict.
 
-(No `from __future__ import annotations` here: FastAPI reads the routes' annotations, such as Request.)
+(No `from __future__ import annotations` here: FastAPI reads the routes' annotations.)
 """
 
 import asyncio
-import json
+import contextlib
 import logging
-import secrets
 from pathlib import Path
 from typing import Any
 
 from ..errors import MissingDependencyError, ParameterError
+from .access import COOKIE, NO_TOKEN_PAGE, TOKEN_FILE, BodyLimit, is_valid, studio_token, token_of
 from .browse import list_sources
 from .downloads import download_file, output_file
 from .events import follow
-from .page import PAGE
+from .graph import modules
 from .parameters import default_parameters
 from .predict import top_classes
-from .registry import Registry
-from .results import best_accuracy, confident_errors, output_summary, run_details, run_summary
-from .runner import BadRequest, check_request
+from .registry import STATE_DIR, Registry
+from .results import node_output, run_details, run_summary
+from .runner import BadRequest, Refused, check_request, inside_root
 from .supervisor import ACTIVE, RESUMABLE, Manager
 
 try:  # the [serve] extra: without it, create_app() and studio() say what to install
     import uvicorn
-    from fastapi import FastAPI, Request
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+    from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
+    from fastapi.staticfiles import StaticFiles
+    from pydantic import BaseModel, ConfigDict
 except ImportError:
     HAS_SERVE_EXTRA = False
 else:
@@ -35,17 +38,40 @@ else:
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_BYTES = 1 << 20
-MAX_UPLOAD_BYTES = 20 << 20
+STATIC = Path(__file__).parent / "static"
 #: How often the server records a worker's end and starts the next queued run.
 TICK_SECONDS = 0.3
+
+if HAS_SERVE_EXTRA:
+
+    class Node(BaseModel):
+        """One box of the graph: its module, its parameters (defaults for the rest), its inputs ("node.port")."""
+
+        model_config = ConfigDict(extra="forbid")
+        id: str
+        module: str
+        params: dict[str, Any] = {}
+        inputs: dict[str, str] = {}
+
+    class RunRequest(BaseModel):
+        """A run: its graph (nodes, and where the page drew them), or the studio's first, linear request."""
+
+        model_config = ConfigDict(extra="forbid")
+        nodes: list[Node] | None = None
+        positions: dict[str, list[float]] | None = None
+        train: str | None = None
+        valid: str | None = None
+        split_fraction: float | None = None
+        model: dict[str, Any] | None = None
+        transform: dict[str, Any] | None = None
+        train_params: dict[str, Any] | None = None
 
 
 def create_app(root: str | Path, token: str | None = None) -> "FastAPI":
     """The studio as an ASGI app over `root` (every path it reads or writes lies under it)."""
     _require_serve_extra()
     root = Path(root).resolve()
-    token = token or secrets.token_urlsafe(16)
+    token = studio_token(root, token)
     manager = Manager(root, Registry.open(root))
 
     async def supervise() -> None:
@@ -53,66 +79,95 @@ def create_app(root: str | Path, token: str | None = None) -> "FastAPI":
             await asyncio.to_thread(manager.tick)
             await asyncio.sleep(TICK_SECONDS)
 
-    async def lifespan(app):
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
         task = asyncio.create_task(supervise())
         yield
         task.cancel()
         await asyncio.to_thread(manager.shutdown)
 
-    app = FastAPI(title="imgtrain studio", lifespan=lifespan)
-
-    @app.middleware("http")
-    async def require_token(request: Request, call_next):
-        given = request.query_params.get("token") or request.headers.get("authorization", "").removeprefix("Bearer ")
-        if not secrets.compare_digest(given.encode(), token.encode()):
-            return JSONResponse(
-                {"error": "a token is needed: open the URL the studio printed, or send 'Authorization: Bearer TOKEN'"},
-                status_code=401,
+    def require_token(request: Request) -> None:
+        if not is_valid(token_of(request.headers, request.cookies, request.query_params), token):
+            raise HTTPException(
+                401, "a token is needed: open the URL the studio printed, or send 'Authorization: Bearer TOKEN'"
             )
-        return await call_next(request)
 
-    @app.exception_handler(BadRequest)
-    async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    app = FastAPI(title="imgtrain studio", lifespan=lifespan)
+    app.add_middleware(BodyLimit)
+    _error_answers(app)
+    guarded = [Depends(require_token)]
+    app.include_router(_run_routes(manager), dependencies=guarded)
+    app.include_router(_output_routes(manager), dependencies=guarded)
+    app.include_router(_studio_routes(manager), dependencies=guarded)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    _run_routes(app, manager)
-    _run_output_routes(app, manager)
-    _studio_routes(app, manager)
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    @app.get("/", include_in_schema=False, response_model=None)
+    async def page(request: Request) -> HTMLResponse | RedirectResponse | FileResponse:
+        if is_valid(request.query_params.get("token", ""), token):  # the printed URL: remember it, drop it from view
+            answer = RedirectResponse("/", status_code=303)
+            answer.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=365 * 86400)
+            return answer
+        if not is_valid(request.cookies.get(COOKIE, ""), token):
+            return HTMLResponse(NO_TOKEN_PAGE.format(path=root / STATE_DIR / TOKEN_FILE), status_code=401)
+        return FileResponse(STATIC / "index.html")
+
     return app
 
 
-def _run_routes(app: "FastAPI", manager: Manager) -> None:
+def _error_answers(app: "FastAPI") -> None:
+    """Every refusal as {"error": message} (a refused run adds its problems, each at its node and field)."""
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
+        body: dict[str, Any] = {"error": str(exc)}
+        if isinstance(exc, Refused):
+            body["problems"] = [p.as_json() for p in exc.problems]
+        return JSONResponse(body, status_code=exc.status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        where = "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+        return JSONResponse({"error": f"the request is not valid: {where}."}, status_code=400)
+
+
+def _run_routes(manager: Manager) -> "APIRouter":
     """Runs: check a request, submit, list, read, stop, resume, follow a run's events."""
-    root = manager.root
+    router, root = APIRouter(prefix="/api", tags=["runs"]), manager.root
 
-    @app.post("/api/check")
-    async def check(request: Request) -> dict[str, Any]:
-        return {"ok": True, "request": await _checked_request(request, root)}
+    @router.post("/check")
+    async def check(request: RunRequest) -> dict[str, Any]:
+        graph, facts = await asyncio.to_thread(check_request, root, request.model_dump(exclude_unset=True))
+        return {"ok": True, "request": graph, "facts": facts}
 
-    @app.post("/api/runs")
-    async def submit(request: Request) -> dict[str, int]:
-        return {"id": manager.registry.add(await _checked_request(request, root))}
+    @router.post("/runs")
+    async def submit(request: RunRequest) -> dict[str, int]:
+        graph, _ = await asyncio.to_thread(check_request, root, request.model_dump(exclude_unset=True))
+        return {"id": manager.registry.add(graph)}
 
-    @app.get("/api/runs")
+    @router.get("/runs")
     async def runs() -> list[dict[str, Any]]:
-        return [
-            {**run_summary(run), "best_accuracy": best_accuracy(manager.run_folder(run["id"]))}
-            for run in manager.registry.all()
-        ]
+        return [run_summary(root, run) for run in manager.registry.all()]
 
-    @app.get("/api/runs/{run_id}")
+    @router.get("/runs/{run_id}")
     async def run(run_id: int) -> dict[str, Any]:
-        found = _existing_run(manager, run_id)
-        return {**run_summary(found), **run_details(root, manager.run_folder(run_id))}
+        return run_details(root, _existing_run(manager, run_id))
 
-    @app.post("/api/runs/{run_id}/stop")
+    @router.post("/runs/{run_id}/stop")
     async def stop(run_id: int) -> dict[str, Any]:
         _existing_run(manager, run_id)
         if not manager.stop(run_id):
             raise BadRequest(409, f"run {run_id} is neither running nor queued.")
         return {"id": run_id, "stopping": True}
 
-    @app.post("/api/runs/{run_id}/resume")
+    @router.post("/runs/{run_id}/resume")
     async def resume(run_id: int) -> dict[str, Any]:
         found = _existing_run(manager, run_id)
         if found["status"] not in RESUMABLE:
@@ -122,51 +177,55 @@ def _run_routes(app: "FastAPI", manager: Manager) -> None:
         manager.registry.set_status(run_id, "queued")
         return {"id": run_id, "status": "queued"}
 
-    @app.get("/api/runs/{run_id}/events")
+    @router.get("/runs/{run_id}/events")
     async def events(run_id: int, request: Request) -> StreamingResponse:
         _existing_run(manager, run_id)
         stream = follow(manager.run_folder(run_id), request, lambda: _summary_once_ended(manager, run_id))
         return StreamingResponse(stream, media_type="text/event-stream")
 
+    return router
 
-def _run_output_routes(app: "FastAPI", manager: Manager) -> None:
-    """A run's outputs: its files, downloads, each module's summary, its confident errors, trying an image."""
 
-    @app.get("/api/runs/{run_id}/files/{name:path}")
+def _output_routes(manager: Manager) -> "APIRouter":
+    """A run's outputs: each node's panel, its files, downloads, trying an image on a trained model."""
+    router, root = APIRouter(prefix="/api", tags=["outputs"]), manager.root
+
+    @router.get("/runs/{run_id}/nodes/{node}")
+    async def node(run_id: int, node: str) -> dict[str, Any]:
+        return await asyncio.to_thread(node_output, root, _existing_run(manager, run_id), node)
+
+    @router.get("/runs/{run_id}/files/{name:path}")
     async def run_file(run_id: int, name: str) -> FileResponse:
         _existing_run(manager, run_id)
         return FileResponse(output_file(manager.run_folder(run_id), name))
 
-    @app.get("/api/runs/{run_id}/download/{what}")
-    async def download(run_id: int, what: str) -> FileResponse:
-        _existing_run(manager, run_id)
-        path = await asyncio.to_thread(download_file, manager.run_folder(run_id), what)
+    @router.get("/runs/{run_id}/download/{what}")
+    async def download(run_id: int, what: str, node: str | None = None) -> FileResponse:
+        model, scores = _trained_outputs(manager, run_id, node)
+        path = await asyncio.to_thread(download_file, model, scores, what)
         return FileResponse(path, filename=f"run-{run_id}-{path.name}")
 
-    @app.get("/api/runs/{run_id}/outputs/{name}")
-    async def output(run_id: int, name: str) -> dict[str, Any]:
-        _existing_run(manager, run_id)
-        return await asyncio.to_thread(output_summary, manager.run_folder(run_id), name)
+    @router.post("/runs/{run_id}/predict")
+    async def predict(run_id: int, request: Request, node: str | None = None) -> dict[str, Any]:
+        model, _ = _trained_outputs(manager, run_id, node)
+        data = await request.body()
+        return await asyncio.to_thread(top_classes, model, data)
 
-    @app.get("/api/runs/{run_id}/errors")
-    async def errors(run_id: int) -> list[dict[str, Any]]:
-        _existing_run(manager, run_id)
-        return await asyncio.to_thread(confident_errors, manager.run_folder(run_id))
+    @router.get("/image")
+    async def image(path: str) -> FileResponse:
+        found = inside_root(root, path, "path")
+        if not found.is_file():
+            raise BadRequest(404, f"{path!r} is not a file.")
+        return FileResponse(found)
 
-    @app.post("/api/runs/{run_id}/predict")
-    async def predict(run_id: int, request: Request) -> dict[str, Any]:
-        _existing_run(manager, run_id)
-        model_dir = manager.run_folder(run_id) / "model"
-        if not (model_dir / "imgtrain-model.json").is_file():
-            raise BadRequest(409, f"run {run_id} has no trained model yet.")
-        data = await _bounded_body(request, MAX_UPLOAD_BYTES)
-        return await asyncio.to_thread(top_classes, model_dir, data)
+    return router
 
 
-def _studio_routes(app: "FastAPI", manager: Manager) -> None:
-    """The studio itself: health, the parameters' defaults, the file browser, the page."""
+def _studio_routes(manager: Manager) -> "APIRouter":
+    """The studio itself: health, the modules and their parameters, the file browser."""
+    router = APIRouter(prefix="/api", tags=["studio"])
 
-    @app.get("/api/health")
+    @router.get("/health")
     async def health() -> dict[str, Any]:
         runs = manager.registry.all()
         return {
@@ -176,36 +235,39 @@ def _studio_routes(app: "FastAPI", manager: Manager) -> None:
             "queued": sum(r["status"] == "queued" for r in runs),
         }
 
-    @app.get("/api/parameters")
+    @router.get("/modules")
+    async def module_list() -> dict[str, Any]:
+        return await asyncio.to_thread(modules)
+
+    @router.get("/parameters")
     async def parameters() -> dict[str, Any]:
-        return default_parameters()
+        return await asyncio.to_thread(default_parameters)
 
-    @app.get("/api/files")
+    @router.get("/files")
     async def files(path: str = ".") -> dict[str, Any]:
-        return list_sources(manager.root, path)
+        return await asyncio.to_thread(list_sources, manager.root, path)
 
-    @app.get("/")
-    async def page() -> HTMLResponse:
-        return HTMLResponse(PAGE)
+    return router
 
 
-async def _bounded_body(request: "Request", limit: int = MAX_REQUEST_BYTES) -> bytes:
-    """The request's body, or BadRequest 413 as soon as it is over `limit` bytes."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise BadRequest(413, f"the request is over {limit:,} bytes.")
-    return body
-
-
-async def _checked_request(request: "Request", root: Path) -> dict[str, Any]:
-    """A run request's JSON body, checked (check_request); BadRequest when it is not JSON or not valid."""
-    try:
-        body = json.loads(await _bounded_body(request))
-    except ValueError:
-        raise BadRequest(400, "the request body is not JSON.") from None
-    return check_request(root, body)
+def _trained_outputs(manager: Manager, run_id: int, node: str | None) -> tuple[Path, Path | None]:
+    """The trained model directory of the run's training node `node` (its first one by default), and the scores
+    made with it, if any; 409 before the model exists."""
+    found = run_details(manager.root, _existing_run(manager, run_id))
+    layout = found["layout"]
+    trains = [n for n in layout["order"] if layout["nodes"][n]["module"] == "train"]
+    node = node or (trains[0] if trains else None)
+    if node not in trains:
+        raise BadRequest(404, f"run {run_id} has no training node {node!r}; it has {', '.join(trains) or 'none'}.")
+    model = manager.root / layout["nodes"][node]["outputs"]["model"]
+    if not (model / "imgtrain-model.json").is_file():
+        raise BadRequest(409, f"run {run_id} has no trained model yet.")
+    scored = [
+        manager.root / layout["nodes"][n["id"]]["outputs"]["scores"]
+        for n in found["request"]["nodes"]
+        if n["module"] == "score" and n["inputs"].get("model", "").partition(".")[0] == node
+    ]
+    return model, next((p for p in scored if p.is_file()), None)
 
 
 def _existing_run(manager: Manager, run_id: int) -> dict[str, Any]:
@@ -220,7 +282,7 @@ def _summary_once_ended(manager: Manager, run_id: int) -> dict[str, Any] | None:
     """The run's summary once it has ended (its events' last message); None while it is queued or running."""
     run = manager.registry.get(run_id)
     assert run is not None  # the route found it, and the registry deletes no run
-    return None if run["status"] in ACTIVE else run_summary(run)
+    return None if run["status"] in ACTIVE else run_summary(manager.root, run)
 
 
 def _require_serve_extra() -> None:
@@ -241,7 +303,7 @@ def studio(root: str | Path, host: str = "127.0.0.1", port: int = 8765, token: s
             host,
             root,
         )
-    token = token or secrets.token_urlsafe(16)
+    token = studio_token(root.resolve(), token)
     app = create_app(root, token)
     print(f"imgtrain studio: http://{host}:{port}/?token={token}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -19,18 +19,18 @@ def output_file(folder: Path, name: str) -> Path:
     return path
 
 
-def download_file(folder: Path, what: str) -> Path:
-    """The model directory as a zip, its ONNX export, or the scores: made once, on the first request."""
+def download_file(model: Path, scores: Path | None, what: str) -> Path:
+    """A trained model directory as a zip, its ONNX export, or the scores made with it: made once, next to the
+    model, on the first request."""
     if what not in DOWNLOADS:
         raise BadRequest(404, f"downloads are {', '.join(DOWNLOADS)}; not {what!r}.")
-    model = folder / "model"
-    if not (model / "imgtrain-model.json").is_file():
-        raise BadRequest(409, "the run has no trained model yet.")
     if what == "scores":
-        return output_file(folder, "scores.csv")
+        if scores is None:
+            raise BadRequest(409, "the model has scored no images yet.")
+        return scores
     if what == "onnx":
-        return _onnx_export(model, folder / "export")
-    return _zipped_model(model, folder / "downloads" / "model.zip")
+        return _onnx_export(model, model.parent / f"{model.name}-export")
+    return _zipped_model(model, model.parent / f"{model.name}-downloads" / "model.zip")
 
 
 def _onnx_export(model: Path, out: Path) -> Path:

@@ -1,98 +1,219 @@
-"""What the studio shows of a run: its summary, its progress so far, each module's output, its confident errors."""
+"""What the studio shows of a run: its summary (for the runs' table), its layout and curves, and each node's output
+as a readable panel (counts and thumbnails, a model card, a scores table, the evaluation's parts)."""
 
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 from ..config import PROBABILITY_PREFIX, SCORED_LABELS
 from ..data.image_directory import ImageDirectory
-from .events import epoch_rows
+from .events import read_events
+from .graph import MODEL_MODULES, MODULES, resolve, run_graph
+from .pipeline import LAYOUT, initial_layout
 from .registry import run_folder_name
 from .runner import BadRequest
 
-#: The image directories a run writes (converted, split), which the page shows as counts and samples.
-IMAGE_OUTPUTS = ("train-images", "valid-images", "train", "valid")
-#: A run's outputs, in the pipeline's order, as the page links them.
-OUTPUTS = ("train-images", "train", "valid", "untrained", "model", "scores.csv", "evaluation")
+#: models.architectures.MODEL_META, named here: importing that module loads torch, which the server does not.
+MODEL_META = "imgtrain-model.json"
+STOPPED_NOTE = "stopped — Resume continues"
+#: How many rows of a scores file, images of a directory and batch points the page is given at most.
+SCORE_ROWS, SAMPLES, MAX_BATCH_POINTS = 50, 12, 2000
 
 
-def run_summary(run: dict[str, Any]) -> dict[str, Any]:
-    """A run as the registry has it (request, status, error), with its folder relative to the root."""
+def run_layout(root: Path, folder: Path, graph: dict[str, Any]) -> dict[str, Any]:
+    """Each node's state and outputs as the worker last wrote them; all queued before it started."""
+    try:
+        return json.loads((folder / LAYOUT).read_text())
+    except (OSError, ValueError):
+        return initial_layout(root, folder, graph)
+
+
+def run_summary(root: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """A run as the runs' table shows it: status, when, how long, and each training node's model and settings."""
+    folder = root / run_folder_name(run["id"])
+    graph = run_graph(run)
+    layout = run_layout(root, folder, graph)
+    started = [n["started"] for n in layout["nodes"].values() if n.get("started")]
+    ended = [n["ended"] for n in layout["nodes"].values() if n.get("ended")]
+    history = epoch_history(folder)
     return {
         "id": run["id"],
         "created": run["created"],
         "status": run["status"],
-        "request": run["request"],
         "error": run["error"],
+        "note": STOPPED_NOTE if run["status"] == "stopped" else None,
+        "request": graph,
         "folder": run_folder_name(run["id"]),
+        "started": min(started, default=None),
+        "ended": max(ended, default=None) if run["status"] not in ("queued", "running") else None,
+        "best_accuracy": max((row["val_top1"] for rows in history.values() for row in rows), default=None),
+        "summary": _training_summary(graph, history),
     }
 
 
-def run_details(root: Path, folder: Path) -> dict[str, Any]:
-    """What a run has produced so far: its epoch rows, the evaluation's metrics, the output paths that exist."""
-    metrics_file = folder / "evaluation" / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
-    outputs = {name: str((folder / name).relative_to(root)) for name in OUTPUTS if (folder / name).exists()}
-    return {"history": epoch_rows(folder), "metrics": metrics, "outputs": outputs}
-
-
-def best_accuracy(folder: Path) -> float | None:
-    """The run's best validation accuracy so far (None before its first validated epoch), for the runs' list."""
-    return max((row["val_top1"] for row in epoch_rows(folder) if row.get("val_top1") is not None), default=None)
-
-
-def output_summary(folder: Path, name: str) -> dict[str, Any]:
-    """What one module wrote, for its box: an image directory's counts and a few images, the model's card, the
-    first scores, the evaluation's metrics."""
-    path = folder / name
-    if name in IMAGE_OUTPUTS and path.is_dir():
-        directory = ImageDirectory.open(path)
-        samples = [str((path / r.path).relative_to(folder)) for r in directory.records[:8]]
-        return {
-            "kind": "image directory",
-            "images": len(directory),
-            "classes": directory.class_counts(),
-            "samples": samples,
+def _training_summary(graph: dict[str, Any], history: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per training node: the network it trains and the settings that tell two runs apart."""
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    summary = {}
+    for node in graph["nodes"]:
+        if node["module"] != "train":
+            continue
+        model = nodes.get(str(node["inputs"].get("model", "")).partition(".")[0], {})
+        params = node["params"]
+        rows = history.get(node["id"], [])
+        summary[node["id"]] = {
+            "model": model.get("params", {}).get("model_name"),
+            "pretrained": model.get("params", {}).get("pretrained"),
+            "epochs": params.get("epochs"),
+            "lr": params.get("learning_rate", params.get("lr")),
+            "batch_size": params.get("batch_size"),
+            "best_accuracy": max((r["val_top1"] for r in rows), default=None),
+            "epochs_done": len(rows),
         }
-    if name == "model" and (path / "imgtrain-model.json").is_file():
-        # imported here: it loads torch, which the server does not load to serve the page
-        from ..models.model_directory import open_model_directory
-
-        trained = open_model_directory(path)
-        return {"kind": "model", "classes": list(trained.classes), "training": trained.meta.get("training", {})}
-    if name == "scores.csv" and path.is_file():
-        with open(path, encoding="utf-8") as f:
-            return {"kind": "scores", "head": [next(f, "").rstrip("\n") for _ in range(11)]}
-    if name == "evaluation" and (path / "metrics.json").is_file():
-        return {"kind": "evaluation", "metrics": json.loads((path / "metrics.json").read_text())}
-    raise BadRequest(404, f"the run has no output {name!r} (yet).")
+    return summary
 
 
-def confident_errors(folder: Path, count: int = 16) -> list[dict[str, Any]]:
-    """The most confidently wrong predictions of a run's scores, each with its image's path in the run's folder
-    (None for an image outside it: a validation directory given as it was)."""
-    # imported here: the scores' column names live with scoring, which loads torch
+def epoch_history(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each training node's epoch rows so far (a validated epoch has val_top1)."""
+    history: dict[str, list[dict[str, Any]]] = {}
+    for event in read_events(folder):
+        if event.get("kind") == "epoch" and event.get("val_top1") is not None:
+            history.setdefault(event.get("node") or "train", []).append(event)
+    return history
 
-    scores = folder / "scores.csv"
-    if not scores.is_file():
-        raise BadRequest(409, "the run has no scores yet.")
+
+def batch_history(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    """Each training node's batch losses so far, thinned evenly to MAX_BATCH_POINTS for a long run."""
+    batches: dict[str, list[dict[str, Any]]] = {}
+    for event in read_events(folder):
+        if event.get("kind") == "progress" and "batch" in event:
+            batches.setdefault(event.get("node") or "train", []).append(event)
+    return {node: rows[:: max(1, len(rows) // MAX_BATCH_POINTS)] for node, rows in batches.items()}
+
+
+def run_details(root: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """The run's summary, its layout (each node's state and outputs) and its curves."""
+    folder = root / run_folder_name(run["id"])
+    return {
+        **run_summary(root, run),
+        "layout": run_layout(root, folder, run_graph(run)),
+        "history": epoch_history(folder),
+        "batches": batch_history(folder),
+    }
+
+
+def node_output(root: Path, run: dict[str, Any], node_id: str) -> dict[str, Any]:
+    """What one node wrote, as its panel shows it; 404 for no such node, 409 before it is done."""
+    graph = run_graph(run)
+    node = next((n for n in graph["nodes"] if n["id"] == node_id), None)
+    if node is None:
+        raise BadRequest(404, f"run {run['id']} has no node {node_id!r}.")
+    layout = run_layout(root, root / run_folder_name(run["id"]), graph)
+    entry = layout["nodes"].get(node_id, {})
+    if entry.get("status") != "done":
+        raise BadRequest(409, f"{MODULES[node['module']].title} ({node_id}) has not produced its output yet.")
+    outputs = {port: root / path for port, path in entry["outputs"].items()}
+    module = node["module"]
+    if module in ("convert", "split"):
+        return {"kind": "images", "parts": {port: _images(root, path) for port, path in outputs.items()}}
+    if module == "transform":
+        return {"kind": "transform", "steps": json.loads(outputs["transform"].read_text()).get("transforms", {})}
+    if module in MODEL_MODULES or module == "train":
+        return _model_card(outputs["model"], trained=module == "train")
+    if module == "score":
+        return _scores(outputs["scores"])
+    return _evaluation(root, run["id"], node, graph, layout)
+
+
+def image_url(root: Path, path: Path) -> str:
+    """The URL the page shows an image under the root with."""
+    return "/api/image?path=" + urllib.parse.quote(str(path.relative_to(root)))
+
+
+def _images(root: Path, path: Path) -> dict[str, Any]:
+    directory = ImageDirectory.open(path)
+    records = list(directory.records)
+    if directory.labeled:  # a few of each class, so every class shows
+        by_class = {c: [r for r in records if r.label == c][:3] for c in directory.classes}
+        records = [r for r in itertools.chain(*itertools.zip_longest(*by_class.values())) if r is not None]
+    return {
+        "images": len(directory),
+        "labeled": directory.labeled,
+        "classes": directory.class_counts() if directory.labeled else {},
+        "samples": [{"label": r.label, "url": image_url(root, path / r.path)} for r in records[:SAMPLES]],
+    }
+
+
+def _model_card(path: Path, trained: bool) -> dict[str, Any]:
+    meta = json.loads((path / MODEL_META).read_text())  # validated when it was written; only shown here
+    architecture = meta.get("architecture") or {}
+    card: list[list[Any]] = [
+        ["network", architecture.get("model_name")],
+        ["family", architecture.get("family")],
+        ["pretrained", "yes" if meta.get("pretrained", meta.get("training", {}).get("pretrained")) else "no"],
+    ]
+    if trained:
+        training = meta.get("training", {})
+        card += [[name.replace("_", " "), value] for name, value in training.items() if not isinstance(value, dict)]
+    return {"kind": "trained model" if trained else "untrained model", "card": card, "classes": meta.get("classes", [])}
+
+
+def _scores(path: Path) -> dict[str, Any]:
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        columns = next(reader, [])
+        rows = list(itertools.islice(reader, SCORE_ROWS))
+        total = len(rows) + sum(1 for _ in reader)
+    return {"kind": "scores", "columns": columns, "rows": rows, "total": total}
+
+
+def _evaluation(root: Path, run_id: int, node: dict[str, Any], graph: dict[str, Any], layout: dict[str, Any]) -> dict:
+    path = root / layout["nodes"][node["id"]]["outputs"]["evaluation"]
+    metrics = json.loads((path / "metrics.json").read_text())
+    folder = root / run_folder_name(run_id)
+    explanations = sorted((path / "explanations").glob("*.png")) if (path / "explanations").is_dir() else []
+    return {
+        "kind": "evaluation",
+        "metrics": {k: v for k, v in metrics.items() if not isinstance(v, dict | list)},
+        "per_class": metrics.get("per_class"),
+        "confusion": metrics.get("confusion_matrix"),
+        "calibration": metrics.get("calibration"),
+        "errors": confident_errors(root, node, graph, layout),
+        "explanations": [
+            f"/api/runs/{run_id}/files/" + urllib.parse.quote(str(p.relative_to(folder))) for p in explanations
+        ],
+    }
+
+
+def confident_errors(
+    root: Path, evaluate: dict[str, Any], graph: dict[str, Any], layout: dict[str, Any], count: int = 16
+) -> list[dict[str, Any]]:
+    """The most confidently wrong predictions of the scores an evaluate node read, each with its image's URL."""
+    nodes = {n["id"]: n for n in graph["nodes"]}
+
+    def output(ref: str) -> tuple[dict[str, Any], Path]:
+        node_id, port = resolve(ref, nodes) or ("", "")
+        return nodes[node_id], root / layout["nodes"][node_id]["outputs"][port]
+
+    score_node, scores = output(evaluate["inputs"]["scores"])
+    _, images = output(score_node["inputs"]["images"])
     wrong = []
     with open(scores, encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f):
             if row.get("label") and row.get(SCORED_LABELS) and row["label"] != row[SCORED_LABELS]:
-                confidence = float(row[PROBABILITY_PREFIX + row[SCORED_LABELS]])
-                wrong.append((confidence, row))
+                wrong.append((float(row[PROBABILITY_PREFIX + row[SCORED_LABELS]]), row))
     wrong.sort(key=lambda pair: -pair[0])
-    valid = folder / "valid" if (folder / "valid").is_dir() else folder / "valid-images"
     return [
         {
-            "path": str((valid / row["path"]).relative_to(folder)) if (valid / row["path"]).is_file() else None,
+            "url": image_url(root, images / row["path"]) if (images / row["path"]).is_file() else None,
             "true": row["label"],
             "predicted": row[SCORED_LABELS],
-            "probability": confidence,
+            "probability": probability,
         }
-        for confidence, row in wrong[:count]
+        for probability, row in wrong[:count]
     ]

@@ -1,5 +1,5 @@
-"""A studio run: its request (checked once, every path confined to the root) and the pipeline that a worker process
-runs with the library: convert -> split -> model -> train -> score -> evaluate, reporting as JSON lines."""
+"""A studio run: its request (a graph, checked once, every path confined to the root) and the worker process that
+runs it (pipeline.Pipeline), reporting as JSON lines: each node's steps, progress and epochs, the library's log."""
 
 from __future__ import annotations
 
@@ -9,29 +9,22 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-import imgtrain
-
-from ..config import (
-    CATALOG_FAMILY,
-    FAMILIES,
-    STUDIO_MODEL,
-    STUDIO_TRAIN_DEFAULTS,
-    TrainConfig,
-    TransformSpec,
-    spec_problems,
-)
 from ..data.decoding import CACHE_ENV
-from ..errors import ImgtrainError, ParameterError, TrainingInterrupted
+from ..errors import ImgtrainError, TrainingInterrupted
 from ..files import atomic_write_json
-from ..params import declared, is_number
+from ..progress import PROGRESS_ENV
+from .before_work import check_data
+from .graph import Problem, check_graph, linear_graph
+from .pipeline import Pipeline
 from .registry import STATE_DIR
 
 EVENTS = "events.jsonl"
 RESULT = "result.json"
-REQUEST_KEYS = frozenset({"train", "valid", "split_fraction", "model", "transform", "train_params"})
+LINEAR_KEYS = frozenset({"train", "valid", "split_fraction", "model", "transform", "train_params"})
 
 
 class BadRequest(Exception):
@@ -54,134 +47,97 @@ def inside_root(root: Path, relative: Any, what: str) -> Path:
     return path
 
 
-def check_request(root: Path, body: Any) -> dict[str, Any]:
-    """The request with its defaults filled in, or BadRequest saying what is wrong (the library's messages)."""
-    if not isinstance(body, dict):
-        raise BadRequest(400, "the request must be a JSON object.")
-    unknown = sorted(set(body) - REQUEST_KEYS)
-    if unknown:
-        raise BadRequest(400, f"unknown fields {unknown}; expected some of {sorted(REQUEST_KEYS)}.")
-    inside_root(root, body.get("train"), "train")
-    if body.get("valid") is not None:
-        inside_root(root, body["valid"], "valid")
-    fraction = body.get("split_fraction", 0.9)
-    if not is_number(fraction, 0, 1) or fraction in (0, 1):
-        raise BadRequest(400, f"split_fraction must be a number between 0 and 1, got {fraction!r}.")
-    model = {**STUDIO_MODEL, **(body.get("model") or {})}
-    if (
-        model["family"] not in (*FAMILIES, CATALOG_FAMILY)
-        or not isinstance(model["model_name"], str)
-        or not isinstance(model["pretrained"], bool)
-    ):
-        raise BadRequest(
-            400,
-            f"model must name a family ({', '.join((*FAMILIES, CATALOG_FAMILY))}), a model_name "
-            f"and pretrained true/false, got {model!r}.",
-        )
-    transform = body.get("transform") or {}
-    problems = ["'transform' must be an object"] if not isinstance(transform, dict) else spec_problems(transform)
-    params = body.get("train_params") or {}
-    if not isinstance(params, dict):
-        raise BadRequest(400, "train_params must be an object.")
-    known = {d.name for d in declared(TrainConfig) if d.param.studio}
-    problems += [f"{name!r} is not a training parameter the studio takes" for name in sorted(set(params) - known)]
+def check_request(root: Path, body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The run's graph with its defaults filled in (graph.check_graph), every path confined to the root, and the facts
+    of its data once the checks before work passed (before_work); Refused listing each problem at its node and field
+    otherwise. The studio's first, linear request is read as its graph."""
+    if isinstance(body, dict) and "nodes" not in body and "train" in body:
+        unknown = sorted(set(body) - LINEAR_KEYS)
+        if unknown:
+            raise BadRequest(400, f"unknown fields {unknown}; expected some of {sorted(LINEAR_KEYS)}.")
+        body = linear_graph(body)
+    graph, problems = check_graph(body)
+    for node in graph.get("nodes", []):
+        if node["module"] == "convert" and isinstance(node["params"].get("source"), str) and node["params"]["source"]:
+            try:
+                inside_root(root, node["params"]["source"], "source")
+            except BadRequest as exc:
+                problems.append(Problem(node["id"], "source", str(exc)))
     if problems:
-        raise BadRequest(400, "; ".join(problems))
-    try:
-        TrainConfig(**params)
-    except ParameterError as exc:
-        raise BadRequest(400, str(exc)) from None
-    return {
-        "train": body["train"],
-        "valid": body.get("valid"),
-        "split_fraction": fraction,
-        "model": model,
-        "transform": transform,
-        "train_params": params,
-    }
+        raise Refused(problems)
+    facts, problems = check_data(root, graph)
+    if problems:
+        raise Refused(problems)
+    return graph, facts
+
+
+class Refused(BadRequest):
+    """A run request refused (400) with its problems, each at its node and field, for the page to show in place."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__(400, "; ".join(_where(p) + p.message for p in problems))
+        self.problems = problems
+
+
+def _where(problem: Problem) -> str:
+    return f"{problem.node}.{problem.field}: " if problem.field else f"{problem.node}: " if problem.node else ""
 
 
 class _Events(logging.Handler):
-    """The library's log records as JSON lines: progress and epoch rows with their numbers, the rest as text."""
+    """The library's log records as JSON lines, each with the node that was running: progress (training's batches,
+    convert's and score's counts), epoch rows, steps of the graph, the rest as text."""
 
     def __init__(self, path: Path):
         super().__init__(logging.INFO)
         self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open: the worker writes every record
+        self.node: str | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        event: dict[str, Any] = {"time": record.created}
-        for kind in ("progress", "epoch"):
-            if hasattr(record, f"imgtrain_{kind}"):
-                event.update(kind=kind, **getattr(record, f"imgtrain_{kind}"))
+        event: dict[str, Any] = {"time": record.created, "node": self.node}
+        for kind, attribute in (
+            ("progress", "imgtrain_progress"),
+            ("progress", "imgtrain_count"),
+            ("epoch", "imgtrain_epoch"),
+        ):
+            if hasattr(record, attribute):
+                event.update(kind=kind, **getattr(record, attribute))
                 break
         else:
             event.update(kind="log", level=record.levelname, message=record.getMessage())
+        self.write(event)
+
+    def step(self, node: str, status: str, error: str) -> None:
+        """A node's new state (queued, running, done, failed, skipped, stopped)."""
+        self.node = node
+        self.write({"time": time.time(), "kind": "step", "node": node, "status": status, "error": error or None})
+
+    def write(self, event: dict[str, Any]) -> None:
         self.file.write(json.dumps(event, default=str) + "\n")
         self.file.flush()
 
 
 def work(root: str, folder: str, request: dict[str, Any], server_alive: Any) -> None:
-    """Run one pipeline in this worker process; the outcome goes to FOLDER/result.json, the story to events.jsonl."""
+    """Run one graph in this worker process; the outcome goes to FOLDER/result.json, the story to events.jsonl."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     os.environ[CACHE_ENV] = str(Path(root) / STATE_DIR / "decoded-cache")  # what the studio writes stays under the root
+    os.environ.setdefault(PROGRESS_ENV, "1")  # convert's and score's counts reach the page at least each second
     logger = logging.getLogger("imgtrain")
     logger.setLevel(logging.INFO)
-    logger.addHandler(_Events(out / EVENTS))
+    events = _Events(out / EVENTS)
+    logger.addHandler(events)
     _stop_when_orphaned(server_alive)
+    result: dict[str, Any]
     try:
-        result = {"status": "finished", "outputs": _pipeline(Path(root), out, request)}
-    except (TrainingInterrupted, KeyboardInterrupt) as exc:
-        result = {"status": "stopped", "error": {"name": type(exc).__name__, "message": str(exc) or "stopped"}}
+        result = {"status": "finished", "outputs": Pipeline(Path(root), out, request, events.step).run()}
+    except (TrainingInterrupted, KeyboardInterrupt):
+        result = {"status": "stopped", "error": None}
     except ImgtrainError as exc:
         result = {"status": "failed", "error": {"name": type(exc).__name__, "message": str(exc)}}
     except Exception as exc:  # a bug: still the run's failure with its message, never a dead server
         logger.exception("the run failed")
         result = {"status": "failed", "error": {"name": type(exc).__name__, "message": str(exc)}}
     atomic_write_json(out / RESULT, result)
-
-
-def _pipeline(root: Path, out: Path, request: dict[str, Any]) -> dict[str, str]:
-    """Each step writes its ordinary CLI output in `out`; a step whose output exists (a resumed run) is skipped,
-    and training continues from its checkpoint when it has one."""
-    # imported here, as below: the server imports this module to check requests, and does not load torch
-    from imgtrain.inference.scoring import score_to_file
-
-    train = _images(root / request["train"], out / "train-images")
-    if request["valid"] is None:
-        if not (out / "train").exists():
-            imgtrain.split(train, out / "train", out / "valid", fraction=request["split_fraction"])
-        train, valid = out / "train", out / "valid"
-    else:
-        valid = _images(root / request["valid"], out / "valid-images")
-    model = request["model"]
-    if not (out / "untrained").exists():
-        imgtrain.create_model_directory(
-            out / "untrained",
-            imgtrain.Architecture(model["family"], model["model_name"]),
-            pretrained=model["pretrained"],
-        )
-    if not (out / "model" / "imgtrain-model.json").exists():
-        from imgtrain.training.checkpoints import checkpoint_path
-
-        resume = checkpoint_path(out / "model").is_file()  # a stopped or interrupted run continues
-        params = {**STUDIO_TRAIN_DEFAULTS, **request["train_params"]}
-        config = TrainConfig(**params, progress=False, resume=resume)
-        imgtrain.train(out / "untrained", train, valid, out / "model", config, TransformSpec(**request["transform"]))
-    if not (out / "scores.csv").exists():
-        score_to_file(out / "model", valid, out / "scores.csv", progress=False)
-    if not (out / "evaluation").exists():
-        imgtrain.evaluate(out / "scores.csv", out / "evaluation", model=out / "model")  # with Grad-CAM
-    return {name: str((out / name).relative_to(root)) for name in ("model", "scores.csv", "evaluation")}
-
-
-def _images(source: Path, converted: Path) -> Path:
-    """An image directory as it is, anything else converted into `converted` (once)."""
-    if (source / "imgtrain-images.json").is_file():
-        return source
-    if not converted.exists():
-        imgtrain.convert(source, converted, progress=False)
-    return converted
 
 
 def _stop_when_orphaned(server_alive: Any) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .graph import run_graph
 from .registry import Registry, run_folder_name
 from .runner import RESULT, work
 
@@ -84,7 +85,7 @@ class Manager:
         (folder / RESULT).unlink(missing_ok=True)
         server_alive, alive_writer = self.context.Pipe(duplex=False)  # the worker reads; EOF when this process ends
         process = self.context.Process(
-            target=work, daemon=False, args=(str(self.root), str(folder), run["request"], server_alive)
+            target=work, daemon=False, args=(str(self.root), str(folder), run_graph(run), server_alive)
         )
         process.start()
         server_alive.close()

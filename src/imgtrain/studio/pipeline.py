@@ -1,0 +1,172 @@
+"""Running a studio graph in the worker: each node in turn with the library, its output in the run's folder under
+the node's id, its state in the run's layout (layout.json) for the page to read.
+
+A node whose output exists is done (a resumed run starts where it stopped; training continues from its
+checkpoint). A node that fails marks those that read it skipped; the others still run, so one of two compared
+models failing leaves the other's results.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import imgtrain
+
+from ..config import STUDIO_TRAIN_DEFAULTS, TrainConfig, TransformSpec
+from ..data.image_directory import META_NAME
+from ..errors import ImgtrainError, TrainingInterrupted
+from ..files import atomic_write_json
+from .graph import MODEL_MODULES, MODULES, resolve
+
+LAYOUT = "layout.json"
+MODEL_META = "imgtrain-model.json"  # models.architectures.MODEL_META: importing it loads torch
+NODE_STATUSES = ("queued", "running", "done", "failed", "skipped", "stopped")
+
+
+def output_paths(folder: Path, node: dict[str, Any], root: Path) -> dict[str, Path]:
+    """Where each output of `node` is written in the run `folder` (a convert of an image directory is that
+    directory, read as it is)."""
+    own = folder / node["id"]
+    module = node["module"]
+    if module == "convert":
+        source = root / node["params"]["source"]
+        return {"images": source if (source / META_NAME).is_file() else own}
+    if module == "split":
+        return {"train": own / "train", "valid": own / "valid"}
+    if module == "transform":
+        return {"transform": own / "transform.json"}
+    if module == "score":
+        return {"scores": own / "scores.csv"}
+    return {next(iter(MODULES[module].outputs)): own}
+
+
+def initial_layout(root: Path, folder: Path, graph: dict[str, Any]) -> dict[str, Any]:
+    """The layout of a run that has not started: every node queued, with the outputs it will write."""
+    return {
+        "order": [n["id"] for n in graph["nodes"]],
+        "nodes": {
+            n["id"]: {
+                "module": n["module"],
+                "status": "queued",
+                "outputs": {port: str(p.relative_to(root)) for port, p in output_paths(folder, n, root).items()},
+                "progress": None,
+                "error": None,
+                "started": None,
+                "ended": None,
+            }
+            for n in graph["nodes"]
+        },
+    }
+
+
+def _complete(output: Path) -> bool:
+    """Whether an output was written whole: a file, or a folder with its format's file (a stopped training's folder
+    holds only its checkpoint)."""
+    if output.suffix:
+        return output.is_file()
+    return (output / META_NAME).is_file() or (output / MODEL_META).is_file() or (output / "metrics.json").is_file()
+
+
+class RunFailed(ImgtrainError):
+    """A node of the run failed (the others ran as far as they could)."""
+
+
+class Pipeline:
+    """One run's graph being worked through; owns the run's layout file."""
+
+    def __init__(self, root: Path, folder: Path, graph: dict[str, Any], on_step: Callable[[str, str, str], None]):
+        self.root, self.folder, self.graph, self.on_step = root, folder, graph, on_step
+        self.nodes = {n["id"]: n for n in graph["nodes"]}
+        self.layout = initial_layout(root, folder, graph)
+        self.paths = {n["id"]: output_paths(folder, n, root) for n in graph["nodes"]}
+        self.current: str | None = None
+
+    def run(self) -> dict[str, str]:
+        """Every node in order; RunFailed naming the first failure once all that could run have; a stop
+        (KeyboardInterrupt, TrainingInterrupted) leaves the running node stopped and is raised as it is."""
+        failed: list[str] = []
+        for node_id in self.layout["order"]:
+            node = self.nodes[node_id]
+            if any(self.layout["nodes"][up]["status"] in ("failed", "skipped") for up in self._upstream(node)):
+                self._set(node_id, "skipped", "an input failed")
+                continue
+            self._set(node_id, "running")
+            try:
+                self._run_node(node)
+            except TrainingInterrupted:
+                self._set(node_id, "stopped")
+                raise
+            except ImgtrainError as exc:
+                self._set(node_id, "failed", str(exc))
+                failed.append(node_id)
+                continue
+            except BaseException:
+                self._set(node_id, "stopped")
+                raise
+            self._set(node_id, "done")
+        if failed:
+            first = self.layout["nodes"][failed[0]]
+            raise RunFailed(f"{MODULES[first['module']].title} ({failed[0]}) failed: {first['error']}")
+        return {
+            f"{n}.{port}": str(p.relative_to(self.root)) for n, ports in self.paths.items() for port, p in ports.items()
+        }
+
+    def _upstream(self, node: dict[str, Any]) -> set[str]:
+        return {found[0] for ref in node["inputs"].values() if (found := resolve(ref, self.nodes))}
+
+    def _input(self, node: dict[str, Any], port: str) -> Path:
+        found = resolve(node["inputs"][port], self.nodes)
+        assert found is not None  # the graph was checked
+        return self.paths[found[0]][found[1]]
+
+    def _optional_input(self, node: dict[str, Any], port: str) -> Path | None:
+        return self._input(node, port) if node["inputs"].get(port) is not None else None
+
+    def _set(self, node_id: str, status: str, error: str | None = None) -> None:
+        entry = self.layout["nodes"][node_id]
+        entry["status"], entry["error"] = status, error
+        if status == "running":
+            entry["started"], self.current = time.time(), node_id
+        elif status in ("done", "failed", "stopped"):
+            entry["ended"] = time.time()
+        atomic_write_json(self.folder / LAYOUT, self.layout)
+        self.on_step(node_id, status, error or "")
+
+    def _run_node(self, node: dict[str, Any]) -> None:
+        """The library call of one node, unless its output is there already."""
+        module, params, outputs = node["module"], node["params"], self.paths[node["id"]]
+        if all(_complete(p) for p in outputs.values()):
+            return
+        if module == "convert":
+            imgtrain.convert(self.root / params["source"], outputs["images"], skip_invalid=params["skip_invalid"])
+        elif module == "split":
+            imgtrain.split(self._input(node, "images"), outputs["train"], outputs["valid"], **params)
+        elif module == "transform":
+            imgtrain.init_transform(outputs["transform"], TransformSpec(**params))
+        elif module in MODEL_MODULES:
+            architecture = imgtrain.Architecture(MODEL_MODULES[module], params["model_name"])
+            imgtrain.create_model_directory(outputs["model"], architecture, pretrained=params["pretrained"])
+        elif module == "train":
+            self._train(node, outputs["model"])
+        elif module == "score":
+            from ..inference.scoring import score_to_file  # here: scoring loads torch, the server does not
+
+            score_to_file(self._input(node, "model"), self._input(node, "images"), outputs["scores"])
+        elif module == "evaluate":
+            imgtrain.evaluate(
+                self._input(node, "scores"), outputs["evaluation"], model=self._optional_input(node, "model")
+            )
+
+    def _train(self, node: dict[str, Any], out: Path) -> None:
+        from ..training.checkpoints import checkpoint_path  # here: checkpoints load torch, the server does not
+
+        transform = self._optional_input(node, "transform")
+        spec = imgtrain.load_transform(transform) if transform is not None else TransformSpec()
+        resume = checkpoint_path(out).is_file()  # a stopped or interrupted run continues
+        config = TrainConfig(**{**STUDIO_TRAIN_DEFAULTS, **node["params"]}, progress=False, resume=resume)
+        imgtrain.train(
+            self._input(node, "model"), self._input(node, "train"), self._input(node, "valid"), out, config, spec
+        )
