@@ -197,14 +197,14 @@ def test_stop_writes_a_checkpoint_and_resume_finishes_the_run(root):
 def test_a_failed_node_skips_what_reads_it_and_the_other_branch_still_finishes(root):
     request = compared()
     nodes = {n["id"]: n for n in request["nodes"]}
-    nodes["train-2"]["params"]["warmup_epochs"] = 3  # more warm-up epochs than epochs: refused when training starts
+    nodes["train-2"]["params"].update(epochs=2, learning_rate=1e12)  # passes every check, then diverges
     with TestClient(create_app(root, TOKEN)) as client:
         run_id = client.post("/api/runs", json=request, headers=AUTH).json()["id"]
         run = wait_for(client, run_id, ("finished", "failed"))
     statuses = {n: s["status"] for n, s in run["layout"]["nodes"].items()}
-    if statuses["train-2"] == "done":
-        pytest.skip("warmup_epochs beyond epochs is accepted by this version of the library")
     assert run["status"] == "failed" and "train-2" in run["error"]["message"]
+    assert run["error"]["name"] == "TrainingDivergedError"  # the library's error, as the CLI would name it
+    assert "lower the learning rate" in run["layout"]["nodes"]["train-2"]["error"]
     assert (statuses["train-2"], statuses["score-2"], statuses["evaluate-2"]) == ("failed", "skipped", "skipped")
     assert (statuses["train"], statuses["evaluate"]) == ("done", "done")
     assert run["layout"]["nodes"]["train-2"]["error"]

@@ -70,10 +70,6 @@ def _complete(output: Path) -> bool:
     return (output / META_NAME).is_file() or (output / MODEL_META).is_file() or (output / "metrics.json").is_file()
 
 
-class RunFailed(ImgtrainError):
-    """A node of the run failed (the others ran as far as they could)."""
-
-
 class Pipeline:
     """One run's graph being worked through; owns the run's layout file."""
 
@@ -83,11 +79,13 @@ class Pipeline:
         self.layout = initial_layout(root, folder, graph)
         self.paths = {n["id"]: output_paths(folder, n, root) for n in graph["nodes"]}
         self.current: str | None = None
+        #: The first node's failure, as the run's error: {"name": the library error's class, "message"}.
+        self.failure: dict[str, str] | None = None
 
     def run(self) -> dict[str, str]:
-        """Every node in order; RunFailed naming the first failure once all that could run have; a stop
-        (KeyboardInterrupt, TrainingInterrupted) leaves the running node stopped and is raised as it is."""
-        failed: list[str] = []
+        """Every node in order, each output's path by "node.port"; a failed node is recorded (self.failure names the
+        first) and the nodes that do not read it still run; a stop (KeyboardInterrupt, TrainingInterrupted) leaves
+        the running node stopped and is raised as it is."""
         for node_id in self.layout["order"]:
             node = self.nodes[node_id]
             if any(self.layout["nodes"][up]["status"] in ("failed", "skipped") for up in self._upstream(node)):
@@ -101,15 +99,13 @@ class Pipeline:
                 raise
             except ImgtrainError as exc:
                 self._set(node_id, "failed", str(exc))
-                failed.append(node_id)
+                title = MODULES[node["module"]].title
+                self.failure = self.failure or {"name": type(exc).__name__, "message": f"{title} ({node_id}): {exc}"}
                 continue
             except BaseException:
                 self._set(node_id, "stopped")
                 raise
             self._set(node_id, "done")
-        if failed:
-            first = self.layout["nodes"][failed[0]]
-            raise RunFailed(f"{MODULES[first['module']].title} ({failed[0]}) failed: {first['error']}")
         return {
             f"{n}.{port}": str(p.relative_to(self.root)) for n, ports in self.paths.items() for port, p in ports.items()
         }

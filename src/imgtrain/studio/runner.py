@@ -129,7 +129,10 @@ def work(root: str, folder: str, request: dict[str, Any], server_alive: Any) -> 
     _stop_when_orphaned(server_alive)
     result: dict[str, Any]
     try:
-        result = {"status": "finished", "outputs": Pipeline(Path(root), out, request, events.step).run()}
+        pipeline = Pipeline(Path(root), out, request, events.step)
+        outputs = pipeline.run()
+        failed = {"status": "failed", "error": pipeline.failure}
+        result = failed if pipeline.failure else {"status": "finished", "outputs": outputs}
     except (TrainingInterrupted, KeyboardInterrupt):
         result = {"status": "stopped", "error": None}
     except ImgtrainError as exc:
