@@ -177,10 +177,12 @@ def test_the_cli_names_the_fix_as_an_option_and_the_library_as_a_parameter(run_c
     assert code == 1 and "pass --overwrite to replace it" in err and "overwrite=True" not in err
 
 
-@pytest.mark.parametrize("value", ["-1", "x"])
-def test_bad_workers_value_is_wrong_usage(run_cli, labeled_folder, tmp_path, value):
-    code, _, err = run_cli("convert", labeled_folder, tmp_path / "o", "--workers", value)
-    assert code == 2
+def test_bad_workers_value_is_refused_before_any_work(run_cli, labeled_folder, tmp_path):
+    code, _, err = run_cli("convert", labeled_folder, tmp_path / "o", "--workers", "x")
+    assert code == 2 and "--workers" in err  # not a number: wrong usage
+    code, _, err = run_cli("convert", labeled_folder, tmp_path / "o", "--workers", "-1")
+    assert code == 1 and "workers must be an integer >= 0, got -1" in err  # the declaration's rule, as train's
+    assert not (tmp_path / "o").exists()
 
 
 def test_console_script_runs_as_a_module():

@@ -45,6 +45,7 @@ async function open(path) {
   current = path;
   const list = byId("files-list");
   const message = byId("files-message");
+  fill(list); // no rows of the folder left behind under the new breadcrumb
   message.textContent = "Reading…";
   message.dataset.kind = "info";
   byId("files-up").disabled = path === ".";
