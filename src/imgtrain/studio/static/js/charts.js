@@ -8,10 +8,15 @@ export const COLOURS = ["#1f6fb4", "#d9730d", "#2f9e44", "#9c36b5", "#c92a2a", "
  * A chart that keeps its uPlot while its series stay the same and makes a new one when they change.
  * `series`: [{label, stroke, scale?, dash?, width?}]; data: [xs, ys1, ys2, ...] (uPlot's aligned data).
  */
+/** Tick steps of a counted axis (epochs): never a fraction. */
+const WHOLE_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+
 export class Chart {
-  /** `fill`: an element whose height the chart and its legend fill (the run bar's figures), else `height`. */
-  constructor(container, { xLabel, axes = [{ scale: "y", label: "" }], height = 150, yRange = {}, fill = null }) {
+  /** `fill`: an element whose height the chart and its legend fill (the run bar's figures), else `height`;
+   * `wholeX`: x is counted (epochs), so its ticks are whole numbers. */
+  constructor(container, { xLabel, axes = [{ scale: "y", label: "" }], height = 150, yRange = {}, fill = null, wholeX = false }) {
     this.container = container;
+    this.wholeX = wholeX;
     this.xLabel = xLabel;
     this.axes = axes;
     this.height = height;
@@ -46,7 +51,15 @@ export class Chart {
       cursor: { drag: { x: false, y: false } },
       legend: { live: true },
       axes: [
-        { label: this.xLabel, labelSize: 18, size: 36, stroke: "#444", grid: { stroke: "#eee" }, values: (_u, ticks) => ticks.map((t) => number(t, 3)) },
+        {
+          label: this.xLabel,
+          labelSize: 18,
+          size: 36,
+          stroke: "#444",
+          grid: { stroke: "#eee" },
+          ...(this.wholeX ? { incrs: WHOLE_STEPS } : {}),
+          values: (_u, ticks) => ticks.map((t) => number(t, 3)),
+        },
         ...this.axes.map((axis, i) => ({
           scale: axis.scale,
           label: axis.label,

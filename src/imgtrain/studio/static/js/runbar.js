@@ -17,6 +17,7 @@ export function initRunBar() {
     axes: [{ scale: "loss", label: "loss" }, { scale: "acc", label: "accuracy", percent: true }],
     fill: figure("chart-epochs"),
     yRange: { acc: [0, 1] },
+    wholeX: true,
   });
   on("live", () => schedule());
   on("run", () => schedule());

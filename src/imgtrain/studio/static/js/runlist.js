@@ -127,8 +127,8 @@ async function evaluationOf(run, train) {
 const label = (d) => `#${d.id} ${d.train}`;
 
 function drawCurves(details) {
-  accChart ??= new Chart(byId("compare-acc"), { xLabel: "epoch", axes: [{ scale: "acc", label: "validation accuracy", percent: true }], height: 200, yRange: { acc: [0, 1] } });
-  lossChart ??= new Chart(byId("compare-loss"), { xLabel: "epoch", axes: [{ scale: "loss", label: "validation loss" }], height: 200 });
+  accChart ??= new Chart(byId("compare-acc"), { xLabel: "epoch", axes: [{ scale: "acc", label: "validation accuracy", percent: true }], height: 200, yRange: { acc: [0, 1] }, wholeX: true });
+  lossChart ??= new Chart(byId("compare-loss"), { xLabel: "epoch", axes: [{ scale: "loss", label: "validation loss" }], height: 200, wholeX: true });
   const rowsOf = (d) => [...(d.run.history?.[d.train] || [])].sort((a, b) => a.epoch - b.epoch);
   const table = (d, key) => {
     const rows = rowsOf(d);
