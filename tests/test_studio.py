@@ -243,7 +243,7 @@ def test_checks_before_work_name_the_node_and_field_that_fix_them(root, monkeypa
         [(node, field, message)] = problems_of(client, graph(train={"batch_size": 1000}))
         assert (node, field) == ("train", "batch_size") and "21 training images" in message
         [(node, field, message)] = problems_of(client, graph("broken"))
-        assert (node, field) == ("convert", "skip_invalid") and "a.png" in message and "tick skip_invalid" in message
+        assert (node, field) == ("convert", "skip_invalid") and "a.png" in message and "(skip_invalid)" in message
         assert problems_of(client, graph("broken", convert={"skip_invalid": True})) == []
         separate = graph()
         separate["nodes"].insert(1, {"id": "convert-2", "module": "convert", "params": {"source": "birds"}})

@@ -404,6 +404,31 @@ def test_a_parameter_is_refused_at_its_field_with_the_librarys_message(studio, b
     assert not _all(driver, "[aria-invalid='true']")
 
 
+def test_an_unreadable_photo_is_found_before_work_and_skip_unreadable_images_is_offered_at_its_field(
+    browser, tmp_path
+):
+    """A phone export with one truncated JPEG: the quick scan names it at Convert's "Skip unreadable images"
+    before any work, Submit waits; ticking it lets the run start."""
+    root = _phone_export(tmp_path / "root")
+    photo = root / PHONE_EXPORT / CLASSES[0] / "2022" / "05" / "IMG_0100.jpg"
+    noise(64, 64, seed=9).save(photo, quality=90)
+    photo.write_bytes(photo.read_bytes()[:200])  # cut short, as a phone's interrupted copy
+    driver = browser
+    with _studio(root) as base:
+        _open(driver, base)
+        _choose_phone_export(driver)
+        _small(driver)
+        _wait(driver, 60).until(lambda d: _q(d, '.box[data-node="convert"]').get_attribute("data-problems") == "1")
+        assert not _q(driver, "#submit").is_enabled()
+        _select(driver, "convert")
+        error = _q(driver, '#params .field[data-field="skip_invalid"] .field-error')
+        assert "IMG_0100.jpg" in error.text and "Skip unreadable images" in error.text
+        assert _q(driver, '#params .field[data-field="skip_invalid"] > label').text == "Skip unreadable images"
+        _q(driver, '#params [name="skip_invalid"]').click()
+        _wait(driver, 60).until(lambda d: _q(d, "#submit").is_enabled())
+        assert not _all(driver, "[aria-invalid='true']")
+
+
 # --- (c) the file browser -----------------------------------------------------------------------------------------
 
 

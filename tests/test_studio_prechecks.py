@@ -96,7 +96,10 @@ def test_the_scan_reports_exactly_the_images_convert_refuses(tmp_path):
     assert (len(out), out.class_counts()) == (facts.images, facts.classes)
 
     problem = unreadable_problem(facts, skip_invalid=False, source="src")
-    assert problem.startswith("4 of 9 images in src cannot be used:") and "tick skip_invalid" in problem
+    assert (
+        problem.startswith("4 of 9 images in src cannot be used:")
+        and 'tick "Skip unreadable images" (skip_invalid)' in problem
+    )
     assert all(name in problem for name in refused)
     assert unreadable_problem(facts, skip_invalid=True, source="src") is None
 

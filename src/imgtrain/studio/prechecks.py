@@ -84,7 +84,7 @@ def unreadable_problem(facts: SourceFacts, skip_invalid: bool, source: str) -> s
             listed += f"\n  ... and {facts.unreadable_count - len(facts.unreadable)} more"
         error = InvalidDatasetError(
             f"{facts.unreadable_count} of {total} images in {source} cannot be used:\n{listed}",
-            hint="tick skip_invalid to leave them out, or fix or remove these files.",
+            hint='tick "Skip unreadable images" (skip_invalid) to leave them out, or fix or remove these files.',
         )
         return str(error)
     if facts.images == 0:
