@@ -109,6 +109,8 @@ def test_a_run_goes_through_its_graph_node_by_node_and_each_node_shows_its_outpu
         steps = [(e["node"], e["status"]) for e in events if e["kind"] == "step"]
         assert steps[:2] == [("convert", "running"), ("convert", "done")] and steps[-1] == ("evaluate", "done")
         assert {e["node"] for e in events if e["kind"] == "epoch"} == {"train"} and "event: end" in stream
+        counted = {(e["node"], e["total"], e["unit"]) for e in events if e["kind"] == "progress" and "total" in e}
+        assert ("convert", 24, "img") in counted  # feedback before training starts (3 images score in one batch)
         panels = {n: client.get(f"/api/runs/{run_id}/nodes/{n}", headers=AUTH).json() for n in layout["order"]}
         assert panels["convert"]["parts"]["images"]["classes"] == {"cat": 12, "dog": 12}
         split = panels["split"]["parts"]

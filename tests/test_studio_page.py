@@ -404,9 +404,7 @@ def test_a_parameter_is_refused_at_its_field_with_the_librarys_message(studio, b
     assert not _all(driver, "[aria-invalid='true']")
 
 
-def test_an_unreadable_photo_is_found_before_work_and_skip_unreadable_images_is_offered_at_its_field(
-    browser, tmp_path
-):
+def test_an_unreadable_photo_is_found_before_work_and_skip_unreadable_images_is_offered_at_its_field(browser, tmp_path):
     """A phone export with one truncated JPEG: the quick scan names it at Convert's "Skip unreadable images"
     before any work, Submit waits; ticking it lets the run start."""
     root = _phone_export(tmp_path / "root")

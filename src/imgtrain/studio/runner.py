@@ -121,7 +121,7 @@ def work(root: str, folder: str, request: dict[str, Any], server_alive: Any) -> 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     os.environ[CACHE_ENV] = str(Path(root) / STATE_DIR / "decoded-cache")  # what the studio writes stays under the root
-    os.environ.setdefault(PROGRESS_ENV, "1")  # convert's and score's counts reach the page at least each second
+    os.environ.setdefault(PROGRESS_ENV, "0")  # every tenth of convert and score reaches the page (10 events a step)
     logger = logging.getLogger("imgtrain")
     logger.setLevel(logging.INFO)
     events = _Events(out / EVENTS)
