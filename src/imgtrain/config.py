@@ -335,6 +335,8 @@ EXPLAIN_COUNT = 8
 UNKNOWN_LABEL = "unknown"
 PROBABILITY_PREFIX = "Scored Probabilities_"  # the scores' column of each class: the prefix, then the class
 SCORED_LABELS = "Scored Labels"  # the scores' column of the answer
+#: Between the classes of one image in a CSV cell (a manifest's 'labels' column; multi-label scores' answers).
+LABEL_SEPARATOR = ";"
 BEST_GUESS = "Best Guess"  # the scores column that keeps the top class when the label is UNKNOWN_LABEL
 
 

@@ -123,16 +123,22 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
 
 
-def format_problem(data: Any, fmt: str, version: int, kinds: dict[str, str] | None = None) -> str | None:
-    """What keeps `data` from being a document of format `fmt` at `version` (None when it is one)."""
+def format_problem(
+    data: Any, fmt: str, version: int | tuple[int, ...], kinds: dict[str, str] | None = None
+) -> str | None:
+    """What keeps `data` from being a document of format `fmt` at `version` (or one of several versions this
+    imgtrain reads); None when it is one."""
     kind = data.get("format") if isinstance(data, dict) else None
     if kind != fmt:
         known = (kinds or {}).get(kind) if isinstance(kind, str) else None  # a hand-edited format may be anything
         return f"it is {known}" if known else f"it is not a {fmt} document (format {str(kind)[:60]!r})"
-    if data.get("format_version") != version:
+    versions = version if isinstance(version, tuple) else (version,)
+    found = data.get("format_version")
+    if found not in versions:
+        readable = " or ".join(map(str, versions))
         return (
-            f"it has format_version {data.get('format_version')!r}; this imgtrain reads {version} (upgrade "
-            "imgtrain, or recreate it with this version)"
+            f"it has format_version {found!r}; this imgtrain reads {readable} (upgrade imgtrain, or recreate it "
+            "with this version)"
         )
     return None
 
@@ -140,7 +146,7 @@ def format_problem(data: Any, fmt: str, version: int, kinds: dict[str, str] | No
 def read_versioned_json(
     path: Path,
     fmt: str,
-    version: int,
+    version: int | tuple[int, ...],
     error: type[ImgtrainError],
     hint: str | None = None,
     kinds: dict[str, str] | None = None,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.image_directory import ImageDirectory, ImageRecord
+from ..data.image_directory import ImageDirectory, ImageRecord, single_label
 from ..errors import MissingDependencyError, ParameterError
 from ..files import atomic_write_json, building_dir
 from ..parallel import process_map
@@ -61,6 +61,8 @@ def audit(
     """Audit an image directory (and its overlap with `against`); return the report, written to `out` if given."""
     _require_libraries(check_labels)
     directories = [ImageDirectory.open(images)] + [ImageDirectory.open(a) for a in against]
+    for directory in directories:
+        directory.require_single_label("audit")
     roots = [d.root.resolve() for d in directories]
     if len(set(roots)) < len(roots):
         raise ParameterError("The same image directory is given twice.", hint="give each directory once.")
@@ -202,7 +204,8 @@ def _label_check(
     classes = [c for c, n in directory.class_counts().items() if n]
     index: dict[str | None, int] = {c: k for k, c in enumerate(classes)}  # labeled: every label is a class
     features = _stacked([facts[i].thumbnail for i in mine], np.zeros((0, 1)))
-    result = label_issues(features, np.array([index[entries[i].record.label] for i in mine]), classes, seed, progress)
+    labels = [index[single_label(entries[i].record.label)] for i in mine]  # audit() refused multi-label directories
+    result = label_issues(features, np.array(labels), classes, seed, progress)
     for issue in result["issues"]:
         issue.update(entries[mine[issue.pop("position")]].ref())
     return result

@@ -13,7 +13,7 @@ from ..errors import InvalidDatasetError
 from ..files import atomic_write_json, building_dir
 from . import remote
 from .decoding import DecodedCache, default_cache_dir, report_usage
-from .image_directory import ImageDirectory, list_problems, write_image_directory
+from .image_directory import MULTILABEL, ImageDirectory, label_list, list_problems, write_image_directory
 from .imaging import HEIF_INSTALL
 from .ingest import ImportResult, import_images
 from .readers import Candidate, LeftOut, Listing, create_reader, folder_images, printable
@@ -63,8 +63,9 @@ def convert(
         shutil.rmtree(tmp / ".extract", ignore_errors=True)
         shutil.rmtree(tmp / ".download", ignore_errors=True)
         _check_usable(src, listing, imported, bad, skip_invalid)
-        classes = sorted({r.label for r in imported.records if r.label is not None})
-        write_image_directory(tmp, classes, imported.records)
+        classes = sorted({label for r in imported.records for label in label_list(r.label)})
+        multilabel = any(isinstance(c.label, tuple) for c in listing.candidates)
+        write_image_directory(tmp, classes, imported.records, MULTILABEL if multilabel else None)
         _write_report(
             tmp / REPORT_NAME,
             remote.display(url) if url else str(src),

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import InvalidDatasetError
 from .decoding import decode_full
-from .image_directory import ImageDirectory
+from .image_directory import ImageDirectory, single_label
 from .imaging import BadImage, read_image_file
 
 
@@ -24,7 +24,8 @@ class ImageDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.classes = tuple(directory.classes if classes is None else classes)
         index = {c: i for i, c in enumerate(self.classes)}
-        unknown = sorted({r.label for r in directory.records if r.label is not None} - set(index))
+        labels = [single_label(r.label) for r in directory.records]  # directory.dataset() refused multi-label ones
+        unknown = sorted({label for label in labels if label is not None} - set(index))
         if unknown:
             raise InvalidDatasetError(
                 f"The image directory {directory.root} has labels that are not among the classes "
@@ -32,7 +33,7 @@ class ImageDataset(torch.utils.data.Dataset):
                 hint="use image directories with the same classes.",
             )
         self.paths = np.array([str(directory.root / r.path) for r in directory.records])
-        self.labels = np.array([-1 if r.label is None else index[r.label] for r in directory.records], dtype=np.int64)
+        self.labels = np.array([-1 if label is None else index[label] for label in labels], dtype=np.int64)
         self.sizes = np.array([(r.width, r.height) for r in directory.records], dtype=np.int64).reshape(-1, 2)
 
     def __len__(self) -> int:

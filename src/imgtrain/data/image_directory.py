@@ -2,9 +2,11 @@
 
 Layout (documented in docs/formats.md)::
 
-    DIR/imgtrain-images.json   meta: format, format_version, labeled, classes, num_images
+    DIR/imgtrain-images.json   meta: format, format_version, labeled, classes, num_images (version 2: task)
     DIR/images.jsonl           one JSON object per image: id, path, label, width, height, source
     DIR/images/...             the image files
+
+A multi-label directory (version 2, task "multilabel") gives each image a list of classes, possibly empty.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ META_NAME = "imgtrain-images.json"
 INDEX_NAME = "images.jsonl"
 IMAGES_DIR = "images"
 FORMAT = "imgtrain.image_directory"
+#: Single-label directories are still written as version 1, which every imgtrain reads; a multi-label one is
+#: version 2, which adds "task".
 FORMAT_VERSION = 1
+MULTILABEL_VERSION = 2
+READ_VERSIONS = (FORMAT_VERSION, MULTILABEL_VERSION)
+SINGLE_LABEL, MULTILABEL = "single_label", "multilabel"
+TASKS = (SINGLE_LABEL, MULTILABEL)
 FINGERPRINT_BYTES = 4096  # read from each end of every image to tell one image directory from another
 
 
@@ -45,7 +53,7 @@ class ImageRecord:
 
     id: int
     path: str
-    label: str | None
+    label: str | list[str] | None  # a list (possibly empty) in a multi-label directory
     width: int
     height: int
     source: str | None = None
@@ -59,19 +67,25 @@ def safe_relative_path(path: str) -> bool:
     return not pure.is_absolute() and ".." not in pure.parts and pure.parts[:1] != ("",)
 
 
-def write_image_directory(root: Path, classes: Sequence[str], records: Sequence[ImageRecord]) -> None:
-    """Write the index and meta file of an image directory whose images are already in `root`."""
+def write_image_directory(
+    root: Path, classes: Sequence[str], records: Sequence[ImageRecord], task: str | None = None
+) -> None:
+    """Write the index and meta file of an image directory whose images are already in `root`; multi-label when
+    `task` says so or a record's label is a list."""
     labeled = bool(records) and all(r.label is not None for r in records)
     if not records:
         labeled = bool(classes)
+    multilabel = task == MULTILABEL or any(isinstance(r.label, list) for r in records)
     lines = [json.dumps(asdict(r), ensure_ascii=False) for r in records]
     atomic_write_text(Path(root) / INDEX_NAME, "".join(line + "\n" for line in lines))
+    task_fields = {"task": MULTILABEL} if multilabel else {}
     atomic_write_json(
         Path(root) / META_NAME,
         {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "labeled": labeled,
+            "format_version": MULTILABEL_VERSION if multilabel else FORMAT_VERSION,
+            **task_fields,
+            "labeled": labeled or multilabel,
             "classes": list(classes),
             "num_images": len(records),
             "index": INDEX_NAME,
@@ -83,19 +97,32 @@ def write_image_directory(root: Path, classes: Sequence[str], records: Sequence[
 class ImageDirectory:
     """An opened, validated image directory: its classes and image records."""
 
-    def __init__(self, root: Path, classes: Sequence[str], records: Sequence[ImageRecord], labeled: bool):
+    def __init__(
+        self,
+        root: Path,
+        classes: Sequence[str],
+        records: Sequence[ImageRecord],
+        labeled: bool,
+        task: str = SINGLE_LABEL,
+    ):
         self.root = Path(root)
         self.classes: tuple[str, ...] = tuple(classes)
         self.records: tuple[ImageRecord, ...] = tuple(records)
         self.labeled = labeled
+        self.task = task
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether each image has a list of classes (possibly empty) rather than one."""
+        return self.task == MULTILABEL
 
     @classmethod
     def open(cls, path: str | Path) -> ImageDirectory:
         """Open and validate the image directory at `path`; raise InvalidDatasetError saying what is wrong."""
         root = Path(path)
         meta = _read_meta(root)
-        classes = meta["classes"]
-        records, problems = _read_index(root, classes, meta["labeled"])
+        classes, task = meta["classes"], meta.get("task", SINGLE_LABEL)
+        records, problems = _read_index(root, classes, meta["labeled"], task == MULTILABEL)
         if not problems and len(records) != meta["num_images"]:
             problems.append(f"{META_NAME} says {meta['num_images']} images, {INDEX_NAME} lists {len(records)}")
         if problems:
@@ -103,7 +130,7 @@ class ImageDirectory:
                 f"The image directory {root} is damaged ({len(problems)} problems):\n{list_problems(problems)}",
                 hint=f"recreate it with `imgtrain convert SOURCE {root} --overwrite`.",
             )
-        return cls(root, classes, records, meta["labeled"])
+        return cls(root, classes, records, meta["labeled"], task)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -113,6 +140,7 @@ class ImageDirectory:
 
     def __repr__(self) -> str:
         kind = f"{len(self.classes)} classes" if self.labeled else "unlabeled"
+        kind += ", multi-label" if self.multilabel else ""
         return f"ImageDirectory({str(self.root)!r}, {len(self)} images, {kind})"
 
     def image_path(self, index: int) -> Path:
@@ -150,12 +178,21 @@ class ImageDirectory:
         return digest.hexdigest()[:32]
 
     def class_counts(self) -> dict[str, int]:
-        """Number of images per class, in class order."""
+        """Number of images per class, in class order (multi-label: the images that have the class)."""
         counts = dict.fromkeys(self.classes, 0)
         for r in self.records:
-            if r.label is not None:
-                counts[r.label] += 1
+            for label in label_list(r.label):
+                counts[label] += 1
         return counts
+
+    def require_single_label(self, what: str) -> None:
+        """InvalidDatasetError when this directory is multi-label and `what` reads single-label data only."""
+        if self.multilabel:
+            raise InvalidDatasetError(
+                f"The image directory {self.root} is multi-label (each image has a list of classes); {what} reads "
+                "single-label image directories only in this version of imgtrain.",
+                hint="convert a manifest with one label per image, or class folders, for this step.",
+            )
 
     def require_labels(self, role: str = "training") -> None:
         """Raise NotLabeledDatasetError when this directory has no labels."""
@@ -178,6 +215,7 @@ class ImageDirectory:
         """
         from .dataset import ImageDataset
 
+        self.require_single_label("training and scoring")
         return ImageDataset(self, transform, classes)
 
 
@@ -203,9 +241,13 @@ def _read_meta(root: Path) -> dict[str, Any]:
         hint = f"create one with `imgtrain convert {root} OUT`."
         raise InvalidDatasetError(f"{root} is not an imgtrain image directory: it has no {META_NAME}.", hint=hint)
     meta = read_versioned_json(
-        meta_path, FORMAT, FORMAT_VERSION, InvalidDatasetError, f"recreate it with `imgtrain convert SOURCE {root}`."
+        meta_path, FORMAT, READ_VERSIONS, InvalidDatasetError, f"recreate it with `imgtrain convert SOURCE {root}`."
     )
     problems = []
+    if meta.get("task", SINGLE_LABEL) not in TASKS or (meta.get("task") == MULTILABEL) != (
+        meta["format_version"] == MULTILABEL_VERSION
+    ):
+        problems.append(f"'task' must be {MULTILABEL!r} in a version-2 directory, and absent in a version-1 one")
     classes = meta.get("classes")
     if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
         problems.append("'classes' must be a list of non-empty strings")
@@ -223,7 +265,7 @@ def _read_meta(root: Path) -> dict[str, Any]:
     return meta
 
 
-def _read_index(root: Path, classes: list[str], labeled: bool) -> tuple[list[ImageRecord], list[str]]:
+def _read_index(root: Path, classes: list[str], labeled: bool, multilabel: bool) -> tuple[list[ImageRecord], list[str]]:
     index_path = root / INDEX_NAME
     known = set(classes)
     records: list[ImageRecord] = []
@@ -247,7 +289,7 @@ def _read_index(root: Path, classes: list[str], labeled: bool) -> tuple[list[Ima
                 if record is None:
                     problems.append(f"{where}: not an image record")
                     continue
-                problem = _record_problem(record, known, labeled, seen_ids)
+                problem = _record_problem(record, known, labeled, seen_ids, multilabel)
                 if problem is None and not (root / record.path).is_file():
                     problem = f"image file {record.path} is missing"
                 if problem:
@@ -260,7 +302,21 @@ def _read_index(root: Path, classes: list[str], labeled: bool) -> tuple[list[Ima
     return records, problems
 
 
-def _record_problem(r: ImageRecord, known: set[str], labeled: bool, seen_ids: set[int]) -> str | None:
+def single_label(label: str | list[str] | tuple[str, ...] | None) -> str | None:
+    """The one class of an image of single-label data (None when unlabeled); multi-label data is refused before any
+    single-label step reads it, so a list here is a bug."""
+    assert not isinstance(label, list | tuple), "multi-label data reached a single-label step"
+    return label
+
+
+def label_list(label: str | Sequence[str] | None) -> list[str]:
+    """An image's classes as a list: [] when unlabeled, [label] for one label, the list itself for several."""
+    if label is None:
+        return []
+    return [label] if isinstance(label, str) else list(label)
+
+
+def _record_problem(r: ImageRecord, known: set[str], labeled: bool, seen_ids: set[int], multilabel: bool) -> str | None:
     if not is_integer(r.id, 0):
         return f"id {r.id!r} is not a non-negative integer"
     if r.id in seen_ids:
@@ -271,7 +327,12 @@ def _record_problem(r: ImageRecord, known: set[str], labeled: bool, seen_ids: se
         return f"width/height {r.width!r}x{r.height!r} are not positive integers"
     if r.source is not None and not isinstance(r.source, str):
         return "source must be a string or null"
-    if labeled:
+    if multilabel:
+        if not isinstance(r.label, list) or not all(isinstance(c, str) and c in known for c in r.label):
+            return f"label {r.label!r} is not a list of the classes"
+        if len(set(r.label)) != len(r.label):
+            return f"label {r.label!r} names a class twice"
+    elif labeled:
         if not isinstance(r.label, str) or r.label not in known:
             return f"label {r.label!r} is not one of the classes"
     elif r.label is not None:

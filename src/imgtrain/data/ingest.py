@@ -99,7 +99,8 @@ def import_images(
     for k, (c, ident, outcome) in enumerate(zip(candidates, ids, outcomes, strict=True)):
         if outcome.ok:
             path = f"{IMAGES_DIR}/{k:0{digits}d}{outcome.extension}"
-            result.records.append(ImageRecord(ident, path, c.label, outcome.width, outcome.height, c.source))
+            label = list(c.label) if isinstance(c.label, tuple) else c.label  # a multi-label image's classes
+            result.records.append(ImageRecord(ident, path, label, outcome.width, outcome.height, c.source))
         else:
             (result.undecodable if outcome.missing_decoder else result.bad).append(LeftOut(c.source, outcome.reason))
     return result

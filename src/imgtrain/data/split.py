@@ -1,4 +1,5 @@
-"""Split Image Directory: one image directory into two parts, stratified by class."""
+"""Split Image Directory: one image directory into two parts, stratified by class (multi-label: by iterative
+stratification, each class's share as even as the other classes of its images allow)."""
 
 from __future__ import annotations
 
@@ -15,18 +16,25 @@ from ..config import check_seed
 from ..errors import ParameterError
 from ..files import building_dir
 from ..params import is_number
-from .image_directory import IMAGES_DIR, ImageDirectory, ImageRecord, write_image_directory
+from .image_directory import IMAGES_DIR, ImageDirectory, ImageRecord, single_label, write_image_directory
 
 log = logging.getLogger(__name__)
 
 
-def split_indices(labels: Sequence[str | None], fraction: float, seed: int, stratify: bool = True) -> list[int]:
-    """Positions of the first part: floor(fraction x n) of them, drawn per class when `stratify`."""
+def split_indices(
+    labels: Sequence[str | list[str] | tuple[str, ...] | None], fraction: float, seed: int, stratify: bool = True
+) -> list[int]:
+    """Positions of the first part: floor(fraction x n) of them, drawn per class when `stratify` (iteratively when
+    the labels are lists of classes)."""
     n = len(labels)
     total = math.floor(fraction * n + 1e-9)
     rng = np.random.default_rng(seed)
-    named = [label for label in labels if label is not None]
-    if not stratify or len(named) < n:
+    if not stratify:
+        return sorted(rng.permutation(n)[:total].tolist())
+    if any(isinstance(label, list | tuple) for label in labels):
+        return _iterative_indices([list(label or ()) for label in labels], fraction, total, rng)
+    named = [single for label in labels if (single := single_label(label)) is not None]
+    if len(named) < n:
         return sorted(rng.permutation(n)[:total].tolist())
     groups: dict[str, list[int]] = {}
     for i, label in enumerate(named):
@@ -43,6 +51,44 @@ def split_indices(labels: Sequence[str | None], fraction: float, seed: int, stra
         members = groups[name]
         chosen.extend(members[j] for j in rng.permutation(len(members))[:q])
     return sorted(chosen)
+
+
+def _iterative_indices(label_sets: list[list[str]], fraction: float, total: int, rng: np.random.Generator) -> list[int]:
+    """Iterative stratification (Sechidis, Tsoumakas and Vlahavas, 2011) into two parts, the first of exactly `total`
+    images: the rarest class left is placed first, each of its images into the part that still wants most of that
+    class (then most images, then at random); images with no class fill what is left."""
+    n = len(label_sets)
+    wanted = [total, n - total]
+    by_class: dict[str, list[int]] = {}
+    for i in rng.permutation(n).tolist():
+        for name in label_sets[i]:
+            by_class.setdefault(name, []).append(i)
+    wanted_of = {name: [fraction * len(members), (1 - fraction) * len(members)] for name, members in by_class.items()}
+    left = {name: len(members) for name, members in by_class.items()}
+    rank = {name: r for r, name in enumerate(rng.permutation(sorted(by_class)).tolist())}
+    part: dict[int, int] = {}
+    while any(left.values()):
+        rarest = min((name for name in left if left[name]), key=lambda name: (left[name], rank[name]))
+        for i in by_class[rarest]:
+            if i in part:
+                continue
+            if min(wanted) <= 0:
+                chosen = 0 if wanted[1] <= 0 else 1
+            else:
+                want = wanted_of[rarest]
+                keys = [(want[k], wanted[k], rng.random()) for k in (0, 1)]
+                chosen = 0 if keys[0] > keys[1] else 1
+            part[i] = chosen
+            wanted[chosen] -= 1
+            for name in label_sets[i]:
+                wanted_of[name][chosen] -= 1
+                left[name] -= 1
+    for i in rng.permutation(n).tolist():
+        if i not in part:
+            chosen = 0 if wanted[0] > 0 else 1
+            part[i] = chosen
+            wanted[chosen] -= 1
+    return sorted(i for i, k in part.items() if k == 0)
 
 
 def split(
@@ -76,7 +122,7 @@ def split(
     ):
         for tmp, records in zip((tmp1, tmp2), parts, strict=True):
             _place_images(directory.root, tmp, records)
-            write_image_directory(tmp, directory.classes if directory.labeled else [], records)
+            write_image_directory(tmp, directory.classes if directory.labeled else [], records, directory.task)
     for out, records in zip((out1, out2), parts, strict=True):
         if not records:
             log.warning("%s received no images (fraction %s of %d images)", out, fraction, len(directory))

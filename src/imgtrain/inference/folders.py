@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.image_directory import META_NAME
+from ..data.image_directory import META_NAME, single_label
 from ..data.imaging import read_image_file
 
 log = logging.getLogger(__name__)
@@ -48,5 +48,5 @@ def list_folder(path: str | Path) -> FolderImages:
         [c.file for c in found],
         [printable(str(c.file.resolve())) for c in found],
         [c.source for c in found],
-        [c.label for c in found],
+        [single_label(c.label) for c in found],  # class folders: one class each
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..data.archives import archive_kind
 from ..data.decoding import rgb_image
-from ..data.image_directory import INDEX_NAME, META_NAME, ImageDirectory
+from ..data.image_directory import INDEX_NAME, META_NAME, ImageDirectory, label_list
 from ..data.imaging import HEIF_INSTALL, BadImage, MissingDecoder, open_reduced, read_image_file
 from ..data.ingest import DEFAULT_RESIZE
 from ..data.readers import Candidate, Listing, create_reader
@@ -186,8 +186,7 @@ def _facts(source: Path, listing: Listing, verdicts: list[Verdict]) -> SourceFac
     undecodable = 0
     for c, verdict in zip(listing.candidates, verdicts, strict=True):
         if verdict is None:
-            if c.label is not None:
-                counts[c.label] += 1
+            counts.update(label_list(c.label))
         elif verdict[0] == "undecodable":
             undecodable += 1
         else:

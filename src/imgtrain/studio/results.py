@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import PROBABILITY_PREFIX, SCORED_LABELS
-from ..data.image_directory import ImageDirectory
+from ..data.image_directory import ImageDirectory, label_list
 from .events import read_events
 from .graph import MODEL_MODULES, MODULES, resolve, run_graph
 from .pipeline import LAYOUT, initial_layout
@@ -139,7 +139,7 @@ def _images(root: Path, path: Path) -> dict[str, Any]:
     directory = ImageDirectory.open(path)
     records = list(directory.records)
     if directory.labeled:  # a few of each class, so every class shows
-        by_class = {c: [r for r in records if r.label == c][:3] for c in directory.classes}
+        by_class = {c: [r for r in records if c in label_list(r.label)][:3] for c in directory.classes}
         records = [r for r in itertools.chain(*itertools.zip_longest(*by_class.values())) if r is not None]
     return {
         "images": len(directory),

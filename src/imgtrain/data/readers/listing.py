@@ -14,7 +14,7 @@ class Candidate:
 
     file: Path
     source: str
-    label: str | None
+    label: str | tuple[str, ...] | None  # a tuple (possibly empty) for a multi-label source
     id: int | None = None
 
 
@@ -45,7 +45,7 @@ class Listing:
         kept, misnamed = [], list(self.misnamed)
         for c in self.candidates:
             source = printable(c.source)
-            if c.label is not None and printable(c.label) != c.label:
+            if isinstance(c.label, str) and printable(c.label) != c.label:
                 reason = f"the class folder name '{printable(c.label)}' is not UTF-8; rename it"
                 misnamed.append(LeftOut(source, reason))
             else:
@@ -67,7 +67,13 @@ def printable(name: str) -> str:
 
 
 def check_all_or_none_labeled(found: list[Candidate], problems: list[str]) -> None:
-    """Add to `problems` the unlabeled images of a source where other images have a label."""
+    """Add to `problems` the unlabeled images of a source where other images have a label, and the images with one
+    label where others have a list (a source is single-label or multi-label, not both)."""
     unlabeled = [c.source for c in found if c.label is None]
     if unlabeled and len(unlabeled) != len(found):
         problems.extend(f"{name}: no label while other images have one" for name in unlabeled)
+    lists = [c.source for c in found if isinstance(c.label, tuple)]
+    if lists and len(lists) != len(found) - len(unlabeled):
+        problems.extend(
+            f"{c.source}: one label while other images have a list" for c in found if isinstance(c.label, str)
+        )

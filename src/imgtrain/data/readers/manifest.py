@@ -1,4 +1,7 @@
-"""Manifests: a CSV (path,label) or JSON-lines ({"path": ..., "label": ...}) file listing images by path."""
+"""Manifests: a CSV (path,label or path,labels) or JSON-lines ({"path": ..., "label": ...}) file listing images by
+path. A label that is a list (JSON lines), or a 'labels' column of classes joined by ';' (CSV), makes the source
+multi-label; an empty list means "none of the classes". Azure AutoML's JSON lines ({"image_url": ..., "label":
+[...]}) read as they are."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...config import LABEL_SEPARATOR
 from ...errors import InvalidDatasetError
 from ...params import is_integer
 from ..image_directory import list_problems
@@ -14,12 +18,15 @@ from .listing import Candidate, Listing, check_all_or_none_labeled, printable
 
 CSV_SUFFIX = ".csv"
 JSON_LINES_SUFFIXES = (".jsonl", ".json", ".ndjson")
+#: Azure AutoML's manifests name the image "image_url" (relative to the manifest here).
+PATH_KEYS = ("path", "image_url")
 MANIFEST_SUFFIXES = (CSV_SUFFIX, *JSON_LINES_SUFFIXES)
 
 
 @dataclass(frozen=True)
 class CsvManifestReader:
-    """A CSV manifest with a header line naming a 'path' column and optionally a 'label' one (any case)."""
+    """A CSV manifest with a header line naming a 'path' column and optionally a 'label' one, or a 'labels' one
+    holding each image's classes joined by ';' (any case)."""
 
     manifest: Path
     allow_outside: bool = False
@@ -36,8 +43,16 @@ class CsvManifestReader:
                         f"The manifest {self.manifest} has no 'path' column (columns: {reader.fieldnames}).",
                         hint="start the CSV with a header line 'path,label' (label is optional).",
                     )
+                if "label" in fields and "labels" in fields:
+                    raise InvalidDatasetError(
+                        f"The manifest {self.manifest} has both a 'label' and a 'labels' column.",
+                        hint="keep 'label' (one class per image) or 'labels' (classes joined by ';'), not both.",
+                    )
                 for lineno, row in enumerate(reader, 2):
-                    label = row.get(fields["label"]) if "label" in fields else None
+                    label: str | list[str] | None = row.get(fields["label"]) if "label" in fields else None
+                    if "labels" in fields:
+                        cell = row.get(fields["labels"]) or ""
+                        label = [name for name in (n.strip() for n in cell.split(LABEL_SEPARATOR)) if name]
                     rows.append((lineno, {"path": row.get(fields["path"]), "label": label}))
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise InvalidDatasetError(f"The manifest {self.manifest} cannot be read: {exc}.") from None
@@ -85,15 +100,17 @@ def _listing(manifest: Path, rows: list[tuple[int, dict]], allow_outside: bool) 
     problems: list[str] = []
     found: list[Candidate] = []
     for lineno, row in rows:
-        path, label = row.get("path"), row.get("label")
-        if is_integer(label):
-            label = str(label)
-        if isinstance(label, str):
-            label = label.strip() or None
+        path = next((row[key] for key in PATH_KEYS if key in row), None)
+        label, problem = _label(row.get("label"))
         if not isinstance(path, str) or not path.strip():
             problems.append(f"line {lineno}: no path")
-        elif label is not None and not isinstance(label, str):
-            problems.append(f"line {lineno}: label {label!r} is not a string")
+        elif "://" in path:
+            problems.append(
+                f"line {lineno}: {path[:80]!r} is a URL; put the images beside the manifest and name "
+                "them by relative paths"
+            )
+        elif problem:
+            problems.append(f"line {lineno}: {problem}")
         else:
             found.append(Candidate(base / path.strip(), path.strip(), label))
     check_all_or_none_labeled(found, problems)
@@ -107,6 +124,25 @@ def _listing(manifest: Path, rows: list[tuple[int, dict]], allow_outside: bool) 
     if not allow_outside:
         _check_inside(manifest, found)
     return Listing(tuple(found))
+
+
+def _label(raw: object) -> tuple[str | tuple[str, ...] | None, str | None]:
+    """A row's label: one class name, a tuple of them (multi-label, possibly empty) or None; or what is wrong."""
+    if is_integer(raw):
+        raw = str(raw)
+    if isinstance(raw, str):
+        return raw.strip() or None, None
+    if raw is None:
+        return None, None
+    if not isinstance(raw, list):
+        return None, f"label {raw!r:.80} is neither a class name nor a list of them"
+    names = [str(n) if is_integer(n) else n for n in raw]
+    if not all(isinstance(n, str) and n.strip() for n in names):
+        return None, f"label {raw!r:.80} must list class names"
+    stripped = tuple(n.strip() for n in names)
+    if len(set(stripped)) != len(stripped):
+        return None, f"label {raw!r:.80} names a class twice"
+    return stripped, None
 
 
 def _check_inside(manifest: Path, candidates: list[Candidate]) -> None:
