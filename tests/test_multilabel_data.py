@@ -160,5 +160,21 @@ def test_single_label_steps_refuse_a_multilabel_directory_by_name(tmp_path):
     with pytest.raises(InvalidDatasetError, match="is multi-label") as caught:
         directory.dataset()
     assert "single-label" in str(caught.value)
-    with pytest.raises(InvalidDatasetError, match="audit reads single-label image directories only"):
-        imgtrain.audit(directory.root, check_labels=False)
+
+
+def test_audit_counts_a_multilabel_directory_and_finds_copies_whose_label_sets_differ(tmp_path):
+    _images(tmp_path / "src", FRIDGE)
+    (tmp_path / "src" / "b" / "copy.png").write_bytes((tmp_path / "src" / "a" / "1.png").read_bytes())
+    rows = [{"path": p, "label": labels} for p, labels in FRIDGE.items()]
+    rows.append({"path": "b/copy.png", "label": ["can"]})  # the same photo as a/1.png, tagged differently
+    manifest = _jsonl(tmp_path / "src" / "list.jsonl", rows)
+    directory = imgtrain.convert(manifest, tmp_path / "out", workers=1)
+    report = imgtrain.audit(directory.root, out=tmp_path / "audit", progress=False)
+    assert "<b>milk_bottle; can</b>" in (tmp_path / "audit" / "audit.html").read_text()  # the page names each set
+    [described] = report["directories"]
+    assert described["class_counts"] == {"can": 4, "carton": 1, "milk_bottle": 3}
+    assert described["imbalance_ratio"] == 4.0 and described["classes_per_image"] == {0: 1, 1: 3, 2: 1, 3: 1}
+    [conflict] = report["conflicting_labels"]
+    assert conflict["labels"] == ["can", "can;milk_bottle"]
+    assert {r["source"] for r in conflict["images"]} == {"a/1.png", "b/copy.png"}
+    assert report["label_issues"]["checked"] is False and "single-label" in report["label_issues"]["reason"]

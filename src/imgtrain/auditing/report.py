@@ -46,7 +46,8 @@ def _thumbnail(path: Path) -> str:
 def _figure(ref: dict[str, Any], directories: list[ImageDirectory], caption: str = "") -> str:
     directory = directories[ref["directory"]]
     uri = _thumbnail(directory.root / ref["path"])
-    label = "" if ref["label"] is None else f"<b>{html.escape(ref['label'])}</b><br>"
+    shown = "; ".join(ref["label"]) or "no class" if isinstance(ref["label"], list) else ref["label"]
+    label = "" if shown is None else f"<b>{html.escape(shown)}</b><br>"
     where = html.escape(f"[{ref['directory']}] {ref['source'] or ref['path']}")
     image = f'<img src="{uri}" alt="">' if uri else '<span class="bad">unreadable</span>'
     return f"<figure>{image}<figcaption>{label}{where}{caption}</figcaption></figure>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.image_directory import ImageDirectory, ImageRecord, single_label
+from ..config import LABEL_SEPARATOR
+from ..data.image_directory import ImageDirectory, ImageRecord, label_list, single_label
 from ..errors import MissingDependencyError, ParameterError
 from ..files import atomic_write_json, building_dir
 from ..parallel import process_map
@@ -61,8 +63,6 @@ def audit(
     """Audit an image directory (and its overlap with `against`); return the report, written to `out` if given."""
     _require_libraries(check_labels)
     directories = [ImageDirectory.open(images)] + [ImageDirectory.open(a) for a in against]
-    for directory in directories:
-        directory.require_single_label("audit")
     roots = [d.root.resolve() for d in directories]
     if len(set(roots)) < len(roots):
         raise ParameterError("The same image directory is given twice.", hint="give each directory once.")
@@ -148,15 +148,22 @@ def _group(entries: list[Entry], members: list[int], kind: str, bits: int = 0) -
         "kind": kind,
         "bits": bits,
         "directories": sorted({r["directory"] for r in refs}),
-        "labels": sorted({r["label"] for r in refs if r["label"] is not None}),
+        # a multi-label image's label set counts as one label: copies with different sets conflict
+        "labels": sorted({_label_key(r["label"]) for r in refs if r["label"] is not None}),
         "images": refs,
     }
 
 
+def _label_key(label: str | list[str]) -> str:
+    """One label, or a multi-label image's classes sorted and joined by ';' ('' for none of them)."""
+    return label if isinstance(label, str) else LABEL_SEPARATOR.join(sorted(label))
+
+
 def _describe(index: int, directory: ImageDirectory) -> dict[str, Any]:
+    """A directory's counts: images per class (multi-label: images having the class) and their imbalance."""
     counts = directory.class_counts() if directory.labeled else {}
     present = [c for c in counts.values() if c]
-    return {
+    described = {
         "index": index,
         "path": str(directory.root),
         "images": len(directory),
@@ -164,6 +171,10 @@ def _describe(index: int, directory: ImageDirectory) -> dict[str, Any]:
         "class_counts": counts,
         "imbalance_ratio": max(present) / min(present) if present else None,
     }
+    if directory.multilabel:
+        per_image = Counter(len(label_list(r.label)) for r in directory)
+        described |= {"task": directory.task, "classes_per_image": dict(sorted(per_image.items()))}
+    return described
 
 
 def _odd_images(entries: list[Entry]) -> list[dict[str, Any]]:
@@ -200,11 +211,17 @@ def _label_check(
 
     if not directory.labeled:
         return {"checked": False, "reason": "the directory has no labels", "issues": []}
+    if directory.multilabel:
+        return {
+            "checked": False,
+            "reason": "likely label errors are looked for in single-label data only",
+            "issues": [],
+        }
     mine = [i for i, e in enumerate(entries) if e.directory == 0 and facts[i].error is None]
     classes = [c for c, n in directory.class_counts().items() if n]
     index: dict[str | None, int] = {c: k for k, c in enumerate(classes)}  # labeled: every label is a class
     features = _stacked([facts[i].thumbnail for i in mine], np.zeros((0, 1)))
-    labels = [index[single_label(entries[i].record.label)] for i in mine]  # audit() refused multi-label directories
+    labels = [index[single_label(entries[i].record.label)] for i in mine]  # multi-label returned above
     result = label_issues(features, np.array(labels), classes, seed, progress)
     for issue in result["issues"]:
         issue.update(entries[mine[issue.pop("position")]].ref())
