@@ -153,13 +153,16 @@ def test_split_keeps_a_multilabel_directory_multilabel_and_every_image_once(tmp_
     assert len(nothing) == 0 and nothing.multilabel  # an empty part is still a multi-label directory
 
 
-def test_single_label_steps_refuse_a_multilabel_directory_by_name(tmp_path):
+def test_the_dataset_gives_each_image_its_classes_and_scoring_refuses_the_directory_by_name(tmp_path, trained_model):
     _images(tmp_path / "src", FRIDGE)
     manifest = _jsonl(tmp_path / "src" / "list.jsonl", [{"path": p, "label": labels} for p, labels in FRIDGE.items()])
     directory = imgtrain.convert(manifest, tmp_path / "out", workers=1)
+    dataset = directory.dataset()
+    by_source = {r.source: dataset[i][1].tolist() for i, r in enumerate(directory)}
+    assert by_source["a/1.png"] == [1.0, 0.0, 1.0] and by_source["b/4.png"] == [0.0, 0.0, 0.0]  # can, carton, milk
     with pytest.raises(InvalidDatasetError, match="is multi-label") as caught:
-        directory.dataset()
-    assert "single-label" in str(caught.value)
+        imgtrain.score(trained_model[0], directory.root, progress=False)
+    assert "score reads single-label image directories only" in str(caught.value)
 
 
 def test_audit_counts_a_multilabel_directory_and_finds_copies_whose_label_sets_differ(tmp_path):

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import InvalidDatasetError
 from .decoding import decode_full
-from .image_directory import ImageDirectory, single_label
+from .image_directory import ImageDirectory, label_list, single_label
 from .imaging import BadImage, read_image_file
 
 
@@ -24,8 +24,9 @@ class ImageDataset(torch.utils.data.Dataset):
         self.transform = transform
         self.classes = tuple(directory.classes if classes is None else classes)
         index = {c: i for i, c in enumerate(self.classes)}
-        labels = [single_label(r.label) for r in directory.records]  # directory.dataset() refused multi-label ones
-        unknown = sorted({label for label in labels if label is not None} - set(index))
+        self.multilabel = directory.multilabel
+        named = {name for r in directory.records for name in label_list(r.label)}
+        unknown = sorted(named - set(index))
         if unknown:
             raise InvalidDatasetError(
                 f"The image directory {directory.root} has labels that are not among the classes "
@@ -33,7 +34,14 @@ class ImageDataset(torch.utils.data.Dataset):
                 hint="use image directories with the same classes.",
             )
         self.paths = np.array([str(directory.root / r.path) for r in directory.records])
-        self.labels = np.array([-1 if label is None else index[label] for label in labels], dtype=np.int64)
+        self.labels = (
+            _multi_hot(directory, index)
+            if self.multilabel
+            else np.array(
+                [-1 if (label := single_label(r.label)) is None else index[label] for r in directory.records],
+                dtype=np.int64,
+            )
+        )
         self.sizes = np.array([(r.width, r.height) for r in directory.records], dtype=np.int64).reshape(-1, 2)
 
     def __len__(self) -> int:
@@ -45,10 +53,23 @@ class ImageDataset(torch.utils.data.Dataset):
         from_file = getattr(self.transform, "from_file", None)  # a ModelInput: resizes while decoding, caches
         try:
             if from_file is not None:
-                return from_file(Path(path), width, height), int(self.labels[i])
+                return from_file(Path(path), width, height), self._label(i)
             tensor = decode_full(read_image_file(path), (width, height))
         except BadImage as exc:
             raise InvalidDatasetError(f"Image {path} cannot be read: {exc}.") from None
         if self.transform is not None:
             tensor = self.transform(tensor)
-        return tensor, int(self.labels[i])
+        return tensor, self._label(i)
+
+    def _label(self, i: int) -> Any:
+        """The class index, or a multi-label image's 0/1 vector of classes."""
+        return torch.from_numpy(self.labels[i]) if self.multilabel else int(self.labels[i])
+
+
+def _multi_hot(directory: ImageDirectory, index: dict[str, int]) -> np.ndarray:
+    """Each image's classes as a row of 0s and 1s (float32, as the loss takes them)."""
+    rows = np.zeros((len(directory.records), len(index)), dtype=np.float32)
+    for row, record in enumerate(directory.records):
+        for name in label_list(record.label):
+            rows[row, index[name]] = 1.0
+    return rows

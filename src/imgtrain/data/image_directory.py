@@ -208,14 +208,14 @@ class ImageDirectory:
         transform: Callable[[torch.Tensor], Any] | None = None,
         classes: Sequence[str] | None = None,
     ) -> ImageDataset:
-        """A torch Dataset of (image, label index) pairs; label -1 when unlabeled.
+        """A torch Dataset of (image, label index) pairs; label -1 when unlabeled; in a multi-label directory the
+        label is the image's classes as a 0/1 vector (float32).
 
         Images are uint8 CHW tensors before `transform`. `classes` maps labels to
         indices (default: this directory's own classes).
         """
         from .dataset import ImageDataset
 
-        self.require_single_label("training and scoring")
         return ImageDataset(self, transform, classes)
 
 

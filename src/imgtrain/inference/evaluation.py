@@ -178,6 +178,7 @@ def evaluate(
         from ..models.model_directory import open_model_directory
 
         trained = open_model_directory(model)
+        trained.require_single_label("evaluate")
     classes, rows = read_scores(scores)
     if trained is not None and list(trained.classes) != classes:
         raise _not_its_scores(scores, classes, model, list(trained.classes))

@@ -222,6 +222,7 @@ def explain(
     its correct predictions with Grad-CAM heatmaps, written to `out`."""
     directory = ImageDirectory.open(data)
     directory.require_labels("explained")
+    directory.require_single_label("explain")
     check_output(Path(out), overwrite, [Path(model), Path(data)])  # before scoring, not after
     loaded = load_model(model, precision="fp32")
     rows = score(loaded, directory, progress=progress)

@@ -100,7 +100,9 @@ def _inference_network(net: torch.nn.Module, device: torch.device) -> torch.nn.M
 
 def load_model(path: str | Path, device: str = "auto", precision: str = "auto") -> Model:
     """Open a trained model directory for prediction (validated; never unpickles anything)."""
-    return Model(open_model_directory(path), device, precision)
+    trained = open_model_directory(path)
+    trained.require_single_label("score, serve and explain")
+    return Model(trained, device, precision)
 
 
 def decide(classes: Sequence[str], probs: Sequence[float], min_confidence: float | None) -> tuple[str, str]:

@@ -307,6 +307,7 @@ def _source_rows(
             ),
         )
     directory = images if isinstance(images, ImageDirectory) else ImageDirectory.open(images)
+    directory.require_single_label("score")
     return (
         directory.labeled,
         directory.root,

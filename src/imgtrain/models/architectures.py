@@ -236,8 +236,11 @@ _FORMAT_NAMES = {
 }
 
 
-def read_model_meta(path: Path, expected_format: str, hint: str) -> dict[str, Any]:
-    """The JSON of a model directory of `expected_format` and version 1, or InvalidModelDirectoryError saying why."""
+def read_model_meta(
+    path: Path, expected_format: str, hint: str, versions: int | tuple[int, ...] = FORMAT_VERSION
+) -> dict[str, Any]:
+    """The JSON of a model directory of `expected_format` at one of `versions` (1 unless said), or
+    InvalidModelDirectoryError saying why."""
     meta_path = path / MODEL_META
     if not path.is_dir():
         raise InvalidModelDirectoryError(f"The model input {path} is not a directory.", hint)
@@ -247,7 +250,7 @@ def read_model_meta(path: Path, expected_format: str, hint: str) -> dict[str, An
             f"The model input {path} is not a model directory: no {MODEL_META}{what}.", hint
         )
     return read_versioned_json(
-        meta_path, expected_format, FORMAT_VERSION, InvalidModelDirectoryError, hint, kinds=_FORMAT_NAMES
+        meta_path, expected_format, versions, InvalidModelDirectoryError, hint, kinds=_FORMAT_NAMES
     )
 
 

@@ -57,6 +57,7 @@ def export_model(model: str | Path, out: str | Path, fmt: str = "onnx", overwrit
     if fmt not in FORMATS:
         raise ParameterError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
     trained = open_model_directory(model)
+    trained.require_single_label("export")
     net = ExportedModel(trained.network(), trained.mean, trained.std, trained.temperature).eval()
     height, width = _example_size(trained)
     example = torch.rand(1, 3, height, width)

@@ -1,7 +1,8 @@
 """The trained model directory: JSON description + safetensors weights, never pickle.
 
 MODELDIR/imgtrain-model.json   architecture, classes, input pipeline, training parameters,
-                               metric history, calibration (temperature), library versions
+                               metric history, calibration (temperature), library versions;
+                               a multi-label model (version 2): task and each class's threshold
 MODELDIR/model.safetensors     the weights (of the best epoch)
 MODELDIR/history.jsonl         one line of metrics per epoch
 MODELDIR/training.png          loss and accuracy per epoch
@@ -25,14 +26,18 @@ from torch import nn
 from .. import __version__
 from ..calibration import check_temperature
 from ..config import spec_problems
+from ..data.image_directory import MULTILABEL
 from ..data.transforms import ModelInput, TransformSpec
 from ..errors import InvalidModelDirectoryError, ParameterError
 from ..files import atomic_write_json, atomic_write_text, publish, write_failed
 from ..params import is_number
+from ..thresholds import check_thresholds
 from .architectures import MODEL_META, Architecture, read_model_meta, weights_mismatch
 
 TRAINED_FORMAT = "imgtrain.trained_model"
+#: Single-label models are still written as version 1; a multi-label one is version 2 (task, thresholds).
 FORMAT_VERSION = 1
+MULTILABEL_VERSION = 2
 WEIGHTS_NAME = "model.safetensors"
 HISTORY_NAME = "history.jsonl"
 PLOT_NAME = "training.png"
@@ -51,6 +56,22 @@ class TrainedModel:
     meta: dict[str, Any]
     weights: dict[str, torch.Tensor]
     temperature: float = 1.0  # divides the logits before softmax (calibration); 1 when not calibrated
+    thresholds: tuple[float, ...] | None = None  # a multi-label model's: each class's probability threshold
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether the model gives each class its own sigmoid probability (and a threshold) rather than a softmax."""
+        return self.thresholds is not None
+
+    def require_single_label(self, what: str) -> None:
+        """InvalidModelDirectoryError when this is a multi-label model and `what` uses single-label models only."""
+        if self.multilabel:
+            raise InvalidModelDirectoryError(
+                f"{self.path} is a multi-label model (a sigmoid and a threshold per class); {what} uses single-label "
+                "models only in this version of imgtrain.",
+                "its thresholds and history are in imgtrain-model.json; score, serve and export learn multi-label "
+                "models next (issue 28).",
+            )
 
     def network(self) -> nn.Module:
         """The network with its trained weights, in eval mode, on the CPU."""
@@ -85,9 +106,10 @@ def write_model_directory(
     history: list[dict[str, Any]],
     best_epoch: int,
     calibration: dict[str, Any] | None = None,
+    thresholds: Sequence[float] | None = None,
 ) -> None:
     """Write a trained model directory's files into `root` (a folder being built); `calibration` holds the
-    fitted temperature (calibration.temperature_report)."""
+    fitted temperature (calibration.temperature_report); `thresholds` make it a multi-label model."""
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in weights.items()}, str(root / WEIGHTS_NAME))
         publish(root / WEIGHTS_NAME)
@@ -98,7 +120,8 @@ def write_model_directory(
         root / MODEL_META,
         {
             "format": TRAINED_FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if thresholds is None else MULTILABEL_VERSION,
+            **({"task": MULTILABEL, "thresholds": list(thresholds)} if thresholds is not None else {}),
             "architecture": architecture.to_json(),
             "classes": list(classes),
             "input": {"transform": transform.values(), "mean": list(mean), "std": list(std)},
@@ -117,7 +140,7 @@ def open_model_directory(path: str | Path) -> TrainedModel:
     path = Path(path)
     hint = "give a directory written by `imgtrain train`."
     meta_path = path / MODEL_META
-    meta = read_model_meta(path, TRAINED_FORMAT, hint)
+    meta = read_model_meta(path, TRAINED_FORMAT, hint, (FORMAT_VERSION, MULTILABEL_VERSION))
     try:
         architecture = Architecture.from_json(meta["architecture"])
         classes = _classes(meta["classes"])
@@ -131,10 +154,19 @@ def open_model_directory(path: str | Path) -> TrainedModel:
             raise ValueError("std must be positive")
         stored = meta.get("calibration", {"temperature": 1.0})
         temperature = check_temperature(stored.get("temperature") if isinstance(stored, dict) else None)
+        thresholds = _thresholds(meta, len(classes))
     except (KeyError, TypeError, ValueError, ParameterError) as exc:
         raise InvalidModelDirectoryError(f"{meta_path} is invalid: {exc}.", hint) from None
     weights = _load_weights(path / WEIGHTS_NAME, architecture, len(classes))
-    return TrainedModel(path, architecture, classes, mean, std, transform, meta, weights, temperature)
+    return TrainedModel(path, architecture, classes, mean, std, transform, meta, weights, temperature, thresholds)
+
+
+def _thresholds(meta: dict[str, Any], num_classes: int) -> tuple[float, ...] | None:
+    """A version-2 (multi-label) model's thresholds; None for a single-label one."""
+    multilabel = meta["format_version"] == MULTILABEL_VERSION
+    if multilabel != (meta.get("task") == MULTILABEL) or (not multilabel and "thresholds" in meta):
+        raise ValueError(f"task {MULTILABEL!r} and thresholds belong to version {MULTILABEL_VERSION}, and only there")
+    return check_thresholds(meta.get("thresholds"), num_classes) if multilabel else None
 
 
 def _classes(value: Any) -> tuple[str, ...]:

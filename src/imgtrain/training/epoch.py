@@ -44,16 +44,21 @@ def train_one_epoch(
     stop: Callable[[], bool],
     fixed: Sequence[nn.Module] = (),
     class_weights: torch.Tensor | None = None,
+    multilabel: bool = False,
 ) -> bool:
     """Continue `progress` through this worker's training batches; False when `stop()` ended the epoch early.
 
     Modules in `fixed` (a frozen backbone's BatchNorm layers) stay in eval mode; `class_weights` weighs each
-    class's loss."""
+    class's loss (multi-label: each class's positive images). A multi-label image counts as right when every
+    class is (probability 0.5)."""
     net.train()
     for module in fixed:
         module.eval()
-    criterion = nn.CrossEntropyLoss(
-        weight=None if class_weights is None else class_weights.to(device), label_smoothing=config.label_smoothing
+    weights = None if class_weights is None else class_weights.to(device)
+    criterion = (
+        _MultiLabelLoss(weights, config.label_smoothing)
+        if multilabel
+        else nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
     )
     autocast = autocast_for(device, precision)
     epoch, started = progress.epoch, time.perf_counter() - progress.seconds
@@ -74,7 +79,7 @@ def train_one_epoch(
         loss, logits = _train_step(net, criterion, autocast, optimizer, scaler, images, labels, epoch, step)
         progress.batches = step
         progress.loss_sum += loss.item() * len(labels)
-        progress.correct += int((logits.argmax(1) == labels).sum())
+        progress.correct += hits(logits, labels, multilabel)
         progress.seen += len(labels)
         progress.seconds = time.perf_counter() - started
         crash_point("batch", epoch, step)
@@ -83,6 +88,26 @@ def train_one_epoch(
         if step % config.print_frequency == 0:
             _show_progress(bar, progress, config.epochs)
     return True
+
+
+class _MultiLabelLoss(nn.Module):
+    """Binary cross-entropy of each class's sigmoid (mean over classes and images); smoothing S trains towards
+    1 - S/2 and S/2 instead of 1 and 0."""
+
+    def __init__(self, positive_weights: torch.Tensor | None, smoothing: float):
+        super().__init__()
+        self.positive_weights, self.smoothing = positive_weights, smoothing
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        smoothed = targets * (1 - self.smoothing) + self.smoothing / 2
+        return nn.functional.binary_cross_entropy_with_logits(logits, smoothed, pos_weight=self.positive_weights)
+
+
+def hits(logits: torch.Tensor, labels: torch.Tensor, multilabel: bool) -> int:
+    """Images answered right: the top class is the label; multi-label, every class is decided right at 0.5."""
+    if multilabel:
+        return int(((logits > 0) == (labels > 0.5)).all(1).sum())
+    return int((logits.argmax(1) == labels).sum())
 
 
 def _train_step(
@@ -151,9 +176,10 @@ def evaluate(
     num_classes: int,
     precision: str = "fp32",
     class_weights: torch.Tensor | None = None,
+    multilabel: bool = False,
 ) -> dict[str, float]:
     """Sums over this worker's validation images: loss (weighted by `class_weights`, as in training), the
-    weights, top-1 and top-5 hits, images."""
+    weights, top-1 and top-5 hits (multi-label: images with every class right, and no top-5), images."""
     net.eval()
     autocast = autocast_for(device, precision)
     weights = None if class_weights is None else class_weights.to(device)
@@ -162,12 +188,18 @@ def evaluate(
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with autocast:
             logits = net(images)
-        losses = nn.functional.cross_entropy(logits.float(), labels, reduction="none")
-        sample_weights = torch.ones_like(losses) if weights is None else weights[labels]
+        if multilabel:
+            losses = nn.functional.binary_cross_entropy_with_logits(
+                logits.float(), labels, pos_weight=weights, reduction="none"
+            ).mean(1)
+            sample_weights = torch.ones_like(losses)
+        else:
+            losses = nn.functional.cross_entropy(logits.float(), labels, reduction="none")
+            sample_weights = torch.ones_like(losses) if weights is None else weights[labels]
         loss_sum += float((losses * sample_weights).sum())
         weight_sum += float(sample_weights.sum())
-        top1 += int((logits.argmax(1) == labels).sum())
-        if num_classes > 5:
+        top1 += hits(logits, labels, multilabel)
+        if num_classes > 5 and not multilabel:
             top5 += int((logits.topk(5, dim=1).indices == labels[:, None]).any(1).sum())
         seen += len(labels)
     return {"loss_sum": loss_sum, "weight_sum": weight_sum, "top1": top1, "top5": top5, "seen": seen}

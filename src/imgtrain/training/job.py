@@ -63,12 +63,20 @@ class Job:
     def classes(self) -> tuple[str, ...]:
         return self.train_dir.classes
 
+    @property
+    def multilabel(self) -> bool:
+        """Whether each image has a set of classes (sigmoid outputs, binary cross-entropy) rather than one."""
+        return self.train_dir.multilabel
+
     @functools.cached_property
     def class_weights(self) -> torch.Tensor | None:
-        """Each class's loss weight: n / (k * n_class) for --class-weights balanced, else None (all 1)."""
+        """Each class's loss weight: n / (k * n_class) for --class-weights balanced, else None (all 1); multi-label,
+        each class's positive weight: its images without the class over those with it."""
         if self.config.class_weights == "none":
             return None
         counts = torch.tensor(list(self.train_dir.class_counts().values()), dtype=torch.float64)
+        if self.multilabel:
+            return ((len(self.train_dir) - counts) / counts.clamp(min=1)).float()
         return (counts.sum() / (len(counts) * counts.clamp(min=1))).float()
 
     @property

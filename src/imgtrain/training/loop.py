@@ -36,6 +36,7 @@ from ..models.architectures import IMAGENET_MEAN, IMAGENET_STD, open_untrained
 from ..models.model_directory import PLOT_NAME, open_model_directory, write_model_directory
 from ..parallel import default_loader_workers
 from ..plots import plot_history
+from ..thresholds import choose_thresholds
 from . import distributed
 from .checkpoints import checkpoint_path, save_checkpoint
 from .epoch import evaluate, learning_rate_at, train_one_epoch
@@ -151,7 +152,9 @@ def _train(job: Job) -> TrainResult:
         finally:
             tracker.close("FAILED" if sys.exc_info()[0] else "FINISHED")
         if ctx.is_main:
-            _save_model(job, state, device, _calibrate(job, state, device, data))
+            calibration = _calibrate(job, state, device, data)
+            thresholds = _thresholds(job, state, device, data) if job.multilabel else None
+            _save_model(job, state, device, calibration, thresholds)
         distributed.barrier(ctx)
     return TrainResult(job.out, state.history, state.stopper.best_epoch)
 
@@ -188,6 +191,7 @@ def _run_epochs(
             stop_requested,
             fixed,
             job.class_weights,
+            job.multilabel,
         ):
             _save_checkpoint(job, state, progress)
             raise _interrupted(
@@ -259,7 +263,9 @@ def _metrics(
 ) -> dict[str, Any]:
     """The epoch's row of the history: training sums and validation, over every worker."""
     ctx, num_classes = job.ctx, len(job.classes)
-    val = evaluate(state.net, data.validation(), device, num_classes, state.precision, job.class_weights)
+    val = evaluate(
+        state.net, data.validation(), device, num_classes, state.precision, job.class_weights, job.multilabel
+    )
     loss_sum, correct, seen = distributed.all_sum([progress.loss_sum, progress.correct, progress.seen], ctx, device)
     v_loss, v_weights, v_top1, v_top5, v_seen = distributed.all_sum(
         [val["loss_sum"], val["weight_sum"], val["top1"], val["top5"], val["seen"]], ctx, device
@@ -271,7 +277,7 @@ def _metrics(
         "train_top1": correct / seen,
         "val_loss": v_loss / v_weights,
         "val_top1": v_top1 / v_seen,
-        "val_top5": v_top5 / v_seen if num_classes > 5 else None,
+        "val_top5": v_top5 / v_seen if num_classes > 5 and not job.multilabel else None,
         "images_per_second": seen / progress.seconds,
         "seconds": progress.seconds,
     }
@@ -304,6 +310,27 @@ def _calibrate(job: Job, state: RunState, device: torch.device, data: _Loaders) 
     """Fit the temperature of the weights to be saved on the whole validation set (see imgtrain.calibration)."""
     if not job.config.calibrate:
         return None
+    if job.multilabel:
+        log.info("no temperature: calibrating a multi-label model (per class) is not done yet")
+        return None
+    logits, labels = _validation_logits(state, device, data)
+    report = temperature_report(logits, labels)
+    log.info("%s", describe(report))
+    return report
+
+
+def _thresholds(job: Job, state: RunState, device: torch.device, data: _Loaders) -> list[float]:
+    """Each class's decision threshold, chosen on the whole validation set for the weights to be saved."""
+    logits, targets = _validation_logits(state, device, data)
+    thresholds = choose_thresholds(1 / (1 + np.exp(-logits)), targets)
+    log.info("decision thresholds: %s", ", ".join(f"{c} {t:.3f}" for c, t in zip(job.classes, thresholds, strict=True)))
+    return thresholds
+
+
+@torch.inference_mode()
+def _validation_logits(state: RunState, device: torch.device, data: _Loaders) -> tuple[np.ndarray, np.ndarray]:
+    """The weights to be saved (the best epoch's) in `state.net`, and their logits and labels of every validation
+    image."""
     if state.best is not None:
         state.net.load_state_dict(state.best)
     state.net.eval()
@@ -312,12 +339,16 @@ def _calibrate(job: Job, state: RunState, device: torch.device, data: _Loaders) 
         for images, targets in data.validation(whole=True):
             logits.append(state.net(images.to(device)).float().cpu())
             labels.append(targets)
-    report = temperature_report(torch.cat(logits).numpy(), torch.cat(labels).numpy())
-    log.info("%s", describe(report))
-    return report
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 
-def _save_model(job: Job, state: RunState, device: torch.device, calibration: dict[str, Any] | None) -> None:
+def _save_model(
+    job: Job,
+    state: RunState,
+    device: torch.device,
+    calibration: dict[str, Any] | None,
+    thresholds: list[float] | None = None,
+) -> None:
     """Write the trained model directory as a whole, replacing `out` (and its checkpoint) at once."""
     config, stopper = job.config, state.stopper
     training = {
@@ -349,6 +380,7 @@ def _save_model(job: Job, state: RunState, device: torch.device, calibration: di
             history=state.history,
             best_epoch=stopper.best_epoch,
             calibration=calibration,
+            thresholds=thresholds,
         )
         plot_history(state.history, tmp / PLOT_NAME)
         crash_point("model-writing")
