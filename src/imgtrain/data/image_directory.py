@@ -185,14 +185,15 @@ class ImageDirectory:
                 counts[label] += 1
         return counts
 
-    def require_single_label(self, what: str) -> None:
-        """InvalidDatasetError when this directory is multi-label and `what` reads single-label data only."""
+    def require_single_label(self, what: str) -> ImageDirectory:
+        """This directory; InvalidDatasetError when it is multi-label and `what` reads single-label data only."""
         if self.multilabel:
             raise InvalidDatasetError(
                 f"The image directory {self.root} is multi-label (each image has a list of classes); {what} reads "
                 "single-label image directories only in this version of imgtrain.",
                 hint="convert a manifest with one label per image, or class folders, for this step.",
             )
+        return self
 
     def require_labels(self, role: str = "training") -> None:
         """Raise NotLabeledDatasetError when this directory has no labels."""

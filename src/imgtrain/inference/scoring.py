@@ -307,13 +307,12 @@ def _source_rows(
             ),
         )
     directory = images if isinstance(images, ImageDirectory) else ImageDirectory.open(images)
-    directory.require_single_label("score")
     return (
         directory.labeled,
         directory.root,
         score_rows(
             model,
-            directory,
+            directory.require_single_label("score"),
             batch_size=batch_size,
             workers=workers,
             skip_invalid=skip_invalid,

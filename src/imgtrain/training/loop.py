@@ -22,12 +22,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ..calibration import describe, temperature_report
 from ..config import TrainConfig, TransformSpec
 from ..data.decoding import DecodedCache, default_cache_dir, report_usage
 from ..data.sampling import EpochOrder, epoch_seed, seed_everything, training_loader, validation_loader
 from ..data.transforms import ModelInput, load_transform
-from ..devices import autocast_for, resolve_device
+from ..devices import resolve_device
 from ..errors import DistributedTrainingError, ParameterError, TrainingInterrupted
 from ..faults import crash_point
 from ..files import building_dir, exclusive, within
@@ -36,11 +35,11 @@ from ..models.architectures import IMAGENET_MEAN, IMAGENET_STD, open_untrained
 from ..models.model_directory import PLOT_NAME, open_model_directory, write_model_directory
 from ..parallel import default_loader_workers
 from ..plots import plot_history
-from ..thresholds import choose_thresholds
 from . import distributed
 from .checkpoints import checkpoint_path, save_checkpoint
 from .epoch import evaluate, learning_rate_at, train_one_epoch
 from .finetune import fixed_norms, set_learning_rates
+from .fitting import calibrate, fit_thresholds
 from .job import Inputs, Job, TrainResult
 from .prechecks import check_inputs, labeled_directory
 from .start import MOMENTUM, WEIGHT_DECAY, prepare_output, start_run
@@ -152,9 +151,10 @@ def _train(job: Job) -> TrainResult:
         finally:
             tracker.close("FAILED" if sys.exc_info()[0] else "FINISHED")
         if ctx.is_main:
-            calibration = _calibrate(job, state, device, data)
-            thresholds = _thresholds(job, state, device, data) if job.multilabel else None
-            _save_model(job, state, device, calibration, thresholds)
+            whole = data.validation(whole=True)
+            _save_model(
+                job, state, device, calibrate(job, state, device, whole), fit_thresholds(job, state, device, whole)
+            )
         distributed.barrier(ctx)
     return TrainResult(job.out, state.history, state.stopper.best_epoch)
 
@@ -303,43 +303,6 @@ def _interrupted(out: Path, signalled: StopRequest, where: str) -> TrainingInter
         hint="rerun the same command with --resume to continue from there.",
         signum=signum,
     )
-
-
-@torch.inference_mode()
-def _calibrate(job: Job, state: RunState, device: torch.device, data: _Loaders) -> dict[str, Any] | None:
-    """Fit the temperature of the weights to be saved on the whole validation set (see imgtrain.calibration)."""
-    if not job.config.calibrate:
-        return None
-    if job.multilabel:
-        log.info("no temperature: calibrating a multi-label model (per class) is not done yet")
-        return None
-    logits, labels = _validation_logits(state, device, data)
-    report = temperature_report(logits, labels)
-    log.info("%s", describe(report))
-    return report
-
-
-def _thresholds(job: Job, state: RunState, device: torch.device, data: _Loaders) -> list[float]:
-    """Each class's decision threshold, chosen on the whole validation set for the weights to be saved."""
-    logits, targets = _validation_logits(state, device, data)
-    thresholds = choose_thresholds(1 / (1 + np.exp(-logits)), targets)
-    log.info("decision thresholds: %s", ", ".join(f"{c} {t:.3f}" for c, t in zip(job.classes, thresholds, strict=True)))
-    return thresholds
-
-
-@torch.inference_mode()
-def _validation_logits(state: RunState, device: torch.device, data: _Loaders) -> tuple[np.ndarray, np.ndarray]:
-    """The weights to be saved (the best epoch's) in `state.net`, and their logits and labels of every validation
-    image."""
-    if state.best is not None:
-        state.net.load_state_dict(state.best)
-    state.net.eval()
-    logits, labels = [], []
-    with autocast_for(device, state.precision):
-        for images, targets in data.validation(whole=True):
-            logits.append(state.net(images.to(device)).float().cpu())
-            labels.append(targets)
-    return torch.cat(logits).numpy(), torch.cat(labels).numpy()
 
 
 def _save_model(

@@ -33,18 +33,7 @@ def check_inputs(
     input_problem: Callable[[int, int], str | None] | None = None,
 ) -> tuple[int, int]:
     """Everything that can be checked before any work starts; returns the training input's (width, height)."""
-    if train.multilabel != valid.multilabel:
-        kinds = {True: "multi-label", False: "single-label"}
-        raise InvalidDatasetError(
-            f"The training image directory {train.root} is {kinds[train.multilabel]} but the validation image "
-            f"directory {valid.root} is {kinds[valid.multilabel]}.",
-            hint="convert both from the same kind of source (split one directory into the two).",
-        )
-    if train.multilabel and config.sampler == "balanced":
-        raise ParameterError(
-            "sampler balanced draws images by their one class; multi-label images have several.",
-            hint="use --sampler uniform with multi-label data; --class-weights balanced weighs each class instead.",
-        )
+    _check_task(config, train, valid)
     present_train = {c for c, n in train.class_counts().items() if n}
     present_valid = {c for c, n in valid.class_counts().items() if n}
     if len(present_train) < 2:
@@ -93,6 +82,22 @@ def check_inputs(
                 hint="turn on resize with center crop (or random crop) so all come out the same size.",
             )
     return found[0]
+
+
+def _check_task(config: TrainConfig, train: ImageDirectory, valid: ImageDirectory) -> None:
+    """Training and validation data of one kind (single-label or multi-label), and a sampler that suits it."""
+    if train.multilabel != valid.multilabel:
+        kinds = {True: "multi-label", False: "single-label"}
+        raise InvalidDatasetError(
+            f"The training image directory {train.root} is {kinds[train.multilabel]} but the validation image "
+            f"directory {valid.root} is {kinds[valid.multilabel]}.",
+            hint="convert both from the same kind of source (split one directory into the two).",
+        )
+    if train.multilabel and config.sampler == "balanced":
+        raise ParameterError(
+            "sampler balanced draws images by their one class; multi-label images have several.",
+            hint="use --sampler uniform with multi-label data; --class-weights balanced weighs each class instead.",
+        )
 
 
 def _check_transform_sizes(spec: TransformSpec, directory: ImageDirectory, sizes: set[tuple[int, int]]) -> None:
