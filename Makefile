@@ -18,9 +18,9 @@ demo: $(VENV)/.installed-demo
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
-# The edit-test loop: every test that trains no network (under a minute).
+# The edit-test loop: every test that neither trains a network nor drives a browser (under a minute).
 test-fast: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -m "not slow and not trains"
+	$(BIN)/python -m pytest -m "not slow and not trains and not browser"
 
 # Tests too long for `make test` (multi-process jobs, a two-node job over network namespaces as root, the
 # benchmark figures); .ci/run runs them too.

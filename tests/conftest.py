@@ -41,22 +41,32 @@ TRAINING_MODULES = {
     "test_two_nodes",
     "test_tracking",
     "test_explain",
+    "test_multilabel_training",
 }
+#: Modules that drive Chromium: `make test` runs them, `make test-fast` leaves them out (a browser start each).
+BROWSER_MODULES = {"test_studio_page", "test_serve_page", "test_browser"}
 TRAINING_FIXTURES = {"small_training_data", "trained_model", "bench"}
 
 
 def pytest_ignore_collect(collection_path, config):
-    """Under -m "not trains" the training modules are not even imported (a quarter of `make test-fast`'s time)."""
-    if "not trains" in (config.option.markexpr or "") and collection_path.stem in TRAINING_MODULES:
+    """Under -m "not trains" the training modules are not even imported (a quarter of `make test-fast`'s time), nor
+    under -m "not browser" the browser ones."""
+    markexpr = config.option.markexpr or ""
+    if "not trains" in markexpr and collection_path.stem in TRAINING_MODULES:
+        return True
+    if "not browser" in markexpr and collection_path.stem in BROWSER_MODULES:
         return True
     return None
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark the tests that train with `trains`, for `make test-fast`."""
+    """Mark the tests that train with `trains` and those that drive Chromium with `browser`, for `make test-fast`."""
     for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in TRAINING_MODULES or TRAINING_FIXTURES & set(item.fixturenames):
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if module in TRAINING_MODULES or TRAINING_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.trains)
+        if module in BROWSER_MODULES:
+            item.add_marker(pytest.mark.browser)
 
 
 def noise(width: int = 12, height: int = 10, seed: int = 0) -> Image.Image:
