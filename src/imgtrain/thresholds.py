@@ -1,13 +1,12 @@
 """Multi-label decisions: each class's probability threshold, chosen on the validation set to maximise that class's F1.
 
 A class with fewer than MIN_POSITIVES validation images keeps DEFAULT_THRESHOLD: an F1 over two or three images
-would pick a threshold that fits those images, not the class. Numpy only (score, serve and export read the result).
+would pick a threshold that fits those images, not the class. Numpy only (score, serve and export will read the result).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -58,8 +57,3 @@ def check_thresholds(value: object, num_classes: int) -> tuple[float, ...]:
     ):
         raise ValueError("each threshold must be a number between 0 and 1")
     return tuple(float(v) for v in value)
-
-
-def decide(probabilities: Sequence[float], thresholds: Sequence[float]) -> list[int]:
-    """The classes (indices) an image has: those whose probability reaches their threshold."""
-    return [k for k, (p, t) in enumerate(zip(probabilities, thresholds, strict=True)) if p >= t]

@@ -16,11 +16,12 @@ from .access import COOKIE, NO_TOKEN_PAGE, TOKEN_FILE, BodyLimit, is_valid, stud
 from .browse import list_sources
 from .downloads import download_file, output_file
 from .events import follow
-from .graph import modules
+from .graph import modules, run_graph
 from .parameters import default_parameters
+from .pipeline import MODEL_META
 from .predict import top_classes
 from .registry import STATE_DIR, Registry
-from .results import node_output, run_details, run_summary
+from .results import node_output, run_details, run_layout, run_summary
 from .runner import BadRequest, Refused, check_request, inside_root
 from .supervisor import ACTIVE, RESUMABLE, Manager
 
@@ -253,18 +254,19 @@ def _studio_routes(manager: Manager) -> "APIRouter":
 def _trained_outputs(manager: Manager, run_id: int, node: str | None) -> tuple[Path, Path | None]:
     """The trained model directory of the run's training node `node` (its first one by default), and the scores
     made with it, if any; 409 before the model exists."""
-    found = run_details(manager.root, _existing_run(manager, run_id))
-    layout = found["layout"]
+    run = _existing_run(manager, run_id)
+    graph = run_graph(run)
+    layout = run_layout(manager.root, manager.run_folder(run_id), graph)
     trains = [n for n in layout["order"] if layout["nodes"][n]["module"] == "train"]
     node = node or (trains[0] if trains else None)
     if node not in trains:
         raise BadRequest(404, f"run {run_id} has no training node {node!r}; it has {', '.join(trains) or 'none'}.")
     model = manager.root / layout["nodes"][node]["outputs"]["model"]
-    if not (model / "imgtrain-model.json").is_file():
+    if not (model / MODEL_META).is_file():
         raise BadRequest(409, f"run {run_id} has no trained model yet.")
     scored = [
         manager.root / layout["nodes"][n["id"]]["outputs"]["scores"]
-        for n in found["request"]["nodes"]
+        for n in graph["nodes"]
         if n["module"] == "score" and n["inputs"].get("model", "").partition(".")[0] == node
     ]
     return model, next((p for p in scored if p.is_file()), None)

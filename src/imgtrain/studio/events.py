@@ -32,11 +32,6 @@ def read_events(folder: Path) -> list[dict[str, Any]]:
     return events
 
 
-def epoch_rows(folder: Path) -> list[dict[str, Any]]:
-    """The run's epoch events: one row of losses and accuracies per finished epoch."""
-    return [event for event in read_events(folder) if event.get("kind") == "epoch"]
-
-
 async def follow(folder: Path, request: Request, ended: Callable[[], dict[str, Any] | None]) -> AsyncIterator[str]:
     """Server-sent events: every event of the run from the start, then new ones as they come, then its end (the
     summary `ended()` gives once the run is over) while the client (`request`) stays connected."""

@@ -14,12 +14,10 @@ from ..config import PROBABILITY_PREFIX, SCORED_LABELS
 from ..data.image_directory import ImageDirectory, label_list
 from .events import read_events
 from .graph import MODEL_MODULES, MODULES, resolve, run_graph
-from .pipeline import LAYOUT, initial_layout
+from .pipeline import LAYOUT, MODEL_META, initial_layout
 from .registry import run_folder_name
 from .runner import BadRequest
 
-#: models.architectures.MODEL_META, named here: importing that module loads torch, which the server does not.
-MODEL_META = "imgtrain-model.json"
 STOPPED_NOTE = "stopped — Resume continues"
 #: How many rows of a scores file, images of a directory and batch points the page is given at most.
 SCORE_ROWS, SAMPLES, MAX_BATCH_POINTS = 50, 12, 2000
@@ -37,10 +35,14 @@ def run_summary(root: Path, run: dict[str, Any]) -> dict[str, Any]:
     """A run as the runs' table shows it: status, when, how long, and each training node's model and settings."""
     folder = root / run_folder_name(run["id"])
     graph = run_graph(run)
-    layout = run_layout(root, folder, graph)
+    return _summary(run, graph, run_layout(root, folder, graph), epoch_history(read_events(folder)))
+
+
+def _summary(
+    run: dict[str, Any], graph: dict[str, Any], layout: dict[str, Any], history: dict[str, list[dict[str, Any]]]
+) -> dict[str, Any]:
     started = [n["started"] for n in layout["nodes"].values() if n.get("started")]
     ended = [n["ended"] for n in layout["nodes"].values() if n.get("ended")]
-    history = epoch_history(folder)
     return {
         "id": run["id"],
         "created": run["created"],
@@ -78,32 +80,36 @@ def _training_summary(graph: dict[str, Any], history: dict[str, list[dict[str, A
     return summary
 
 
-def epoch_history(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    """Each training node's epoch rows so far (a validated epoch has val_top1)."""
+def epoch_history(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each training node's epoch rows among a run's events (a validated epoch has val_top1)."""
     history: dict[str, list[dict[str, Any]]] = {}
-    for event in read_events(folder):
+    for event in events:
         if event.get("kind") == "epoch" and event.get("val_top1") is not None:
             history.setdefault(event.get("node") or "train", []).append(event)
     return history
 
 
-def batch_history(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    """Each training node's batch losses so far, thinned evenly to MAX_BATCH_POINTS for a long run."""
+def batch_history(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Each training node's batch losses among a run's events, thinned evenly to MAX_BATCH_POINTS for a long run."""
     batches: dict[str, list[dict[str, Any]]] = {}
-    for event in read_events(folder):
+    for event in events:
         if event.get("kind") == "progress" and "batch" in event:
             batches.setdefault(event.get("node") or "train", []).append(event)
     return {node: rows[:: max(1, len(rows) // MAX_BATCH_POINTS)] for node, rows in batches.items()}
 
 
 def run_details(root: Path, run: dict[str, Any]) -> dict[str, Any]:
-    """The run's summary, its layout (each node's state and outputs) and its curves."""
+    """The run's summary, its layout (each node's state and outputs) and its curves: its files read once each."""
     folder = root / run_folder_name(run["id"])
+    graph = run_graph(run)
+    layout = run_layout(root, folder, graph)
+    events = read_events(folder)
+    history = epoch_history(events)
     return {
-        **run_summary(root, run),
-        "layout": run_layout(root, folder, run_graph(run)),
-        "history": epoch_history(folder),
-        "batches": batch_history(folder),
+        **_summary(run, graph, layout, history),
+        "layout": layout,
+        "history": history,
+        "batches": batch_history(events),
     }
 
 
