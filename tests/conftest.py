@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -42,10 +43,11 @@ TRAINING_MODULES = {
     "test_tracking",
     "test_explain",
     "test_multilabel_training",
+    "test_multilabel_inference",
 }
 #: Modules that drive Chromium: `make test` runs them, `make test-fast` leaves them out (a browser start each).
 BROWSER_MODULES = {"test_studio_page", "test_serve_page", "test_browser"}
-TRAINING_FIXTURES = {"small_training_data", "trained_model", "bench"}
+TRAINING_FIXTURES = {"small_training_data", "trained_model", "bench", "multilabel_model"}
 
 
 def pytest_ignore_collect(collection_path, config):
@@ -141,6 +143,54 @@ def trained_model(small_training_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("scoring") / "model"
     imgtrain.train(model, train, valid, out, imgtrain.TrainConfig(epochs=1, batch_size=8, progress=False), spec)
     return out, valid
+
+
+#: Multi-label composites: each class is a coloured quadrant; an image shows any subset of them.
+QUADRANTS = {"red": ((0, 0), (220, 30, 30)), "green": ((0, 8), (30, 220, 30)), "blue": ((8, 0), (30, 30, 220))}
+MULTILABEL_FAST = {"epochs": 3, "batch_size": 8, "learning_rate": 0.05, "progress": False}
+
+
+def make_composites(folder: Path, count: int, seed: int) -> list[dict]:
+    """`count` 16x16 images with a random subset of the QUADRANTS (some with none), and their manifest rows."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(count):
+        pixels = rng.integers(0, 60, (16, 16, 3), dtype=np.uint8)
+        present = [name for name in QUADRANTS if rng.random() < 0.5]
+        for name in present:
+            (y, x), colour = QUADRANTS[name]
+            pixels[y : y + 8, x : x + 8] = colour
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+        rows.append({"path": f"{i}.png", "label": present})
+    return rows
+
+
+@pytest.fixture(scope="session")
+def multilabel_data(tmp_path_factory):
+    """(untrained resnet18, train, valid, transform) of multi-label composites, converted from JSON-lines manifests."""
+    import imgtrain
+
+    root = tmp_path_factory.mktemp("multilabel")
+    parts = []
+    for name, count, seed in (("train", 48, 0), ("valid", 24, 1)):
+        rows = make_composites(root / f"{name}-src", count, seed)
+        manifest = root / f"{name}-src" / "list.jsonl"
+        manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        parts.append(imgtrain.convert(manifest, root / name, workers=1, progress=False).root)
+    imgtrain.create_model_directory(root / "untrained", imgtrain.Architecture("resnet", "resnet18"), pretrained=False)
+    spec = imgtrain.TransformSpec(resize=False, center_crop=False, random_horizontal_flip=False)
+    return root / "untrained", parts[0], parts[1], spec
+
+
+@pytest.fixture(scope="session")
+def multilabel_model(multilabel_data, tmp_path_factory):
+    """A multi-label model trained with MULTILABEL_FAST, and its TrainResult."""
+    import imgtrain
+
+    model, train, valid, spec = multilabel_data
+    out = tmp_path_factory.mktemp("multilabel-trained") / "m"
+    return out, imgtrain.train(model, train, valid, out, imgtrain.TrainConfig(**MULTILABEL_FAST), spec)
 
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"

@@ -12,60 +12,16 @@ import sys
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 import imgtrain
-from imgtrain import InvalidDatasetError, InvalidModelDirectoryError, ParameterError, TrainConfig
-from imgtrain.models.export import export_model
+from conftest import MULTILABEL_FAST as FAST
+from imgtrain import InvalidDatasetError, ParameterError, TrainConfig
 from imgtrain.thresholds import DEFAULT_THRESHOLD, choose_thresholds
 
-#: Each class is a coloured quadrant; an image shows any subset of them.
-QUADRANTS = {"red": ((0, 0), (220, 30, 30)), "green": ((0, 8), (30, 220, 30)), "blue": ((8, 0), (30, 30, 220))}
-FAST = {"epochs": 3, "batch_size": 8, "learning_rate": 0.05, "progress": False}
 
-
-def _composites(folder, count: int, seed: int) -> list[dict]:
-    """`count` 16x16 images with a random subset of the quadrants (some with none), and their manifest rows."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(count):
-        pixels = rng.integers(0, 60, (16, 16, 3), dtype=np.uint8)
-        present = [name for name in QUADRANTS if rng.random() < 0.5]
-        for name in present:
-            (y, x), colour = QUADRANTS[name]
-            pixels[y : y + 8, x : x + 8] = colour
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(pixels).save(folder / f"{i}.png")
-        rows.append({"path": f"{i}.png", "label": present})
-    return rows
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """(untrained resnet18, train, valid, transform) of multi-label composites."""
-    root = tmp_path_factory.mktemp("multilabel")
-    parts = []
-    for name, count, seed in (("train", 48, 0), ("valid", 24, 1)):
-        rows = _composites(root / f"{name}-src", count, seed)
-        manifest = root / f"{name}-src" / "list.jsonl"
-        manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        parts.append(imgtrain.convert(manifest, root / name, workers=1, progress=False).root)
-    imgtrain.create_model_directory(root / "untrained", imgtrain.Architecture("resnet", "resnet18"), pretrained=False)
-    spec = imgtrain.TransformSpec(resize=False, center_crop=False, random_horizontal_flip=False)
-    return root / "untrained", parts[0], parts[1], spec
-
-
-@pytest.fixture(scope="module")
-def trained(data, tmp_path_factory):
-    """A model trained with FAST, and its TrainResult."""
-    model, train, valid, spec = data
-    out = tmp_path_factory.mktemp("trained") / "m"
-    return out, imgtrain.train(model, train, valid, out, TrainConfig(**FAST), spec)
-
-
-def test_a_multilabel_model_trains_and_keeps_each_class_threshold(trained, tmp_path):
-    out, result = trained
+def test_a_multilabel_model_trains_and_keeps_each_class_threshold(multilabel_model):
+    out, result = multilabel_model
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert all(r["val_top5"] is None and 0 <= r["val_top1"] <= 1 for r in result.history)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
@@ -74,15 +30,12 @@ def test_a_multilabel_model_trains_and_keeps_each_class_threshold(trained, tmp_p
     assert len(meta["thresholds"]) == 3 and all(0 < t < 1 for t in meta["thresholds"])
     opened = imgtrain.open_model_directory(out)
     assert opened.multilabel and opened.thresholds == tuple(meta["thresholds"])
-    # what does not read multi-label models yet says so, by name
-    with pytest.raises(InvalidModelDirectoryError, match="is a multi-label model"):
-        imgtrain.load_model(out)
-    with pytest.raises(InvalidModelDirectoryError, match="export uses single-label models only"):
-        export_model(out, tmp_path / "export")
 
 
-def test_the_same_seed_gives_identical_weights_and_a_killed_run_resumes_to_them(data, trained, tmp_path):
-    model, train, valid, spec = data
+def test_the_same_seed_gives_identical_weights_and_a_killed_run_resumes_to_them(
+    multilabel_data, multilabel_model, tmp_path
+):
+    model, train, valid, spec = multilabel_data
     imgtrain.train(model, train, valid, tmp_path / "again", TrainConfig(**FAST), spec)
     spec_file = imgtrain.init_transform(tmp_path / "spec.json", spec)
     code = (
@@ -96,17 +49,18 @@ def test_the_same_seed_gives_identical_weights_and_a_killed_run_resumes_to_them(
     resumed = imgtrain.train(model, train, valid, tmp_path / "cut", TrainConfig(**FAST, resume=True), spec)
     assert [r["epoch"] for r in resumed] == [1, 2, 3]
     whole, again, cut = (
-        load_file(path / "model.safetensors") for path in (trained[0], tmp_path / "again", tmp_path / "cut")
+        load_file(path / "model.safetensors") for path in (multilabel_model[0], tmp_path / "again", tmp_path / "cut")
     )
     assert all(torch.equal(whole[k], again[k]) and torch.equal(whole[k], cut[k]) for k in whole)
     thresholds = [
-        json.loads((path / "imgtrain-model.json").read_text())["thresholds"] for path in (trained[0], tmp_path / "cut")
+        json.loads((path / "imgtrain-model.json").read_text())["thresholds"]
+        for path in (multilabel_model[0], tmp_path / "cut")
     ]
     assert thresholds[0] == thresholds[1]
 
 
-def test_balanced_class_weights_and_label_smoothing_train_a_multilabel_model(data, tmp_path):
-    model, train, valid, spec = data
+def test_balanced_class_weights_and_label_smoothing_train_a_multilabel_model(multilabel_data, tmp_path):
+    model, train, valid, spec = multilabel_data
     config = TrainConfig(**{**FAST, "epochs": 2}, class_weights="balanced", label_smoothing=0.2)
     result = imgtrain.train(model, train, valid, tmp_path / "m", config, spec)
     # smoothing 0.2 trains towards 0.1 and 0.9: the binary cross-entropy cannot fall below that target's entropy
@@ -114,8 +68,10 @@ def test_balanced_class_weights_and_label_smoothing_train_a_multilabel_model(dat
     assert all(r["train_loss"] > floor * 0.99 for r in result.history) and np.isfinite(result.best["val_loss"])
 
 
-def test_a_multilabel_training_with_a_single_label_validation_or_a_balanced_sampler_is_refused(data, tmp_path):
-    model, train, valid, spec = data
+def test_a_multilabel_training_with_a_single_label_validation_or_a_balanced_sampler_is_refused(
+    multilabel_data, tmp_path
+):
+    model, train, valid, spec = multilabel_data
     from conftest import make_color_classes
 
     single = imgtrain.convert(make_color_classes(tmp_path / "single-src", 3), tmp_path / "single", workers=1)

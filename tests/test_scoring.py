@@ -14,7 +14,8 @@ import torch
 import imgtrain
 from conftest import make_color_classes, noise
 from imgtrain import ImageDirectory, InvalidDatasetError, OutputExistsError
-from imgtrain.inference.scoring import score_rows, score_to_file
+from imgtrain.inference.score_file import score_to_file
+from imgtrain.inference.scoring import score_rows
 
 CLASSES = ["blue", "green", "red"]
 

@@ -374,6 +374,7 @@ class ServeConfig:
     batch_wait_ms: float = 5.0
     decode_threads: int = 2  # images decoded at once, off the event loop; bounds decoding memory too
     min_confidence: float | None = None  # below it the answer is UNKNOWN_LABEL
+    threshold: float | None = None  # a multi-label model's threshold for every class (checked as it loads)
 
     def __post_init__(self) -> None:
         check_min_confidence(self.min_confidence)

@@ -1,9 +1,11 @@
-"""PNG plots: training loss and accuracy per epoch."""
+"""PNG plots: training history, confusion matrices, reliability, precision-recall, image grids."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .files import atomic_file
 
@@ -42,7 +44,9 @@ def _save(fig, path: Path) -> None:
         plt.close(fig)
 
 
-def plot_confusion_matrix(matrix, classes: list[str], path: Path) -> None:
+def plot_confusion_matrix(
+    matrix, classes: list[str], path: Path, title: str = "Confusion matrix", xlabel: str = "predicted class"
+) -> None:
     """Counts of true (rows) against predicted (columns) classes, as a PNG heat map."""
     import matplotlib
 
@@ -57,7 +61,7 @@ def plot_confusion_matrix(matrix, classes: list[str], path: Path) -> None:
     labels = [c if len(c) <= 18 else c[:17] + "…" for c in classes]
     ax.set_xticks(range(k), labels, rotation=90 if k > 6 else 0)
     ax.set_yticks(range(k), labels)
-    ax.set(xlabel="predicted class", ylabel="true class", title="Confusion matrix")
+    ax.set(xlabel=xlabel, ylabel="true class", title=title)
     if k <= 30:
         threshold = matrix.max() / 2 if matrix.size else 0
         for i in range(k):
@@ -101,6 +105,49 @@ def plot_reliability(calibration: dict, path: Path) -> None:
         title=f"Reliability (ECE {calibration['ece']:.3f})",
     )
     ax.legend(loc="upper left")
+    _save(fig, path)
+
+
+def plot_class_confusions(per_class: dict[str, dict[str, int]], path: Path) -> None:
+    """Each class's 2x2 confusion (true without / with the class against given without / with), small multiples."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    cols = min(4, max(1, len(per_class)))
+    rows = max(1, -(-len(per_class) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False, constrained_layout=True)
+    fig.suptitle("Per class: true (rows) against given (columns), without / with the class")
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, c) in zip(axes.flat, per_class.items(), strict=False):
+        matrix = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
+        ax.axis("on")
+        ax.imshow(matrix, cmap="Blues")
+        ax.set_xticks([0, 1], ["without", "with"])
+        ax.set_yticks([0, 1], ["without", "with"])
+        ax.set_title(name if len(name) <= 24 else name[:23] + "…", fontsize=9)
+        for i in range(2):
+            for j in range(2):
+                colour = "white" if matrix[i, j] > matrix.max() / 2 else "black"
+                ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center", fontsize=9, color=colour)
+    _save(fig, path)
+
+
+def plot_precision_recall(curves: dict[str, tuple[list[float], list[float]]], path: Path) -> None:
+    """One precision-recall curve per class (name -> (recall, precision)), as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
+    for name, (recall, precision) in curves.items():
+        ax.step([0.0, *recall], [precision[0] if precision else 1.0, *precision], where="pre", label=name)
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision", title="Precision-recall per class")
+    if curves:
+        ax.legend(loc="lower left", fontsize=8)
     _save(fig, path)
 
 

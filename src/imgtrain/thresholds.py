@@ -1,14 +1,18 @@
 """Multi-label decisions: each class's probability threshold, chosen on the validation set to maximise that class's F1.
 
 A class with fewer than MIN_POSITIVES validation images keeps DEFAULT_THRESHOLD: an F1 over two or three images
-would pick a threshold that fits those images, not the class. Numpy only (score, serve and export will read the result).
+would pick a threshold that fits those images, not the class. Numpy only: score, serve and export read the result.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
+
+from .errors import ParameterError
+from .params import is_number
 
 DEFAULT_THRESHOLD = 0.5
 #: The fewest validation images of a class for its own threshold.
@@ -57,3 +61,22 @@ def check_thresholds(value: object, num_classes: int) -> tuple[float, ...]:
     ):
         raise ValueError("each threshold must be a number between 0 and 1")
     return tuple(float(v) for v in value)
+
+
+def check_threshold(value: object) -> float | None:
+    """One threshold for every class (score / serve --threshold): None, or a number between 0 and 1; ParameterError
+    saying so otherwise."""
+    if value is None:
+        return None
+    if not is_number(value, 0, 1) or value in (0, 1):
+        raise ParameterError(
+            f"threshold must be a number between 0 and 1 (both left out), got {value!r}.",
+            hint="e.g. 0.5: an image gets every class whose probability is at least 0.5; leave it out for the "
+            "thresholds chosen on the validation set.",
+        )
+    return float(value)
+
+
+def predicted_classes(classes: Sequence[str], probabilities: Sequence[float], thresholds: Sequence[float]) -> list[str]:
+    """The classes whose probability reaches their threshold, in class order (possibly none)."""
+    return [c for c, p, t in zip(classes, probabilities, thresholds, strict=True) if p >= t]

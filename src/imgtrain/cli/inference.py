@@ -6,7 +6,7 @@ import argparse
 import os
 
 from ..config import EXPLAIN_COUNT, MAX_SEED, PRECISIONS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig
-from .options import MIN_CONFIDENCE_HELP, WORKERS_HELP, Formatter, count, describe, number
+from .options import MIN_CONFIDENCE_HELP, THRESHOLD_HELP, WORKERS_HELP, Formatter, count, describe, number
 
 
 def add_score(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
@@ -18,7 +18,9 @@ def add_score(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
         help="Score Image Model: trained model + image directory -> per-class probabilities",
         description="Score every image of an image directory with a trained model, using the "
         "model's own inference transformation. One row per image: id, path, source, label (when "
-        "the directory has labels), 'Scored Probabilities_<class>' per class, 'Scored Labels'.",
+        "the directory has labels), 'Scored Probabilities_<class>' per class, 'Scored Labels'. A multi-label "
+        "model's rows have 'labels' (the true classes) and 'Scored Labels' as lists: JSON lists in .jsonl, "
+        "joined by ';' in .csv.",
     )
     p.add_argument("--model", required=True, metavar="DIR", help="trained model directory (imgtrain train)")
     p.add_argument(
@@ -45,6 +47,7 @@ def add_score(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
         metavar="P",
         help=MIN_CONFIDENCE_HELP + "; a 'Best Guess' column keeps the top class",
     )
+    add_threshold(p)
     p.add_argument(
         "--skip-invalid",
         action="store_true",
@@ -59,6 +62,11 @@ def add_score(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
     )
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.set_defaults(loads_torch=True, func=cmd_score)
+
+
+def add_threshold(p: argparse.ArgumentParser) -> None:
+    """--threshold, of score and serve."""
+    p.add_argument("--threshold", type=number(1e-9, 1 - 1e-9), default=None, metavar="P", help=THRESHOLD_HELP)
 
 
 def _add_score_compute_options(p: argparse.ArgumentParser) -> None:
@@ -84,9 +92,9 @@ def _add_score_compute_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from ..inference.model import load_model
-    from ..inference.scoring import score_to_file
+    from ..inference.score_file import score_to_file
 
-    model = load_model(args.model, args.device, args.precision)
+    model = load_model(args.model, args.device, args.precision, args.threshold)
     path, rows = score_to_file(
         model,
         args.data,
@@ -245,6 +253,7 @@ def add_serve(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
         metavar="P",
         help=MIN_CONFIDENCE_HELP + "; `best_guess` keeps the top class and `unknown` says so",
     )
+    add_threshold(p)
     p.set_defaults(loads_torch=True, func=cmd_serve)
 
 
@@ -257,6 +266,7 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         batch_wait_ms=args.batch_wait_ms,
         decode_threads=args.decode_threads,
         min_confidence=args.min_confidence,
+        threshold=args.threshold,
     )
 
 

@@ -44,10 +44,14 @@ def count(text: str) -> int:
     return value
 
 
+THRESHOLD_HELP = (
+    "a multi-label model only: answer every class whose probability is at least P (0 < P < 1), for every "
+    "class, instead of each class's threshold chosen on the validation set when it trained"
+)
 MIN_CONFIDENCE_HELP = (
-    "answer 'unknown' for an image whose most likely class has a probability below P (0 < P <= "
-    "1), instead of a class it is unsure of; the probabilities are the calibrated ones (see train "
-    "--calibrate)"
+    "a single-label model only: answer 'unknown' for an image whose most likely class has a probability "
+    "below P (0 < P <= 1), instead of a class it is unsure of; the probabilities are the calibrated ones (see "
+    "train --calibrate)"
 )
 
 

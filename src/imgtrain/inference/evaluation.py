@@ -1,4 +1,5 @@
-"""Evaluate Model: accuracy, precision / recall / F1, log loss, confusion matrix, and plots of the errors."""
+"""Evaluate Model: accuracy, precision / recall / F1, log loss, confusion matrix, and plots of the errors; a
+multi-label model's scores (a `labels` column) are evaluated by multilabel_metrics, with their own figures."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import csv
 import json
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ from ..calibration import CALIBRATION_BINS, calibration
 from ..config import PROBABILITY_PREFIX, SCORED_LABELS
 from ..errors import InvalidDatasetError, NotLabeledDatasetError, ParameterError
 from ..files import atomic_write_json, building_dir
+from .multilabel_figures import write_multilabel_figures
+from .multilabel_metrics import class_list, compute_multilabel_metrics, multilabel_summary, parse_multilabel
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +56,9 @@ def read_scores(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
             f"{path} has no '{PROBABILITY_PREFIX}<class>' / '{SCORED_LABELS}' columns.",
             hint="give a file written by `imgtrain score`.",
         )
-    if "label" not in columns:
+    if "label" not in columns and "labels" not in columns:
         raise NotLabeledDatasetError(
-            f"The scores in {path} have no true-label column ('label').",
+            f"The scores in {path} have no true-label column ('label', or a multi-label model's 'labels').",
             hint="score a labeled image directory (one converted from class folders or a "
             "manifest with labels) to evaluate.",
         )
@@ -178,20 +182,12 @@ def evaluate(
         from ..models.model_directory import open_model_directory
 
         trained = open_model_directory(model)
-        trained.require_single_label("evaluate")
     classes, rows = read_scores(scores)
     if trained is not None and list(trained.classes) != classes:
         raise _not_its_scores(scores, classes, model, list(trained.classes))
-    scored_classes = len(classes)
-    y_true, probs, kept, unscored = _parse(rows, classes)
-    metrics = {
-        "format": "imgtrain.metrics",
-        "format_version": 1,
-        "scores": str(scores),
-        "unscored": unscored,
-        **compute_metrics(y_true, probs, classes),
-    }
-    unknown = {c: int((y_true == scored_classes + i).sum()) for i, c in enumerate(classes[scored_classes:])}
+    rows, measured, unknown, unscored, write_figures = _measure(rows, classes, max_errors_shown)
+    metrics = {"format": "imgtrain.metrics", "format_version": 1, "scores": str(scores), "unscored": unscored}
+    metrics.update(measured)
     if unknown:
         metrics["unknown_labels"] = unknown
         log.warning(
@@ -202,8 +198,7 @@ def evaluate(
         )
     with building_dir(out, overwrite, inputs=[scores] + ([Path(model)] if model is not None else [])) as tmp:
         atomic_write_json(tmp / METRICS_NAME, metrics)
-        atomic_write_json(tmp / CONFUSION_JSON, metrics["confusion_matrix"])
-        _write_figures(tmp, metrics, classes, rows, kept, y_true, probs, max_errors_shown)
+        write_figures(tmp, metrics)
         if trained is not None:
             from .explain import explain_rows, log_explained
 
@@ -215,6 +210,40 @@ def evaluate(
     if unscored:
         log.warning("%d rows had no score (unreadable images) and were left out", unscored)
     return metrics
+
+
+def _measure(
+    rows: list[dict[str, Any]], classes: list[str], max_errors_shown: int
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, int], int, Callable[[Path, dict[str, Any]], None]]:
+    """(the rows, a multi-label model's cells as lists; the metrics; the images of each label the model has no class
+    for; the rows without a score; what writes the figures of the metrics into a folder)."""
+    scored_classes = len(classes)
+    if isinstance(rows[0], dict) and "labels" in rows[0]:  # a multi-label model's; CSV cells joined by ';' -> lists
+        rows = [
+            {**r, "labels": class_list(r.get("labels")), SCORED_LABELS: class_list(r.get(SCORED_LABELS))}
+            if isinstance(r, dict)
+            else r
+            for r in rows
+        ]
+        truth, probs, given, kept, unscored = parse_multilabel(rows, classes)
+        unknown = {c: int(truth[:, scored_classes + i].sum()) for i, c in enumerate(classes[scored_classes:])}
+        return (
+            rows,
+            compute_multilabel_metrics(truth, probs, given, classes),
+            unknown,
+            unscored,
+            lambda folder, metrics: write_multilabel_figures(
+                folder, metrics, classes, rows, kept, truth, probs, given, max_errors_shown
+            ),
+        )
+    y_true, probs, kept, unscored = _parse(rows, classes)
+    unknown = {c: int((y_true == scored_classes + i).sum()) for i, c in enumerate(classes[scored_classes:])}
+
+    def write_figures(folder: Path, metrics: dict[str, Any]) -> None:
+        atomic_write_json(folder / CONFUSION_JSON, metrics["confusion_matrix"])
+        _write_figures(folder, metrics, classes, rows, kept, y_true, probs, max_errors_shown)
+
+    return rows, compute_metrics(y_true, probs, classes), unknown, unscored, write_figures
 
 
 def _not_its_scores(
@@ -261,6 +290,8 @@ def _write_figures(
 
 def summary(metrics: dict[str, Any]) -> str:
     """A few lines for people: the headline numbers and the weakest classes."""
+    if metrics.get("task") == "multilabel":
+        return multilabel_summary(metrics)
     lines = [
         f"images evaluated:  {metrics['images']}"
         + (f" ({metrics['unscored']} unscored left out)" if metrics.get("unscored") else "")

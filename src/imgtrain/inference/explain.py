@@ -1,7 +1,8 @@
 """Explanations: Grad-CAM heatmaps (Selvaraju et al., 2017) of what a trained model looked at.
 
 For the most confident errors and a seeded sample of correct predictions of a labeled image directory
-(or of a scores file's rows), the heatmap of the predicted class over the model's own input, computed
+(or of a scores file's rows), the heatmap of the predicted class (of a multi-label model: of each class it
+gave, one entry each) over the model's own input, computed
 with captum's LayerGradCam at the network's last spatial layer (target_layer_name): at 224 px, layer4 of
 a ResNet, the features of a DenseNet, EfficientNet or ConvNeXt, the permuted last stage of a Swin and the
 patch projection of a ViT (which has no later spatial map). Every network of the catalog has one.
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import EXPLAIN_COUNT, PROBABILITY_PREFIX
+from ..config import EXPLAIN_COUNT, PROBABILITY_PREFIX, SCORED_LABELS
 from ..data.image_directory import ImageDirectory
 from ..data.imaging import BadImage, read_image_file
 from ..data.transforms import ModelInput
@@ -113,16 +114,25 @@ def _network_for_gradients(trained: TrainedModel) -> nn.Module:
 def choose(
     rows: list[dict[str, Any]], classes: Sequence[str], errors: int, correct: int, seed: int
 ) -> list[tuple[dict[str, Any], bool]]:
-    """The `errors` most confident errors, then a seeded sample of `correct` right predictions: (row, is_error)."""
-    scored = [r for r in rows if r.get("label") not in (None, "") and not r.get("error")]
+    """The `errors` most confident errors, then a seeded sample of `correct` right predictions: (row, is_error).
+
+    A multi-label row (its true classes in `labels`) is right when its answer is exactly its classes; its error's
+    confidence is that of its most confident wrong class (a probability over the threshold of a class it lacks, or
+    one minus that of a class it has and was not given)."""
+    multilabel = any("labels" in r for r in rows)
+    truth = "labels" if multilabel else "label"
+    scored = [r for r in rows if r.get(truth) not in (None, "") and not r.get("error")]
     if not scored:
         raise NotLabeledDatasetError(
             "There is no labeled, scored image to explain.",
             hint="explain a labeled image directory (or the scores of one).",
         )
-    judged = [(r, *_top(r, classes)) for r in scored]  # (row, top probability, top class)
-    wrong = sorted((j for j in judged if j[2] != j[0]["label"]), key=lambda j: -j[1])[:errors]
-    right = [r for r, _, c in judged if c == r["label"]]
+    judged = [(r, *(_miss(r, classes) if multilabel else _top(r, classes))) for r in scored]
+    is_right = (
+        (lambda r, c: set(r[SCORED_LABELS]) == set(r["labels"])) if multilabel else (lambda r, c: c == r["label"])
+    )
+    wrong = sorted((j for j in judged if not is_right(j[0], j[2])), key=lambda j: -j[1])[:errors]
+    right = [r for r, _, c in judged if is_right(r, c)]
     picked = np.random.default_rng(seed).permutation(len(right))[:correct]
     return [(r, True) for r, _, _ in wrong] + [(right[i], False) for i in sorted(picked)]
 
@@ -130,6 +140,25 @@ def choose(
 def _top(row: dict[str, Any], classes: Sequence[str]) -> tuple[float, str]:
     """(probability, class) of a scored row's most likely class."""
     return max((float(row[PROBABILITY_PREFIX + c]), c) for c in classes)
+
+
+def _miss(row: dict[str, Any], classes: Sequence[str]) -> tuple[float, str]:
+    """(confidence, class) of a multi-label row's most confident wrong class; (0, "") when it has none."""
+    given, truth = set(row[SCORED_LABELS]), set(row["labels"])
+    wrong = [
+        (float(row[PROBABILITY_PREFIX + c]) if c in given else 1 - float(row[PROBABILITY_PREFIX + c]), c)
+        for c in classes
+        if (c in given) != (c in truth)
+    ]
+    return max(wrong, default=(0.0, ""))
+
+
+def _explained_classes(row: dict[str, Any], classes: Sequence[str]) -> list[tuple[float, str]]:
+    """(probability, class) of each class a row's heatmaps explain: its top class, or each class a multi-label
+    answer gave (its top class when it gave none)."""
+    if "labels" not in row or not row[SCORED_LABELS]:
+        return [_top(row, classes)]
+    return [(float(row[PROBABILITY_PREFIX + c]), c) for c in row[SCORED_LABELS]]
 
 
 def explain_rows(
@@ -156,20 +185,24 @@ def explain_rows(
         if layer is None:  # the first image's shape picks the layer for all (one transformation, one size)
             layer_name = target_layer_name(net, tensor, head_modules(trained.architecture.head_keys))
             layer = dict(net.named_modules())[layer_name]
-        probability, predicted = _top(row, trained.classes)
-        cam = gradcam(net, layer, tensor, [trained.classes.index(predicted)])[0]
-        entries.append(
-            {
-                "id": row["id"],
-                "path": row["path"],
-                "label": row["label"],
-                "predicted": predicted,
-                "probability": probability,
-                "error": is_error,
-            }
+        explained = _explained_classes(row, trained.classes)
+        cams = gradcam(
+            net, layer, tensor.expand(len(explained), -1, -1, -1), [trained.classes.index(c) for _, c in explained]
         )
-        maps.append(cam)
-        images.append(_display(tensor[0], trained))
+        for (probability, predicted), cam in zip(explained, cams, strict=True):
+            entries.append(
+                {
+                    "id": row["id"],
+                    "path": row["path"],
+                    "label": row["labels"] if "labels" in row else row["label"],
+                    "predicted": predicted,
+                    "probability": probability,
+                    "error": is_error,
+                }
+                | ({"heatmap": f"{row['id']}/{predicted}"} if "labels" in row else {})
+            )
+            maps.append(cam)
+            images.append(_display(tensor[0], trained))
     document = {
         "format": EXPLAIN_FORMAT,
         "format_version": 1,
@@ -177,7 +210,7 @@ def explain_rows(
         "model": str(trained.path),
         "architecture": trained.architecture.model_name,
         "target_layer": layer_name,
-        "explained_class": "predicted",
+        "explained_class": "predicted",  # multi-label: one entry per class given (the top one when none was)
         "images": entries,
     }
     write_explanations(Path(out), document, maps, images, overwrite)
@@ -222,7 +255,6 @@ def explain(
     its correct predictions with Grad-CAM heatmaps, written to `out`."""
     directory = ImageDirectory.open(data)
     directory.require_labels("explained")
-    directory.require_single_label("explain")
     check_output(Path(out), overwrite, [Path(model), Path(data)])  # before scoring, not after
     loaded = load_model(model, precision="fp32")
     rows = score(loaded, directory, progress=progress)

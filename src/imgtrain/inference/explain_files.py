@@ -39,7 +39,8 @@ def _grid(document: dict[str, Any], overlays: list[Image.Image], path: Path) -> 
     for ax, entry, picture in zip(axes.ravel(), document["images"], overlays, strict=False):
         ax.imshow(picture)
         colour = "#b00" if entry["error"] else "#060"
-        ax.set_title(f"{entry['label']} → {entry['predicted']} ({entry['probability']:.2f})", fontsize=9, color=colour)
+        truth = ", ".join(entry["label"]) or "none" if isinstance(entry["label"], list) else entry["label"]
+        ax.set_title(f"{truth} → {entry['predicted']} ({entry['probability']:.2f})", fontsize=9, color=colour)
     fig.suptitle(f"Grad-CAM of {document['architecture']} at {document['target_layer']}: errors in red")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
@@ -61,7 +62,7 @@ def write_explanations(
             overlays.append(picture)
         save_file(
             {
-                str(e["id"]): torch.from_numpy(np.ascontiguousarray(h, dtype=np.float32))
+                e.get("heatmap", str(e["id"])): torch.from_numpy(np.ascontiguousarray(h, dtype=np.float32))
                 for e, h in zip(document["images"], maps, strict=True)
             },
             str(tmp / HEATMAPS),

@@ -1,5 +1,5 @@
 """A trained model loaded for prediction: `load_model`, `Model.predict` (one image or many), on the chosen device and
-precision, with the model's calibration temperature."""
+precision, with the model's calibration temperature; a multi-label model answers the classes over their thresholds."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ..data.transforms import ModelInput
 from ..devices import PRECISIONS, autocast_for, measure_speedup, resolve_device, resolve_precision
 from ..errors import InvalidDatasetError, ParameterError
 from ..models.model_directory import TrainedModel, open_model_directory
+from ..thresholds import check_threshold, predicted_classes
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +26,12 @@ log = logging.getLogger(__name__)
 class Model:
     """A trained model ready to predict: `load_model(MODELDIR).predict(image)`."""
 
-    def __init__(self, trained: TrainedModel, device: str = "auto", precision: str = "auto"):
+    def __init__(
+        self, trained: TrainedModel, device: str = "auto", precision: str = "auto", threshold: float | None = None
+    ):
         self.trained = trained
         self.classes = trained.classes
+        self.thresholds = _thresholds(trained, check_threshold(threshold))
         self.device = resolve_device(device)
         if precision not in PRECISIONS:
             raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
@@ -35,9 +39,37 @@ class Model:
         self.network = _inference_network(trained.network(), self.device)
         self.model_input: ModelInput = trained.model_input()
 
+    def set_threshold(self, threshold: float | None) -> None:
+        """Answer a multi-label model's classes at `threshold` (every class), or at their own thresholds (None)."""
+        self.thresholds = _thresholds(self.trained, check_threshold(threshold))
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether each class has its own sigmoid probability and threshold (the answer: a list of classes)."""
+        return self.thresholds is not None
+
+    def check_min_confidence(self, value: object) -> float | None:
+        """`value` as config.check_min_confidence gives it for this model; a multi-label model has thresholds
+        instead, so any value is refused."""
+        if value is not None and self.multilabel:
+            raise ParameterError(
+                f"min_confidence applies to single-label models; {self.trained.path} is multi-label.",
+                hint="leave it out: an image whose classes are all under their thresholds is answered with no class; "
+                "give threshold to change the thresholds.",
+            )
+        return check_min_confidence(value, self.classes)
+
+    def answer(self, probs: Sequence[float], min_confidence: float | None = None) -> tuple[str | list[str], str | None]:
+        """(label, best guess) of one image's probabilities: see `decide`; a multi-label model's label is the list of
+        classes over their thresholds, and it has no best guess."""
+        if self.thresholds is not None:
+            return predicted_classes(self.classes, probs, self.thresholds), None
+        return decide(self.classes, probs, min_confidence)
+
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities (float32, on the CPU) of a batch of model inputs, at the model's temperature."""
+        """Probabilities (float32, on the CPU) of a batch of model inputs: the softmax at the model's temperature, or
+        a multi-label model's sigmoid per class."""
         if self.precision == "auto":  # scores carry no seed promise: the fastest precision measured here
             self.precision = resolve_precision(
                 "auto",
@@ -50,6 +82,8 @@ class Model:
         with autocast_for(self.device, self.precision):
             batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             logits = self.network(batch)
+        if self.multilabel:
+            return torch.sigmoid(logits.float()).cpu()
         return torch.softmax(logits.float() / self.trained.temperature, dim=1).cpu()
 
     def predict(
@@ -58,8 +92,8 @@ class Model:
         """Label and per-class probabilities of one image (a dict) or of a list of images (a list of dicts).
 
         With `min_confidence`, an image whose top probability is below it gets the label UNKNOWN_LABEL; its
-        `best_guess` keeps the top class."""
-        min_confidence = check_min_confidence(min_confidence, self.classes)
+        `best_guess` keeps the top class. A multi-label model's label is the list of classes over their thresholds."""
+        min_confidence = self.check_min_confidence(min_confidence)
         if isinstance(images, Image.Image | str | Path):
             single, batch = True, [images]
         else:
@@ -76,9 +110,10 @@ class Model:
         results = []
         for tensor in tensors:  # one at a time: images may differ in size
             probs = self.probabilities(tensor[None])[0].tolist()
-            label, guess = decide(self.classes, probs, min_confidence)
+            label, guess = self.answer(probs, min_confidence)
             results.append(
-                {"label": label, "best_guess": guess, "probabilities": dict(zip(self.classes, probs, strict=True))}
+                {"label": label, "probabilities": dict(zip(self.classes, probs, strict=True))}
+                | ({} if self.multilabel else {"best_guess": guess})
             )
         return results[0] if single else results
 
@@ -98,11 +133,25 @@ def _inference_network(net: torch.nn.Module, device: torch.device) -> torch.nn.M
     return net.to(memory_format=torch.channels_last)
 
 
-def load_model(path: str | Path, device: str = "auto", precision: str = "auto") -> Model:
-    """Open a trained model directory for prediction (validated; never unpickles anything)."""
-    trained = open_model_directory(path)
-    trained.require_single_label("score, serve and explain")
-    return Model(trained, device, precision)
+def load_model(
+    path: str | Path, device: str = "auto", precision: str = "auto", threshold: float | None = None
+) -> Model:
+    """Open a trained model directory for prediction (validated; never unpickles anything); `threshold` replaces a
+    multi-label model's thresholds by one for every class."""
+    return Model(open_model_directory(path), device, precision, threshold)
+
+
+def _thresholds(trained: TrainedModel, threshold: float | None) -> tuple[float, ...] | None:
+    """A multi-label model's thresholds (its own, or `threshold` for every class); None for a single-label model,
+    which refuses a threshold."""
+    if trained.thresholds is None:
+        if threshold is not None:
+            raise ParameterError(
+                f"threshold applies to multi-label models; {trained.path} is single-label (one class per image).",
+                hint="leave it out, or give min_confidence to answer 'unknown' below a probability.",
+            )
+        return None
+    return trained.thresholds if threshold is None else (threshold,) * len(trained.classes)
 
 
 def decide(classes: Sequence[str], probs: Sequence[float], min_confidence: float | None) -> tuple[str, str]:

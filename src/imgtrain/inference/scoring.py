@@ -1,10 +1,8 @@
 """Score Image Model: per-class probabilities for every image of an image directory, a plain folder of images or a
-remote prefix, streamed to a file."""
+remote prefix, as rows streamed batch by batch (score_file writes them to a file)."""
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -14,23 +12,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import BEST_GUESS, PROBABILITY_PREFIX, SCORE_BATCH_SIZE, SCORED_LABELS, check_min_confidence
+from ..config import BEST_GUESS, PROBABILITY_PREFIX, SCORE_BATCH_SIZE, SCORED_LABELS
 from ..data.decoding import DecodedCache, default_cache_dir
-from ..data.image_directory import ImageDirectory, ImageRecord, list_problems
+from ..data.image_directory import ImageDirectory, ImageRecord, label_list, list_problems
 from ..data.imaging import BadImage
 from ..data.remote import RemoteImages, display, is_remote, list_images
 from ..data.transforms import ModelInput, output_sizes
 from ..errors import InvalidDatasetError, ParameterError
-from ..files import atomic_file, check_output
 from ..parallel import default_loader_workers, scoring_loader_workers
 from ..params import is_integer
 from ..progress import progress_bar
 from .folders import FolderImages, is_plain_folder, list_folder
-from .model import Model, decide, load_model
+from .model import Model, load_model
 
 log = logging.getLogger(__name__)
-
-FORMATS = ("csv", "jsonl")
 
 
 class _ScoringData(Dataset):
@@ -152,7 +147,7 @@ def _checked_options(model: Model, batch_size: object, min_confidence: float | N
     """min_confidence as check_min_confidence gives it for the model's classes, once batch_size is checked."""
     if not is_integer(batch_size, 1):
         raise ParameterError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-    return check_min_confidence(min_confidence, model.classes)
+    return model.check_min_confidence(min_confidence)
 
 
 def _collate(items: list) -> tuple[torch.Tensor | None, list[int], list[int], list[str]]:
@@ -227,10 +222,10 @@ def _rows_of(
             rows: dict[int, dict[str, Any]] = {}
             if batch is not None and (skip_invalid or not bad):  # once failing, only look for more bad images
                 for i, probs in zip(positions, model.probabilities(batch).tolist(), strict=True):
-                    rows[i] = _row(records[i], where(i), labeled, model.classes, probs, min_confidence=min_confidence)
+                    rows[i] = _row(model, records[i], where(i), labeled, probs, min_confidence=min_confidence)
             for i, error in zip(bad_positions, errors, strict=True):
                 bad.append(f"{records[i].path}: {error}")
-                rows[i] = _row(records[i], where(i), labeled, model.classes, None, error, min_confidence)
+                rows[i] = _row(model, records[i], where(i), labeled, None, error, min_confidence)
             if skip_invalid or not bad:
                 yield from (rows[i] for i in sorted(rows))
             bar.update(len(positions) + len(bad_positions))
@@ -243,20 +238,21 @@ def _rows_of(
 
 
 def _row(
+    model: Model,
     record: ImageRecord,
     path: str,
     labeled: bool,
-    classes: Sequence[str],
     probs: list[float] | None,
     error: str | None = None,
     min_confidence: float | None = None,
 ) -> dict[str, Any]:
+    """One image's row: a multi-label model's true classes go in `labels` and its answer is a list."""
     row: dict[str, Any] = {"id": record.id, "path": path, "source": record.source}
     if labeled:
-        row["label"] = record.label
-    for k, name in enumerate(classes):
+        row.update({"labels": label_list(record.label)} if model.multilabel else {"label": record.label})
+    for k, name in enumerate(model.classes):
         row[PROBABILITY_PREFIX + name] = None if probs is None else probs[k]
-    label, guess = (None, None) if probs is None else decide(classes, probs, min_confidence)
+    label, guess = (None, None) if probs is None else model.answer(probs, min_confidence)
     row[SCORED_LABELS] = label
     if min_confidence is not None:
         row[BEST_GUESS] = guess
@@ -265,7 +261,19 @@ def _row(
     return row
 
 
-def _source_rows(
+def score_columns(model: Model, labeled: bool, min_confidence: float | None, skip_invalid: bool) -> list[str]:
+    """The columns of the rows, in order."""
+    return (
+        ["id", "path", "source"]
+        + ([("labels" if model.multilabel else "label")] if labeled else [])
+        + [PROBABILITY_PREFIX + c for c in model.classes]
+        + [SCORED_LABELS]
+        + ([BEST_GUESS] if min_confidence is not None else [])
+        + (["error"] if skip_invalid else [])
+    )
+
+
+def source_rows(
     model: Model,
     images: str | Path | ImageDirectory,
     batch_size: int,
@@ -312,7 +320,7 @@ def _source_rows(
         directory.root,
         score_rows(
             model,
-            directory.require_single_label("score"),
+            directory if model.multilabel else directory.require_single_label("score with a single-label model"),
             batch_size=batch_size,
             workers=workers,
             skip_invalid=skip_invalid,
@@ -338,63 +346,4 @@ def score(
     under a remote prefix (s3://..., streamed); return the table as a list of rows (dicts with the designer's column
     names; see score_rows for `min_confidence`)."""
     model = model if isinstance(model, Model) else load_model(model)
-    return list(_source_rows(model, images, batch_size, workers, skip_invalid, progress, cache, min_confidence)[2])
-
-
-def _check_scores_output(out: Path, overwrite: bool, inputs: list[Path]) -> None:
-    """Before any work: the scores file is not an existing folder, nor is it, or does it lie in, an input."""
-    if out.is_dir():
-        raise ParameterError(f"{out} is a folder; the scores go to a file.", hint="give a path such as scores.csv.")
-    check_output(out, overwrite, inputs)
-
-
-def score_to_file(
-    model: str | Path | Model,
-    images: str | Path,
-    out: str | Path,
-    *,
-    fmt: str | None = None,
-    batch_size: int = SCORE_BATCH_SIZE,
-    workers: int | None = None,
-    skip_invalid: bool = False,
-    overwrite: bool = False,
-    progress: bool = True,
-    cache: bool = True,
-    min_confidence: float | None = None,
-) -> tuple[Path, int]:
-    """Stream the scores to `out` (CSV or JSON lines), which appears only once complete; return (path, rows)."""
-    out = Path(out)
-    fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv")
-    if fmt not in FORMATS:
-        raise ParameterError(f"format must be one of {FORMATS}, got {fmt!r}.")
-    inputs = [model.trained.path if isinstance(model, Model) else Path(model)] + (
-        [] if is_remote(images) else [Path(images)]
-    )
-    _check_scores_output(out, overwrite, inputs)
-    model = model if isinstance(model, Model) else load_model(model)
-    min_confidence = check_min_confidence(min_confidence, model.classes)
-    labeled, source, rows = _source_rows(
-        model, images, batch_size, workers, skip_invalid, progress, cache, min_confidence
-    )
-    columns = (
-        ["id", "path", "source"]
-        + (["label"] if labeled else [])
-        + [PROBABILITY_PREFIX + c for c in model.classes]
-        + [SCORED_LABELS]
-        + ([BEST_GUESS] if min_confidence is not None else [])
-        + (["error"] if skip_invalid else [])
-    )
-    kept = f"{out} is as it was before." if out.exists() else ""
-    count = 0
-    with atomic_file(out, kept) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, columns, extrasaction="raise") if fmt == "csv" else None
-        if writer:
-            writer.writeheader()
-        for row in rows:
-            if writer:
-                writer.writerow(row)
-            else:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-    log.info("scored %d images of %s with %s into %s", count, source, model.trained.path, out)
-    return out, count
+    return list(source_rows(model, images, batch_size, workers, skip_invalid, progress, cache, min_confidence)[2])

@@ -1,7 +1,8 @@
 """Export a trained model for other runtimes: ONNX or TorchScript, normalization and softmax inside.
 
 The exported model takes float32 images, NCHW, RGB scaled to [0, 1], already resized and
-cropped as `imgtrain-export.json` says, and returns per-class probabilities. `preprocess`
+cropped as `imgtrain-export.json` says, and returns per-class probabilities (a multi-label model's: one sigmoid
+per class, its thresholds in `imgtrain-export.json`). `preprocess`
 does those steps in Python, for clients that want to match imgtrain exactly.
 """
 
@@ -31,20 +32,30 @@ OPSET = 17
 
 
 class ExportedModel(nn.Module):
-    """Normalize, run the network, divide by the calibrated temperature, softmax: what every runtime gets."""
+    """Normalize, run the network, divide by the calibrated temperature, softmax (a multi-label model: a sigmoid per
+    class): what every runtime gets."""
 
     mean: torch.Tensor  # buffers (register_buffer)
     std: torch.Tensor
 
-    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...], temperature: float = 1.0):
+    def __init__(
+        self,
+        net: nn.Module,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        temperature: float = 1.0,
+        multilabel: bool = False,
+    ):
         super().__init__()
+        self.multilabel = multilabel
         self.net = net
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.temperature = float(temperature)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net((images - self.mean) / self.std) / self.temperature, dim=1)
+        logits = self.net((images - self.mean) / self.std) / self.temperature
+        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
 
 
 def preprocess(trained: TrainedModel, image: Image.Image) -> np.ndarray:
@@ -57,8 +68,7 @@ def export_model(model: str | Path, out: str | Path, fmt: str = "onnx", overwrit
     if fmt not in FORMATS:
         raise ParameterError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
     trained = open_model_directory(model)
-    trained.require_single_label("export")
-    net = ExportedModel(trained.network(), trained.mean, trained.std, trained.temperature).eval()
+    net = ExportedModel(trained.network(), trained.mean, trained.std, trained.temperature, trained.multilabel).eval()
     height, width = _example_size(trained)
     example = torch.rand(1, 3, height, width)
     with building_dir(Path(out), overwrite, inputs=[Path(model)]) as tmp:
@@ -103,6 +113,7 @@ def _export_onnx(net: nn.Module, example: torch.Tensor, path: Path, trained: Tra
     for key, value in (
         ("imgtrain.classes", "\n".join(trained.classes)),
         ("imgtrain.input", "float32 NCHW RGB in [0, 1], resized/cropped as imgtrain-export.json says"),
+        *([("imgtrain.thresholds", "\n".join(map(repr, trained.thresholds)))] if trained.thresholds else []),
     ):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -140,6 +151,16 @@ def _describe(trained: TrainedModel, fmt: str, height: int, width: int) -> dict[
             "meaning": "softmax probabilities, in the order of `classes`",
             "temperature": trained.temperature,
             "temperature_applied": "inside the exported model",
-        },
+        }
+        | (
+            {
+                "meaning": "each class's own sigmoid probability, in the order of `classes`: an image has every "
+                "class whose probability is at least its threshold",
+                "task": "multilabel",
+                "thresholds": dict(zip(trained.classes, trained.thresholds, strict=True)),
+            }
+            if trained.thresholds is not None
+            else {}
+        ),
         "source_model": str(trained.path),
     }

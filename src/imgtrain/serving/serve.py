@@ -15,7 +15,6 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +28,10 @@ from ..config import (
     PROBABILITY_PREFIX,
     SCORED_LABELS,
     ServeConfig,
-    check_min_confidence,
 )
 from ..data.imaging import BadImage, ImageTooLarge
 from ..errors import MissingDependencyError, ParameterError
-from ..inference.model import Model, decide, load_model
+from ..inference.model import Model, load_model
 from ..params import is_integer
 from .webpage import PAGE
 
@@ -139,7 +137,8 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
 
     config = config or ServeConfig()
     model = model if isinstance(model, Model) else load_model(model)
-    check_min_confidence(config.min_confidence, model.classes)  # a class named "unknown" would be ambiguous
+    model.set_threshold(config.threshold)
+    model.check_min_confidence(config.min_confidence)  # a class named "unknown" would be ambiguous
     batcher = Batcher(model, config)
     stats = {"requests": 0, "rejected": 0}
     decoders = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="imgtrain-decode")
@@ -173,7 +172,7 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
         images, designer = await _images_of(body, request.headers.get("content-type", ""), off_loop)
         tensors = await asyncio.gather(*(off_loop(_decode, data, name, config, model) for name, data in images))
         rows = await asyncio.gather(*(batcher.probabilities(t) for t in tensors))
-        return JSONResponse(_answer(model.classes, [name for name, _ in images], rows, designer, config.min_confidence))
+        return JSONResponse(_answer(model, [name for name, _ in images], rows, designer, config.min_confidence))
 
     _add_page_and_health(app, model, config, batcher, stats)
     return app
@@ -223,6 +222,7 @@ def _facts(model: Model, config: ServeConfig) -> dict[str, Any]:
         "device": str(model.device),
         "temperature": model.trained.temperature,
         "min_confidence": config.min_confidence,
+        **({"task": "multilabel", "thresholds": list(model.thresholds)} if model.thresholds is not None else {}),
     }
 
 
@@ -255,15 +255,17 @@ async def _images_of(body: bytes, content_type: str, off_loop) -> tuple[list[tup
 
 
 def _answer(
-    classes: Sequence[str],
+    model: Model,
     names: list[str],
     rows: list[list[float]],
     designer: bool,
     min_confidence: float | None = None,
 ) -> dict[str, Any]:
     """The response: the designer's table, or each image's label, probabilities and top five. Below
-    `min_confidence` the label is UNKNOWN_LABEL (and `best_guess` / BEST_GUESS the top class)."""
-    decided = [decide(classes, row, min_confidence) for row in rows]
+    `min_confidence` the label is UNKNOWN_LABEL (and `best_guess` / BEST_GUESS the top class); a multi-label
+    model's label is the list of classes over their thresholds."""
+    classes = model.classes
+    decided = [model.answer(row, min_confidence) for row in rows]
     if designer:
         table = [
             {
@@ -278,11 +280,9 @@ def _answer(
     for name, row, (label, guess) in zip(names, rows, decided, strict=True):
         ranked = sorted(zip(classes, row, strict=True), key=lambda cp: -cp[1])
         predictions.append(
-            {
-                "name": name,
-                "label": label,
-                "best_guess": guess,
-                "unknown": label != guess,
+            {"name": name, "label": label}
+            | ({} if model.multilabel else {"best_guess": guess, "unknown": label != guess})
+            | {
                 "probabilities": dict(zip(classes, row, strict=True)),
                 "top": [{"label": c, "probability": p} for c, p in ranked[:5]],
             }

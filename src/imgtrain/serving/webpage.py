@@ -67,7 +67,8 @@ async function classify(files) {
       bars.textContent = "";
       if (!response.ok) { bars.appendChild(el("div", "error", answer.error || response.statusText)); continue; }
       const p = answer.predictions[0];
-      bars.appendChild(el("div", "label", p.label));
+      const label = Array.isArray(p.label) ? (p.label.length ? p.label.join(", ") : "(none of the classes)") : p.label;
+      bars.appendChild(el("div", "label", label));
       for (const t of p.top) {
         const row = el("div", "row");
         const fill = el("div", "fill"); fill.style.width = (100 * t.probability).toFixed(1) + "%";

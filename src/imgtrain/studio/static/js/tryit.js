@@ -68,7 +68,7 @@ async function tryImage(file) {
     const answer = await api(url(`/api/runs/${state.run.id}/predict`, { node }), { method: "POST", body: file, contentType: file.type || "application/octet-stream" });
     showMessage("");
     fill(byId("try-result"),
-      el("p", { class: "label" }, answer.label),
+      el("p", { class: "label" }, answerText(answer.label)),
       el("ol", { class: "bars", "aria-label": "top classes" }, (answer.top || []).map((t) =>
         el("li", { class: "bar-row" },
           el("span", { class: "bar-label" }, t.class),
@@ -77,4 +77,10 @@ async function tryImage(file) {
   } catch (error) {
     showMessage(error.message, "error");
   }
+}
+
+/** A model's answer as words: one class, or a multi-label model's list of classes (possibly none). */
+function answerText(label) {
+  if (!Array.isArray(label)) return label;
+  return label.length ? label.join(", ") : "none of the classes";
 }
