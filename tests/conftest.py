@@ -44,6 +44,8 @@ TRAINING_MODULES = {
     "test_explain",
     "test_multilabel_training",
     "test_multilabel_inference",
+    "test_multilabel_bench",
+    "test_studio_multilabel",
 }
 #: Modules that drive Chromium: `make test` runs them, `make test-fast` leaves them out (a browser start each).
 BROWSER_MODULES = {"test_studio_page", "test_serve_page", "test_browser"}

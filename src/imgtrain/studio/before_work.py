@@ -5,35 +5,47 @@ training images, validation classes that training lacks. The facts found (counts
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..data.split import split_indices
 from ..errors import ImgtrainError
 from .graph import MODEL_MODULES, Problem, resolve
 from .prechecks import batch_problem, classes_problem, scan_source, unreadable_problem, weights_problem
 
+T = TypeVar("T")
+
 
 def check_data(root: Path, graph: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
     """(facts of each image-giving output, the problems found) of a graph whose structure and parameters passed."""
     nodes = {n["id"]: n for n in graph["nodes"]}
     classes: dict[str, dict[str, int] | None] = {}  # "node.port" -> images per class (None: unknown or unlabeled)
+    sizes: dict[str, int] = {}  # "node.port" -> images of multi-label data (its classes overlap: no sum gives this)
     facts: dict[str, Any] = {}
     problems: list[Problem] = []
     for node in graph["nodes"]:
         node_id, module, params = node["id"], node["module"], node["params"]
         if module == "convert":
             counts = _scanned(root, node, facts, problems)
-            classes[f"{node_id}.images"] = counts
+            if facts.get(node_id, {}).get("multilabel"):
+                sizes[f"{node_id}.images"] = facts[node_id]["images"]
+            else:
+                classes[f"{node_id}.images"] = counts
         elif module == "split":
             found = _images_of(node, "images", nodes, classes)
             classes[f"{node_id}.train"], classes[f"{node_id}.valid"] = _split_counts(found, params)
+            if (total := _images_of(node, "images", nodes, sizes)) is not None:  # the split's sizes, as it draws them
+                sizes[f"{node_id}.train"] = len(
+                    split_indices([None] * total, params["fraction"], params["seed"], False)
+                )
+                sizes[f"{node_id}.valid"] = total - sizes[f"{node_id}.train"]
         elif module in MODEL_MODULES and params["pretrained"]:
             if problem := weights_problem(MODEL_MODULES[module], params["model_name"]):
                 problems.append(Problem(node_id, "pretrained", problem))
         elif module == "train":
             train = _images_of(node, "train", nodes, classes)
             valid = _images_of(node, "valid", nodes, classes)
-            if train is not None and (problem := batch_problem(params["batch_size"], sum(train.values()))):
+            train_images = sum(train.values()) if train is not None else _images_of(node, "train", nodes, sizes)
+            if train_images is not None and (problem := batch_problem(params["batch_size"], train_images)):
                 problems.append(Problem(node_id, "batch_size", problem))
             if train is not None and valid is not None and (problem := classes_problem(train, valid)):
                 problems.append(Problem(node_id, None, problem))
@@ -55,17 +67,17 @@ def _scanned(root: Path, node: dict[str, Any], facts: dict[str, Any], problems: 
         "unreadable": found.unreadable,
         "unreadable_count": found.unreadable_count,
         "ignored": found.ignored,
+        "multilabel": found.multilabel,
     }
     if problem := unreadable_problem(found, node["params"]["skip_invalid"], source):
         problems.append(Problem(node["id"], "skip_invalid", problem))
     return dict(found.classes) if found.labeled else None
 
 
-def _images_of(
-    node: dict[str, Any], port: str, nodes: dict[str, Any], classes: dict[str, dict[str, int] | None]
-) -> dict[str, int] | None:
+def _images_of(node: dict[str, Any], port: str, nodes: dict[str, Any], known: dict[str, T]) -> T | None:
+    """What `known` says of the output feeding `node`'s input `port`."""
     found = resolve(node["inputs"][port], nodes)
-    return classes.get(f"{found[0]}.{found[1]}") if found else None
+    return known.get(f"{found[0]}.{found[1]}") if found else None
 
 
 def _split_counts(counts: dict[str, int] | None, params: dict[str, Any]) -> tuple[dict | None, dict | None]:

@@ -47,6 +47,7 @@ class SourceFacts:
     reasons: dict[str, str] = field(default_factory=dict)  # why, for each one named
     undecodable: int = 0  # HEIF images while pillow-heif is not installed: convert leaves them out, refusing nothing
     ignored: int = 0  # files convert passes over: no image extension (.MOV, Thumbs.db), symbolic links
+    multilabel: bool = False  # each image has a list of classes: `classes` counts the images having each
 
 
 _lock = threading.Lock()
@@ -131,7 +132,13 @@ def _indexed_facts(path: Path) -> SourceFacts:
     """An image directory's facts from its index (its images were checked when it was written)."""
     directory = ImageDirectory.open(path)
     classes = {c: n for c, n in directory.class_counts().items() if n} if directory.labeled else {}
-    return SourceFacts(images=len(directory), classes=classes, unreadable=[], labeled=directory.labeled)
+    return SourceFacts(
+        images=len(directory),
+        classes=classes,
+        unreadable=[],
+        labeled=directory.labeled,
+        multilabel=directory.multilabel,
+    )
 
 
 def _archive_facts(archive: Path) -> SourceFacts:
@@ -198,6 +205,7 @@ def _facts(source: Path, listing: Listing, verdicts: list[Verdict]) -> SourceFac
         unreadable=[n for n, _ in unreadable[:NAMED]],
         labeled=labeled,
         unreadable_count=len(unreadable),
+        multilabel=any(isinstance(c.label, list | tuple) for c in listing.candidates),
         reasons=dict(unreadable[:NAMED]),
         undecodable=undecodable,
         ignored=len(listing.ignored),

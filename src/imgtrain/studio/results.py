@@ -10,7 +10,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from ..config import PROBABILITY_PREFIX, SCORED_LABELS
+from ..config import LABEL_SEPARATOR, PROBABILITY_PREFIX, SCORED_LABELS
 from ..data.image_directory import ImageDirectory, label_list
 from .events import read_events
 from .graph import MODEL_MODULES, MODULES, resolve, run_graph
@@ -166,6 +166,11 @@ def _model_card(path: Path, trained: bool) -> dict[str, Any]:
     if trained:
         training = meta.get("training", {})
         card += [[name.replace("_", " "), value] for name, value in training.items() if not isinstance(value, dict)]
+        if meta.get("thresholds"):
+            card += [["task", "multi-label: a sigmoid per class, each with its threshold"]]
+            card += [
+                [f"threshold of {c}", t] for c, t in zip(meta.get("classes", []), meta["thresholds"], strict=False)
+            ]
     return {"kind": "trained model" if trained else "untrained model", "card": card, "classes": meta.get("classes", [])}
 
 
@@ -186,8 +191,10 @@ def _evaluation(root: Path, run_id: int, node: dict[str, Any], graph: dict[str, 
     return {
         "kind": "evaluation",
         "metrics": {k: v for k, v in metrics.items() if not isinstance(v, dict | list)},
+        "averages": {k: metrics[k] for k in ("micro_avg", "macro_avg", "weighted_avg") if k in metrics},
         "per_class": metrics.get("per_class"),
         "confusion": metrics.get("confusion_matrix"),
+        "co_occurrence": metrics.get("co_occurrence"),
         "calibration": metrics.get("calibration"),
         "errors": confident_errors(root, node, graph, layout),
         "explanations": [
@@ -211,15 +218,36 @@ def confident_errors(
     wrong = []
     with open(scores, encoding="utf-8", newline="") as f:
         for row in csv.DictReader(f):
-            if row.get("label") and row.get(SCORED_LABELS) and row["label"] != row[SCORED_LABELS]:
+            if "labels" in row:  # a multi-label model's: the truth and the answer are ';'-joined classes
+                if (confidence := _multilabel_miss(row)) is not None:
+                    wrong.append((confidence, {**row, "label": row["labels"]}))
+            elif row.get("label") and row.get(SCORED_LABELS) and row["label"] != row[SCORED_LABELS]:
                 wrong.append((float(row[PROBABILITY_PREFIX + row[SCORED_LABELS]]), row))
     wrong.sort(key=lambda pair: -pair[0])
     return [
         {
             "url": image_url(root, images / row["path"]) if (images / row["path"]).is_file() else None,
-            "true": row["label"],
-            "predicted": row[SCORED_LABELS],
+            "true": _shown(row["label"]) if "labels" in row else row["label"],
+            "predicted": _shown(row[SCORED_LABELS]) if "labels" in row else row[SCORED_LABELS],
             "probability": probability,
         }
         for probability, row in wrong[:count]
     ]
+
+
+def _multilabel_miss(row: dict[str, str]) -> float | None:
+    """How confident a multi-label row's most confident wrong class was (its probability when given, one minus it
+    when missed); None when the row is right or has no score."""
+    probability = {k[len(PROBABILITY_PREFIX) :]: v for k, v in row.items() if k.startswith(PROBABILITY_PREFIX)}
+    if row.get("error") or "" in probability.values():
+        return None
+    truth, given = ({c for c in row[key].split(LABEL_SEPARATOR) if c} for key in ("labels", SCORED_LABELS))
+    wrong = [
+        float(probability[c]) if c in given else 1 - float(probability[c]) for c in truth ^ given if c in probability
+    ]
+    return max(wrong, default=None)
+
+
+def _shown(classes: str) -> str:
+    """A scores cell as the page shows it: a multi-label answer's classes with commas, none as "none"."""
+    return ", ".join(classes.split(LABEL_SEPARATOR)) if classes else "none"

@@ -68,8 +68,19 @@ function imagesPart(a, runId) {
       : null,
     el("div", { class: "thumbs" }, (a.samples || []).map((s) =>
       el("figure", { class: "thumb" },
-        el("img", { src: imageSource(runId, s), alt: s.label ? `an image of ${s.label}` : "an unlabeled image", loading: "lazy", width: 72, height: 72 }),
-        el("figcaption", {}, s.label ?? "")))));
+        el("img", { src: imageSource(runId, s), alt: imageAlt(s.label), loading: "lazy", width: 72, height: 72 }),
+        el("figcaption", {}, classesText(s.label))))));
+}
+
+/** An image's label as words: one class, or a multi-label image's classes (possibly none). */
+function classesText(label) {
+  if (!Array.isArray(label)) return label ?? "";
+  return label.length ? label.join(", ") : "none";
+}
+
+function imageAlt(label) {
+  if (Array.isArray(label)) return label.length ? `an image of ${label.join(" and ")}` : "an image of none of the classes";
+  return label ? `an image of ${label}` : "an unlabeled image";
 }
 
 function trainedView(a, runId, node) {
@@ -98,10 +109,15 @@ function cellText(value) {
 }
 
 function evaluationView(a, runId, node) {
+  const multilabel = a.metrics?.task === "multilabel";
   return el("div", {},
     tabs(`eval-${node}`, [
-      { id: "overview", label: "Overview", render: () => overview(a.metrics || {}, a.per_class || a.metrics?.per_class || {}) },
-      { id: "confusion", label: "Confusion matrix", render: () => confusion(a.confusion || a.metrics?.confusion_matrix) },
+      multilabel
+        ? { id: "overview", label: "Overview", render: () => multilabelOverview(a.metrics || {}, a.averages || {}, a.per_class || {}) }
+        : { id: "overview", label: "Overview", render: () => overview(a.metrics || {}, a.per_class || a.metrics?.per_class || {}) },
+      multilabel
+        ? { id: "confusion", label: "Per class and co-occurrence", render: () => classConfusions(a.per_class || {}, a.co_occurrence) }
+        : { id: "confusion", label: "Confusion matrix", render: () => confusion(a.confusion || a.metrics?.confusion_matrix) },
       { id: "errors", label: "Errors", render: () => errors(a.errors || [], runId) },
       { id: "calibration", label: "Calibration", render: () => calibration(a.calibration ?? a.metrics?.calibration) },
       { id: "explanations", label: "Explanations", render: () => explanations(a.explanations || [], runId) },
@@ -140,12 +156,46 @@ function overview(m, perClassMetrics) {
       : null);
 }
 
-function confusion(c) {
+/** A multi-label model's headline numbers (exact match, Hamming loss, mAP, micro and macro averages) and per class. */
+function multilabelOverview(m, averages, perClassMetrics) {
+  const rows = [];
+  const add = (name, value, format = number) => value !== undefined && value !== null && rows.push([name, format(value)]);
+  add("Exact match (every class right)", m.subset_accuracy, (v) => `${number(v)} (${percent(v)})`);
+  add("Hamming loss (decisions wrong)", m.hamming_loss);
+  add("Mean average precision (mAP)", m.mean_average_precision);
+  for (const [key, title] of [["micro_avg", "Micro"], ["macro_avg", "Macro"]])
+    for (const part of ["precision", "recall", "f1"]) add(`${title} ${part === "f1" ? "F1" : part}`, averages[key]?.[part]);
+  add("Log loss (per class)", m.log_loss);
+  add("Calibration error (ECE)", m.calibration?.ece);
+  add("Images", m.images);
+  add("Unscored images", m.unscored);
+  const perClass = Object.entries(perClassMetrics);
+  return el("div", { class: "overview" },
+    el("table", { class: "pairs metrics", id: "metrics-overview" }, el("tbody", {}, rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", { class: "num" }, v))))),
+    perClass.length
+      ? el("div", {}, el("h4", {}, "Per class"),
+        el("div", { class: "scroll-table" }, table(["class", "precision", "recall", "F1", "average precision", "images"],
+          perClass.map(([name, c]) => [name, number(c.precision, 3), number(c.recall, 3), number(c.f1, 3), c.average_precision === null ? "—" : number(c.average_precision, 3), c.support]), { class: "sticky" })))
+      : null);
+}
+
+/** Each class's 2x2 confusion as a table row, and the co-occurrence of true and given classes as a heat table. */
+function classConfusions(perClass, coOccurrence) {
+  const entries = Object.entries(perClass);
+  if (!entries.length) return el("p", { class: "muted" }, "No per-class figures.");
+  return el("div", {},
+    el("div", { class: "scroll-table" }, table(["class", "given and true (TP)", "given, not true (FP)", "missed (FN)", "rightly not given (TN)"],
+      entries.map(([name, c]) => [name, c.confusion?.tp, c.confusion?.fp, c.confusion?.fn, c.confusion?.tn]), { class: "sticky class-confusion" })),
+    coOccurrence ? el("h4", {}, "Co-occurrence: true class (rows), class given (columns)") : null,
+    coOccurrence ? confusion(coOccurrence, "given") : null);
+}
+
+function confusion(c, columns = "predicted") {
   if (!c?.classes?.length) return el("p", { class: "muted" }, "No confusion matrix.");
   const most = Math.max(1, ...c.matrix.flat());
   return el("div", { class: "scroll-table" },
-    el("table", { class: "confusion", "aria-label": "Confusion matrix: rows are the true class, columns the predicted class" },
-      el("thead", {}, el("tr", {}, el("th", { scope: "col", class: "corner" }, "true \\ predicted"), c.classes.map((name) => el("th", { scope: "col" }, name)))),
+    el("table", { class: "confusion", "aria-label": `${columns === "predicted" ? "Confusion matrix" : "Co-occurrence"}: rows are the true class, columns the ${columns} class` },
+      el("thead", {}, el("tr", {}, el("th", { scope: "col", class: "corner" }, `true \\ ${columns}`), c.classes.map((name) => el("th", { scope: "col" }, name)))),
       el("tbody", {}, c.matrix.map((row, i) => el("tr", {},
         el("th", { scope: "row" }, c.classes[i]),
         row.map((count, j) => el("td", {
