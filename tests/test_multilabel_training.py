@@ -16,7 +16,9 @@ from safetensors.torch import load_file
 
 import imgtrain
 from conftest import MULTILABEL_FAST as FAST
+from conftest import QUADRANTS
 from imgtrain import InvalidDatasetError, ParameterError, TrainConfig
+from imgtrain.calibration import class_temperature_report, temperature_report
 from imgtrain.thresholds import DEFAULT_THRESHOLD, choose_thresholds
 
 
@@ -93,3 +95,41 @@ def test_each_threshold_is_the_f1_best_cut_of_its_class():
     # a positive scored below a negative: taking it along costs that false positive, and F1 6/7 beats 4/5 without
     mixed = np.array([[0.9], [0.8], [0.7], [0.6], [0.5]])
     assert choose_thresholds(mixed, np.array([[1], [1], [0], [1], [0]]), min_positives=1) == [pytest.approx(0.55)]
+
+
+def test_each_class_is_calibrated_by_the_single_label_rule_on_its_own():
+    rng = np.random.default_rng(0)
+    n = 400
+    truth = rng.random((n, 2)) < 0.5
+    # class 0: informative but 4x overconfident logits (some wrong); class 1: every decision right
+    evidence = np.where(truth[:, 0], 1.0, -1.0) + rng.normal(0, 1.2, n)
+    logits = np.stack([4 * evidence, np.where(truth[:, 1], 6.0, -6.0)], axis=1)
+    report = class_temperature_report(logits, truth.astype(np.float32), ["a", "b"])
+    a, b = report["classes"]["a"], report["classes"]["b"]
+    assert a["applied"] and a["temperature"] > 2 and a["nll_after"] < a["nll_before"]
+    assert not b["applied"] and "are right" in b["reason"] and b["temperature"] == 1.0
+    assert report["temperatures"] == [a["temperature"], 1.0] and report["applied"]
+    # the same as the two-class softmax of (0, logit): the single-label rule itself
+    two_class = temperature_report(np.stack([np.zeros(n), logits[:, 0]], axis=1), truth[:, 0].astype(np.int64))
+    assert two_class["temperature"] == a["temperature"]
+
+
+def test_a_calibrated_multilabel_model_scores_each_class_at_its_temperature(multilabel_data, tmp_path):
+    model, train, _, spec = multilabel_data
+    from conftest import make_composites
+
+    rows = make_composites(tmp_path / "valid-src", 60, seed=7)  # enough validation images for the rule
+    (tmp_path / "valid-src" / "list.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    valid = imgtrain.convert(tmp_path / "valid-src" / "list.jsonl", tmp_path / "valid", workers=1, progress=False)
+    imgtrain.train(model, train, valid.root, tmp_path / "m", TrainConfig(**FAST), spec)
+    calibration = json.loads((tmp_path / "m" / "imgtrain-model.json").read_text())["calibration"]
+    assert calibration["method"] == "temperature scaling per class" and set(calibration["classes"]) == set(QUADRANTS)
+    assert all("applied" in r and ("reason" in r or r["applied"]) for r in calibration["classes"].values())
+    assert any(r["applied"] for r in calibration["classes"].values())  # 3 fast epochs: far too sure (log loss ~4)
+    loaded = imgtrain.load_model(tmp_path / "m", device="cpu", precision="fp32")
+    assert loaded.trained.temperatures == tuple(calibration["temperatures"])
+    batch = torch.stack([loaded.model_input.from_file(valid.root / r.path, r.width, r.height) for r in valid][:8])
+    with torch.inference_mode():
+        raw = loaded.trained.network()(batch)
+    expected = torch.sigmoid(raw / torch.tensor(calibration["temperatures"]))
+    assert torch.allclose(loaded.probabilities(batch), expected, atol=1e-5)

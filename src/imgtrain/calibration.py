@@ -4,7 +4,8 @@ Expected calibration error (ECE) and the reliability bins are what evaluate repo
 (Guo et al., 2017) divides the logits by one number T fitted on held-out data: softmax(logits / T) keeps
 every ranking and label, and T > 1 softens an overconfident model (T < 1 sharpens an underconfident one).
 Train fits T on the validation set; the model directory stores it; score, serve, export and the studio
-apply it. NumPy only, so every stage may import it.
+apply it. A multi-label model gets one T per class (class_temperature_report), each by the same rule. NumPy
+only, so every stage may import it.
 
 The rule (`temperature_report`, measured in docs/trust.md): no temperature below MIN_CALIBRATION_IMAGES
 validation images, nor when every validation image is already right (the log loss then falls without end as
@@ -177,8 +178,34 @@ def temperature_report(
     return {**report, "temperature": fit_temperature(logits, labels, bounds), "applied": True}
 
 
+def class_temperature_report(
+    logits: np.ndarray, targets: np.ndarray, classes: list[str] | tuple[str, ...], **rule: Any
+) -> dict[str, Any]:
+    """A multi-label model's temperature per class, each by the rule of temperature_report on that class alone:
+    sigmoid(z / T) is the two-class softmax of (0, z) / T, so a class's decisions are a two-class problem."""
+    logits = np.asarray(logits, dtype=np.float64)
+    reports = {
+        c: temperature_report(
+            np.stack([np.zeros(len(logits)), logits[:, k]], axis=1),
+            (np.asarray(targets)[:, k] > 0.5).astype(np.int64),
+            **rule,
+        )
+        for k, c in enumerate(classes)
+    }
+    return {
+        "method": "temperature scaling per class",
+        "fitted_on": "validation",
+        "images": len(logits),
+        "temperatures": [r["temperature"] for r in reports.values()],
+        "applied": any(r["applied"] for r in reports.values()),
+        "classes": reports,
+    }
+
+
 def describe(report: dict[str, Any]) -> str:
     """One line for the log: the temperature kept and what it did to images the fit did not see, or why none."""
+    if "classes" in report:
+        return "; ".join(f"{c}: {describe(r)}" for c, r in report["classes"].items())
     if not report["applied"]:
         return f"not calibrated (temperature 1): {report['reason']}"
     return (

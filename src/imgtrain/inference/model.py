@@ -69,7 +69,7 @@ class Model:
     @torch.inference_mode()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Probabilities (float32, on the CPU) of a batch of model inputs: the softmax at the model's temperature, or
-        a multi-label model's sigmoid per class."""
+        a multi-label model's sigmoid per class, each at its class's temperature."""
         if self.precision == "auto":  # scores carry no seed promise: the fastest precision measured here
             self.precision = resolve_precision(
                 "auto",
@@ -83,7 +83,9 @@ class Model:
             batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             logits = self.network(batch)
         if self.multilabel:
-            return torch.sigmoid(logits.float()).cpu()
+            return torch.sigmoid(
+                logits.float() / torch.tensor(self.trained.temperatures or 1.0, device=logits.device)
+            ).cpu()
         return torch.softmax(logits.float() / self.trained.temperature, dim=1).cpu()
 
     def predict(

@@ -37,6 +37,7 @@ class ExportedModel(nn.Module):
 
     mean: torch.Tensor  # buffers (register_buffer)
     std: torch.Tensor
+    temperatures: torch.Tensor  # a multi-label model's, one per class
 
     def __init__(
         self,
@@ -44,18 +45,22 @@ class ExportedModel(nn.Module):
         mean: tuple[float, ...],
         std: tuple[float, ...],
         temperature: float = 1.0,
-        multilabel: bool = False,
+        temperatures: tuple[float, ...] | None = None,
     ):
         super().__init__()
-        self.multilabel = multilabel
+        self.multilabel = temperatures is not None
+        if temperatures is not None:
+            self.register_buffer("temperatures", torch.tensor(temperatures, dtype=torch.float32).view(1, -1))
         self.net = net
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.temperature = float(temperature)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.net((images - self.mean) / self.std) / self.temperature
-        return torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)
+        logits = self.net((images - self.mean) / self.std)
+        if self.multilabel:
+            return torch.sigmoid(logits / self.temperatures)
+        return torch.softmax(logits / self.temperature, dim=1)
 
 
 def preprocess(trained: TrainedModel, image: Image.Image) -> np.ndarray:
@@ -68,7 +73,8 @@ def export_model(model: str | Path, out: str | Path, fmt: str = "onnx", overwrit
     if fmt not in FORMATS:
         raise ParameterError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}.")
     trained = open_model_directory(model)
-    net = ExportedModel(trained.network(), trained.mean, trained.std, trained.temperature, trained.multilabel).eval()
+    temperatures = (trained.temperatures or (1.0,) * len(trained.classes)) if trained.multilabel else None
+    net = ExportedModel(trained.network(), trained.mean, trained.std, trained.temperature, temperatures).eval()
     height, width = _example_size(trained)
     example = torch.rand(1, 3, height, width)
     with building_dir(Path(out), overwrite, inputs=[Path(model)]) as tmp:
@@ -158,6 +164,10 @@ def _describe(trained: TrainedModel, fmt: str, height: int, width: int) -> dict[
                 "class whose probability is at least its threshold",
                 "task": "multilabel",
                 "thresholds": dict(zip(trained.classes, trained.thresholds, strict=True)),
+                "temperature": None,
+                "temperatures": dict(
+                    zip(trained.classes, trained.temperatures or (1.0,) * len(trained.classes), strict=True)
+                ),
             }
             if trained.thresholds is not None
             else {}

@@ -57,6 +57,7 @@ class TrainedModel:
     weights: dict[str, torch.Tensor]
     temperature: float = 1.0  # divides the logits before softmax (calibration); 1 when not calibrated
     thresholds: tuple[float, ...] | None = None  # a multi-label model's: each class's probability threshold
+    temperatures: tuple[float, ...] | None = None  # a multi-label model's: each class's calibration temperature
 
     @property
     def multilabel(self) -> bool:
@@ -152,13 +153,14 @@ def open_model_directory(path: str | Path) -> TrainedModel:
         mean, std = _triple(meta["input"]["mean"], "mean"), _triple(meta["input"]["std"], "std")
         if min(std) <= 0:
             raise ValueError("std must be positive")
-        stored = meta.get("calibration", {"temperature": 1.0})
-        temperature = check_temperature(stored.get("temperature") if isinstance(stored, dict) else None)
         thresholds = _thresholds(meta, len(classes))
+        temperature, temperatures = _temperatures(meta, len(classes), thresholds is not None)
     except (KeyError, TypeError, ValueError, ParameterError) as exc:
         raise InvalidModelDirectoryError(f"{meta_path} is invalid: {exc}.", hint) from None
     weights = _load_weights(path / WEIGHTS_NAME, architecture, len(classes))
-    return TrainedModel(path, architecture, classes, mean, std, transform, meta, weights, temperature, thresholds)
+    return TrainedModel(
+        path, architecture, classes, mean, std, transform, meta, weights, temperature, thresholds, temperatures
+    )
 
 
 def _thresholds(meta: dict[str, Any], num_classes: int) -> tuple[float, ...] | None:
@@ -167,6 +169,19 @@ def _thresholds(meta: dict[str, Any], num_classes: int) -> tuple[float, ...] | N
     if multilabel != (meta.get("task") == MULTILABEL) or (not multilabel and "thresholds" in meta):
         raise ValueError(f"task {MULTILABEL!r} and thresholds belong to version {MULTILABEL_VERSION}, and only there")
     return check_thresholds(meta.get("thresholds"), num_classes) if multilabel else None
+
+
+def _temperatures(meta: dict[str, Any], num_classes: int, multilabel: bool) -> tuple[float, tuple[float, ...] | None]:
+    """(the softmax temperature, a multi-label model's temperature per class) stored under `calibration`."""
+    stored = meta.get("calibration")
+    if stored is not None and not isinstance(stored, dict):
+        raise ValueError("calibration must be an object")
+    if multilabel:
+        values = (stored or {}).get("temperatures", [1.0] * num_classes)
+        if not isinstance(values, list) or len(values) != num_classes:
+            raise ValueError(f"calibration.temperatures must be a list of {num_classes} numbers, one per class")
+        return 1.0, tuple(check_temperature(v) for v in values)
+    return check_temperature((stored or {"temperature": 1.0}).get("temperature")), None
 
 
 def _classes(value: Any) -> tuple[str, ...]:

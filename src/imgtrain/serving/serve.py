@@ -222,7 +222,11 @@ def _facts(model: Model, config: ServeConfig) -> dict[str, Any]:
         "device": str(model.device),
         "temperature": model.trained.temperature,
         "min_confidence": config.min_confidence,
-        **({"task": "multilabel", "thresholds": list(model.thresholds)} if model.thresholds is not None else {}),
+        **(
+            {"task": "multilabel", "thresholds": list(model.thresholds), "temperatures": model.trained.temperatures}
+            if model.thresholds is not None
+            else {}
+        ),
     }
 
 

@@ -1,5 +1,6 @@
 """What is fitted on the whole validation set once training ends, for the weights to be saved: the temperature
-(imgtrain.calibration) and a multi-label model's decision thresholds (imgtrain.thresholds)."""
+(imgtrain.calibration; a multi-label model's: one per class) and a multi-label model's decision thresholds
+(imgtrain.thresholds)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..calibration import describe, temperature_report
+from ..calibration import class_temperature_report, describe, temperature_report
 from ..devices import autocast_for
 from ..thresholds import choose_thresholds
 from .job import Job
@@ -19,29 +20,27 @@ from .state import RunState
 log = logging.getLogger(__name__)
 
 
-def calibrate(job: Job, state: RunState, device: torch.device, whole: DataLoader) -> dict[str, Any] | None:
-    """The temperature report of the weights to be saved, fitted on `whole` (every validation image); None when
-    not asked for, or for a multi-label model (per-class calibration is not done yet, and the log says so)."""
-    if not job.config.calibrate:
-        return None
-    if job.multilabel:
-        log.info("no temperature: calibrating a multi-label model (per class) is not done yet")
-        return None
+def fit_on_validation(
+    job: Job, state: RunState, device: torch.device, whole: DataLoader
+) -> tuple[dict[str, Any] | None, list[float] | None]:
+    """(the temperature report, a multi-label model's thresholds) of the weights to be saved, fitted on `whole`
+    (every validation image): the report None when calibration is not asked for, the thresholds None for a
+    single-label model. A multi-label model's thresholds are chosen on its calibrated probabilities."""
     logits, labels = _validation_logits(state, device, whole)
-    report = temperature_report(logits, labels)
-    log.info("%s", describe(report))
-    return report
-
-
-def fit_thresholds(job: Job, state: RunState, device: torch.device, whole: DataLoader) -> list[float] | None:
-    """A multi-label model's decision threshold per class, chosen on `whole` for the weights to be saved; None for a
-    single-label model."""
+    report = None
+    if job.config.calibrate:
+        report = (
+            class_temperature_report(logits, labels, job.classes)
+            if job.multilabel
+            else temperature_report(logits, labels)
+        )
+        log.info("%s", describe(report))
     if not job.multilabel:
-        return None
-    logits, targets = _validation_logits(state, device, whole)
-    thresholds = choose_thresholds(1 / (1 + np.exp(-logits)), targets)
+        return report, None
+    temperatures = np.array(report["temperatures"]) if report is not None else 1.0
+    thresholds = choose_thresholds(1 / (1 + np.exp(-logits / temperatures)), labels)
     log.info("decision thresholds: %s", ", ".join(f"{c} {t:.3f}" for c, t in zip(job.classes, thresholds, strict=True)))
-    return thresholds
+    return report, thresholds
 
 
 @torch.inference_mode()

@@ -39,7 +39,7 @@ from . import distributed
 from .checkpoints import checkpoint_path, save_checkpoint
 from .epoch import evaluate, learning_rate_at, train_one_epoch
 from .finetune import fixed_norms, set_learning_rates
-from .fitting import calibrate, fit_thresholds
+from .fitting import fit_on_validation
 from .job import Inputs, Job, TrainResult
 from .prechecks import check_inputs, labeled_directory
 from .start import MOMENTUM, WEIGHT_DECAY, prepare_output, start_run
@@ -152,9 +152,7 @@ def _train(job: Job) -> TrainResult:
             tracker.close("FAILED" if sys.exc_info()[0] else "FINISHED")
         if ctx.is_main:
             whole = data.validation(whole=True)
-            _save_model(
-                job, state, device, calibrate(job, state, device, whole), fit_thresholds(job, state, device, whole)
-            )
+            _save_model(job, state, device, *fit_on_validation(job, state, device, whole))
         distributed.barrier(ctx)
     return TrainResult(job.out, state.history, state.stopper.best_epoch)
 
