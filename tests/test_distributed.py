@@ -78,6 +78,21 @@ def test_two_cpu_workers_under_torchrun_train_a_valid_model(small_training_data,
     assert dist[-1]["train_loss"] == pytest.approx(single[-1]["train_loss"], rel=0.6)
 
 
+def test_two_cpu_workers_train_a_multilabel_model_with_its_thresholds(multilabel_data, tmp_path):
+    result, _ = run_train(
+        multilabel_data, tmp_path / "dist", "--batch-size", "4", "--learning-rate", "0.05", torchrun=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "x 2 workers" in result.stderr and result.stdout.count("wrote trained model directory") == 1
+    model = imgtrain.open_model_directory(tmp_path / "dist")
+    assert model.meta["training"]["world_size"] == 2 and model.multilabel and len(model.thresholds) == 3
+    history = model.meta["history"]
+    # each worker's binary cross-entropy, averaged: falls as one process's does (tests/test_multilabel_training.py)
+    assert history[1]["train_loss"] < history[0]["train_loss"] and all(0 <= r["val_top1"] <= 1 for r in history)
+    scores = imgtrain.score(tmp_path / "dist", multilabel_data[2], progress=False)
+    assert all(isinstance(r["Scored Labels"], list) for r in scores)
+
+
 @pytest.mark.slow  # issue 25: over a minute on a 2-core machine; make test-slow runs it
 def test_a_dying_worker_ends_the_job_and_resume_finishes_it(small_training_data, tmp_path):
     crash = {"IMGTRAIN_CRASH_AT": "checkpoint-saved:1", "IMGTRAIN_CRASH_RANK": "1"}

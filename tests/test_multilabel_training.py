@@ -19,7 +19,7 @@ from conftest import MULTILABEL_FAST as FAST
 from conftest import QUADRANTS
 from imgtrain import InvalidDatasetError, ParameterError, TrainConfig
 from imgtrain.calibration import class_temperature_report, temperature_report
-from imgtrain.thresholds import DEFAULT_THRESHOLD, choose_thresholds
+from imgtrain.thresholds import DEFAULT_THRESHOLD, check_thresholds, choose_thresholds
 
 
 def test_a_multilabel_model_trains_and_keeps_each_class_threshold(multilabel_model):
@@ -95,6 +95,18 @@ def test_each_threshold_is_the_f1_best_cut_of_its_class():
     # a positive scored below a negative: taking it along costs that false positive, and F1 6/7 beats 4/5 without
     mixed = np.array([[0.9], [0.8], [0.7], [0.6], [0.5]])
     assert choose_thresholds(mixed, np.array([[1], [1], [0], [1], [0]]), min_positives=1) == [pytest.approx(0.55)]
+
+
+def test_saturated_probabilities_still_give_thresholds_inside_0_and_1():
+    # found by two workers' weights: sigmoids of logits over ~37 are 1.0, and the cut between 1.0 and the float
+    # below it rounds to 1.0, which the model directory's own check refused after a whole training
+    below_one = np.nextafter(1.0, 0.0)
+    top = np.array([[1.0], [1.0], [below_one], [0.2], [0.1]])
+    cut = choose_thresholds(top, np.array([[1], [1], [0], [0], [0]]), min_positives=1)
+    bottom = choose_thresholds(np.array([[0.0], [0.0], [0.0]]), np.array([[1], [1], [1]]), min_positives=1)
+    for thresholds in (cut, bottom):
+        assert check_thresholds(thresholds, 1) == tuple(thresholds)
+    assert cut == [below_one] and 0 < bottom[0] < 1e-300  # the nearest floats inside
 
 
 def test_each_class_is_calibrated_by_the_single_label_rule_on_its_own():

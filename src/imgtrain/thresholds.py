@@ -17,6 +17,7 @@ from .params import is_number
 DEFAULT_THRESHOLD = 0.5
 #: The fewest validation images of a class for its own threshold.
 MIN_POSITIVES = 5
+_ABOVE_ZERO, _BELOW_ONE = float(np.nextafter(0.0, 1.0)), float(np.nextafter(1.0, 0.0))
 
 
 def choose_thresholds(
@@ -49,7 +50,10 @@ def _best_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
         (ranked[j] + ranked[j + 1]) / 2 if j + 1 < len(ranked) else ranked[j] / 2
         for j in np.flatnonzero(np.isclose(f1, best))
     ]
-    return float(min(cuts, key=lambda cut: abs(cut - DEFAULT_THRESHOLD)))
+    best_cut = float(min(cuts, key=lambda cut: abs(cut - DEFAULT_THRESHOLD)))
+    # saturated sigmoids (1.0 next to the float below it, or 0.0 at the bottom) put the cut on 1 or 0 after
+    # rounding; a threshold lies strictly inside (0, 1), so it takes the nearest float that does
+    return min(max(best_cut, _ABOVE_ZERO), _BELOW_ONE)
 
 
 def check_thresholds(value: object, num_classes: int) -> tuple[float, ...]:
