@@ -80,7 +80,11 @@ def test_single_label_sources_are_written_as_before(tmp_path):
         ([{"path": "a/1.png", "label": ["can"]}, {"path": "a/2.png", "label": "can"}], "a/2.png", "one label while"),
         ([{"path": "a/1.png", "label": ["can", "can"]}], "line 1", "names a class twice"),
         ([{"path": "a/1.png", "label": ["can", 3.5]}], "line 1", "must list class names"),
-        ([{"image_url": "https://example.com/1.png", "label": ["can"]}], "line 1", "is a URL"),
+        (
+            [{"image_url": "s3://bucket/1.png", "label": ["can"]}, {"image_url": "a/2.png", "label": ["can"]}],
+            "a/2.png",
+            "some images by URL and 1 by a path",
+        ),
     ],
 )
 def test_a_manifest_mixing_or_repeating_labels_is_refused_naming_the_row(tmp_path, rows, where, words):
@@ -162,7 +166,7 @@ def test_the_dataset_gives_each_image_its_classes_and_scoring_refuses_the_direct
     assert by_source["a/1.png"] == [1.0, 0.0, 1.0] and by_source["b/4.png"] == [0.0, 0.0, 0.0]  # can, carton, milk
     with pytest.raises(InvalidDatasetError, match="is multi-label") as caught:
         imgtrain.score(trained_model[0], directory.root, progress=False)
-    assert "score reads single-label image directories only" in str(caught.value)
+    assert "score with a single-label model reads single-label image directories only" in str(caught.value)
 
 
 def test_audit_counts_a_multilabel_directory_and_finds_copies_whose_label_sets_differ(tmp_path):

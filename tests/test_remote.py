@@ -227,3 +227,29 @@ def test_score_streams_a_remote_prefix(s3, trained_model, run_cli, tmp_path):
 def test_a_protocol_without_its_library_names_the_extra(tmp_path):
     with pytest.raises(MissingDependencyError, match=r"imgtrain\[gcs\]"):
         imgtrain.convert("gs://bucket/prefix", tmp_path / "out", progress=False)
+
+
+def test_a_manifest_naming_its_images_by_url_downloads_them(s3, tmp_path):
+    # Azure AutoML's JSON lines: image_url is a URL fsspec reads, the label a list (multi-label)
+    rows = [
+        {"image_url": "s3://photos/labeled/cat/0.png", "label": ["cat"]},
+        {"image_url": "s3://photos/labeled/dog/1.png", "label": ["dog", "cat"]},
+        {"image_url": "s3://photos/listed/images/a.png", "label": []},
+    ]
+    manifest = tmp_path / "automl.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    directory = imgtrain.convert(manifest, tmp_path / "out", progress=False)
+    assert directory.multilabel and directory.classes == ("cat", "dog")
+    assert [(r.source, r.label) for r in directory] == [(r["image_url"], r["label"]) for r in rows]
+    assert (tmp_path / "out" / directory.records[1].path).read_bytes() == sample_objects()["labeled/dog/1.png"]
+    assert not any(p.name == ".download" for p in (tmp_path / "out").rglob("*"))
+    # a CSV's path column may hold URLs too; a key that is not there is named, and nothing is written
+    table = tmp_path / "urls.csv"
+    table.write_text("path,labels\ns3://photos/labeled/cat/2.png,cat\ns3://photos/labeled/cat/nothing.png,cat;dog\n")
+    with pytest.raises(InvalidDatasetError, match="nothing.png"):
+        imgtrain.convert(table, tmp_path / "csv", progress=False)
+    assert not (tmp_path / "csv").exists()
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"image_url": "a.png", "label": ["cat"]}) + "\n")
+    with pytest.raises(InvalidDatasetError, match="some images by URL and 1 by a path"):
+        imgtrain.convert(mixed, tmp_path / "mixed", progress=False)

@@ -16,6 +16,7 @@ from .decoding import DecodedCache, default_cache_dir, report_usage
 from .image_directory import MULTILABEL, ImageDirectory, label_list, list_problems, write_image_directory
 from .imaging import HEIF_INSTALL
 from .ingest import ImportResult, import_images
+from .manifest_urls import stage_urls
 from .readers import Candidate, LeftOut, Listing, create_reader, folder_images, printable
 
 # folder_images and printable are imported from here by inference.scoring.
@@ -52,9 +53,11 @@ def convert(
     with building_dir(out, overwrite, inputs=[] if url else [src], validate=ImageDirectory.open) as tmp:
         if url is not None:  # copied inside the output being built: an interrupted convert leaves nothing
             src = remote.stage(url, tmp / ".download", progress)
+        src, image_urls = stage_urls(src, tmp / ".download" / "by-url", progress)
         listing = create_reader(src, tmp / ".extract", allow_outside).read()
         if url is not None:
             listing = _named_by_url(listing, src, url)
+        listing = _sources_by_url(listing, image_urls)
         listing = listing.as_text()
         imported = import_images(
             listing.candidates, tmp, tmp / ".extract", workers, progress, str(default_cache_dir()) if cache else None
@@ -135,6 +138,19 @@ def _named_by_url(listing: Listing, staged: Path, url: str) -> Listing:
         listing,
         candidates=tuple(
             dataclasses.replace(c, source=shown + c.source[len(prefix) :]) if c.source.startswith(prefix) else c
+            for c in listing.candidates
+        ),
+    )
+
+
+def _sources_by_url(listing: Listing, image_urls: dict[str, str]) -> Listing:
+    """A listing whose images were downloaded by their URLs (manifest_urls), each named by its URL."""
+    if not image_urls:
+        return listing
+    return dataclasses.replace(
+        listing,
+        candidates=tuple(
+            dataclasses.replace(c, source=remote.display(image_urls[str(c.file)])) if str(c.file) in image_urls else c
             for c in listing.candidates
         ),
     )

@@ -26,7 +26,7 @@ from ..progress import progress_bar
 from .archives import archive_kind
 from .image_directory import META_NAME, safe_relative_path
 from .imaging import MAX_FILE_BYTES
-from .readers.manifest import MANIFEST_SUFFIXES
+from .readers.manifest import MANIFEST_SUFFIXES, PATH_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def _manifest_keys(manifest: Path, url: str) -> list[str]:
                 row = json.loads(line) if line.strip() else None
             except json.JSONDecodeError:
                 continue  # the local convert names the bad line
-            paths.append(row.get("path") if isinstance(row, dict) else None)
+            paths.append(next((row[k] for k in PATH_KEYS if k in row), None) if isinstance(row, dict) else None)
     keys = sorted({p.strip() for p in paths if isinstance(p, str) and p.strip()})
     unsafe = [k for k in keys if not safe_relative_path(k)]
     if unsafe:
@@ -248,6 +248,12 @@ def _manifest_keys(manifest: Path, url: str) -> list[str]:
             hint="give paths relative to the manifest's prefix.",
         )
     return keys
+
+
+def read_object(url: str) -> bytes:
+    """One object's bytes by its URL (retried, capped at MAX_FILE_BYTES; errors named as every remote read's)."""
+    fs, key = open_url(url)
+    return _call(functools.partial(_read_capped, fs, key), f"downloading {_safe(url)}", url, key)
 
 
 def _download(fs: Any, pairs: dict[str, Path], sizes: dict[str, int], url: str, progress: bool) -> None:
