@@ -139,6 +139,10 @@ def sample_objects() -> dict[str, bytes]:
     objects["listed/manifest.csv"] = b"path,label\nimages/a.png,cat\nimages/b.png,dog\n"
     objects["broken/manifest.csv"] = b"path,label\nimages/gone.png,cat\n"
     objects["escape/manifest.csv"] = b"path,label\n../labeled/cat/0.png,cat\n"
+    objects["automl/images/a.png"], objects["automl/images/b.png"] = _png(42), _png(43)
+    objects["automl/list.jsonl"] = (
+        b'{"image_url": "images/a.png", "label": ["cat"]}\n{"image_url": "images/b.png", "label": []}\n'
+    )
     objects["imagedir/imgtrain-images.json"] = b"{}"
     objects["imagedir/images/0.png"] = _png(50)
     return objects
@@ -249,6 +253,9 @@ def test_a_manifest_naming_its_images_by_url_downloads_them(s3, tmp_path):
     with pytest.raises(InvalidDatasetError, match="nothing.png"):
         imgtrain.convert(table, tmp_path / "csv", progress=False)
     assert not (tmp_path / "csv").exists()
+    # Azure AutoML's manifest in the bucket, its image_url relative to it: staged with its images
+    staged = imgtrain.convert("s3://photos/automl/list.jsonl", tmp_path / "automl", progress=False)
+    assert [r.label for r in staged] == [["cat"], []] and staged.multilabel
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"image_url": "a.png", "label": ["cat"]}) + "\n")
     with pytest.raises(InvalidDatasetError, match="some images by URL and 1 by a path"):
