@@ -145,3 +145,20 @@ def test_a_calibrated_multilabel_model_scores_each_class_at_its_temperature(mult
         raw = loaded.trained.network()(batch)
     expected = torch.sigmoid(raw / torch.tensor(calibration["temperatures"]))
     assert torch.allclose(loaded.probabilities(batch), expected, atol=1e-5)
+
+
+def test_task_multilabel_trains_single_label_data_with_a_sigmoid_per_class(small_training_data, tmp_path):
+    model, train, valid, spec = small_training_data
+    config = TrainConfig(epochs=1, batch_size=8, progress=False, task="multilabel")
+    imgtrain.train(model, train, valid, tmp_path / "m", config, spec)
+    trained = imgtrain.open_model_directory(tmp_path / "m")
+    assert trained.multilabel and trained.meta["training"]["task"] == "multilabel"
+    rows = imgtrain.score(tmp_path / "m", valid, progress=False)
+    assert all(len(r["labels"]) == 1 and isinstance(r["Scored Labels"], list) for r in rows)
+
+
+def test_task_single_label_refuses_multilabel_data(multilabel_data, tmp_path):
+    model, train, valid, spec = multilabel_data
+    with pytest.raises(ParameterError, match="task single_label trains one class per image"):
+        imgtrain.train(model, train, valid, tmp_path / "m", TrainConfig(**FAST, task="single_label"), spec)
+    assert not (tmp_path / "m").exists()

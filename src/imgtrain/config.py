@@ -68,6 +68,8 @@ CLASS_WEIGHTS = ("none", "balanced")
 #: uniform: each epoch is a shuffle of the training images; balanced: each epoch draws as many images, with
 #: replacement, every class equally likely.
 SAMPLERS = ("uniform", "balanced")
+#: auto: as the training data is (single-label or multi-label); multilabel: a sigmoid per class on any labeled data.
+TASKS = ("auto", "single_label", "multilabel")
 
 
 # --- transformations
@@ -269,6 +271,15 @@ class TrainConfig:
         choices=CLASS_WEIGHTS,
         shapes_result=True,
         hint="balanced helps when some classes have far fewer images than others.",
+    )
+    task: str = param(
+        "auto",
+        "auto trains as the data says: one softmax over the classes, or one sigmoid per class for a multi-label "
+        "image directory; multilabel gives single-label data one sigmoid per class too (each class judged on its "
+        "own, so the model may answer none of them or several, with a threshold per class)",
+        choices=TASKS,
+        shapes_result=True,
+        hint="leave auto unless single-label images should train a multi-label model.",
     )
     sampler: str = param(
         "uniform",

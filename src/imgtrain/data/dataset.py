@@ -19,12 +19,18 @@ class ImageDataset(torch.utils.data.Dataset):
     """Map-style dataset over an image directory; paths are kept in one numpy array so
     forked data-loader workers do not copy them."""
 
-    def __init__(self, directory: ImageDirectory, transform=None, classes: Sequence[str] | None = None):
+    def __init__(
+        self,
+        directory: ImageDirectory,
+        transform=None,
+        classes: Sequence[str] | None = None,
+        multilabel: bool | None = None,
+    ):
         self.root = directory.root
         self.transform = transform
         self.classes = tuple(directory.classes if classes is None else classes)
         index = {c: i for i, c in enumerate(self.classes)}
-        self.multilabel = directory.multilabel
+        self.multilabel = directory.multilabel if multilabel is None else multilabel
         named = {name for r in directory.records for name in label_list(r.label)}
         unknown = sorted(named - set(index))
         if unknown:

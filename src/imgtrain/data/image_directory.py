@@ -208,16 +208,17 @@ class ImageDirectory:
         self,
         transform: Callable[[torch.Tensor], Any] | None = None,
         classes: Sequence[str] | None = None,
+        multilabel: bool | None = None,
     ) -> ImageDataset:
-        """A torch Dataset of (image, label index) pairs; label -1 when unlabeled; in a multi-label directory the
-        label is the image's classes as a 0/1 vector (float32).
+        """A torch Dataset of (image, label index) pairs; label -1 when unlabeled; in a multi-label directory (or
+        with `multilabel`, in any labeled one) the label is the image's classes as a 0/1 vector (float32).
 
         Images are uint8 CHW tensors before `transform`. `classes` maps labels to
         indices (default: this directory's own classes).
         """
         from .dataset import ImageDataset
 
-        return ImageDataset(self, transform, classes)
+        return ImageDataset(self, transform, classes, multilabel)
 
 
 def load_indexed(path: Path, width: int, height: int) -> Image.Image:

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import torch
 
 from ..config import TrainConfig, TransformSpec
-from ..data.image_directory import ImageDirectory
+from ..data.image_directory import MULTILABEL, ImageDirectory
 from ..models.architectures import UntrainedModel
 from . import distributed
 
@@ -65,8 +65,9 @@ class Job:
 
     @property
     def multilabel(self) -> bool:
-        """Whether each image has a set of classes (sigmoid outputs, binary cross-entropy) rather than one."""
-        return self.train_dir.multilabel
+        """Whether each image has a set of classes (sigmoid outputs, binary cross-entropy) rather than one: the data's
+        kind, or --task multilabel."""
+        return self.train_dir.multilabel or self.config.task == MULTILABEL
 
     @functools.cached_property
     def class_weights(self) -> torch.Tensor | None:

@@ -225,9 +225,13 @@ class _Loaders:
         config = job.config
         self.workers = config.workers if config.workers is not None else default_loader_workers()
         self.cache = cache = DecodedCache(default_cache_dir()) if config.cache else None
-        self.train = job.train_dir.dataset(ModelInput(job.spec, "training", IMAGENET_MEAN, IMAGENET_STD, cache=cache))
+        self.train = job.train_dir.dataset(
+            ModelInput(job.spec, "training", IMAGENET_MEAN, IMAGENET_STD, cache=cache), multilabel=job.multilabel
+        )
         self.valid = job.valid_dir.dataset(
-            ModelInput(job.spec, "inference", IMAGENET_MEAN, IMAGENET_STD, cache=cache), classes=job.classes
+            ModelInput(job.spec, "inference", IMAGENET_MEAN, IMAGENET_STD, cache=cache),
+            classes=job.classes,
+            multilabel=job.multilabel,
         )
 
     def training(self, epoch: int, progress: EpochProgress) -> DataLoader:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..config import TrainConfig, TransformSpec
-from ..data.image_directory import ImageDirectory, list_problems
+from ..data.image_directory import MULTILABEL, SINGLE_LABEL, ImageDirectory, list_problems
 from ..data.imaging import ImageTooLarge
 from ..data.transforms import Mode, check_transform_size, output_sizes
 from ..errors import InvalidDatasetError, ParameterError
@@ -93,7 +93,12 @@ def _check_task(config: TrainConfig, train: ImageDirectory, valid: ImageDirector
             f"directory {valid.root} is {kinds[valid.multilabel]}.",
             hint="convert both from the same kind of source (split one directory into the two).",
         )
-    if train.multilabel and config.sampler == "balanced":
+    if train.multilabel and config.task == SINGLE_LABEL:
+        raise ParameterError(
+            f"task single_label trains one class per image, but {train.root} gives images several.",
+            hint="use --task auto (or multilabel) with multi-label data.",
+        )
+    if (train.multilabel or config.task == MULTILABEL) and config.sampler == "balanced":
         raise ParameterError(
             "sampler balanced draws images by their one class; multi-label images have several.",
             hint="use --sampler uniform with multi-label data; --class-weights balanced weighs each class instead.",
