@@ -28,7 +28,7 @@ def child(kind: str, data: Path, photos: bool = False) -> dict:
         imgtrain.train(data.parent / "untrained", data, data.parent / "valid", Path(tempfile.mkdtemp()) / "m",
                        imgtrain.TrainConfig(epochs=1, batch_size=16, progress=False), spec)
     else:
-        from imgtrain.inference.score_file import score_to_file
+        from imgtrain.inference.scoring import score_to_file
 
         score_to_file(data.parent / "model", data, Path(tempfile.mkdtemp()) / "s.csv", progress=False)
     return {"rss_mb": peak_rss_mb()}

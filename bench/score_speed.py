@@ -43,7 +43,7 @@ def plain_loop(folder: Path, model_dir: Path, args) -> dict:
 
 def imgtrain_loop(directory: Path, model_dir: Path, args) -> dict:
     import imgtrain
-    from imgtrain.inference.score_file import score_to_file
+    from imgtrain.inference.scoring import score_to_file
 
     model = imgtrain.load_model(model_dir)
     out = Path(tempfile.mkdtemp()) / "scores.csv"

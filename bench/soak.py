@@ -64,7 +64,7 @@ def main() -> None:
     import torch
 
     import imgtrain
-    from imgtrain.inference.score_file import score_to_file
+    from imgtrain.inference.scoring import score_to_file
 
     logging_off = __import__("logging").getLogger("imgtrain")
     logging_off.setLevel("WARNING")

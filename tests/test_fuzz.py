@@ -29,7 +29,7 @@ from PIL import Image
 
 import imgtrain
 from imgtrain import ImgtrainError, TrainConfig
-from imgtrain.inference.score_file import score_to_file
+from imgtrain.inference.scoring import score_to_file
 
 EXAMPLES = int(os.environ.get("IMGTRAIN_FUZZ_EXAMPLES", "8"))
 FUZZ = settings(

@@ -11,7 +11,7 @@ import pytest
 
 import imgtrain
 from imgtrain import TrainConfig
-from imgtrain.inference.score_file import score_to_file
+from imgtrain.inference.scoring import score_to_file
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import imgtrain
 from imgtrain import ParameterError
 from imgtrain.inference.evaluation import evaluate, summary
 from imgtrain.inference.multilabel_metrics import average_precision
-from imgtrain.inference.score_file import score_to_file
+from imgtrain.inference.scoring import score_to_file
 from imgtrain.models.export import export_model, preprocess
 from imgtrain.serving.serve import ServeConfig, create_app
 

@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 import imgtrain
 from imgtrain import TrainConfig
-from imgtrain.inference.score_file import score_to_file
+from imgtrain.inference.scoring import score_to_file
 
 EPOCHS = 3  # 24 training images in batches of 8: 3 batches per epoch
 

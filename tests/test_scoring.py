@@ -14,8 +14,7 @@ import torch
 import imgtrain
 from conftest import make_color_classes, noise
 from imgtrain import ImageDirectory, InvalidDatasetError, OutputExistsError
-from imgtrain.inference.score_file import score_to_file
-from imgtrain.inference.scoring import score_rows
+from imgtrain.inference.scoring import score_rows, score_to_file
 
 CLASSES = ["blue", "green", "red"]
 

@@ -68,7 +68,6 @@ CLASS_WEIGHTS = ("none", "balanced")
 #: uniform: each epoch is a shuffle of the training images; balanced: each epoch draws as many images, with
 #: replacement, every class equally likely.
 SAMPLERS = ("uniform", "balanced")
-#: auto: as the training data is (single-label or multi-label); multilabel: a sigmoid per class on any labeled data.
 TASKS = ("auto", "single_label", "multilabel")
 
 

@@ -20,7 +20,7 @@ from .data.transforms import TransformSpec, init_transform
 from .errors import OutputExistsError, TrainingInterrupted
 from .files import atomic_write_json
 from .inference.evaluation import evaluate
-from .inference.score_file import score_to_file
+from .inference.scoring import score_to_file
 from .models.architectures import Architecture, create_model_directory
 from .training.loop import TrainConfig, train
 

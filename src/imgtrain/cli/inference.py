@@ -92,7 +92,7 @@ def _add_score_compute_options(p: argparse.ArgumentParser) -> None:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from ..inference.model import load_model
-    from ..inference.score_file import score_to_file
+    from ..inference.scoring import score_to_file
 
     model = load_model(args.model, args.device, args.precision, args.threshold)
     path, rows = score_to_file(

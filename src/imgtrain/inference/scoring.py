@@ -1,10 +1,15 @@
 """Score Image Model: per-class probabilities for every image of an image directory, a plain folder of images or a
-remote prefix, as rows streamed batch by batch (score_file writes them to a file)."""
+remote prefix, streamed to a file (the rows themselves: inference.rows).
+
+A multi-label model's lists (the true classes in `labels`, the answer in 'Scored Labels') are JSON lists in JSON
+lines and one cell joined by config.LABEL_SEPARATOR in CSV, as a CSV manifest's `labels` column is."""
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +17,18 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import BEST_GUESS, PROBABILITY_PREFIX, SCORE_BATCH_SIZE, SCORED_LABELS
+from ..config import LABEL_SEPARATOR, SCORE_BATCH_SIZE
 from ..data.decoding import DecodedCache, default_cache_dir
-from ..data.image_directory import ImageDirectory, ImageRecord, label_list, list_problems
+from ..data.image_directory import ImageDirectory, ImageRecord
 from ..data.imaging import BadImage
 from ..data.remote import RemoteImages, display, is_remote, list_images
 from ..data.transforms import ModelInput, output_sizes
 from ..errors import InvalidDatasetError, ParameterError
+from ..files import atomic_file, check_output
 from ..parallel import default_loader_workers, scoring_loader_workers
-from ..params import is_integer
-from ..progress import progress_bar
 from .folders import FolderImages, is_plain_folder, list_folder
 from .model import Model, load_model
+from .rows import checked_options, collate, rows_of, score_columns
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +80,13 @@ def remote_score_rows(
     """Like score_rows, for the images under a remote prefix (s3://, az://, ...), streamed: each object is read
     when its batch is scored, nothing is written to disk. Rows carry the object's URL as `path`."""
     images = images if isinstance(images, RemoteImages) else list_images(images)
-    min_confidence = _checked_options(model, batch_size, min_confidence)
+    min_confidence = checked_options(model, batch_size, min_confidence)
     loader = _streaming_loader(model, images, len(images.keys), batch_size, 0)
     records = [
         ImageRecord(i, key, label, 0, 0, key)
         for i, (key, label) in enumerate(zip(images.keys, images.labels, strict=True))
     ]
-    yield from _rows_of(
+    yield from rows_of(
         model,
         loader,
         records,
@@ -107,7 +112,7 @@ def folder_score_rows(
     """Like score_rows, for a plain folder of images (flat: unlabeled; class folders: labeled), nothing converted or
     copied: ids, sources and labels are those `imgtrain convert` would give, `path` is the file itself."""
     images = images if isinstance(images, FolderImages) else list_folder(images)
-    min_confidence = _checked_options(model, batch_size, min_confidence)
+    min_confidence = checked_options(model, batch_size, min_confidence)
     loader = _streaming_loader(
         model, images, len(images.files), batch_size, default_loader_workers() if workers is None else workers
     )
@@ -115,7 +120,7 @@ def folder_score_rows(
         ImageRecord(i, source, label, 0, 0, source)
         for i, (source, label) in enumerate(zip(images.sources, images.labels, strict=True))
     ]
-    yield from _rows_of(
+    yield from rows_of(
         model,
         loader,
         records,
@@ -138,22 +143,9 @@ def _streaming_loader(
         _StreamedData(images, count, model.model_input),
         batch_size=batch_size if len(probe) == 1 else 1,
         num_workers=workers,
-        collate_fn=_collate,
+        collate_fn=collate,
         pin_memory=model.device.type == "cuda",
     )
-
-
-def _checked_options(model: Model, batch_size: object, min_confidence: float | None) -> float | None:
-    """min_confidence as check_min_confidence gives it for the model's classes, once batch_size is checked."""
-    if not is_integer(batch_size, 1):
-        raise ParameterError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-    return model.check_min_confidence(min_confidence)
-
-
-def _collate(items: list) -> tuple[torch.Tensor | None, list[int], list[int], list[str]]:
-    good = [(x, i) for x, i, _ in items if x is not None]
-    batch = torch.stack([x for x, _ in good]) if good else None
-    return batch, [i for _, i in good], [i for x, i, _ in items if x is None], [e for x, _, e in items if x is None]
 
 
 def score_rows(
@@ -173,7 +165,7 @@ def score_rows(
     or with `skip_invalid` yield rows with an `error` and no probabilities. With `min_confidence`, an image
     whose top probability is below it is labelled UNKNOWN_LABEL, and a BEST_GUESS column keeps the top class.
     """
-    min_confidence = _checked_options(model, batch_size, min_confidence)
+    min_confidence = checked_options(model, batch_size, min_confidence)
     if len(output_sizes(model.trained.transform, {(r.width, r.height) for r in directory}, "inference")) > 1:
         log.warning("images come out of the model's transformation in several sizes: scoring one at a time")
         batch_size = 1
@@ -186,11 +178,11 @@ def score_rows(
         _ScoringData(directory, model.model_input.with_cache(decoded)),
         batch_size=batch_size,
         num_workers=workers,
-        collate_fn=_collate,
+        collate_fn=collate,
         pin_memory=model.device.type == "cuda",
     )
     records = directory.records
-    yield from _rows_of(
+    yield from rows_of(
         model,
         loader,
         records,
@@ -200,76 +192,6 @@ def score_rows(
         skip_invalid,
         progress,
         min_confidence,
-    )
-
-
-def _rows_of(
-    model: Model,
-    loader: DataLoader,
-    records: Sequence[ImageRecord],
-    where: Callable[[int], str],
-    labeled: bool,
-    name: str,
-    skip_invalid: bool,
-    progress: bool,
-    min_confidence: float | None,
-) -> Iterator[dict[str, Any]]:
-    """The rows of the loader's batches in the images' order (local or remote: `where` gives each one's path);
-    unreadable images are raised after every image was tried, or with `skip_invalid` given error rows."""
-    bad: list[str] = []
-    with progress_bar(len(records), "score", "img", progress) as bar:
-        for batch, positions, bad_positions, errors in loader:
-            rows: dict[int, dict[str, Any]] = {}
-            if batch is not None and (skip_invalid or not bad):  # once failing, only look for more bad images
-                for i, probs in zip(positions, model.probabilities(batch).tolist(), strict=True):
-                    rows[i] = _row(model, records[i], where(i), labeled, probs, min_confidence=min_confidence)
-            for i, error in zip(bad_positions, errors, strict=True):
-                bad.append(f"{records[i].path}: {error}")
-                rows[i] = _row(model, records[i], where(i), labeled, None, error, min_confidence)
-            if skip_invalid or not bad:
-                yield from (rows[i] for i in sorted(rows))
-            bar.update(len(positions) + len(bad_positions))
-    if bad and not skip_invalid:
-        raise InvalidDatasetError(
-            f"{len(bad)} images {name} cannot be read:\n{list_problems(bad)}",
-            hint="pass skip_invalid=True to score the rest (bad images get an error row).",
-            cli_hint="pass --skip-invalid to score the rest (bad images get an error row).",
-        )
-
-
-def _row(
-    model: Model,
-    record: ImageRecord,
-    path: str,
-    labeled: bool,
-    probs: list[float] | None,
-    error: str | None = None,
-    min_confidence: float | None = None,
-) -> dict[str, Any]:
-    """One image's row: a multi-label model's true classes go in `labels` and its answer is a list."""
-    row: dict[str, Any] = {"id": record.id, "path": path, "source": record.source}
-    if labeled:
-        row.update({"labels": label_list(record.label)} if model.multilabel else {"label": record.label})
-    for k, name in enumerate(model.classes):
-        row[PROBABILITY_PREFIX + name] = None if probs is None else probs[k]
-    label, guess = (None, None) if probs is None else model.answer(probs, min_confidence)
-    row[SCORED_LABELS] = label
-    if min_confidence is not None:
-        row[BEST_GUESS] = guess
-    if error is not None:
-        row["error"] = error
-    return row
-
-
-def score_columns(model: Model, labeled: bool, min_confidence: float | None, skip_invalid: bool) -> list[str]:
-    """The columns of the rows, in order."""
-    return (
-        ["id", "path", "source"]
-        + ([("labels" if model.multilabel else "label")] if labeled else [])
-        + [PROBABILITY_PREFIX + c for c in model.classes]
-        + [SCORED_LABELS]
-        + ([BEST_GUESS] if min_confidence is not None else [])
-        + (["error"] if skip_invalid else [])
     )
 
 
@@ -347,3 +269,63 @@ def score(
     names; see score_rows for `min_confidence`)."""
     model = model if isinstance(model, Model) else load_model(model)
     return list(source_rows(model, images, batch_size, workers, skip_invalid, progress, cache, min_confidence)[2])
+
+
+FORMATS = ("csv", "jsonl")
+
+
+def _check_scores_output(out: Path, overwrite: bool, inputs: list[Path]) -> None:
+    """Before any work: the scores file is not an existing folder, nor is it, or does it lie in, an input."""
+    if out.is_dir():
+        raise ParameterError(f"{out} is a folder; the scores go to a file.", hint="give a path such as scores.csv.")
+    check_output(out, overwrite, inputs)
+
+
+def csv_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as its CSV cells: each list joined by LABEL_SEPARATOR."""
+    return {k: LABEL_SEPARATOR.join(v) if isinstance(v, list) else v for k, v in row.items()}
+
+
+def score_to_file(
+    model: str | Path | Model,
+    images: str | Path,
+    out: str | Path,
+    *,
+    fmt: str | None = None,
+    batch_size: int = SCORE_BATCH_SIZE,
+    workers: int | None = None,
+    skip_invalid: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    cache: bool = True,
+    min_confidence: float | None = None,
+) -> tuple[Path, int]:
+    """Stream the scores to `out` (CSV or JSON lines), which appears only once complete; return (path, rows)."""
+    out = Path(out)
+    fmt = fmt or ("jsonl" if out.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv")
+    if fmt not in FORMATS:
+        raise ParameterError(f"format must be one of {FORMATS}, got {fmt!r}.")
+    inputs = [model.trained.path if isinstance(model, Model) else Path(model)] + (
+        [] if is_remote(images) else [Path(images)]
+    )
+    _check_scores_output(out, overwrite, inputs)
+    model = model if isinstance(model, Model) else load_model(model)
+    min_confidence = model.check_min_confidence(min_confidence)
+    labeled, source, rows = source_rows(
+        model, images, batch_size, workers, skip_invalid, progress, cache, min_confidence
+    )
+    columns = score_columns(model, labeled, min_confidence, skip_invalid)
+    kept = f"{out} is as it was before." if out.exists() else ""
+    count = 0
+    with atomic_file(out, kept) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="raise") if fmt == "csv" else None
+        if writer:
+            writer.writeheader()
+        for row in rows:
+            if writer:
+                writer.writerow(csv_row(row))
+            else:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+    log.info("scored %d images of %s with %s into %s", count, source, model.trained.path, out)
+    return out, count

@@ -148,7 +148,7 @@ class Pipeline:
         elif module == "train":
             self._train(node, outputs["model"])
         elif module == "score":
-            from ..inference.score_file import score_to_file  # here: scoring loads torch, the server does not
+            from ..inference.scoring import score_to_file  # here: scoring loads torch, the server does not
 
             score_to_file(self._input(node, "model"), self._input(node, "images"), outputs["scores"])
         elif module == "evaluate":
