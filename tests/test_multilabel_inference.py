@@ -174,3 +174,35 @@ def test_explanations_give_a_heatmap_per_class_given(scored, tmp_path):
     heatmaps = load_file(tmp_path / "why" / "heatmaps.safetensors")
     assert set(heatmaps) == {e["heatmap"] for e in document["images"]}
     assert len(by_image) == 5
+
+
+def test_a_jsonl_manifest_of_label_lists_goes_through_every_command(run_cli, tmp_path):
+    from conftest import make_composites
+
+    rows = make_composites(tmp_path / "src", 60, seed=11)
+    (tmp_path / "src" / "tags.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    w = str(tmp_path)
+    steps = [
+        ("convert", f"{w}/src/tags.jsonl", f"{w}/images"),
+        ("split", f"{w}/images", f"{w}/train", f"{w}/valid", "--fraction", "0.75"),
+        ("transform", "init", f"{w}/spec.json", "--no-resize", "--no-center-crop", "--no-random-horizontal-flip"),
+        ("resnet", f"{w}/untrained", "--model-name", "resnet18", "--no-pretrained"),
+        ("train", "--model", f"{w}/untrained", "--train", f"{w}/train", "--valid", f"{w}/valid", "--out", f"{w}/model")
+        + ("--transform", f"{w}/spec.json", "--epochs", "2", "--batch-size", "8", "--learning-rate", "0.05"),
+        ("score", "--model", f"{w}/model", "--data", f"{w}/valid", "--out", f"{w}/scores.csv"),
+        ("evaluate", "--scores", f"{w}/scores.csv", "--out", f"{w}/report", "--model", f"{w}/model"),
+        ("export", f"{w}/model", f"{w}/onnx"),
+    ]
+    printed = {}
+    for step in steps:
+        code, printed[step[0]], err = run_cli(*step)
+        assert code == 0, (step[0], printed[step[0]], err[-2000:])
+    assert "exact match" in printed["evaluate"] and "mAP" in printed["evaluate"]
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["images"] == 15 and {"micro_avg", "macro_avg", "mean_average_precision"} <= set(metrics)
+    assert json.loads((tmp_path / "onnx" / "imgtrain-export.json").read_text())["output"]["task"] == "multilabel"
+    assert (tmp_path / "report" / "explanations" / "heatmaps.safetensors").is_file()
+    with TestClient(create_app(imgtrain.load_model(tmp_path / "model"), ServeConfig())) as client:
+        png = (tmp_path / "src" / rows[0]["path"]).read_bytes()
+        answer = client.post("/predict", files={"file": ("a.png", png, "image/png")}).json()["predictions"][0]
+        assert set(answer["label"]) <= {"blue", "green", "red"}
