@@ -25,6 +25,7 @@ def checked_options(model: Model, batch_size: object, min_confidence: float | No
 
 
 def collate(items: list) -> tuple[torch.Tensor | None, list[int], list[int], list[str]]:
+    """A batch of the readable images, their positions, and the positions and errors of the unreadable ones."""
     good = [(x, i) for x, i, _ in items if x is not None]
     batch = torch.stack([x for x, _ in good]) if good else None
     return batch, [i for _, i in good], [i for x, i, _ in items if x is None], [e for x, _, e in items if x is None]
