@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,13 @@ from ..config import PROBABILITY_PREFIX, SCORED_LABELS
 from ..errors import InvalidDatasetError, NotLabeledDatasetError, ParameterError
 from ..files import atomic_write_json, building_dir
 from .multilabel_figures import write_multilabel_figures
-from .multilabel_metrics import class_list, compute_multilabel_metrics, multilabel_summary, parse_multilabel
+from .multilabel_metrics import (
+    class_list,
+    compute_multilabel_metrics,
+    multilabel_summary,
+    parse_multilabel,
+    row_probabilities,
+)
 
 log = logging.getLogger(__name__)
 
@@ -144,15 +149,9 @@ def _parse(rows: list[dict[str, Any]], classes: list[str]) -> tuple[np.ndarray, 
         if missing:  # never shift the other columns into its place
             problems.append(f"row {lineno}: no {missing[0]!r}")
             continue
-        try:
-            if any(isinstance(row[key], bool) for key in scored):
-                raise TypeError("true/false is not a probability")
-            p = [float(row[key]) for key in scored]
-        except (TypeError, ValueError):
-            problems.append(f"row {lineno}: probabilities are not numbers")
-            continue
-        if not all(math.isfinite(v) and 0 <= v <= 1 for v in p):
-            problems.append(f"row {lineno}: probabilities outside 0-1")
+        p, problem = row_probabilities(row, scored)
+        if p is None:
+            problems.append(f"row {lineno}: {problem}")
             continue
         y.append(index[label])
         probs.append(p)

@@ -34,6 +34,7 @@ from ..models.model_directory import TrainedModel
 from ..params import is_integer
 from .explain_files import write_explanations
 from .model import load_model
+from .multilabel_metrics import most_confident_miss
 from .scoring import score
 
 log = logging.getLogger(__name__)
@@ -144,13 +145,8 @@ def _top(row: dict[str, Any], classes: Sequence[str]) -> tuple[float, str]:
 
 def _miss(row: dict[str, Any], classes: Sequence[str]) -> tuple[float, str]:
     """(confidence, class) of a multi-label row's most confident wrong class; (0, "") when it has none."""
-    given, truth = set(row[SCORED_LABELS]), set(row["labels"])
-    wrong = [
-        (float(row[PROBABILITY_PREFIX + c]) if c in given else 1 - float(row[PROBABILITY_PREFIX + c]), c)
-        for c in classes
-        if (c in given) != (c in truth)
-    ]
-    return max(wrong, default=(0.0, ""))
+    probability = {c: float(row[PROBABILITY_PREFIX + c]) for c in classes}
+    return most_confident_miss(probability, set(row["labels"]), set(row[SCORED_LABELS]))
 
 
 def _explained_classes(row: dict[str, Any], classes: Sequence[str]) -> list[tuple[float, str]]:

@@ -54,15 +54,9 @@ def parse_multilabel(
             problems.append(f"row {lineno}: '{SCORED_LABELS}' is not a list of the model's classes")
             continue
         classes.extend(c for c in dict.fromkeys(labels) if c not in classes)
-        try:
-            if any(isinstance(row.get(key), bool) for key in scored):
-                raise TypeError("true/false is not a probability")
-            p = [float(row[key]) for key in scored]
-        except (KeyError, TypeError, ValueError):
-            problems.append(f"row {lineno}: probabilities are missing or not numbers")
-            continue
-        if not all(math.isfinite(v) and 0 <= v <= 1 for v in p):
-            problems.append(f"row {lineno}: probabilities outside 0-1")
+        p, problem = row_probabilities(row, scored)
+        if p is None:
+            problems.append(f"row {lineno}: {problem}")
             continue
         truth.append(set(labels))
         given.append(set(answer))
@@ -75,6 +69,26 @@ def parse_multilabel(
     width = len(classes)
     matrix = np.array([p + [0.0] * (width - len(p)) for p in probs], dtype=np.float64)
     return _hot(truth, classes), matrix, _hot(given, classes), kept, unscored
+
+
+def row_probabilities(row: dict[str, Any], keys: list[str]) -> tuple[list[float] | None, str]:
+    """A scores row's probabilities under `keys` (strings of a CSV, or numbers), or None and what is wrong with them."""
+    try:
+        if any(isinstance(row.get(key), bool) for key in keys):
+            raise TypeError("true/false is not a probability")
+        p = [float(row[key]) for key in keys]
+    except (KeyError, TypeError, ValueError):
+        return None, "probabilities are not numbers"
+    if not all(math.isfinite(v) and 0 <= v <= 1 for v in p):
+        return None, "probabilities outside 0-1"
+    return p, ""
+
+
+def most_confident_miss(probability: dict[str, float], truth: set[str], given: set[str]) -> tuple[float, str]:
+    """(confidence, class) of an image's most confident wrong decision among the classes in `probability`: a class
+    given that it lacks (its probability) or one it has and was not given (one minus it); (0, "") when none."""
+    wrong = [(probability[c] if c in given else 1 - probability[c], c) for c in truth ^ given if c in probability]
+    return max(wrong, default=(0.0, ""))
 
 
 def _hot(sets: list[set[str]], classes: list[str]) -> np.ndarray:

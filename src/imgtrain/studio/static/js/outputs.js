@@ -134,10 +134,22 @@ function macro(m, perClass) {
   return { precision: mean("precision"), recall: mean("recall"), f1: mean("f1") };
 }
 
+/** A row adder for the headline table: a present value, formatted; absent ones leave no row. */
+function rowAdder(rows) {
+  return (name, value, format = number) => value !== undefined && value !== null && rows.push([name, format(value)]);
+}
+
+/** The headline numbers as a two-column table, then the per-class table (when there is one). */
+function overviewOf(rows, perClassTable) {
+  return el("div", { class: "overview" },
+    el("table", { class: "pairs metrics", id: "metrics-overview" }, el("tbody", {}, rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", { class: "num" }, v))))),
+    perClassTable ? el("div", {}, el("h4", {}, "Per class"), el("div", { class: "scroll-table" }, perClassTable)) : null);
+}
+
 function overview(m, perClassMetrics) {
   const rows = [];
   const averages = { macro_avg: macro(m, perClassMetrics), weighted_avg: m.weighted_avg };
-  const add = (name, value, format = number) => value !== undefined && value !== null && rows.push([name, format(value)]);
+  const add = rowAdder(rows);
   add("Accuracy", m.accuracy, (v) => `${number(v)} (${percent(v)})`);
   add("Top-5 accuracy", m.top5_accuracy);
   for (const [key, title] of [["macro_avg", "Macro"], ["weighted_avg", "Weighted"]])
@@ -148,18 +160,15 @@ function overview(m, perClassMetrics) {
   add("Unscored images", m.unscored);
   add("Imbalance (largest / smallest class)", m.imbalance_ratio);
   const perClass = Object.entries(perClassMetrics || {});
-  return el("div", { class: "overview" },
-    el("table", { class: "pairs metrics", id: "metrics-overview" }, el("tbody", {}, rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", { class: "num" }, v))))),
-    perClass.length
-      ? el("div", {}, el("h4", {}, "Per class"),
-        el("div", { class: "scroll-table" }, table(["class", "precision", "recall", "F1", "images"], perClass.map(([name, c]) => [name, number(c.precision, 3), number(c.recall, 3), number(c.f1, 3), c.support]), { class: "sticky" })))
-      : null);
+  return overviewOf(rows, perClass.length
+    ? table(["class", "precision", "recall", "F1", "images"], perClass.map(([name, c]) => [name, number(c.precision, 3), number(c.recall, 3), number(c.f1, 3), c.support]), { class: "sticky" })
+    : null);
 }
 
 /** A multi-label model's headline numbers (exact match, Hamming loss, mAP, micro and macro averages) and per class. */
 function multilabelOverview(m, averages, perClassMetrics) {
   const rows = [];
-  const add = (name, value, format = number) => value !== undefined && value !== null && rows.push([name, format(value)]);
+  const add = rowAdder(rows);
   add("Exact match (every class right)", m.subset_accuracy, (v) => `${number(v)} (${percent(v)})`);
   add("Hamming loss (decisions wrong)", m.hamming_loss);
   add("Mean average precision (mAP)", m.mean_average_precision);
@@ -170,13 +179,10 @@ function multilabelOverview(m, averages, perClassMetrics) {
   add("Images", m.images);
   add("Unscored images", m.unscored);
   const perClass = Object.entries(perClassMetrics);
-  return el("div", { class: "overview" },
-    el("table", { class: "pairs metrics", id: "metrics-overview" }, el("tbody", {}, rows.map(([k, v]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", { class: "num" }, v))))),
-    perClass.length
-      ? el("div", {}, el("h4", {}, "Per class"),
-        el("div", { class: "scroll-table" }, table(["class", "precision", "recall", "F1", "average precision", "images"],
-          perClass.map(([name, c]) => [name, number(c.precision, 3), number(c.recall, 3), number(c.f1, 3), c.average_precision === null ? "—" : number(c.average_precision, 3), c.support]), { class: "sticky" })))
-      : null);
+  return overviewOf(rows, perClass.length
+    ? table(["class", "precision", "recall", "F1", "average precision", "images"],
+      perClass.map(([name, c]) => [name, number(c.precision, 3), number(c.recall, 3), number(c.f1, 3), c.average_precision === null ? "—" : number(c.average_precision, 3), c.support]), { class: "sticky" })
+    : null);
 }
 
 /** Each class's 2x2 confusion as a table row, and the co-occurrence of true and given classes as a heat table. */
