@@ -298,7 +298,7 @@ def catalog_layers() -> dict[str, str]:
     from imgtrain.models.catalog import _meta_network, catalog_names, head_keys
 
     return {name: target_layer_name(_meta_network(name, 7), torch.empty(1, 3, 224, 224, device="meta"),
-                                    head_modules(head_keys(name))) for name in catalog_names()}
+                                    head_modules(head_keys("torchvision", name))) for name in catalog_names()}
 
 
 def scale_figures(root: Path, images: int = 10_000) -> dict[str, float]:

@@ -48,11 +48,11 @@ def test_each_familys_head_is_sized_to_the_classes(tmp_path, name):
     model = imgtrain.create_model_directory(tmp_path / "m", Architecture(family, name), pretrained=False)
     with torch.random.fork_rng(devices=[]):
         net = model.architecture.build(num_classes=3).to("meta")  # built for real, then shapes only
-    width, height = minimum_size(name)
+    width, height = minimum_size("torchvision", name)
     side = max(width, height, 32)
-    side = side if accepts_input(name, side, side) else max(width, height)
+    side = side if accepts_input("torchvision", name, side, side) else max(width, height)
     assert net.eval()(torch.empty(2, 3, side, side, device="meta")).shape == (2, 3)
-    heads = head_keys(name)
+    heads = head_keys("torchvision", name)
     assert heads and all(net.state_dict()[k].shape[0] == 3 for k in heads if k.endswith("weight"))
 
 
@@ -63,8 +63,8 @@ def test_a_pretrained_backbone_of_another_family_loads_without_its_head(tmp_path
         tmp_path / "m", Architecture("torchvision", "mobilenet_v3_small"), weights=tmp_path / "mobilenet.pth"
     )
     stored = model.backbone_weights()
-    assert not set(stored) & head_keys("mobilenet_v3_small")
-    assert set(stored) | head_keys("mobilenet_v3_small") == set(imagenet.state_dict())
+    assert not set(stored) & head_keys("torchvision", "mobilenet_v3_small")
+    assert set(stored) | head_keys("torchvision", "mobilenet_v3_small") == set(imagenet.state_dict())
     assert torch.equal(stored["features.0.0.weight"], imagenet.state_dict()["features.0.0.weight"])
 
 

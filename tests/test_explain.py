@@ -37,13 +37,13 @@ def test_gradcam_runs_on_each_family(name):
         torch.manual_seed(0)
         net = torchvision.models.get_model(name, weights=None, num_classes=3).eval()
         for key, tensor in net.state_dict().items():  # some heads start at zero, which would explain nothing
-            if key in head_keys(name) and key.endswith("weight"):
+            if key in head_keys("torchvision", name) and key.endswith("weight"):
                 tensor.normal_(0, 0.1)
     for module in net.modules():
         if hasattr(module, "inplace"):
             module.inplace = False
     batch = torch.rand(2, 3, 224, 224)
-    layer = target_layer_name(net, batch[:1], head_modules(head_keys(name)))
+    layer = target_layer_name(net, batch[:1], head_modules(head_keys("torchvision", name)))
     with torch.no_grad():
         predicted = net(batch).argmax(1).tolist()
     maps = gradcam(net, dict(net.named_modules())[layer], batch, predicted)

@@ -38,14 +38,24 @@ def add_model(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
         "model",
         parents=common,
         formatter_class=Formatter,
-        help="any torchvision network with ImageNet weights (EfficientNet, ConvNeXt, ViT, ...) -> "
+        help="any torchvision or timm network with ImageNet weights (EfficientNet, ConvNeXt, ViT, ...) -> "
         "untrained model directory",
         description="Create an untrained model directory for `imgtrain train` from any network of the "
-        "catalog (`imgtrain models` lists them). The classifier head is sized to the training classes; "
-        "pretrained weights are found and downloaded as for `imgtrain resnet`.",
+        "catalogs: torchvision's (`imgtrain models`) or timm's as timm/NAME (`imgtrain models --source timm`, "
+        "needs `pip install 'imgtrain[timm]'`). The classifier head is sized to the training classes. torchvision's "
+        "pretrained weights are found and downloaded as for `imgtrain resnet`; timm's come from the Hugging Face "
+        "Hub (HF_ENDPOINT for a mirror) into torch's cache, checked against the SHA-256 the Hub states. The input "
+        "normalization is the weights' own: timm's configuration, or a .safetensors --weights file's "
+        '"mean" and "std" metadata.',
     )
     p.add_argument("out", metavar="OUT", help="model directory to create")
-    p.add_argument("--model-name", required=True, metavar="NAME", help="a network of `imgtrain models`")
+    p.add_argument(
+        "--model-name",
+        required=True,
+        metavar="NAME",
+        help="a network of `imgtrain models` (resnet50, efficientnet_b0, ...), or timm/NAME for a timm network "
+        "(timm/efficientnet_lite0, timm/convnext_nano.in12k_ft_in1k: a tag after the dot picks its weights)",
+    )
     add_pretrained_options(p)
     p.set_defaults(loads_torch=True, func=cmd_architecture, family=CATALOG_FAMILY, option=None)
 
@@ -58,9 +68,11 @@ def add_models(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPa
         formatter_class=Formatter,
         help="list the model catalog: parameters, ImageNet top-1, GFLOPs, weights, cached or not",
         description="List every network `imgtrain model` can create, with torchvision's figures for "
-        "its ImageNet weights and whether they are already in torch's cache.",
+        "its ImageNet weights and whether they are already in torch's cache; with --source timm, timm's "
+        "pretrained networks with what timm says of them (input size, crop, classes pretrained on, licence).",
     )
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+    p.add_argument("--source", choices=["torchvision", "timm"], default="torchvision", help="which catalog to list")
     p.set_defaults(loads_torch=True, func=cmd_models)
 
 
@@ -86,7 +98,11 @@ def cmd_architecture(args: argparse.Namespace) -> int:
     from ..models.architectures import Architecture, create_model_directory
 
     options = {args.option: getattr(args, args.option)} if args.option else {}
-    architecture = Architecture(args.family, args.model_name, options)
+    architecture = (
+        Architecture.from_catalog(args.model_name)
+        if args.family == CATALOG_FAMILY
+        else Architecture(args.family, args.model_name, options)
+    )
     model = create_model_directory(
         args.out,
         architecture,
@@ -105,6 +121,8 @@ def cmd_architecture(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     import json
 
+    if args.source == "timm":
+        return _timm_models(args.json)
     from ..models.catalog import catalog_rows
     from ..models.weights import imagenet_weights
 
@@ -119,6 +137,30 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"{r['model']:<20} {r['params_m']:>10.1f} {r['top1']:>8.2f} {r['gflops']:>8.2f} {r['size_mb']:>10.1f} "
             f"{'x'.join(map(str, r['min_size'][::-1])):>9}  {'yes' if r['cached'] else 'no'}"
         )
+    return 0
+
+
+def _timm_models(as_json: bool) -> int:
+    import json
+
+    from ..models import timm_catalog
+    from ..models.weights import hub_weights
+
+    rows = [
+        {**row, "cached": bool(row["hub"]) and hub_weights(row["hub"], timm_catalog.HUB_FILE).path.is_file()}
+        for row in timm_catalog.catalog_rows()
+    ]
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    print(f"{'model':<56} {'input':>9} {'crop':>5} {'classes':>7} {'licence':<14} cached")
+    for r in rows:
+        print(
+            f"{r['model']:<56} {r['input']:>9}{'*' if r['fixed_input'] else ' '}{r['crop_pct']:>5.3f} "
+            f"{r['pretrained_classes']:>7} {str(r['license'])[:14]:<14} {'yes' if r['cached'] else 'no'}"
+        )
+    print("* made for this input size only; classes 0: pretrained without a classifier (features only)")
     return 0
 
 

@@ -49,8 +49,8 @@ MIN_MAP_SIDE = 7
 
 def target_layer_name(net: nn.Module, example: torch.Tensor, head: Collection[str] = ()) -> str:
     """The layer to explain: of the modules that finish, in the forward pass, before the classifier head (the
-    modules named in `head`) starts and output a (batch, channels, height, width) map larger than 1x1, the last
-    whose map is at least MIN_MAP_SIDE on its short side, else the last of all."""
+    modules named in `head`) starts and output a (batch, channels, height, width) map of the image larger than 1x1,
+    the last whose map is at least MIN_MAP_SIDE on its short side, else the last of all."""
     finished: list[tuple[str, int]] = []
     started_head: list[bool] = []
     hooks = []
@@ -62,10 +62,7 @@ def target_layer_name(net: nn.Module, example: torch.Tensor, head: Collection[st
                 module.register_forward_hook(
                     lambda m, i, out, name=name: (
                         finished.append((name, min(out.shape[2:])))
-                        if not started_head
-                        and isinstance(out, torch.Tensor)
-                        and out.dim() == 4
-                        and out.shape[2] * out.shape[3] > 1
+                        if not started_head and _is_spatial_map(out, example.shape[2:])
                         else None
                     )
                 )
@@ -80,6 +77,18 @@ def target_layer_name(net: nn.Module, example: torch.Tensor, head: Collection[st
         raise ParameterError(f"{type(net).__name__} has no layer with a spatial output to explain.")
     fine = [name for name, side in finished if side >= MIN_MAP_SIDE]
     return fine[-1] if fine else finished[-1][0]
+
+
+def _is_spatial_map(out: object, input_size: torch.Size) -> bool:
+    """Whether a module's output is a (batch, channels, height, width) map of the image larger than 1x1: both sides
+    shrunk from the input's by about one stride (not, say, a transformer's (batch, heads, tokens, features))."""
+    if not isinstance(out, torch.Tensor) or out.dim() != 4 or out.shape[2] * out.shape[3] <= 1:
+        return False
+    (height, width), (in_height, in_width) = out.shape[2:], input_size
+    if height > in_height or width > in_width:
+        return False
+    strides = in_height / height, in_width / width
+    return max(strides) / min(strides) < 1.5
 
 
 def head_modules(head_keys: Iterable[str]) -> set[str]:

@@ -1,8 +1,11 @@
-"""DenseNet / ResNet catalog and the untrained model directory (the designer's DenseNet and ResNet modules)."""
+"""DenseNet / ResNet, any network of torchvision's or timm's catalog, and the untrained model directory (the
+designer's DenseNet and ResNet modules)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,15 +14,17 @@ from typing import Any
 
 import torch
 import torchvision
+from safetensors import safe_open
 from safetensors.torch import load, save_file
 from torch import nn
 
 from .. import __version__
-from ..config import CATALOG_FAMILY, FAMILIES, OPTIONS
+from ..config import CATALOG_FAMILY, FAMILIES, OPTIONS, TIMM_FAMILY
 from ..errors import InvalidModelDirectoryError, ParameterError
 from ..files import atomic_write_json, building_dir, publish, read_versioned_json
+from . import timm_catalog
 from . import weights as pretrained_weights
-from .catalog import InputCheck, catalog_names, head_keys
+from .catalog import InputCheck, build, catalog_names, head_keys
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,11 @@ class Architecture:
     options: dict[str, bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.family == TIMM_FAMILY:
+            timm_catalog.check_name(self.model_name)
+            if self.options:
+                raise ParameterError(f"timm networks take no options here, got {self.options}.")
+            return
         if self.family == CATALOG_FAMILY:
             if self.model_name not in catalog_names() or self.options:
                 raise ParameterError(
@@ -69,6 +79,25 @@ class Architecture:
                 f"Options {self.options} are not valid for {self.family}; known: {OPTIONS[self.family]} (true/false)."
             )
 
+    @classmethod
+    def from_catalog(cls, name: str) -> Architecture:
+        """The network `imgtrain model --model-name` names: torchvision's, or timm's as `timm/NAME`."""
+        if name.startswith(timm_catalog.PREFIX):
+            return cls(TIMM_FAMILY, name.removeprefix(timm_catalog.PREFIX))
+        return cls(CATALOG_FAMILY, name)
+
+    @property
+    def display_name(self) -> str:
+        """The name as `imgtrain model` takes it (`timm/` before a timm network)."""
+        return timm_catalog.PREFIX + self.model_name if self.family == TIMM_FAMILY else self.model_name
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The mean and std (per RGB channel) the network's pretrained weights expect."""
+        if self.family == TIMM_FAMILY:
+            return timm_catalog.normalization(self.model_name)
+        return IMAGENET_MEAN, IMAGENET_STD
+
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family, "model_name": self.model_name, "options": dict(self.options)}
 
@@ -80,16 +109,16 @@ class Architecture:
     @property
     def head_keys(self) -> frozenset[str]:
         """The state-dict keys of the classifier head (sized to the classes; never taken from ImageNet)."""
-        return head_keys(self.model_name)
+        return head_keys(self.family, self.model_name)
 
     @property
     def input_check(self) -> InputCheck:
         """What the network needs of its input size."""
-        return InputCheck(self.model_name)
+        return InputCheck(self.model_name, self.family)
 
     def build(self, num_classes: int) -> nn.Module:
         """A freshly initialised network with a `num_classes`-way head (uses torch's RNG)."""
-        return torchvision.models.get_model(self.model_name, weights=None, num_classes=num_classes, **self.options)
+        return build(self.family, self.model_name, num_classes, self.options)
 
 
 @dataclass(frozen=True)
@@ -100,6 +129,8 @@ class UntrainedModel:
     architecture: Architecture
     pretrained: bool
     weights_source: str | None
+    mean: tuple[float, ...] = IMAGENET_MEAN  # the input normalization its weights expect
+    std: tuple[float, ...] = IMAGENET_STD
 
     def backbone_weights(self) -> dict[str, torch.Tensor] | None:
         """The pretrained weights without the classifier head, or None."""
@@ -131,6 +162,27 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ParameterError(f"The weights file {path} does not hold a state dict of tensors.")
     return {_DENSENET_KEY.sub(r"\1\2", k.removeprefix("module.")): v for k, v in state.items()}
+
+
+def stated_normalization(path: Path) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The mean and std a .safetensors weights file states in its metadata ("mean", "std": JSON lists of three
+    positive-std numbers), or None when it states none."""
+    if path.suffix != ".safetensors":
+        return None
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        if "mean" not in meta and "std" not in meta:
+            return None
+        mean, std = tuple(map(float, json.loads(meta["mean"]))), tuple(map(float, json.loads(meta["std"])))
+        if len(mean) != 3 or len(std) != 3 or not all(0 < v < 10 for v in std) or not all(-10 < v < 10 for v in mean):
+            raise ValueError("three means and three positive stds are expected")
+    except Exception as exc:  # a damaged header or values: said with the file's name
+        raise ParameterError(
+            f"The weights file {path} states a normalization that cannot be used ({type(exc).__name__}: {exc}).",
+            hint='its metadata "mean" and "std" must be JSON lists of three numbers.',
+        ) from None
+    return mean, std
 
 
 def weights_mismatch(
@@ -188,17 +240,13 @@ def create_model_directory(
     """
     out = Path(out)
     state, source = None, None
+    mean, std = architecture.normalization
     if pretrained:
         if weights and not Path(weights).is_file():
             raise ParameterError(f"The weights file {weights} does not exist.", hint="give an existing file.")
-        path = (
-            Path(weights)
-            if weights
-            else pretrained_weights.fetch(
-                pretrained_weights.imagenet_weights(architecture.model_name), offline, progress
-            )
-        )
+        path = Path(weights) if weights else _fetch_official(architecture, offline, progress)
         state, source = read_state_dict(path), str(path)
+        mean, std = stated_normalization(path) or (mean, std)
         probe = architecture.build(num_classes=1000)
         load_backbone(probe, architecture, state, source)
         state = {k: v.contiguous() for k, v in probe.state_dict().items() if k not in architecture.head_keys}
@@ -217,17 +265,32 @@ def create_model_directory(
                 "pretrained": pretrained,
                 "weights": WEIGHTS_NAME if pretrained else None,
                 "weights_source": source,
+                "mean": list(mean),
+                "std": list(std),
                 "torchvision_version": torchvision.__version__,
                 "created_by": f"imgtrain {__version__}",
             },
         )
     log.info(
         "wrote untrained %s model directory %s%s",
-        architecture.model_name,
+        architecture.display_name,
         out,
         f" with weights from {source}" if source else "",
     )
     return open_untrained(out)
+
+
+def _fetch_official(architecture: Architecture, offline: bool, progress: bool) -> Path:
+    """The network's published ImageNet weights (torchvision's URL, or timm's file on the Hub), cached."""
+    if architecture.family != TIMM_FAMILY:
+        return pretrained_weights.fetch(pretrained_weights.imagenet_weights(architecture.model_name), offline, progress)
+    hub = timm_catalog.hub_file(architecture.model_name)
+    if hub is None:
+        raise ParameterError(
+            f"timm keeps no weights of {architecture.model_name} on the Hugging Face Hub.",
+            hint="pass --weights FILE, or --no-pretrained.",
+        )
+    return pretrained_weights.fetch(pretrained_weights.hub_weights(*hub), offline, progress)
 
 
 _FORMAT_NAMES = {
@@ -257,7 +320,7 @@ def read_model_meta(
 def open_untrained(path: str | Path) -> UntrainedModel:
     """Open and validate an untrained model directory, or raise InvalidModelDirectoryError saying why."""
     path = Path(path)
-    hint = "create one with `imgtrain resnet OUT` or `imgtrain densenet OUT`."
+    hint = "create one with `imgtrain resnet OUT`, `imgtrain densenet OUT` or `imgtrain model OUT`."
     meta_path = path / MODEL_META
     meta = read_model_meta(path, UNTRAINED_FORMAT, hint)
     try:
@@ -269,4 +332,14 @@ def open_untrained(path: str | Path) -> UntrainedModel:
         raise InvalidModelDirectoryError(f"{meta_path} is invalid: {exc}.", hint) from None
     if pretrained and not (path / WEIGHTS_NAME).is_file():
         raise InvalidModelDirectoryError(f"{path} says pretrained but {WEIGHTS_NAME} is missing.", hint)
-    return UntrainedModel(path, architecture, pretrained, meta.get("weights_source"))
+    mean, std = meta.get("mean", IMAGENET_MEAN), meta.get("std", IMAGENET_STD)
+    if (
+        not all(isinstance(v, list | tuple) and len(v) == 3 and all(_finite(x) for x in v) for v in (mean, std))
+        or min(std) <= 0
+    ):
+        raise InvalidModelDirectoryError(f"{meta_path} is invalid: mean and std must be three numbers (std > 0).", hint)
+    return UntrainedModel(path, architecture, pretrained, meta.get("weights_source"), tuple(mean), tuple(std))
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -31,7 +31,7 @@ from ..errors import DistributedTrainingError, ParameterError, TrainingInterrupt
 from ..faults import crash_point
 from ..files import building_dir, exclusive, within
 from ..interrupts import StopRequest, stop_on_signals
-from ..models.architectures import IMAGENET_MEAN, IMAGENET_STD, open_untrained
+from ..models.architectures import open_untrained
 from ..models.model_directory import PLOT_NAME, open_model_directory, write_model_directory
 from ..parallel import default_loader_workers
 from ..plots import plot_history
@@ -120,7 +120,7 @@ def _train(job: Job) -> TrainResult:
                 job.config.mlflow,
                 {
                     **job.hyperparameters(),
-                    "model": job.untrained.architecture.model_name,
+                    "model": job.untrained.architecture.display_name,
                     "precision": state.precision,
                     "world_size": ctx.world_size,
                 },
@@ -225,11 +225,12 @@ class _Loaders:
         config = job.config
         self.workers = config.workers if config.workers is not None else default_loader_workers()
         self.cache = cache = DecodedCache(default_cache_dir()) if config.cache else None
+        mean, std = job.untrained.mean, job.untrained.std
         self.train = job.train_dir.dataset(
-            ModelInput(job.spec, "training", IMAGENET_MEAN, IMAGENET_STD, cache=cache), multilabel=job.multilabel
+            ModelInput(job.spec, "training", mean, std, cache=cache), multilabel=job.multilabel
         )
         self.valid = job.valid_dir.dataset(
-            ModelInput(job.spec, "inference", IMAGENET_MEAN, IMAGENET_STD, cache=cache),
+            ModelInput(job.spec, "inference", mean, std, cache=cache),
             classes=job.classes,
             multilabel=job.multilabel,
         )
@@ -339,8 +340,8 @@ def _save_model(
             classes=job.classes,
             weights={k: v.detach().cpu() for k, v in best.items()},
             transform=job.spec,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
+            mean=job.untrained.mean,
+            std=job.untrained.std,
             training=training,
             history=state.history,
             best_epoch=stopper.best_epoch,

@@ -62,7 +62,7 @@ def start_run(
     if job.ctx.is_main:
         log.info(
             "training %s on %s in %s%s: %d training, %d validation images, %d classes",
-            job.untrained.architecture.model_name,
+            job.untrained.architecture.display_name,
             device,
             precision,
             f" x {job.ctx.world_size} workers" if job.ctx.enabled else "",
