@@ -47,6 +47,7 @@ TRAINING_MODULES = {
     "test_multilabel_bench",
     "test_studio_multilabel",
     "test_timm",
+    "test_recipe",
 }
 #: Modules that drive Chromium: `make test` runs them, `make test-fast` leaves them out (a browser start each).
 BROWSER_MODULES = {"test_studio_page", "test_serve_page", "test_browser"}

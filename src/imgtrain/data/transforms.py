@@ -203,12 +203,15 @@ class ModelInput:
         std: tuple[float, ...],
         input_problem: Callable[[int, int], str | None] | None = None,
         cache: DecodedCache | None = None,
+        augment: str = "none",
     ):
         self.spec = spec
         self.input_problem = input_problem  # what the network says of an input size (models.catalog.InputCheck)
         self.resize = spec.size if spec.resize else None
         self.cache = cache
         self.transform = build_transform(spec, mode, after_resize=True)
+        if mode == "training" and augment != "none":
+            self.transform = v2.Compose([self.transform, AUTO_AUGMENTS[augment]()])
         self.mean = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
 
@@ -250,6 +253,13 @@ class ModelInput:
             raise ImageTooSmall(problem)
         x = x.to(torch.float32).div_(255)
         return x.sub_(self.mean).div_(self.std)
+
+
+#: Automatic augmentation after the transformation (TrainConfig.augment), on the uint8 image: size kept.
+AUTO_AUGMENTS: dict[str, Callable[[], v2.Transform]] = {
+    "trivialaugment": v2.TrivialAugmentWide,
+    "randaugment": lambda: v2.RandAugment(num_ops=2, magnitude=9),
+}
 
 
 def output_size(spec: TransformSpec, mode: Mode, width: int, height: int) -> tuple[int, int]:

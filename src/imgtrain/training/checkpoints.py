@@ -30,6 +30,7 @@ class Checkpoint:
     best: dict[str, torch.Tensor] | None
     optimizer: dict[str, Any]
     state: dict[str, Any]  # the run's state, laid out by training.state.RunState
+    average: dict[str, torch.Tensor] | None = None  # the moving average of the weights (--ema), with its count
 
 
 def checkpoint_path(out: Path) -> Path:
@@ -42,6 +43,8 @@ def save_checkpoint(out: Path, ckpt: Checkpoint) -> Path:
     tensors = {f"model.{k}": v for k, v in ckpt.model.items()}
     if ckpt.best is not None:
         tensors |= {f"best.{k}": v for k, v in ckpt.best.items()}
+    if ckpt.average is not None:
+        tensors |= {f"average.{k}": v for k, v in ckpt.average.items()}
     for param_id, param_state in ckpt.optimizer["state"].items():
         for name, value in param_state.items():
             tensors[f"optim.{param_id}.{name}"] = value
@@ -51,6 +54,7 @@ def save_checkpoint(out: Path, ckpt: Checkpoint) -> Path:
         "format_version": FORMAT_VERSION,
         "epoch": ckpt.epoch,
         "has_best": ckpt.best is not None,
+        "has_average": ckpt.average is not None,
         "param_groups": ckpt.optimizer["param_groups"],
         "state": ckpt.state,
     }
@@ -75,6 +79,9 @@ def load_checkpoint(out: Path) -> Checkpoint:
         if problem is None:
             model = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
             best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} if meta["has_best"] else None
+            average = (
+                {k[8:]: v for k, v in tensors.items() if k.startswith("average.")} if meta.get("has_average") else None
+            )
             optim_state: dict[int, dict[str, torch.Tensor]] = {}
             for key, value in tensors.items():
                 if key.startswith("optim."):
@@ -87,7 +94,7 @@ def load_checkpoint(out: Path) -> Checkpoint:
             f"The checkpoint {path} is not usable: {problem}.", hint="start over with --overwrite instead of --resume."
         )
     optimizer = {"state": optim_state, "param_groups": meta["param_groups"]}
-    return Checkpoint(meta["epoch"], model, best, optimizer, meta["state"])
+    return Checkpoint(meta["epoch"], model, best, optimizer, meta["state"], average)
 
 
 def _meta_problem(meta: Any) -> str | None:
@@ -99,6 +106,7 @@ def _meta_problem(meta: Any) -> str | None:
     checks = {
         "epoch": is_integer(meta.get("epoch")),
         "has_best": isinstance(meta.get("has_best"), bool),
+        "has_average": isinstance(meta.get("has_average", False), bool),
         "param_groups": isinstance(groups, list)
         and all(isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups),
         "state": isinstance(meta.get("state"), dict),

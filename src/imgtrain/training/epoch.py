@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -16,6 +17,7 @@ from ..config import TrainConfig
 from ..devices import autocast_for
 from ..errors import TrainingDivergedError
 from ..faults import crash_point
+from .recipe import BatchMixer, WeightAverage
 from .state import EpochProgress
 
 log = logging.getLogger(__name__)
@@ -24,12 +26,14 @@ END_LEARNING_RATE = 1e-7
 
 
 def learning_rate_at(epoch: int, config: TrainConfig) -> float:
-    """The learning rate of 0-based `epoch`: linear warmup, then polynomial (power 2) decay to 1e-7."""
+    """The learning rate of 0-based `epoch`: linear warmup, then decay towards 1e-7: polynomial (power 2) for SGD
+    (the designer's), cosine for AdamW."""
     lr, warmup = config.learning_rate, config.warmup_epochs
     if epoch < warmup:
         return lr * (epoch + 1) / (warmup + 1)
     progress = (epoch - warmup) / max(1, config.epochs - warmup)
-    return (lr - END_LEARNING_RATE) * (1 - progress) ** 2 + END_LEARNING_RATE
+    decay = (1 + math.cos(math.pi * progress)) / 2 if config.optimizer == "adamw" else (1 - progress) ** 2
+    return (lr - END_LEARNING_RATE) * decay + END_LEARNING_RATE
 
 
 def train_one_epoch(
@@ -45,12 +49,15 @@ def train_one_epoch(
     fixed: Sequence[nn.Module] = (),
     class_weights: torch.Tensor | None = None,
     multilabel: bool = False,
+    mixer: BatchMixer | None = None,
+    average: WeightAverage | None = None,
 ) -> bool:
     """Continue `progress` through this worker's training batches; False when `stop()` ended the epoch early.
 
     Modules in `fixed` (a frozen backbone's BatchNorm layers) stay in eval mode; `class_weights` weighs each
     class's loss (multi-label: each class's positive images). A multi-label image counts as right when every
-    class is (probability 0.5)."""
+    class is (probability 0.5); a mixed image when its largest share is the answer. `mixer` mixes each batch,
+    `average` follows the weights after each step."""
     net.train()
     for module in fixed:
         module.eval()
@@ -74,9 +81,13 @@ def train_one_epoch(
     for images, labels in bar:
         step = progress.batches + 1
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if mixer is not None:
+            images, labels = mixer(images, labels, epoch, step)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         loss, logits = _train_step(net, criterion, autocast, optimizer, scaler, images, labels, epoch, step)
+        if average is not None:
+            average.update_parameters(net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net)
         progress.batches = step
         progress.loss_sum += loss.item() * len(labels)
         progress.correct += hits(logits, labels, multilabel)
@@ -107,6 +118,8 @@ def hits(logits: torch.Tensor, labels: torch.Tensor, multilabel: bool) -> int:
     """Images answered right: the top class is the label; multi-label, every class is decided right at 0.5."""
     if multilabel:
         return int(((logits > 0) == (labels > 0.5)).all(1).sum())
+    if labels.dim() == 2:  # mixed images: each class's share
+        labels = labels.argmax(1)
     return int((logits.argmax(1) == labels).sum())
 
 

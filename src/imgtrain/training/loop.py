@@ -42,7 +42,8 @@ from .finetune import fixed_norms, set_learning_rates
 from .fitting import fit_on_validation
 from .job import Inputs, Job, TrainResult
 from .prechecks import check_inputs, labeled_directory
-from .start import MOMENTUM, WEIGHT_DECAY, prepare_output, start_run
+from .recipe import batch_mixer, optimizer_settings
+from .start import prepare_output, start_run
 from .state import EpochProgress, RunState, check_fingerprint
 from .tracking import Tracker, open_tracker
 
@@ -169,6 +170,7 @@ def _run_epochs(
     """The epochs still to run: train, evaluate, record, checkpoint; stop early, or when signalled."""
     config, ctx = job.config, job.ctx
     stop_requested = functools.partial(_stop_requested, signalled, ctx, device)
+    mixer = batch_mixer(config, len(job.classes), ctx.rank, job.multilabel)
     for epoch in range(state.epoch + 1, config.epochs + 1):
         if state.stopper.should_stop:
             break
@@ -190,6 +192,8 @@ def _run_epochs(
             fixed,
             job.class_weights,
             job.multilabel,
+            mixer,
+            state.average,
         ):
             _save_checkpoint(job, state, progress)
             raise _interrupted(
@@ -227,7 +231,7 @@ class _Loaders:
         self.cache = cache = DecodedCache(default_cache_dir()) if config.cache else None
         mean, std = job.untrained.mean, job.untrained.std
         self.train = job.train_dir.dataset(
-            ModelInput(job.spec, "training", mean, std, cache=cache), multilabel=job.multilabel
+            ModelInput(job.spec, "training", mean, std, cache=cache, augment=config.augment), multilabel=job.multilabel
         )
         self.valid = job.valid_dir.dataset(
             ModelInput(job.spec, "inference", mean, std, cache=cache),
@@ -267,7 +271,7 @@ def _metrics(
     """The epoch's row of the history: training sums and validation, over every worker."""
     ctx, num_classes = job.ctx, len(job.classes)
     val = evaluate(
-        state.net, data.validation(), device, num_classes, state.precision, job.class_weights, job.multilabel
+        state.judged, data.validation(), device, num_classes, state.precision, job.class_weights, job.multilabel
     )
     loss_sum, correct, seen = distributed.all_sum([progress.loss_sum, progress.correct, progress.seen], ctx, device)
     v_loss, v_weights, v_top1, v_top5, v_seen = distributed.all_sum(
@@ -319,9 +323,7 @@ def _save_model(
     config, stopper = job.config, state.stopper
     training = {
         **job.hyperparameters(),
-        "momentum": MOMENTUM,
-        "nesterov": True,
-        "weight_decay": WEIGHT_DECAY,
+        **optimizer_settings(config),
         "device": str(device),
         "precision": state.precision,
         "world_size": job.ctx.world_size,
@@ -332,7 +334,7 @@ def _save_model(
         "stopped_early": stopper.should_stop,
         "calibrate": config.calibrate,
     }
-    best = state.best or state.net.state_dict()
+    best = state.best or state.judged.state_dict()
     with building_dir(job.out, overwrite=True, inputs=job.inputs, validate=open_model_directory) as tmp:
         write_model_directory(
             tmp,

@@ -22,13 +22,10 @@ from . import distributed
 from .checkpoints import CHECKPOINT_DIR, Checkpoint, checkpoint_path, load_checkpoint
 from .finetune import parameter_groups
 from .job import Job
+from .recipe import build_optimizer, weight_average
 from .state import EarlyStopping, RunState, check_state, saved_precision
 
 log = logging.getLogger(__name__)
-
-#: SGD's settings (the designer's).
-MOMENTUM = 0.9
-WEIGHT_DECAY = 1e-4
 
 
 def start_run(
@@ -46,15 +43,9 @@ def start_run(
     # ms per step for resnet18 on 2 CPU cores). Not with fp16's loss scaler: fused CPU SGD applied the steps the
     # scaler meant to skip (inf gradients), and the weights became NaN (measured, torch 2.14.1).
     groups = parameter_groups(net, job.untrained.architecture.head_keys, job.config.freeze_epochs, job.head_lr_scale)
-    optimizer = torch.optim.SGD(
-        groups,
-        lr=job.config.learning_rate,
-        momentum=MOMENTUM,
-        nesterov=True,
-        weight_decay=WEIGHT_DECAY,
-        fused=scaler is None,
-    )
-    state = RunState(net, optimizer, scaler, EarlyStopping(job.config.patience), fingerprint, precision)
+    optimizer = build_optimizer(groups, job.config, fused=scaler is None)
+    stopper, average = EarlyStopping(job.config.patience), weight_average(job.config, net)
+    state = RunState(net, optimizer, scaler, stopper, fingerprint, precision, average)
     if resumed is not None:
         state.restore(resumed, job.out)
         partial = f" and batch {state.partial.batches} of epoch {state.partial.epoch}" if state.partial else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from ..errors import CheckpointError, ParameterError
 from ..models.architectures import weights_mismatch
 from ..params import is_integer, is_number
 from .checkpoints import Checkpoint, checkpoint_path
+from .recipe import WeightAverage
 
 #: Fingerprint keys whose absence in an older checkpoint means something else than the parameter's default, and
 #: what: None for keys older runs did not record at all (whatever this run has is accepted).
@@ -76,6 +78,7 @@ class RunState:
     stopper: EarlyStopping
     fingerprint: dict[str, Any]
     precision: str
+    average: WeightAverage | None = None  # the moving average of the weights (--ema), validated and saved instead
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, torch.Tensor] | None = None
     epoch: int = 0  # epochs finished
@@ -86,11 +89,16 @@ class RunState:
         partial, self.partial = self.partial, None
         return partial if partial is not None and partial.epoch == epoch else EpochProgress(epoch)
 
+    @property
+    def judged(self) -> nn.Module:
+        """The weights that are validated and saved: the moving average when there is one, else the network."""
+        return self.average.module if self.average is not None else self.net
+
     def record(self, row: dict[str, Any]) -> bool:
         """Add a finished epoch's metrics; keep a copy of the weights when it is the best so far."""
         improved = self.stopper.update(row["epoch"], row["val_loss"])
         if improved:
-            self.best = {k: v.detach().to("cpu", copy=True) for k, v in self.net.state_dict().items()}
+            self.best = {k: v.detach().to("cpu", copy=True) for k, v in self.judged.state_dict().items()}
         self.history.append({**row, "best": improved})
         self.epoch = row["epoch"]
         return improved
@@ -105,7 +113,8 @@ class RunState:
             "precision": self.precision,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
         }
-        return Checkpoint(self.epoch, self.net.state_dict(), self.best, self.optimizer.state_dict(), state)
+        average = self.average.state_dict() if self.average is not None else None
+        return Checkpoint(self.epoch, self.net.state_dict(), self.best, self.optimizer.state_dict(), state, average)
 
     def restore(self, ckpt: Checkpoint, out: Path) -> None:
         """Continue from `ckpt`: weights, optimizer, loss scaler, early stopping, history, place in the run."""
@@ -129,10 +138,16 @@ def _load_weights_and_optimizer(run: RunState, ckpt: Checkpoint, out: Path) -> N
             if details:
                 raise ValueError(f"its {name} do not fit ({details})")
         # the optimizer's settings come from the parameters (the learning rate is set again each epoch)
+        # (as JSON: a checkpoint keeps AdamW's betas as a list)
         fixed = [{k: v for k, v in group.items() if k != "lr"} for group in run.optimizer.state_dict()["param_groups"]]
-        if [{k: v for k, v in group.items() if k != "lr"} for group in ckpt.optimizer["param_groups"]] != fixed:
+        saved = [{k: v for k, v in group.items() if k != "lr"} for group in ckpt.optimizer["param_groups"]]
+        if json.loads(json.dumps(saved)) != json.loads(json.dumps(fixed)):
             raise ValueError("its optimizer settings are not this run's")
+        if (run.average is None) != (ckpt.average is None):
+            raise ValueError("it has a moving average of the weights where this run has none, or the other way")
         run.net.load_state_dict(ckpt.model, strict=True)
+        if run.average is not None and ckpt.average is not None:
+            run.average.load_state_dict(ckpt.average, strict=True)
         run.optimizer.load_state_dict(ckpt.optimizer)
         if run.scaler is not None and ckpt.state.get("scaler"):
             run.scaler.load_state_dict(ckpt.state["scaler"])
