@@ -27,6 +27,7 @@ COMMANDS = (
     "model",
     "models",
     "train",
+    "lr-find",
     "score",
     "evaluate",
     "explain",
@@ -40,7 +41,7 @@ COMMANDS = (
 def test_help_lists_one_subcommand_per_module(run_cli):
     code, out, _ = run_cli("--help")
     assert code == 0
-    listed = re.findall(r"^    ([a-z]+)\b", out, re.M)  # argparse indents subcommands by four spaces
+    listed = re.findall(r"^    ([a-z-]+)\b", out, re.M)  # argparse indents subcommands by four spaces
     assert tuple(listed) == COMMANDS
     for command in COMMANDS:
         assert run_cli(command, "--help")[0] == 0

@@ -4,13 +4,17 @@ uninterrupted run."""
 
 from __future__ import annotations
 
+import csv
 import math
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 import imgtrain
@@ -147,3 +151,26 @@ def test_a_multilabel_run_takes_the_modern_recipe_without_mixing(multilabel_data
     model, train, valid, spec = multilabel_data
     result = imgtrain.train(model, train, valid, tmp_path / "m", TrainConfig(recipe="modern", **FAST), spec)
     assert imgtrain.open_model_directory(tmp_path / "m").thresholds is not None and len(result.history) == 2
+
+
+def test_test_time_augmentation_averages_each_image_with_its_mirror(trained_model, tmp_path, run_cli):
+    model, valid = trained_model
+    folder = tmp_path / "mirrored"
+    for path in sorted((valid / "images").rglob("*.png")):
+        target = folder / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(target)
+    original = folder.parent / "original"
+    shutil.copytree(valid / "images", original)
+    runs = {}
+    for name, data, extra in (("plain", original, []), ("mirror", folder, []), ("tta", original, ["--tta"])):
+        code, _, err = run_cli("score", "--model", model, "--data", data, "--out", tmp_path / f"{name}.csv", *extra)
+        assert code == 0, err
+        with open(tmp_path / f"{name}.csv") as f:
+            runs[name] = {Path(row["path"]).name: row for row in csv.DictReader(f)}
+    columns = [c for c in next(iter(runs["tta"].values())) if c.startswith("Scored Probabilities_")]
+    assert len(runs["tta"]) == len(runs["plain"]) > 0
+    for image, row in runs["tta"].items():
+        for column in columns:
+            mean = (float(runs["plain"][image][column]) + float(runs["mirror"][image][column])) / 2
+            assert float(row[column]) == pytest.approx(mean, abs=1e-5)

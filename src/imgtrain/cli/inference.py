@@ -49,6 +49,12 @@ def add_score(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
     )
     add_threshold(p)
     p.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average each image's probabilities with those of its left-right mirror "
+        "(twice the work; docs/performance.md says what it measured)",
+    )
+    p.add_argument(
         "--skip-invalid",
         action="store_true",
         help="give unreadable images a row with an 'error' column instead of failing",
@@ -94,7 +100,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from ..inference.model import load_model
     from ..inference.scoring import score_to_file
 
-    model = load_model(args.model, args.device, args.precision, args.threshold)
+    model = load_model(args.model, args.device, args.precision, args.threshold, args.tta)
     path, rows = score_to_file(
         model,
         args.data,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Collection
 from typing import Any
 
 from ..params import declared
@@ -55,11 +56,13 @@ MIN_CONFIDENCE_HELP = (
 )
 
 
-def add_declared_options(p: argparse.ArgumentParser, cls: type) -> None:
-    """One option per declared field of the parameter dataclass `cls` (params.param): its default, help, metavar
-    and choices from the declaration. Integers with a closed range are checked here (wrong usage, exit 2); every
-    other value by the library, whose message names the parameter (exit 1)."""
+def add_declared_options(p: argparse.ArgumentParser, cls: type, only: Collection[str] | None = None) -> None:
+    """One option per declared field of the parameter dataclass `cls` (params.param; those named in `only`): its
+    default, help, metavar and choices from the declaration. Integers with a closed range are checked here (wrong
+    usage, exit 2); every other value by the library, whose message names the parameter (exit 1)."""
     for declared_field in declared(cls):
+        if only is not None and declared_field.name not in only:
+            continue
         p_ = declared_field.param
         options: dict[str, Any] = {"default": declared_field.default, "help": p_.help.replace("%", "%%")}
         if declared_field.kind is bool:

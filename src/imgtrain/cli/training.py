@@ -18,10 +18,12 @@ def add_train(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
         parents=common,
         formatter_class=Formatter,
         help="Train PyTorch Model: untrained model + training/validation images -> trained model",
-        description="Train an untrained model directory. SGD (momentum 0.9, Nesterov, weight decay "
-        "1e-4), learning rate warmed up linearly for --warmup-epochs then decayed as "
-        "(lr - 1e-7)(1 - t)^2 + 1e-7 per epoch; the model of the epoch with the lowest validation "
-        "loss is saved; training stops when validation loss has not improved for --patience epochs.",
+        description="Train an untrained model directory. The designer's recipe (the default): SGD (momentum 0.9, "
+        "Nesterov, weight decay 1e-4), learning rate warmed up linearly for --warmup-epochs then decayed as "
+        "(lr - 1e-7)(1 - t)^2 + 1e-7 per epoch; --recipe modern (or each of its options) trains with AdamW and a "
+        "cosine decay, automatic augmentation, mixup / cutmix, label smoothing and a moving average of the weights. "
+        "The model of the epoch with the lowest validation loss is saved; training stops when validation loss has "
+        "not improved for --patience epochs. `imgtrain lr-find` suggests a learning rate.",
     )
     p.add_argument("--model", required=True, metavar="DIR", help="untrained model directory (imgtrain resnet/densenet)")
     p.add_argument("--train", required=True, metavar="DIR", help="labeled training image directory")
@@ -55,6 +57,70 @@ def add_train(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
         help="c10d rendezvous endpoint instead of --master-addr/--master-port",
     )
     p.set_defaults(loads_torch=True, func=cmd_train)
+
+
+#: The training options the range test takes (the rest do not change its curve).
+LR_FIND_OPTIONS = (
+    "batch_size",
+    "seed",
+    "recipe",
+    "optimizer",
+    "augment",
+    "label_smoothing",
+    "head_lr_scale",
+    "task",
+    "device",
+    "workers",
+    "cache",
+    "progress",
+)
+
+
+def add_lr_find(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
+    """The `lr-find` subcommand."""
+    p = sub.add_parser(
+        "lr-find",
+        parents=common,
+        formatter_class=Formatter,
+        help="learning-rate range test: a plot of the loss against the rate, and a suggested --learning-rate",
+        description="Train the untrained model on the training images for up to --steps batches with a learning "
+        "rate growing exponentially from --start-lr to --end-lr (the range test of fastai's lr_find and "
+        "Lightning's tuner), stopping once the smoothed loss is 4x its lowest. Writes OUT/lr-find.json (every rate "
+        "and loss) and OUT/lr-find.png, and prints the suggestion: the rate where the smoothed loss fell fastest. "
+        "Nothing else is kept. Use the same --batch-size, --recipe and --optimizer as the training run.",
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="untrained model directory")
+    p.add_argument("--train", required=True, metavar="DIR", help="labeled training image directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write lr-find.json and lr-find.png to")
+    p.add_argument("--transform", metavar="SPEC", default=None, help="transformation file (default: the designer's)")
+    p.add_argument("--start-lr", type=number(1e-12, 1e3), default=1e-7, metavar="LR", help="first rate")
+    p.add_argument("--end-lr", type=number(1e-9, 1e4), default=10.0, metavar="LR", help="last rate")
+    p.add_argument("--steps", type=number(5, 100_000, int), default=100, metavar="N", help="batches at most")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_declared_options(p, TrainConfig, only=LR_FIND_OPTIONS)
+    p.set_defaults(loads_torch=True, func=cmd_lr_find)
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from ..training.lr_find import find_learning_rate
+
+    config = TrainConfig(**{name: getattr(args, name) for name in LR_FIND_OPTIONS})
+    result = find_learning_rate(
+        args.model,
+        args.train,
+        args.out,
+        config,
+        args.transform,
+        start_lr=args.start_lr,
+        end_lr=args.end_lr,
+        steps=args.steps,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"suggested learning rate {result['suggestion']:.3g} (the loss fell fastest there; lowest at "
+        f"{result['minimum']:.3g}); curve in {args.out}/lr-find.png"
+    )
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:

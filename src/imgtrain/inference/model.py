@@ -27,9 +27,14 @@ class Model:
     """A trained model ready to predict: `load_model(MODELDIR).predict(image)`."""
 
     def __init__(
-        self, trained: TrainedModel, device: str = "auto", precision: str = "auto", threshold: float | None = None
+        self,
+        trained: TrainedModel,
+        device: str = "auto",
+        precision: str = "auto",
+        threshold: float | None = None,
+        tta: bool = False,
     ):
-        self.trained = trained
+        self.trained, self.tta = trained, tta  # tta: average with the left-right mirror image
         self.classes = trained.classes
         self.thresholds = _thresholds(trained, check_threshold(threshold))
         self.device = resolve_device(device)
@@ -79,9 +84,18 @@ class Model:
                     self.network, tuple(batch.shape), self.device, candidate, training=False
                 ),
             )
+        batch = batch.to(self.device, non_blocking=True)
+        probabilities = self._scaled(self._logits_of(batch))
+        if self.tta:
+            return (probabilities + self._scaled(self._logits_of(batch.flip(3)))) / 2
+        return probabilities
+
+    def _logits_of(self, batch: torch.Tensor) -> torch.Tensor:
         with autocast_for(self.device, self.precision):
-            batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            logits = self.network(batch)
+            return self.network(batch.contiguous(memory_format=torch.channels_last))
+
+    def _scaled(self, logits: torch.Tensor) -> torch.Tensor:
+        """Probabilities of logits at the model's temperature (per class for a multi-label model)."""
         if self.multilabel:
             return torch.sigmoid(
                 logits.float() / torch.tensor(self.trained.temperatures or 1.0, device=logits.device)
@@ -136,11 +150,12 @@ def _inference_network(net: torch.nn.Module, device: torch.device) -> torch.nn.M
 
 
 def load_model(
-    path: str | Path, device: str = "auto", precision: str = "auto", threshold: float | None = None
+    path: str | Path, device: str = "auto", precision: str = "auto", threshold: float | None = None, tta: bool = False
 ) -> Model:
     """Open a trained model directory for prediction (validated; never unpickles anything); `threshold` replaces a
-    multi-label model's thresholds by one for every class."""
-    return Model(open_model_directory(path), device, precision, threshold)
+    multi-label model's thresholds by one for every class; `tta` averages each image's probabilities with its
+    left-right mirror's (test-time augmentation: twice the work)."""
+    return Model(open_model_directory(path), device, precision, threshold, tta)
 
 
 def _thresholds(trained: TrainedModel, threshold: float | None) -> tuple[float, ...] | None:

@@ -61,12 +61,7 @@ def train_one_epoch(
     net.train()
     for module in fixed:
         module.eval()
-    weights = None if class_weights is None else class_weights.to(device)
-    criterion = (
-        _MultiLabelLoss(weights, config.label_smoothing)
-        if multilabel
-        else nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
-    )
+    criterion = _criterion(config, None if class_weights is None else class_weights.to(device), multilabel)
     autocast = autocast_for(device, precision)
     epoch, started = progress.epoch, time.perf_counter() - progress.seconds
     bar = tqdm(
@@ -99,6 +94,13 @@ def train_one_epoch(
         if step % config.print_frequency == 0:
             _show_progress(bar, progress, config.epochs)
     return True
+
+
+def _criterion(config: TrainConfig, weights: torch.Tensor | None, multilabel: bool) -> nn.Module:
+    """The training loss: cross-entropy (it takes a mixed batch's soft targets too), or binary cross-entropy."""
+    if multilabel:
+        return _MultiLabelLoss(weights, config.label_smoothing)
+    return nn.CrossEntropyLoss(weight=weights, label_smoothing=config.label_smoothing)
 
 
 class _MultiLabelLoss(nn.Module):

@@ -208,17 +208,15 @@ def _run_epochs(
         _save_checkpoint(job, state)
         crash_point("checkpoint-saved", epoch)
         if state.stopper.should_stop and ctx.is_main:
-            log.info(
-                "early stopping after epoch %d: validation loss has not improved on epoch %d's %.4f for %d epochs",
-                epoch,
-                state.stopper.best_epoch,
-                state.stopper.best_loss,
-                config.patience,
-            )
+            stopper = state.stopper
+            log.info(_STOPPED_EARLY, epoch, stopper.best_epoch, stopper.best_loss, config.patience)
         if epoch < config.epochs and not state.stopper.should_stop and stop_requested():
             raise _interrupted(job.out, signalled, f"after epoch {epoch}")
     if ctx.is_main:
         report_usage(data.cache)
+
+
+_STOPPED_EARLY = "early stopping after epoch %d: validation loss has not improved on epoch %d's %.4f for %d epochs"
 
 
 class _Loaders:
