@@ -48,7 +48,7 @@ TRAINING_MODULES = {
     "test_studio_multilabel",
     "test_timm",
     "test_recipe",
-    "test_lr_find",
+    "test_tuning",
 }
 #: Modules that drive Chromium: `make test` runs them, `make test-fast` leaves them out (a browser start each).
 BROWSER_MODULES = {"test_studio_page", "test_serve_page", "test_browser"}

@@ -36,6 +36,11 @@ def add_train(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
         help="transformation file (default: the designer's: resize 256, center crop 224, random horizontal flip)",
     )
     add_declared_options(p, TrainConfig)
+    batch = next(action for action in p._actions if action.dest == "batch_size")
+    batch.type, batch.metavar = _batch_size, "N|auto"
+    batch.help = (
+        batch.help or ""
+    ) + "; auto: the largest power of two a GPU's free memory takes (on a CPU, 16), printed"
     p.add_argument(
         "--nproc-per-node",
         type=int,
@@ -123,9 +128,22 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch_size(text: str) -> int | str:
+    return "auto" if text == "auto" else number(1, 1_000_000, int)(text)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ..training.distributed import LaunchOptions, launch
     from ..training.loop import train
+
+    if args.batch_size == "auto":
+        from ..training.batch_size import choose_batch_size
+
+        world_size = args.nproc_per_node * args.nnodes
+        choice = choose_batch_size(args.model, args.train, args.transform, TrainConfig(device=args.device), world_size)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"batch size {choice.batch_size}: {choice.reason}")
+        args.batch_size = choice.batch_size
 
     config = TrainConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainConfig)})
     options = LaunchOptions(

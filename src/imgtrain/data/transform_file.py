@@ -41,3 +41,10 @@ def load_transform(path: str | Path) -> TransformSpec:
     if problems or not isinstance(values, dict):
         raise InvalidTransformationDirectoryError(f"{path} is invalid:\n{list_problems(problems)}", hint)
     return TransformSpec(**values)
+
+
+def transform_spec(transform: TransformSpec | str | Path | None) -> TransformSpec:
+    """A transformation given as a spec, a transformation file, or None (the designer's default)."""
+    if isinstance(transform, TransformSpec):
+        return transform
+    return load_transform(transform) if transform is not None else TransformSpec()

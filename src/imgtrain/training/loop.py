@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader
 from ..config import TrainConfig, TransformSpec
 from ..data.decoding import DecodedCache, default_cache_dir, report_usage
 from ..data.sampling import EpochOrder, epoch_seed, seed_everything, training_loader, validation_loader
-from ..data.transforms import ModelInput, load_transform
+from ..data.transform_file import transform_spec
+from ..data.transforms import ModelInput
 from ..devices import resolve_device
 from ..errors import DistributedTrainingError, ParameterError, TrainingInterrupted
 from ..faults import crash_point
@@ -66,11 +67,7 @@ def train(
     torchrun (RANK / WORLD_SIZE set) this process is one data-parallel worker of the job.
     """
     config = config or TrainConfig()
-    spec = (
-        transform
-        if isinstance(transform, TransformSpec)
-        else (load_transform(transform) if transform is not None else TransformSpec())
-    )
+    spec = transform_spec(transform)
     ctx = distributed.context_from_env()
     untrained = open_untrained(model)
     train_dir, valid_dir = labeled_directory(train, "training"), labeled_directory(valid, "validation")

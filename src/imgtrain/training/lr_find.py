@@ -14,7 +14,8 @@ from torch import nn
 
 from ..config import TrainConfig, TransformSpec
 from ..data.sampling import epoch_seed, seed_everything, training_loader
-from ..data.transforms import ModelInput, load_transform
+from ..data.transform_file import transform_spec
+from ..data.transforms import ModelInput
 from ..devices import resolve_device
 from ..errors import ParameterError
 from ..files import atomic_write_json, building_dir
@@ -50,11 +51,7 @@ def find_learning_rate(
             f"the range test needs 0 < start_lr < end_lr and at least 5 steps, got {start_lr:g}, {end_lr:g}, {steps}."
         )
     config = config or TrainConfig()
-    spec = (
-        transform
-        if isinstance(transform, TransformSpec)
-        else (load_transform(transform) if transform else TransformSpec())
-    )
+    spec = transform_spec(transform)
     untrained, train_dir = open_untrained(model), labeled_directory(train, "training")
     multilabel = train_dir.multilabel or config.task == "multilabel"
     device = resolve_device(config.device)

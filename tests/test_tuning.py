@@ -1,4 +1,5 @@
-"""imgtrain lr-find: the learning-rate range test's curve, its suggestion, and its files."""
+"""Tuning before training: `imgtrain lr-find` (the learning-rate range test's curve, its suggestion, its files)
+and `--batch-size auto`."""
 
 from __future__ import annotations
 
@@ -58,3 +59,34 @@ def test_a_range_the_wrong_way_round_is_refused(small_training_data, tmp_path):
     with pytest.raises(ParameterError, match="start_lr < end_lr"):
         find_learning_rate(model, train, tmp_path / "lr", start_lr=1.0, end_lr=0.1)
     assert not (tmp_path / "lr").exists()
+
+
+def test_batch_size_auto_on_a_cpu_says_what_it_picked_and_why(small_training_data, tmp_path, run_cli):
+    model, train, valid, spec = small_training_data
+    run_cli("transform", "init", tmp_path / "t.json", "--no-resize", "--no-center-crop")
+    code, out, err = run_cli(
+        "train",
+        "--model",
+        model,
+        "--train",
+        train,
+        "--valid",
+        valid,
+        "--out",
+        tmp_path / "m",
+        "--transform",
+        tmp_path / "t.json",
+        "--batch-size",
+        "auto",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+    )
+    assert code == 0, err
+    assert "batch size 16: on a CPU memory does not limit the batch; the designer's 16" in out
+    assert json.loads((tmp_path / "m" / "imgtrain-model.json").read_text())["training"]["batch_size"] == 16
+    code, out, err = run_cli(
+        "train", "--model", model, "--train", train, "--valid", valid, "--out", tmp_path / "n", "--batch-size", "big"
+    )
+    assert code == 2 and "not a number: 'big'" in err
