@@ -93,6 +93,20 @@ def test_two_cpu_workers_train_a_multilabel_model_with_its_thresholds(multilabel
     assert all(isinstance(r["Scored Labels"], list) for r in scores)
 
 
+@pytest.mark.slow  # two torchrun jobs: over a minute on a 2-core machine
+def test_two_workers_train_with_the_modern_recipe_the_same_twice(small_training_data, tmp_path):
+    """Each worker mixes its own batches (seeded by rank) and keeps the same moving average of the same weights."""
+    for name in ("a", "b"):
+        result, _ = run_train(
+            small_training_data, tmp_path / name, "--batch-size", "4", "--recipe", "modern", torchrun=True
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+    meta = imgtrain.open_model_directory(tmp_path / "a").meta["training"]
+    assert meta["world_size"] == 2 and meta["optimizer"] == "adamw" and meta["ema"] > 0 and meta["mixup"] > 0
+    a, b = (load_file(tmp_path / name / "model.safetensors") for name in ("a", "b"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 @pytest.mark.slow  # issue 25: over a minute on a 2-core machine; make test-slow runs it
 def test_a_dying_worker_ends_the_job_and_resume_finishes_it(small_training_data, tmp_path):
     crash = {"IMGTRAIN_CRASH_AT": "checkpoint-saved:1", "IMGTRAIN_CRASH_RANK": "1"}
