@@ -87,9 +87,10 @@ FINE_TUNING = {"one rate (--head-lr-scale 1)": {"head_lr_scale": 1}, "head first
 REAL_SIZE = 128  # pixels: the crops are resized to this and not cropped further (2 CPU cores)
 
 
-def real_run(root: Path, pretrained: bool, shots: int, options: dict, epochs: int, seed: int) -> float:
+def real_run(root: Path, pretrained: bool, shots: int, options: dict, epochs: int, seed: int, tta: bool = False) -> float:
     """The saved model's validation accuracy: efficientnet_lite0 (ImageNet or random) trained on `shots` crops per
-    class of real photographs with `options` (TrainConfig's)."""
+    class of real photographs with `options` (TrainConfig's); with `tta`, the accuracy of its scores with and
+    without the mirror image averaged in, less that without (what --tta adds)."""
     import imgtrain
 
     real_photos = _bench("real_photos")
@@ -109,6 +110,13 @@ def real_run(root: Path, pretrained: bool, shots: int, options: dict, epochs: in
                                   workers=0, **options)
     spec = imgtrain.TransformSpec(size=REAL_SIZE, crop_size=REAL_SIZE)
     result = imgtrain.train(untrained, data / f"train-{shots}-dir", data / "valid-dir", out, config, spec)
+    if tta:
+        plain, mirrored = (
+            imgtrain.score(imgtrain.load_model(out, precision="fp32", tta=t), data / "valid-dir", progress=False)
+            for t in (False, True)
+        )
+        return sum(r["Scored Labels"] == r["label"] for r in mirrored) / len(mirrored) - sum(
+            r["Scored Labels"] == r["label"] for r in plain) / len(plain)
     return next(row["val_top1"] for row in result.history if row["epoch"] == result.best_epoch)
 
 
@@ -118,9 +126,9 @@ def real_features(root: Path, shots_list: list[int], epochs: int, seeds: list[in
     import statistics
     import time
 
-    def mean_of(pretrained: bool, shots: int, options: dict) -> float:
+    def mean_of(pretrained: bool, shots: int, options: dict, tta: bool = False) -> float:
         started = time.perf_counter()
-        value = statistics.mean(real_run(root, pretrained, shots, options, epochs, seed) for seed in seeds)
+        value = statistics.mean(real_run(root, pretrained, shots, options, epochs, seed, tta) for seed in seeds)
         print(f"  {'pretrained' if pretrained else 'scratch':>10} {shots:>2}/class {options}: {value:.3f} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
         return value
@@ -129,13 +137,18 @@ def real_features(root: Path, shots_list: list[int], epochs: int, seeds: list[in
     tables: dict[str, dict[str, dict[str, float]]] = {}
     middle = shots_list[len(shots_list) // 2]
     if part in ("all", "pieces"):
+        alone = {"designer": {}, **{f"designer + {piece} {value}": {piece: value} for piece, value in PIECES.items()}}
         tables["pieces"] = {
-            f"designer + {piece} {value}": {
-                start: mean_of(start == "pretrained", middle, {piece: value}) for start in ("pretrained", "scratch")
-            }
-            for piece, value in PIECES.items()
+            row: {start: mean_of(start == "pretrained", middle, options) for start in ("pretrained", "scratch")}
+            for row, options in alone.items()
         }
         tables["fine_tuning"] = {way: {"pretrained": mean_of(True, middle, options)} for way, options in FINE_TUNING.items()}
+    if part in ("all", "tta"):
+        tables["tta"] = {
+            f"{start}, {recipe}": {"--tta gain": mean_of(start == "pretrained", middle, options, tta=True)}
+            for start in ("pretrained", "scratch")
+            for recipe, options in recipes.items()
+        }
     if part in ("all", "recipes"):
         tables["recipes"] = {
             f"{start}, {recipe}": {str(shots): mean_of(start == "pretrained", shots, options) for shots in shots_list}
@@ -162,7 +175,7 @@ def main() -> None:
     parser.add_argument("--real", action="store_true", help="the real-features section instead of the digits")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="--real: seeds averaged over")
     parser.add_argument("--out", type=Path, help="--real: also write the tables as JSON here")
-    parser.add_argument("--part", choices=["all", "pieces", "recipes"], default="all", help="--real: which tables")
+    parser.add_argument("--part", choices=["all", "pieces", "recipes", "tta"], default="all", help="--real: which tables")
     args = parser.parse_args()
     if args.real:
         import json

@@ -97,7 +97,14 @@ def plain(small_training_data, tmp_path_factory):
     return [row["val_loss"] for row in result.history]
 
 
-@pytest.mark.parametrize("options", OPTIONS.values(), ids=OPTIONS.keys())
+@pytest.mark.parametrize(
+    "options",
+    # the whole recipe in make test, each piece alone in make test-slow (make test keeps within its ten minutes)
+    [
+        pytest.param(options, id=name, marks=[] if name == "modern" else [pytest.mark.slow])
+        for name, options in OPTIONS.items()
+    ],
+)
 def test_the_same_seed_gives_bit_identical_weights(options, small_training_data, plain, tmp_path):
     model, train, valid, spec = small_training_data
     workers = (0, 2) if options.get("recipe") else (0, 0)  # the whole recipe with loader workers too
@@ -110,7 +117,13 @@ def test_the_same_seed_gives_bit_identical_weights(options, small_training_data,
     assert [row["val_loss"] for row in imgtrain.open_model_directory(tmp_path / "a").meta["history"]] != plain
 
 
-@pytest.mark.parametrize("options", [OPTIONS["modern"], OPTIONS["randaugment"]], ids=["modern", "randaugment"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param(OPTIONS["modern"], id="modern"),
+        pytest.param(OPTIONS["randaugment"], id="randaugment", marks=pytest.mark.slow),
+    ],
+)
 def test_a_run_stopped_mid_epoch_resumes_to_identical_weights(options, small_training_data, tmp_path, monkeypatch):
     """The moving average, the optimizer's moments and the mixing draws of the batches still to come are in the
     checkpoint, or derive from the seed and the batch's place."""
