@@ -133,7 +133,7 @@ def real_features(root: Path, shots_list: list[int], epochs: int, seeds: list[in
               f"({time.perf_counter() - started:.0f} s)", flush=True)
         return value
 
-    recipes = {"designer": {}, "modern": {"recipe": "modern"}}
+    recipes = {"designer": {}, "modern": {"recipe": "modern"}, "designer + adamw": {"optimizer": "adamw"}}
     tables: dict[str, dict[str, dict[str, float]]] = {}
     middle = shots_list[len(shots_list) // 2]
     if part in ("all", "pieces"):
