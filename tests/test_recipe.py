@@ -187,3 +187,13 @@ def test_test_time_augmentation_averages_each_image_with_its_mirror(trained_mode
         for column in columns:
             mean = (float(runs["plain"][image][column]) + float(runs["mirror"][image][column])) / 2
             assert float(row[column]) == pytest.approx(mean, abs=1e-5)
+
+
+def test_a_random_backbone_is_never_frozen(small_training_data, tmp_path):
+    """--freeze-epochs, like --head-lr-scale, is a fine-tuning option: from scratch the run is the one without it."""
+    model, train, valid, spec = small_training_data
+    for name, freeze in (("frozen", 1), ("plain", 0)):
+        imgtrain.train(model, train, valid, tmp_path / name, TrainConfig(freeze_epochs=freeze, **FAST), spec)
+    assert imgtrain.open_model_directory(tmp_path / "frozen").meta["training"]["freeze_epochs"] == 0
+    a, b = (load_file(tmp_path / name / "model.safetensors") for name in ("frozen", "plain"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -111,7 +111,8 @@ class TrainConfig:
     freeze_epochs: int = param(
         0,
         "fine-tuning: train only the new classifier head for the first N epochs (the pretrained backbone's weights "
-        "and BatchNorm statistics stay as they are); 0 trains everything from the start, as the designer does",
+        "and BatchNorm statistics stay as they are); 0 trains everything from the start, as the designer does. Ignored "
+        "when training from scratch",
         low=0,
         metavar="N",
         shapes_result=True,

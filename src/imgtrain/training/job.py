@@ -85,9 +85,20 @@ class Job:
         """The new head's learning rate relative to the backbone's: config.head_lr_scale on pretrained weights."""
         return self.config.head_lr_scale if self.untrained.pretrained else 1.0
 
+    @property
+    def freeze_epochs(self) -> int:
+        """The epochs the head trains alone: config.freeze_epochs on pretrained weights (a random backbone is
+        never frozen)."""
+        return self.config.freeze_epochs if self.untrained.pretrained else 0
+
     def hyperparameters(self) -> dict[str, Any]:
-        """The parameters that shape the result, as this job applies them (head_lr_scale only on pretrained)."""
-        return {**self.config.hyperparameters(), "head_lr_scale": self.head_lr_scale}
+        """The parameters that shape the result, as this job applies them (the fine-tuning ones only on pretrained
+        weights)."""
+        return {
+            **self.config.hyperparameters(),
+            "head_lr_scale": self.head_lr_scale,
+            "freeze_epochs": self.freeze_epochs,
+        }
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must share with the one it continues."""

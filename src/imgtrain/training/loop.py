@@ -172,8 +172,8 @@ def _run_epochs(
         if state.stopper.should_stop:
             break
         lr = learning_rate_at(epoch - 1, config) * ctx.world_size  # scaled with the workers, as the original
-        set_learning_rates(state.optimizer, lr, epoch, config.freeze_epochs, job.head_lr_scale)
-        fixed = fixed_norms(state.net, job.untrained.architecture.head_keys, epoch, config.freeze_epochs)
+        set_learning_rates(state.optimizer, lr, epoch, job.freeze_epochs, job.head_lr_scale)
+        fixed = fixed_norms(state.net, job.untrained.architecture.head_keys, epoch, job.freeze_epochs)
         progress = state.progress_of(epoch)
         loader = data.training(epoch, progress)
         if not train_one_epoch(

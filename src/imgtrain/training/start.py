@@ -42,7 +42,7 @@ def start_run(
     # fused: one kernel for the whole update instead of several passes over every weight (measured 28 -> 11
     # ms per step for resnet18 on 2 CPU cores). Not with fp16's loss scaler: fused CPU SGD applied the steps the
     # scaler meant to skip (inf gradients), and the weights became NaN (measured, torch 2.14.1).
-    groups = parameter_groups(net, job.untrained.architecture.head_keys, job.config.freeze_epochs, job.head_lr_scale)
+    groups = parameter_groups(net, job.untrained.architecture.head_keys, job.freeze_epochs, job.head_lr_scale)
     optimizer = build_optimizer(groups, job.config, fused=scaler is None)
     stopper, average = EarlyStopping(job.config.patience), weight_average(job.config, net)
     state = RunState(net, optimizer, scaler, stopper, fingerprint, precision, average)
