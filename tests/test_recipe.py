@@ -33,6 +33,14 @@ OPTIONS = {
     "ema": {"ema": 0.9},
     "adamw": {"optimizer": "adamw"},
     "modern": {"recipe": "modern"},
+    "every piece": {
+        "optimizer": "adamw",
+        "augment": "trivialaugment",
+        "mixup": 0.2,
+        "cutmix": 1.0,
+        "label_smoothing": 0.1,
+        "ema": 0.9,
+    },
 }
 
 
@@ -99,15 +107,15 @@ def plain(small_training_data, tmp_path_factory):
 
 @pytest.mark.parametrize(
     "options",
-    # the whole recipe in make test, each piece alone in make test-slow (make test keeps within its ten minutes)
+    # every piece together in make test; each alone, and the recipe, in make test-slow (ten minutes for make test)
     [
-        pytest.param(options, id=name, marks=[] if name == "modern" else [pytest.mark.slow])
+        pytest.param(options, id=name, marks=[] if name == "every piece" else [pytest.mark.slow])
         for name, options in OPTIONS.items()
     ],
 )
 def test_the_same_seed_gives_bit_identical_weights(options, small_training_data, plain, tmp_path):
     model, train, valid, spec = small_training_data
-    workers = (0, 2) if options.get("recipe") else (0, 0)  # the whole recipe with loader workers too
+    workers = (0, 2) if len(options) > 1 else (0, 0)  # every piece with loader workers too
     for name, count in zip("ab", workers, strict=True):
         imgtrain.train(model, train, valid, tmp_path / name, TrainConfig(workers=count, **FAST, **options), spec)
     a, b = (load_file(tmp_path / name / "model.safetensors") for name in "ab")
@@ -120,7 +128,7 @@ def test_the_same_seed_gives_bit_identical_weights(options, small_training_data,
 @pytest.mark.parametrize(
     "options",
     [
-        pytest.param(OPTIONS["modern"], id="modern"),
+        pytest.param(OPTIONS["every piece"], id="every piece"),
         pytest.param(OPTIONS["randaugment"], id="randaugment", marks=pytest.mark.slow),
     ],
 )
@@ -160,9 +168,9 @@ def test_the_moving_average_is_what_is_validated_and_saved(small_training_data, 
     assert any(not torch.equal(last[k], averaged[k]) for k in averaged if averaged[k].is_floating_point())
 
 
-def test_a_multilabel_run_takes_the_modern_recipe_without_mixing(multilabel_data, tmp_path):
+def test_a_multilabel_run_takes_every_piece_but_mixing(multilabel_data, tmp_path):
     model, train, valid, spec = multilabel_data
-    result = imgtrain.train(model, train, valid, tmp_path / "m", TrainConfig(recipe="modern", **FAST), spec)
+    result = imgtrain.train(model, train, valid, tmp_path / "m", TrainConfig(**OPTIONS["every piece"], **FAST), spec)
     assert imgtrain.open_model_directory(tmp_path / "m").thresholds is not None and len(result.history) == 2
 
 
