@@ -83,11 +83,13 @@ def compare(root: Path, weights: Path, images: Path, shots: int, epochs: int = 5
 PIECES = {"optimizer": "adamw", "augment": "trivialaugment", "mixup": 0.2, "cutmix": 1.0, "label_smoothing": 0.1,
           "ema": 0.99}
 #: The fine-tuning options re-decided on real features (the designer's recipe, pretrained only).
-FINE_TUNING = {"one rate (--head-lr-scale 1)": {"head_lr_scale": 1}, "head first (--freeze-epochs 1)": {"freeze_epochs": 1}}
+FINE_TUNING = {"one rate (--head-lr-scale 1)": {"head_lr_scale": 1},
+               "head first (--freeze-epochs 1)": {"freeze_epochs": 1}}
 REAL_SIZE = 128  # pixels: the crops are resized to this and not cropped further (2 CPU cores)
 
 
-def real_run(root: Path, pretrained: bool, shots: int, options: dict, epochs: int, seed: int, tta: bool = False) -> float:
+def real_run(root: Path, pretrained: bool, shots: int, options: dict, epochs: int, seed: int,
+             tta: bool = False) -> float:
     """The saved model's validation accuracy: efficientnet_lite0 (ImageNet or random) trained on `shots` crops per
     class of real photographs with `options` (TrainConfig's); with `tta`, the accuracy of its scores with and
     without the mirror image averaged in, less that without (what --tta adds)."""
@@ -142,7 +144,8 @@ def real_features(root: Path, shots_list: list[int], epochs: int, seeds: list[in
             row: {start: mean_of(start == "pretrained", middle, options) for start in ("pretrained", "scratch")}
             for row, options in alone.items()
         }
-        tables["fine_tuning"] = {way: {"pretrained": mean_of(True, middle, options)} for way, options in FINE_TUNING.items()}
+        tables["fine_tuning"] = {way: {"pretrained": mean_of(True, middle, options)}
+                                 for way, options in FINE_TUNING.items()}
     if part in ("all", "tta"):
         tables["tta"] = {
             f"{start}, {recipe}": {"--tta gain": mean_of(start == "pretrained", middle, options, tta=True)}
@@ -175,7 +178,8 @@ def main() -> None:
     parser.add_argument("--real", action="store_true", help="the real-features section instead of the digits")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="--real: seeds averaged over")
     parser.add_argument("--out", type=Path, help="--real: also write the tables as JSON here")
-    parser.add_argument("--part", choices=["all", "pieces", "recipes", "tta"], default="all", help="--real: which tables")
+    parser.add_argument("--part", choices=["all", "pieces", "recipes", "tta"], default="all",
+                        help="--real: which tables")
     args = parser.parse_args()
     if args.real:
         import json
