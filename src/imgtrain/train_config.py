@@ -66,9 +66,11 @@ OPTIMIZERS = ("sgd", "adamw")
 AUGMENTS = ("none", "trivialaugment", "randaugment")
 
 
-def _recipe_help(name: str, what: str) -> str:
+def _recipe_param(name: str, what: str, **declaration: Any) -> Any:
+    """A parameter the recipe fills when left unset (None): its help ends with each recipe's value; it shapes the
+    result and is an option of the CLI only (the studio offers the recipe)."""
     values = ", ".join(f"{recipe} {table[name]}" for recipe, table in RECIPES.items())
-    return f"{what} (default: the --recipe's: {values})"
+    return param(None, f"{what} (default: the --recipe's: {values})", shapes_result=True, studio=False, **declaration)
 
 
 # --- training
@@ -205,79 +207,50 @@ class TrainConfig:
         choices=tuple(RECIPES),
         shapes_result=True,
     )
-    optimizer: str = param(  # None: the recipe fills it in (__post_init__)
-        None,
-        _recipe_help(
-            "optimizer",
-            "sgd: SGD with Nesterov momentum 0.9, weight decay 1e-4 and polynomial decay (the designer's); adamw: "
-            "AdamW, weight decay 0.05, cosine decay; both after --warmup-epochs of linear warmup",
-        ),
+    optimizer: str = _recipe_param(  # None until __post_init__ fills in the recipe's
+        "optimizer",
+        "sgd: SGD with Nesterov momentum 0.9, weight decay 1e-4 and polynomial decay (the designer's); adamw: "
+        "AdamW, weight decay 0.05, cosine decay; both after --warmup-epochs of linear warmup",
         choices=OPTIMIZERS,
-        shapes_result=True,
-        studio=False,
     )
-    augment: str = param(
-        None,
-        _recipe_help(
-            "augment",
-            "automatic augmentation of each training image after the transformation: trivialaugment "
-            "(TrivialAugment Wide: one random operation of random strength) or randaugment (two operations, "
-            "magnitude 9); none",
-        ),
+    augment: str = _recipe_param(
+        "augment",
+        "automatic augmentation of each training image after the transformation: trivialaugment "
+        "(TrivialAugment Wide: one random operation of random strength) or randaugment (two operations, "
+        "magnitude 9); none",
         choices=AUGMENTS,
-        shapes_result=True,
-        studio=False,
     )
-    mixup: float = param(
-        None,
-        _recipe_help(
-            "mixup", "mixup: blend pairs of training images and their labels, weights drawn from Beta(A, A); 0 = off"
-        ),
+    mixup: float = _recipe_param(
+        "mixup",
+        "mixup: blend pairs of training images and their labels, weights drawn from Beta(A, A); 0 = off",
         low=0,
         high=10,
         metavar="A",
-        shapes_result=True,
-        studio=False,
     )
-    cutmix: float = param(
-        None,
-        _recipe_help(
-            "cutmix",
-            "cutmix: paste a box of another training image in, labels mixed by area, Beta(A, A); 0 = off; with "
-            "mixup too, each batch gets one of them",
-        ),
+    cutmix: float = _recipe_param(
+        "cutmix",
+        "cutmix: paste a box of another training image in, labels mixed by area, Beta(A, A); 0 = off; with "
+        "mixup too, each batch gets one of them",
         low=0,
         high=10,
         metavar="A",
-        shapes_result=True,
-        studio=False,
     )
-    label_smoothing: float = param(
-        None,
-        _recipe_help(
-            "label_smoothing",
-            "train towards 1 - S on the true class and S spread over all classes (Szegedy et al. 2016), so the "
-            "network is not pushed to ever larger logits; the validation loss that picks the best epoch is not "
-            "smoothed",
-        ),
+    label_smoothing: float = _recipe_param(
+        "label_smoothing",
+        "train towards 1 - S on the true class and S spread over all classes (Szegedy et al. 2016), so the "
+        "network is not pushed to ever larger logits; the validation loss that picks the best epoch is not "
+        "smoothed",
         low=0,
         high=0.9,
         metavar="S",
-        shapes_result=True,
-        studio=False,
     )
-    ema: float = param(
-        None,
-        _recipe_help(
-            "ema",
-            "keep an exponential moving average of the weights with this decay (warmed up: min(D, (1+n)/(10+n)) "
-            "after n steps) and validate and save it instead of the last weights; 0 = off",
-        ),
+    ema: float = _recipe_param(
+        "ema",
+        "keep an exponential moving average of the weights with this decay (warmed up: min(D, (1+n)/(10+n)) "
+        "after n steps) and validate and save it instead of the last weights; 0 = off",
         low=0,
         high=0.99999,
         metavar="D",
-        shapes_result=True,
-        studio=False,
     )
     calibrate: bool = param(
         True,

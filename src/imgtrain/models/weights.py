@@ -73,9 +73,8 @@ def hub_weights(repo: str, filename: str) -> WeightsFile:
     """A file of a Hugging Face Hub repository (timm's weights), cached under torch's hub folder."""
     url = f"{os.environ.get(HUB_ENV, HUB_URL).rstrip('/')}/{repo}/resolve/main/{filename}"
     path = Path(torch.hub.get_dir()) / "checkpoints" / "hf" / repo.replace("/", "--") / filename
-    weights = WeightsFile(url, path, "", hash_from_server=True)
-    stated = weights.hash_file.read_text().strip() if weights.hash_file.is_file() else ""
-    return WeightsFile(url, path, stated, hash_from_server=True)
+    kept = path.with_name(path.name + ".sha256")  # WeightsFile.hash_file
+    return WeightsFile(url, path, kept.read_text().strip() if kept.is_file() else "", hash_from_server=True)
 
 
 def fetch(weights: WeightsFile, offline: bool = False, progress: bool = True) -> Path:
