@@ -28,6 +28,7 @@ COMMANDS = (
     "models",
     "train",
     "lr-find",
+    "sweep",
     "score",
     "evaluate",
     "explain",

@@ -3,7 +3,8 @@
 Points: `batch:E.B` (after step B of epoch E), `checkpoint-writing:E` (epoch E's checkpoint
 written to its temporary file, not yet renamed), `checkpoint-saved:E` (on disk),
 `model-writing` (final model directory written aside), `output-swapping` (the old output moved
-aside, the new one not yet in its place). IMGTRAIN_CRASH_SIGNAL=INT or TERM sends that signal
+aside, the new one not yet in its place), `sweep-trial:T.E` (a sweep's trial T, after epoch E's
+checkpoint). IMGTRAIN_CRASH_SIGNAL=INT or TERM sends that signal
 instead of SIGKILL; with IMGTRAIN_CRASH_RANK=r only the distributed worker of that rank is hit.
 Unset in normal use: costs one lookup.
 """

@@ -249,7 +249,14 @@ def within(path: str | Path, folder: str | Path) -> bool:
 
 
 #: What every folder imgtrain writes holds (image directory, model directories, export, report, checkpoint).
-IMGTRAIN_MARKERS = ("imgtrain-images.json", "imgtrain-model.json", "imgtrain-export.json", "metrics.json", "checkpoint")
+IMGTRAIN_MARKERS = (
+    "imgtrain-images.json",
+    "imgtrain-model.json",
+    "imgtrain-export.json",
+    "metrics.json",
+    "checkpoint",
+    "imgtrain-sweep.json",
+)
 
 
 def check_output(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> None:

@@ -17,6 +17,7 @@ from .execute import execute, train_worker
 from .inference import add_demo, add_evaluate, add_explain, add_score, add_serve, add_studio, serve_config
 from .models import add_architectures, add_export, add_model, add_models
 from .options import Formatter, common_options
+from .sweep import add_sweep
 from .training import add_lr_find, add_train
 
 __all__ = ["build_parser", "main", "serve_config", "train_worker"]
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_models,
         add_train,
         add_lr_find,
+        add_sweep,
         add_score,
         add_evaluate,
         add_explain,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -58,6 +58,8 @@ class Job:
     spec: TransformSpec
     ctx: distributed.Context
     batch_shape: tuple[int, ...]
+    #: called with each epoch's metrics on one process; True ends training there, as early stopping would (sweeps)
+    on_epoch: Callable[[dict[str, Any]], bool] | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ import functools
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -58,17 +59,21 @@ def train(
     out: str | Path,
     config: TrainConfig | None = None,
     transform: TransformSpec | str | Path | None = None,
+    on_epoch: Callable[[dict[str, Any]], bool] | None = None,
 ) -> TrainResult:
     """Train an untrained model directory on an image directory; write the best epoch's model to `out`.
 
     Returns a TrainResult: the model directory, the best epoch and the metric history (one dict per epoch; the
     result reads as that list too). `transform` defaults to the designer's
     default transformation (resize 256, center crop 224, random horizontal flip). Under
-    torchrun (RANK / WORLD_SIZE set) this process is one data-parallel worker of the job.
+    torchrun (RANK / WORLD_SIZE set) this process is one data-parallel worker of the job. `on_epoch`, on one
+    process only, gets each epoch's metrics and ends training after it by returning True (a sweep's pruner).
     """
     config = config or TrainConfig()
     spec = transform_spec(transform)
     ctx = distributed.context_from_env()
+    if on_epoch is not None and ctx.enabled:
+        raise ParameterError("on_epoch is for one process, not a distributed job.", hint="train without torchrun.")
     untrained = open_untrained(model)
     train_dir, valid_dir = labeled_directory(train, "training"), labeled_directory(valid, "validation")
     width, height = check_inputs(
@@ -91,6 +96,7 @@ def train(
         spec,
         ctx,
         (config.batch_size, 3, height, width),
+        on_epoch,
     )
     with exclusive(out) if ctx.is_main else contextlib.nullcontext():
         return _train(job)
@@ -129,7 +135,7 @@ def _train(job: Job) -> TrainResult:
         )
         data = _Loaders(job, device)
         try:
-            _run_epochs(job, state, runner, device, signalled, tracker, data)
+            halted = _run_epochs(job, state, runner, device, signalled, tracker, data)
         except RuntimeError as exc:
             if not ctx.enabled:
                 raise
@@ -150,7 +156,7 @@ def _train(job: Job) -> TrainResult:
             tracker.close("FAILED" if sys.exc_info()[0] else "FINISHED")
         if ctx.is_main:
             whole = data.validation(whole=True)
-            _save_model(job, state, device, *fit_on_validation(job, state, device, whole))
+            _save_model(job, state, device, halted, *fit_on_validation(job, state, device, whole))
         distributed.barrier(ctx)
     return TrainResult(job.out, state.history, state.stopper.best_epoch)
 
@@ -163,11 +169,13 @@ def _run_epochs(
     signalled: StopRequest,
     tracker: Tracker,
     data: _Loaders,
-) -> None:
-    """The epochs still to run: train, evaluate, record, checkpoint; stop early, or when signalled."""
+) -> bool:
+    """The epochs still to run: train, evaluate, record, checkpoint; stop early, or when signalled. True when the
+    caller's `on_epoch` ended training."""
     config, ctx = job.config, job.ctx
     stop_requested = functools.partial(_stop_requested, signalled, ctx, device)
     mixer = batch_mixer(config, len(job.classes), ctx.rank, job.multilabel)
+    halted = False
     for epoch in range(state.epoch + 1, config.epochs + 1):
         if state.stopper.should_stop:
             break
@@ -209,8 +217,13 @@ def _run_epochs(
             log.info(_STOPPED_EARLY, epoch, stopper.best_epoch, stopper.best_loss, config.patience)
         if epoch < config.epochs and not state.stopper.should_stop and stop_requested():
             raise _interrupted(job.out, signalled, f"after epoch {epoch}")
+        if job.on_epoch is not None and job.on_epoch(state.history[-1]) and epoch < config.epochs:
+            log.info("stopped after epoch %d of %d by the caller (a sweep's pruner or budget)", epoch, config.epochs)
+            halted = True
+            break
     if ctx.is_main:
         report_usage(data.cache)
+    return halted
 
 
 _STOPPED_EARLY = "early stopping after epoch %d: validation loss has not improved on epoch %d's %.4f for %d epochs"
@@ -311,6 +324,7 @@ def _save_model(
     job: Job,
     state: RunState,
     device: torch.device,
+    halted: bool,
     calibration: dict[str, Any] | None,
     thresholds: list[float] | None = None,
 ) -> None:
@@ -326,7 +340,7 @@ def _save_model(
         "train": str(job.inputs.train),
         "valid": str(job.inputs.valid),
         "pretrained": job.untrained.pretrained,
-        "stopped_early": stopper.should_stop,
+        "stopped_early": stopper.should_stop or halted,
         "calibrate": config.calibrate,
     }
     best = state.best or state.judged.state_dict()
