@@ -6,7 +6,9 @@ import atexit
 import importlib.util
 import json
 import os
+import random
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -215,3 +217,34 @@ def load_bench(name: str):
 def bench():
     """bench/trust.py (audit, explanations, calibration, imbalance)."""
     return load_bench("trust")
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="module")
+def network():
+    """Namespaces a and b, joined by a veth pair: a is 10.N.M.1, b is 10.N.M.2 (two hosts on one machine: the
+    two-node training job, the sweep workers sharing a PostgreSQL study). Needs root and iproute2, else skips."""
+    if shutil.which("ip") is None or os.geteuid() != 0:
+        pytest.skip("two-node test: needs root and iproute2's `ip netns` (not available here)")
+    tag = f"{os.getpid() % 100000}"
+    spaces, links = (f"imgtrain-a-{tag}", f"imgtrain-b-{tag}"), (f"ita{tag}", f"itb{tag}")
+    subnet = f"10.{random.randint(100, 250)}.{random.randint(0, 250)}"
+    try:
+        for space in spaces:
+            _ip("netns", "add", space)
+        _ip("link", "add", links[0], "type", "veth", "peer", "name", links[1])
+        for space, link, host in zip(spaces, links, (1, 2), strict=True):
+            _ip("link", "set", link, "netns", space)
+            _ip("netns", "exec", space, "ip", "addr", "add", f"{subnet}.{host}/24", "dev", link)
+            _ip("netns", "exec", space, "ip", "link", "set", link, "up")
+            _ip("netns", "exec", space, "ip", "link", "set", "lo", "up")
+    except subprocess.CalledProcessError as exc:
+        for space in spaces:
+            _ip("netns", "delete", space, check=False)
+        pytest.skip(f"two-node test: network namespaces cannot be created here ({exc.stderr.strip()[:200]})")
+    yield [(space, link, f"{subnet}.{host}") for space, link, host in zip(spaces, links, (1, 2), strict=True)]
+    for space in spaces:
+        _ip("netns", "delete", space, check=False)

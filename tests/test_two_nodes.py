@@ -8,8 +8,6 @@ nodes see one filesystem, as cluster nodes see shared storage: --out is the same
 from __future__ import annotations
 
 import os
-import random
-import shutil
 import subprocess
 import sys
 import time
@@ -20,36 +18,6 @@ from safetensors.torch import load_file
 import imgtrain
 
 pytestmark = pytest.mark.slow  # about 55 s: `make test-slow`, which .ci/run runs after `make test`
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
-
-
-@pytest.fixture(scope="module")
-def network():
-    """Namespaces a and b, joined by a veth pair: a is 10.N.M.1, b is 10.N.M.2."""
-    if shutil.which("ip") is None or os.geteuid() != 0:
-        pytest.skip("two-node test: needs root and iproute2's `ip netns` (not available here)")
-    tag = f"{os.getpid() % 100000}"
-    spaces, links = (f"imgtrain-a-{tag}", f"imgtrain-b-{tag}"), (f"ita{tag}", f"itb{tag}")
-    subnet = f"10.{random.randint(100, 250)}.{random.randint(0, 250)}"
-    try:
-        for space in spaces:
-            _ip("netns", "add", space)
-        _ip("link", "add", links[0], "type", "veth", "peer", "name", links[1])
-        for space, link, host in zip(spaces, links, (1, 2), strict=True):
-            _ip("link", "set", link, "netns", space)
-            _ip("netns", "exec", space, "ip", "addr", "add", f"{subnet}.{host}/24", "dev", link)
-            _ip("netns", "exec", space, "ip", "link", "set", link, "up")
-            _ip("netns", "exec", space, "ip", "link", "set", "lo", "up")
-    except subprocess.CalledProcessError as exc:
-        for space in spaces:
-            _ip("netns", "delete", space, check=False)
-        pytest.skip(f"two-node test: network namespaces cannot be created here ({exc.stderr.strip()[:200]})")
-    yield [(space, link, f"{subnet}.{host}") for space, link, host in zip(spaces, links, (1, 2), strict=True)]
-    for space in spaces:
-        _ip("netns", "delete", space, check=False)
 
 
 def _start(node: int, network, data, out, *extra, env=None) -> subprocess.Popen:

@@ -35,6 +35,8 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
         state = trial.state.name.lower()
         if state == "fail" and "orphaned" in attrs:
             state = "interrupted"
+        elif state == "fail" and "surplus" in attrs:
+            state = "surplus"
         seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
         rows.append(
             {
@@ -47,7 +49,8 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
                 "seconds": round(seconds, 1) if seconds is not None else None,
                 "folder": attrs.get("folder"),
                 "host": attrs.get("host"),
-                "failure": attrs.get("failure") or attrs.get("orphaned"),
+                "failure": attrs.get("failure") or attrs.get("orphaned") or attrs.get("surplus"),
+                "sweep": attrs.get("sweep"),
                 "retry_of": attrs.get("retry_of"),
                 "params": dict(trial.params),
                 "curve": {int(k): v for k, v in sorted(trial.intermediate_values.items())},
@@ -125,7 +128,8 @@ def _label(axes: Any, name: str) -> None:
 def _promote(best: dict[str, Any], out: Path) -> None:
     """Copy the best trial's model directory to out/best (when this host holds it) and say which it is."""
     folder = out / str(best["folder"])
-    held_here = best["host"] == socket.gethostname() and (folder / "imgtrain-model.json").is_file()
+    here = best["host"] == socket.gethostname() and best["sweep"] == str(out.resolve())
+    held_here = here and (folder / "imgtrain-model.json").is_file()
     atomic_write_json(
         out / "best.json",
         {

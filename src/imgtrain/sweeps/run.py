@@ -25,7 +25,7 @@ from .report import write_report
 from .settings import SweepConfig
 from .space import DEFAULT_SPACE, parse_space, read_space
 from .study import counted, open_study, optuna_module, shown_url, storage_url, take_back_orphans, worker_name
-from .trial import TrialFailed, TrialPlan, objective
+from .trial import TrialFailed, TrialPlan, TrialSurplus, objective
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def work(plan: TrialPlan, config: SweepConfig, index: int) -> None:
             break
         started = time.time()
         try:
-            study.optimize(run, n_trials=1, catch=(TrialFailed,))
+            study.optimize(run, n_trials=1, catch=(TrialFailed, TrialSurplus))
         finally:  # an interrupted trial is listed too
             write_report(study, plan.out)
         durations.append(time.time() - started)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
+import time
 import warnings
 import zlib
 from pathlib import Path
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 DATABASE = "sweep.db"
 #: seconds between a running trial's heartbeats, and after which a silent one counts as dead (another host's)
 HEARTBEAT_SECONDS, GRACE_SECONDS = 10, 60
+OPEN_ATTEMPTS = 3
 
 
 def optuna_module() -> Any:
@@ -28,7 +31,7 @@ def optuna_module() -> Any:
         import optuna
     except ImportError:
         raise MissingDependencyError(
-            "Sweeps need Optuna.", hint="pip install 'imgtrain[sweep]' (Optuna, and psycopg2 for PostgreSQL)."
+            "Sweeps need Optuna.", hint="pip install 'imgtrain[sweep]' (Optuna, and psycopg for PostgreSQL)."
         ) from None
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's traceback: trial.py logs it in a line
@@ -45,7 +48,8 @@ def shown_url(url: str) -> str:
     if "@" not in rest:
         return url
     credentials, _, host = rest.rpartition("@")
-    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+    user, has_password, _ = credentials.partition(":")
+    return f"{scheme}{sep}{user}{':***' if has_password else ''}@{host}"
 
 
 def open_storage(config: SweepConfig, out: Path) -> Any:
@@ -53,19 +57,25 @@ def open_storage(config: SweepConfig, out: Path) -> Any:
     optuna = optuna_module()
     url = storage_url(config, out)
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
-        )
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"The storage {shown_url(url)} needs a driver: {exc}.", hint="pip install 'imgtrain[sweep]'."
-        ) from None
-    except Exception as exc:  # sqlalchemy's OperationalError and kin: no server, wrong password, no database
-        raise ParameterError(
-            f"Cannot open the sweep storage {shown_url(url)}: {str(exc).splitlines()[0][:300]}.",
-            hint="check that the database server runs and the URL's user, password and database are right.",
-        ) from None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
+            )
+        except ImportError as exc:
+            raise MissingDependencyError(
+                f"The storage {shown_url(url)} needs a driver: {exc}.", hint="pip install 'imgtrain[sweep]'."
+            ) from None
+        except Exception as exc:  # sqlalchemy's OperationalError and kin: no server, wrong password, no database
+            if attempt + 1 < OPEN_ATTEMPTS:  # two workers creating an empty database's tables at once: one fails
+                log.debug("opening %s failed (%s); trying again", shown_url(url), exc)
+                time.sleep(1 + attempt + random.random())
+                continue
+            raise ParameterError(
+                f"Cannot open the sweep storage {shown_url(url)}: {str(exc).splitlines()[0][:300]}.",
+                hint="check that the database server runs and the URL's user, password and database are right.",
+            ) from None
+    raise AssertionError("unreachable")
 
 
 def worker_seed(seed: int, worker: str) -> int:
@@ -117,17 +127,18 @@ def worker_name(out: Path, index: int) -> str:
     return f"{socket.gethostname()}:{out.resolve()}:{index}"
 
 
+def counts(trial: Any) -> bool:
+    """Whether a trial counts towards --trials: finished (complete, pruned, failed by its parameters), running or
+    queued. A trial whose worker died or was stopped does not (its retry does), nor one started past --trials."""
+    states = optuna_module().trial.TrialState
+    if trial.state in (states.COMPLETE, states.PRUNED, states.RUNNING, states.WAITING):
+        return True
+    return trial.state == states.FAIL and "failure" in trial.user_attrs
+
+
 def counted(study: Any) -> int:
-    """Trials that count towards --trials: finished (complete, pruned, failed by their parameters) or running.
-    A trial whose worker died or was stopped does not count: its retry does."""
-    optuna = optuna_module()
-    states = optuna.trial.TrialState
-    total = 0
-    for trial in study.get_trials(deepcopy=False):
-        running_or_done = trial.state in (states.COMPLETE, states.PRUNED, states.RUNNING, states.WAITING)
-        if running_or_done or (trial.state == states.FAIL and "failure" in trial.user_attrs):
-            total += 1
-    return total
+    """How many of the study's trials count towards --trials (see `counts`)."""
+    return sum(counts(trial) for trial in study.get_trials(deepcopy=False))
 
 
 def take_back_orphans(study: Any, out: Path) -> int:

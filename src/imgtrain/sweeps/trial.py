@@ -17,7 +17,7 @@ from ..errors import ImgtrainError, TrainingInterrupted
 from ..faults import crash_point
 from ..training.checkpoints import checkpoint_path
 from .space import MODEL, SearchSpace
-from .study import optuna_module
+from .study import counts, optuna_module
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,10 @@ EPOCH_MARGIN = 1.25
 
 class TrialFailed(Exception):
     """A trial that failed by its parameters (diverged, refused): recorded as failed; the sweep goes on."""
+
+
+class TrialSurplus(Exception):
+    """A trial started past --trials (two workers took the last one at once): dropped before it trains."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ def objective(plan: TrialPlan) -> Any:
     optuna = optuna_module()
 
     def run(trial: Any) -> float:
+        earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number and counts(t)]
+        if len(earlier) >= plan.trials:
+            trial.set_user_attr("surplus", f"{plan.trials} trials had started before it")
+            raise TrialSurplus()
         values = plan.space.suggest(trial)
         model = values.pop(MODEL)
         folder, resuming = _folder(plan.out, trial)
