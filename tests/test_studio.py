@@ -335,6 +335,7 @@ def test_the_modules_and_their_parameters_come_from_the_library(root):
             "densenet",
             "catalog",
             "train",
+            "sweep",
             "score",
             "evaluate",
         ]

@@ -16,7 +16,7 @@ from .access import COOKIE, NO_TOKEN_PAGE, TOKEN_FILE, BodyLimit, is_valid, stud
 from .browse import list_sources
 from .downloads import download_file, output_file
 from .events import follow
-from .graph import modules, run_graph
+from .graph import TRAINING_MODULES, modules, run_graph
 from .parameters import default_parameters
 from .pipeline import MODEL_META
 from .predict import top_classes
@@ -257,12 +257,13 @@ def _trained_outputs(manager: Manager, run_id: int, node: str | None) -> tuple[P
     run = _existing_run(manager, run_id)
     graph = run_graph(run)
     layout = run_layout(manager.root, manager.run_folder(run_id), graph)
-    trains = [n for n in layout["order"] if layout["nodes"][n]["module"] == "train"]
+    trains = [n for n in layout["order"] if layout["nodes"][n]["module"] in TRAINING_MODULES]
     node = node or (trains[0] if trains else None)
     if node not in trains:
         raise BadRequest(404, f"run {run_id} has no training node {node!r}; it has {', '.join(trains) or 'none'}.")
     model = manager.root / layout["nodes"][node]["outputs"]["model"]
-    if not (model / MODEL_META).is_file():
+    swept = layout["nodes"][node]["module"] == "sweep"  # its best/ is the best so far until the sweep is done
+    if not (model / MODEL_META).is_file() or (swept and layout["nodes"][node]["status"] != "done"):
         raise BadRequest(409, f"run {run_id} has no trained model yet.")
     scored = [
         manager.root / layout["nodes"][n["id"]]["outputs"]["scores"]

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 from ..data.split import split_indices
 from ..errors import ImgtrainError
-from .graph import MODEL_MODULES, Problem, resolve
+from .graph import MODEL_MODULES, TRAINING_MODULES, Problem, resolve
 from .prechecks import batch_problem, classes_problem, scan_source, unreadable_problem, weights_problem
 
 T = TypeVar("T")
@@ -41,11 +41,12 @@ def check_data(root: Path, graph: dict[str, Any]) -> tuple[dict[str, Any], list[
         elif module in MODEL_MODULES and params["pretrained"]:
             if problem := weights_problem(MODEL_MODULES[module], params["model_name"]):
                 problems.append(Problem(node_id, "pretrained", problem))
-        elif module == "train":
+        elif module in TRAINING_MODULES:
             train = _images_of(node, "train", nodes, classes)
             valid = _images_of(node, "valid", nodes, classes)
             train_images = sum(train.values()) if train is not None else _images_of(node, "train", nodes, sizes)
-            if train_images is not None and (problem := batch_problem(params["batch_size"], train_images)):
+            fixed = module == "train" or "batch_size" not in str(params["search"])  # a searched one may fail a trial
+            if fixed and train_images is not None and (problem := batch_problem(params["batch_size"], train_images)):
                 problems.append(Problem(node_id, "batch_size", problem))
             if train is not None and valid is not None and (problem := classes_problem(train, valid)):
                 problems.append(Problem(node_id, None, problem))

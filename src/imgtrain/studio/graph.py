@@ -14,10 +14,13 @@ from ..config import CATALOG_FAMILY, FAMILIES, STUDIO_MODEL, STUDIO_TRAIN_DEFAUL
 from ..data.options import ConvertOptions, SplitOptions
 from ..errors import ParameterError
 from ..params import declared, describe
+from .sweep import sweep_parameters, sweep_problems
 
 NODE_ID = re.compile(r"[a-z0-9-]{1,32}")
 MAX_NODES = 64
 MODEL_MODULES = {"resnet": "resnet", "densenet": "densenet", "catalog": CATALOG_FAMILY}
+#: The modules that train a model from an untrained one: Train, and the sweep whose output is its best trial's.
+TRAINING_MODULES = ("train", "sweep")
 
 SOURCE_HELP = (
     "what to convert, under the studio's root: a folder whose sub-folders are the classes (deeper folders "
@@ -57,6 +60,12 @@ MODULES: dict[str, Module] = {
         TrainConfig,
         optional=("transform",),
     ),
+    "sweep": Module(
+        "Tune Model Hyperparameters",
+        {"model": "untrained model", "train": "images", "valid": "images", "transform": "transform"},
+        {"model": "trained model"},
+        optional=("transform",),
+    ),
     "score": Module("Score Image Model", {"model": "trained model", "images": "images"}, {"scores": "scores"}),
     "evaluate": Module(
         "Evaluate Model",
@@ -87,6 +96,8 @@ def parameters(module: str) -> dict[str, dict[str, Any]]:
             "model_name": _described("str", default, f"which {family} network to build", choices=list(names)),
             "pretrained": _described("bool", STUDIO_MODEL["pretrained"], PRETRAINED_HELP),
         }
+    if module == "sweep":
+        return sweep_parameters()
     described = describe(spec.params, studio_only=True) if spec.params else {}
     if module == "convert":
         described = {"source": _described("path", None, SOURCE_HELP), **described}
@@ -234,6 +245,8 @@ def _checked_params(node_id: str, module: str, given: dict[str, Any], problems: 
                 spec(**{k: v for k, v in values.items() if k in fields})
             except ParameterError as exc:
                 problems.append(Problem(node_id, None, str(exc)))
+    elif module == "sweep":
+        problems += [Problem(node_id, field, message) for field, message in sweep_problems(values)]
     elif module in MODEL_MODULES:
         if values["model_name"] not in described["model_name"]["choices"]:
             problems.append(Problem(node_id, "model_name", f"{values['model_name']!r} is not a {module} network"))

@@ -20,6 +20,7 @@ from ..data.image_directory import META_NAME
 from ..errors import ImgtrainError, TrainingInterrupted
 from ..files import atomic_write_json
 from .graph import MODEL_MODULES, MODULES, resolve
+from .sweep import run_sweep, sweep_ended
 
 LAYOUT = "layout.json"
 MODEL_META = "imgtrain-model.json"  # models.architectures.MODEL_META: importing it loads torch
@@ -40,6 +41,8 @@ def output_paths(folder: Path, node: dict[str, Any], root: Path) -> dict[str, Pa
         return {"transform": own / "transform.json"}
     if module == "score":
         return {"scores": own / "scores.csv"}
+    if module == "sweep":  # the sweep's folder is the box's; its output, the best trial's model
+        return {"model": own / "best"}
     return {next(iter(MODULES[module].outputs)): own}
 
 
@@ -134,7 +137,7 @@ class Pipeline:
     def _run_node(self, node: dict[str, Any]) -> None:
         """The library call of one node, unless its output is there already."""
         module, params, outputs = node["module"], node["params"], self.paths[node["id"]]
-        if all(_complete(p) for p in outputs.values()):
+        if all(_complete(p) for p in outputs.values()) and (module != "sweep" or sweep_ended(outputs["model"].parent)):
             return
         if module == "convert":
             imgtrain.convert(self.root / params["source"], outputs["images"], skip_invalid=params["skip_invalid"])
@@ -147,6 +150,15 @@ class Pipeline:
             imgtrain.create_model_directory(outputs["model"], architecture, pretrained=params["pretrained"])
         elif module == "train":
             self._train(node, outputs["model"])
+        elif module == "sweep":
+            run_sweep(
+                self._input(node, "model"),
+                self._input(node, "train"),
+                self._input(node, "valid"),
+                outputs["model"].parent,
+                params,
+                self._optional_input(node, "transform"),
+            )
         elif module == "score":
             from ..inference.scoring import score_to_file  # here: scoring loads torch, the server does not
 

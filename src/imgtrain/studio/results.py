@@ -17,6 +17,7 @@ from .graph import MODEL_MODULES, MODULES, resolve, run_graph
 from .pipeline import LAYOUT, MODEL_META, initial_layout
 from .registry import run_folder_name
 from .runner import BadRequest
+from .sweep import sweep_panel
 
 STOPPED_NOTE = "stopped — Resume continues"
 #: How many rows of a scores file, images of a directory and batch points the page is given at most.
@@ -121,10 +122,12 @@ def node_output(root: Path, run: dict[str, Any], node_id: str) -> dict[str, Any]
         raise BadRequest(404, f"run {run['id']} has no node {node_id!r}.")
     layout = run_layout(root, root / run_folder_name(run["id"]), graph)
     entry = layout["nodes"].get(node_id, {})
+    outputs = {port: root / path for port, path in entry.get("outputs", {}).items()}
+    module = node["module"]
+    if module == "sweep" and (entry.get("status") == "done" or (outputs["model"].parent / "trials.json").is_file()):
+        return _sweep(outputs["model"], node["params"], entry.get("status", "queued"))
     if entry.get("status") != "done":
         raise BadRequest(409, f"{MODULES[node['module']].title} ({node_id}) has not produced its output yet.")
-    outputs = {port: root / path for port, path in entry["outputs"].items()}
-    module = node["module"]
     if module in ("convert", "split"):
         return {"kind": "images", "parts": {port: _images(root, path) for port, path in outputs.items()}}
     if module == "transform":
@@ -134,6 +137,15 @@ def node_output(root: Path, run: dict[str, Any], node_id: str) -> dict[str, Any]
     if module == "score":
         return _scores(outputs["scores"])
     return _evaluation(root, run["id"], node, graph, layout)
+
+
+def _sweep(best: Path, params: dict[str, Any], status: str) -> dict[str, Any]:
+    """A sweep box's trials so far (while it runs, too), and once it is done its output: the best trial's model."""
+    panel = {**sweep_panel(best.parent, params), "status": status, "card": [], "classes": []}
+    if status == "done":
+        model = _model_card(best, trained=True)
+        panel.update(card=model["card"], classes=model["classes"])
+    return panel
 
 
 def image_url(root: Path, path: Path) -> str:

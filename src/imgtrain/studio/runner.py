@@ -25,6 +25,7 @@ from .registry import STATE_DIR
 EVENTS = "events.jsonl"
 RESULT = "result.json"
 LINEAR_KEYS = frozenset({"train", "valid", "split_fraction", "model", "transform", "train_params"})
+TRIAL_LOGGER = "imgtrain.sweeps.trial"  # its records' first argument is the trial's number
 
 
 class BadRequest(Exception):
@@ -85,15 +86,22 @@ def _where(problem: Problem) -> str:
 
 class _Events(logging.Handler):
     """The library's log records as JSON lines, each with the node that was running: progress (training's batches,
-    convert's and score's counts), epoch rows, steps of the graph, the rest as text."""
+    convert's and score's counts), epoch rows, steps of the graph, the rest as text; a sweep's batches and epochs
+    name their trial."""
 
     def __init__(self, path: Path):
         super().__init__(logging.INFO)
         self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - held open: the worker writes every record
         self.node: str | None = None
+        self.trial: int | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         event: dict[str, Any] = {"time": record.created, "node": self.node}
+        args = record.args if isinstance(record.args, tuple) else ()
+        if record.name == TRIAL_LOGGER and args and isinstance(args[0], int):
+            self.trial = args[0]
+        if self.trial is not None:
+            event["trial"] = self.trial
         for kind, attribute in (
             ("progress", "imgtrain_progress"),
             ("progress", "imgtrain_count"),
@@ -108,7 +116,7 @@ class _Events(logging.Handler):
 
     def step(self, node: str, status: str, error: str) -> None:
         """A node's new state (queued, running, done, failed, skipped, stopped)."""
-        self.node = node
+        self.node, self.trial = node, None
         self.write({"time": time.time(), "kind": "step", "node": node, "status": status, "error": error or None})
 
     def write(self, event: dict[str, Any]) -> None:
