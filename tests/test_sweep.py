@@ -171,7 +171,6 @@ def test_a_sweep_keeps_its_budget_and_runs_trials_side_by_side(sweep_inputs, tmp
     assert 2 <= len(rows) < 1000 and {r["state"] for r in rows} <= {"complete", "pruned"}
     # 30 s of budget; the rest is the command's start (torch imported by three processes) and an epoch's overrun
     assert seconds < 30 + 45
-    assert len({json.loads(p.read_text())["format"] for p in [out / "best.json"]}) == 1
     pids = {row["pid"] for row in _study_attrs(out)}
     assert len(pids) == 2  # two worker processes shared the study
 

@@ -67,7 +67,7 @@ def write_report(study: Any, out: Path) -> dict[str, Any] | None:
     """Write the table, the plots and best/; return the best trial's row (None until a trial completes)."""
     rows = trial_rows(study)
     best = min((r for r in rows if r["state"] == "complete"), key=lambda r: r["val_loss"], default=None)
-    atomic_write_json(out / "trials.json", {"format": "imgtrain-sweep-trials", "format_version": 1, "trials": rows})
+    atomic_write_json(out / "trials.json", {"format": "imgtrain.sweep_trials", "format_version": 1, "trials": rows})
     atomic_write_text(out / "trials.csv", _csv(rows))
     _plots(study, out)
     if best is not None:
@@ -133,7 +133,7 @@ def _promote(best: dict[str, Any], out: Path) -> None:
     atomic_write_json(
         out / "best.json",
         {
-            "format": "imgtrain-sweep-best",
+            "format": "imgtrain.sweep_best",
             "format_version": 1,
             **{k: best[k] for k in ("trial", "val_loss", "val_top1", "folder", "host", "params")},
             "copied_to": BEST if held_here else None,

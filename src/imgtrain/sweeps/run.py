@@ -65,7 +65,7 @@ def sweep(
     spec = transform_spec(transform)
     optuna_module()
     settings = {
-        "format": "imgtrain-sweep",
+        "format": "imgtrain.sweep",
         "format_version": 1,
         "train": str(train),
         "valid": str(valid),
@@ -96,7 +96,7 @@ def sweep(
         else:
             _run_parallel(plan, config)
         best = write_report(study, out)
-    rows = read_versioned_json(out / "trials.json", "imgtrain-sweep-trials", 1, ParameterError)["trials"]
+    rows = read_versioned_json(out / "trials.json", "imgtrain.sweep_trials", 1, ParameterError)["trials"]
     return SweepResult(out, rows, best)
 
 
@@ -113,7 +113,7 @@ def _prepare(out: Path, config: SweepConfig, settings: dict[str, Any], inputs: l
     if config.resume:
         if not record.is_file():
             raise ParameterError(f"There is no sweep in {out} to resume.", hint="start it without --resume.")
-        before = read_versioned_json(record, "imgtrain-sweep", 1, ParameterError, hint="start another --out.")
+        before = read_versioned_json(record, "imgtrain.sweep", 1, ParameterError, hint="start another --out.")
         changed = sorted(k for k in settings if before.get(k) != settings[k])
         if changed:
             raise ParameterError(

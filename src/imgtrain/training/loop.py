@@ -207,14 +207,7 @@ def _run_epochs(
                 f"in epoch {epoch} after batch {progress.batches} of {cast(EpochOrder, loader.sampler).batches}",
             )
         state.record(_metrics(job, state, data, device, epoch, lr, progress))
-        if ctx.is_main:
-            log.info(_summary(state.history[-1], config.epochs), extra={"imgtrain_epoch": state.history[-1]})
-            tracker.epoch(state.history[-1])
-        _save_checkpoint(job, state)
-        crash_point("checkpoint-saved", epoch)
-        if state.stopper.should_stop and ctx.is_main:
-            stopper = state.stopper
-            log.info(_STOPPED_EARLY, epoch, stopper.best_epoch, stopper.best_loss, config.patience)
+        _close_epoch(job, state, tracker, epoch)
         if epoch < config.epochs and not state.stopper.should_stop and stop_requested():
             raise _interrupted(job.out, signalled, f"after epoch {epoch}")
         if job.on_epoch is not None and job.on_epoch(state.history[-1]) and epoch < config.epochs:
@@ -224,6 +217,18 @@ def _run_epochs(
     if ctx.is_main:
         report_usage(data.cache)
     return halted
+
+
+def _close_epoch(job: Job, state: RunState, tracker: Tracker, epoch: int) -> None:
+    """An epoch's end: its line in the log and the tracker, its checkpoint, the early stop said."""
+    if job.ctx.is_main:
+        log.info(_summary(state.history[-1], job.config.epochs), extra={"imgtrain_epoch": state.history[-1]})
+        tracker.epoch(state.history[-1])
+    _save_checkpoint(job, state)
+    crash_point("checkpoint-saved", epoch)
+    if state.stopper.should_stop and job.ctx.is_main:
+        stopper = state.stopper
+        log.info(_STOPPED_EARLY, epoch, stopper.best_epoch, stopper.best_loss, job.config.patience)
 
 
 _STOPPED_EARLY = "early stopping after epoch %d: validation loss has not improved on epoch %d's %.4f for %d epochs"
