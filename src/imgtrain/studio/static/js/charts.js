@@ -6,7 +6,8 @@ export const COLOURS = ["#1f6fb4", "#d9730d", "#2f9e44", "#9c36b5", "#c92a2a", "
 
 /**
  * A chart that keeps its uPlot while its series stay the same and makes a new one when they change.
- * `series`: [{label, stroke, scale?, dash?, width?}]; data: [xs, ys1, ys2, ...] (uPlot's aligned data).
+ * `series`: [{label, stroke, scale?, dash?, width?}]; data: [xs, ys1, ys2, ...] (uPlot's aligned data);
+ * an axis with `log` has a log-10 scale (its values above 0).
  */
 /** Tick steps of a counted axis (epochs): never a fraction. */
 const WHOLE_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
@@ -43,7 +44,8 @@ export class Chart {
 
   options(series) {
     const scales = { x: { time: false, range: xRange } };
-    for (const axis of this.axes) scales[axis.scale] = { range: this.yRange[axis.scale] || yRange };
+    for (const axis of this.axes)
+      scales[axis.scale] = axis.log ? { distr: 3, log: 10, range: this.yRange[axis.scale] } : { range: this.yRange[axis.scale] || yRange };
     return {
       width: this.width(),
       height: this.plotHeight(),

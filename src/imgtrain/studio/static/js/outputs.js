@@ -1,9 +1,10 @@
 // A box's output in the selected run (GET /api/runs/{id}/nodes/{node}), drawn by its kind: images, a
-// transformation, a model's card, scores, an evaluation. Never a raw dump of the answer.
+// transformation, a model's card, scores, an evaluation, a sweep's trials. Never a raw dump of the answer.
 import { api, runFile, url } from "./api.js";
 import { el, fill, pairs, table, tabs } from "./dom.js";
 import { number, percent, readable, shown } from "./labels.js";
 import { reliabilityChart } from "./charts.js";
+import { sweepView } from "./sweep.js";
 
 /** Fill `container` with the output of `node` in run `runId`. */
 const asked = new WeakMap(); // container -> the latest request's key: an older answer is dropped
@@ -33,6 +34,7 @@ const RENDERERS = {
   "trained model": trainedView,
   scores: scoresView,
   evaluation: evaluationView,
+  sweep: (a, runId, node) => el("div", {}, sweepView(a), a.status === "done" ? trainedView(a, runId, node, "The best trial's model") : null),
 };
 
 function card(entries) {
@@ -83,9 +85,9 @@ function imageAlt(label) {
   return label ? `an image of ${label}` : "an unlabeled image";
 }
 
-function trainedView(a, runId, node) {
+function trainedView(a, runId, node, title = "Trained model") {
   return el("div", {},
-    el("h3", {}, "Trained model"),
+    el("h3", {}, title),
     card(a.card),
     a.classes?.length ? el("p", {}, el("strong", {}, "Classes: "), a.classes.join(", ")) : null,
     el("p", { class: "downloads" },

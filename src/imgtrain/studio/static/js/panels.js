@@ -70,7 +70,7 @@ function loadOutput(force) {
     fill(container, el("p", { class: "muted" }, state.run ? "Select a box of the run to see its output." : "Outputs show here once a run is selected: Submit, or open one in the Runs view."));
     return;
   }
-  const key = `${state.run.id}/${node.id}/${entry.status}`;
+  const key = `${state.run.id}/${node.id}/${entry.status}/${entry.trial ?? ""}`; // a sweep's panel: again per trial
   if (!force && key === outputFor) return;
   if (byId("panel-output").hidden && !force) return;
   outputFor = key;

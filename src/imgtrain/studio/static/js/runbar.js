@@ -1,5 +1,6 @@
 // The run bar: the running box's progress (bar, images/s, ETA) and the live charts of the selected run:
-// loss per batch, and per epoch the training and validation loss and accuracy of every Train box.
+// loss per batch, and per epoch the training and validation loss and accuracy of every Train box (of a sweep
+// box, its running trial's).
 import { byId, el, fill } from "./dom.js";
 import { COLOURS, Chart, joined } from "./charts.js";
 import { clock, number, percent } from "./labels.js";
@@ -76,7 +77,7 @@ function drawProgress() {
   const fraction = p && p.total ? p.done / p.total : 0;
   setBar(bar, fraction);
   if (current && current.batches) {
-    text.textContent = `${title}: epoch ${current.epoch}/${current.epochs ?? "?"}, batch ${current.batch}/${current.batches}, loss ${number(current.loss, 4)} — ${percent(fraction, 0)}`;
+    text.textContent = `${title}${current.trial != null ? `, trial ${current.trial}` : ""}: epoch ${current.epoch}/${current.epochs ?? "?"}, batch ${current.batch}/${current.batches}, loss ${number(current.loss, 4)} — ${percent(fraction, 0)}`;
     speed.textContent = current.images_per_second != null ? `${number(Math.round(current.images_per_second))} images/s` : "";
     eta.textContent = `ETA ${clock(etaSeconds(current))}`;
   } else {
@@ -119,11 +120,13 @@ function drawEpochs() {
   const series = [];
   const tables = nodes.map((node, i) => {
     const colour = COLOURS[i % COLOURS.length];
+    const trial = state.live.epochs.get(node).trial; // a sweep box's running trial
+    const name = trial != null ? `${node} trial ${trial}` : node;
     series.push(
-      { label: `${node}: loss`, scale: "loss", stroke: colour, dash: [5, 4] },
-      { label: `${node}: val loss`, scale: "loss", stroke: colour },
-      { label: `${node}: acc`, scale: "acc", stroke: colour, dash: [2, 3], percent: true },
-      { label: `${node}: val acc`, scale: "acc", stroke: colour, width: 2.5, percent: true },
+      { label: `${name}: loss`, scale: "loss", stroke: colour, dash: [5, 4] },
+      { label: `${name}: val loss`, scale: "loss", stroke: colour },
+      { label: `${name}: acc`, scale: "acc", stroke: colour, dash: [2, 3], percent: true },
+      { label: `${name}: val acc`, scale: "acc", stroke: colour, width: 2.5, percent: true },
     );
     const rows = [...state.live.epochs.get(node).values()].sort((a, b) => a.epoch - b.epoch);
     return [rows.map((r) => r.epoch), rows.map((r) => r.train_loss ?? null), rows.map((r) => r.val_loss ?? null),

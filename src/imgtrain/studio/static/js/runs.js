@@ -68,16 +68,26 @@ function seedLive(run) {
   for (const [node, rows] of Object.entries(run.history || {})) for (const row of rows) addEpoch(node, row);
 }
 
-const rowsOf = (map, node) => map.get(node) || map.set(node, new Map()).get(node);
+/** A node's rows in `map`; a sweep box's are its running trial's (`rows.trial`): a row of the next trial starts
+ * them afresh (the box's panel overlays every trial's curve). */
+function rowsOf(map, node, trial) {
+  let rows = map.get(node);
+  if (!rows || (trial != null && rows.trial !== trial)) {
+    rows = new Map();
+    rows.trial = trial ?? null;
+    map.set(node, rows);
+  }
+  return rows;
+}
 
 function addBatch(node, row) {
   if (row.epoch == null || row.batch == null) return;
-  rowsOf(state.live.batches, node).set(`${row.epoch}/${row.batch}`, row);
+  rowsOf(state.live.batches, node, row.trial).set(`${row.epoch}/${row.batch}`, row);
 }
 
 function addEpoch(node, row) {
   if (row.epoch == null) return;
-  rowsOf(state.live.epochs, node).set(row.epoch, row);
+  rowsOf(state.live.epochs, node, row.trial).set(row.epoch, row);
 }
 
 function follow(id) {
@@ -135,6 +145,10 @@ function layoutNode(id) {
 /** One event of the followed run, into state.run and state.live. */
 export function applyEvent(event) {
   const run = state.run;
+  if (event.trial != null && event.node && layoutNode(event.node).trial !== event.trial) {
+    layoutNode(event.node).trial = event.trial; // a sweep's next trial: its panel shows those ended so far
+    emit("run", { id: run.id });
+  }
   if (event.kind === "step" && event.node) {
     const entry = layoutNode(event.node);
     entry.status = event.status;

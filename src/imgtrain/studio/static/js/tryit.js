@@ -26,12 +26,12 @@ export function initTryIt() {
   update();
 }
 
-/** The selected run's train boxes whose model is done. */
+/** The selected run's train and sweep boxes whose model is done. */
 export function trainedNodes() {
   const nodes = state.run?.layout?.nodes || {};
   const requested = new Map((state.run?.request?.nodes || []).map((n) => [n.id, n.module]));
   return Object.entries(nodes)
-    .filter(([id, n]) => (n.module || requested.get(id)) === "train" && n.status === "done")
+    .filter(([id, n]) => ["train", "sweep"].includes(n.module || requested.get(id)) && n.status === "done")
     .map(([id]) => id);
 }
 
