@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import zipfile
 
 import pytest
@@ -81,3 +82,26 @@ def test_a_sweep_box_is_offered_and_its_values_are_checked_at_their_field(root):
         [(node, field, message)] = problems_of(client, swept(batch_size=1000, search="epochs"))
         assert (node, field) == ("train", "batch_size") and "21 training images" in message
         assert problems_of(client, swept(batch_size=1000, search="batch_size")) == []  # each trial draws its own
+
+
+@pytest.mark.slow  # a minute here: three trials of three epochs, one stopped and resumed
+def test_a_stopped_sweep_shows_its_trials_so_far_and_resume_finishes_it(root):  # noqa: F811
+    with TestClient(create_app(root, TOKEN)) as client:
+        run_id = client.post("/api/runs", json=swept(trials=3, epochs=3, pruner="none"), headers=AUTH).json()["id"]
+        deadline = time.monotonic() + 180
+        while not [row for row in client.get(f"/api/runs/{run_id}", headers=AUTH).json()["history"].get("train", [])
+                   if row.get("trial") == 1]:  # fmt: skip
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert client.post(f"/api/runs/{run_id}/stop", headers=AUTH).json()["stopping"]
+        run = wait_for(client, run_id, ("stopped", "finished", "failed"))
+        assert run["status"] == "stopped" and run["layout"]["nodes"]["train"]["status"] == "stopped"
+        panel = client.get(f"/api/runs/{run_id}/nodes/train", headers=AUTH).json()
+        assert panel["status"] == "stopped" and not panel["ended"] and panel["trials"][0]["state"] == "complete"
+        assert panel["card"] == []  # the best so far is no output yet
+        assert client.get(f"/api/runs/{run_id}/download/model?node=train", headers=AUTH).status_code == 409
+        assert client.post(f"/api/runs/{run_id}/resume", headers=AUTH).json()["status"] == "queued"
+        run = wait_for(client, run_id, ("finished", "failed", "stopped"))
+        assert run["status"] == "finished", run["error"]
+        panel = client.get(f"/api/runs/{run_id}/nodes/train", headers=AUTH).json()
+        assert panel["counts"]["complete"] == 3 and panel["ended"] and panel["card"]
