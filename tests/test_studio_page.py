@@ -10,6 +10,7 @@ docs/studio-1920x1080.png from a finished compared run.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -290,6 +291,7 @@ def test_canvas_add_connect_remove_boxes_and_compare_two_models(studio, browser)
         "DenseNet",
         "Image model (catalog)",
         "Train PyTorch Model",
+        "Tune Model Hyperparameters",
         "Score Image Model",
         "Evaluate Model",
     ]
@@ -672,3 +674,40 @@ def test_stop_shows_stopped_resume_continues_and_resume_finishes(studio, browser
     assert set(_statuses(driver).values()) <= {"done", "skipped"}
     assert _q(driver, '.box[data-node="train"]').get_attribute("data-status") == "done"
     assert _text(driver, "#run-note") == ""
+
+
+@trains
+def test_a_sweep_box_shows_its_trials_table_and_curves_at_1280x800(studio, browser):
+    from imgtrain.studio.graph import default_graph
+
+    request = default_graph(PHONE_EXPORT)
+    for node in request["nodes"]:
+        if node["id"] == "train":  # two trials of one epoch, over the learning rate
+            node.update(module="sweep", params={"trials": 2, "search": "learning_rate", "epochs": 1, "batch_size": 4})
+        elif node["id"] == "resnet":
+            node["params"] = {"model_name": "resnet18", "pretrained": False}
+        elif node["id"] == "transform":
+            node["params"] = {"size": 32, "crop_size": 32}
+    post = urllib.request.Request(
+        f"{studio}/api/runs",
+        data=json.dumps(request).encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    run_id = json.loads(urllib.request.urlopen(post, timeout=30).read())["id"]
+    driver = browser
+    _open(driver, studio, f"run={run_id}")
+    assert _wait_status(driver, ("finished", "failed"), timeout=600) == "finished"
+    _select(driver, "train")
+    _q(driver, "#tab-output").click()
+    rows = _wait(driver, 60).until(lambda d: _all(d, "#output-body table.sweep-trials tbody tr"))
+    assert [r.get_attribute("data-trial") for r in rows] == ["0", "1"]
+    headers = _texts(driver, "#output-body table.sweep-trials thead th")
+    assert headers[:5] == ["trial", "state", "val loss", "top-1", "Learning rate"]
+    best = _all(driver, "#output-body table.sweep-trials tr.best")
+    assert len(best) == 1 and best[0].text.startswith("★")
+    assert "2 trials" in _text(driver, "#output-body .summary") and "best: trial" in _text(driver, "#output-body")
+    legend = _wait(driver).until(lambda d: _q(d, "#output-body .sweep-curves .u-legend").text)
+    assert "trial 0" in legend and "trial 1" in legend and "(best)" in legend
+    assert "The best trial's model" in _q(driver, "#output-body").text
+    assert _q(driver, "#output-body .downloads a").get_attribute("href").endswith("download/model?node=train")
+    _no_horizontal_scroll(driver)
