@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -180,3 +181,22 @@ def _study_attrs(out):
 
     study = optuna.load_study(study_name="imgtrain-sweep", storage=f"sqlite:///{out / 'sweep.db'}")
     return [t.user_attrs for t in study.trials]
+
+
+@pytest.mark.slow
+def test_ctrl_c_reaches_every_parallel_worker_once_and_resume_finishes_their_trials(sweep_inputs, tmp_path):
+    out = tmp_path / "sweep"
+    argv = [sys.executable, "-m", "imgtrain", *sweep_args(sweep_inputs, out, "--trials", "4", "--parallel", "2")]
+    process = subprocess.Popen([str(a) for a in argv], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("trials/*/checkpoint/last.safetensors"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)  # both workers are inside a trial, past its first epoch
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "--resume" in stderr and "Traceback" not in stderr, stderr[-2000:]
+    interrupted = [r["state"] for r in table(out)].count("interrupted")
+    assert interrupted >= 1  # a worker that was between two trials just stops
+    resumed = run_sweep(sweep_inputs, out, "--trials", "4", "--parallel", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert sum(r["state"] in ("complete", "pruned") for r in table(out)) == 4
+    assert resumed.stderr.count("INFO: [worker") and resumed.stderr.count("resuming") == interrupted

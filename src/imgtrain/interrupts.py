@@ -27,11 +27,16 @@ class StopRequest:
         return signal.Signals(self.signum).name if self.signum else ""
 
 
+_ACTIVE: list[StopRequest] = []  # the requests of the stop_on_signals blocks this process is inside, outer first
+BATCH_STOP = "stopping after this batch and writing a checkpoint"
+
+
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[StopRequest]:
+def stop_on_signals(stopping: str = BATCH_STOP) -> Iterator[StopRequest]:
     """While inside, SIGINT/SIGTERM only ask to stop; a second Ctrl-C stops at once (KeyboardInterrupt).
 
-    Signal handlers can only be set from the main thread; elsewhere the request is never set.
+    Blocks nest: a signal sets the request of every block it arrives inside (a sweep learns of the Ctrl-C its
+    trial's training took). Signal handlers can only be set from the main thread; elsewhere the request is never set.
     """
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
@@ -43,17 +48,20 @@ def stop_on_signals() -> Iterator[StopRequest]:
             if signum == signal.SIGINT:
                 raise KeyboardInterrupt
             return
-        request.signum = signum
+        for active in _ACTIVE:
+            active.signum = active.signum or signum
         log.warning(
-            "%s received: stopping after this batch and writing a checkpoint (press Ctrl-C again to stop "
-            "at once, losing the current epoch's progress)",
+            "%s received: %s (press Ctrl-C again to stop at once, losing the current epoch's progress)",
             request.name,
+            stopping,
         )
 
     previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
+    _ACTIVE.append(request)
     try:
         yield request
     finally:
+        _ACTIVE.remove(request)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 

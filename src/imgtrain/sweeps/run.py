@@ -19,12 +19,13 @@ from typing import Any
 
 from ..config import TrainConfig, TransformSpec
 from ..data.transform_file import transform_spec
-from ..errors import OutputExistsError, ParameterError
+from ..errors import OutputExistsError, ParameterError, TrainingInterrupted
 from ..files import atomic_write_json, check_output, exclusive, read_versioned_json
+from ..interrupts import Terminated, stop_on_signals
 from .report import write_report
 from .settings import SweepConfig
 from .space import DEFAULT_SPACE, parse_space, read_space
-from .study import counted, open_study, optuna_module, shown_url, storage_url, take_back_orphans, worker_name
+from .study import counted, open_study, optuna_module, queued, shown_url, storage_url, take_back_orphans, worker_name
 from .trial import TrialFailed, TrialPlan, TrialSurplus, objective
 
 log = logging.getLogger(__name__)
@@ -156,16 +157,19 @@ def work(plan: TrialPlan, config: SweepConfig, index: int) -> None:
     study = open_study(config, plan.out, plan.space, worker_name(plan.out, index))
     run = objective(plan)
     durations: list[float] = []
-    while counted(study) < config.trials:
-        if plan.deadline is not None and not _fits(plan.deadline, durations):
-            log.info("worker %d: the budget has no room for another trial", index)
-            break
-        started = time.time()
-        try:
-            study.optimize(run, n_trials=1, catch=(TrialFailed, TrialSurplus))
-        finally:  # an interrupted trial is listed too
-            write_report(study, plan.out)
-        durations.append(time.time() - started)
+    with stop_on_signals("stopping after this trial's current batch") as signalled:
+        while counted(study) < config.trials or queued(study):
+            if signalled.signum is not None:  # it came as a trial ended, or between trials
+                raise _stopped(plan.out, signal.Signals(signalled.signum))
+            if plan.deadline is not None and not _fits(plan.deadline, durations):
+                log.info("worker %d: the budget has no room for another trial", index)
+                break
+            started = time.time()
+            try:
+                study.optimize(run, n_trials=1, catch=(TrialFailed, TrialSurplus))
+            finally:  # an interrupted trial is listed too
+                write_report(study, plan.out)
+            durations.append(time.time() - started)
 
 
 def _fits(deadline: float, durations: list[float]) -> bool:
@@ -175,8 +179,9 @@ def _fits(deadline: float, durations: list[float]) -> bool:
 
 
 def _run_parallel(plan: TrialPlan, config: SweepConfig) -> None:
-    """--parallel K: K worker processes share the study and the CPU threads; Ctrl-C reaches each, which writes
-    its trial's checkpoint (--resume continues it)."""
+    """--parallel K: K worker processes share the study and the CPU threads. The workers have a process group of
+    their own, so Ctrl-C (or SIGTERM) reaches this process, which passes one SIGINT to each: each writes its
+    trial's checkpoint (--resume continues it)."""
     context = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // config.parallel)
     processes = [
@@ -188,37 +193,43 @@ def _run_parallel(plan: TrialPlan, config: SweepConfig) -> None:
     try:
         for process in processes:
             process.join()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:  # the workers stop after their batch, then this does
         for process in processes:
-            with contextlib.suppress(ProcessLookupError, TypeError):
-                os.kill(process.pid or 0, signal.SIGINT)
+            if process.pid is not None and process.exitcode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGINT)
         for process in processes:
             process.join()
-        raise
+        signum = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else signal.SIGTERM
+        raise _stopped(plan.out, signum) from None
     failed = [p.exitcode for p in processes if p.exitcode]
     if failed:
-        from ..errors import TrainingInterrupted
-
         if all(code in (128 + signal.SIGINT, 128 + signal.SIGTERM) for code in failed):
-            raise TrainingInterrupted(
-                f"The sweep in {plan.out} was stopped; finished trials are kept.",
-                hint="rerun the same command with --resume to continue.",
-                signum=failed[0] - 128,
-            )
+            raise _stopped(plan.out, signal.Signals(failed[0] - 128))
         raise ParameterError(
             f"{len(failed)} of {config.parallel} sweep workers ended with an error (exit {failed[0]}).",
             hint="see the errors above; rerun with --resume to continue.",
         )
 
 
+def _stopped(out: Path, signum: signal.Signals) -> TrainingInterrupted:
+    return TrainingInterrupted(
+        f"The sweep in {out} was stopped by {signum.name}; finished trials are kept, and each interrupted one has "
+        "a checkpoint.",
+        hint="rerun the same command with --resume to continue.",
+        signum=signum,
+    )
+
+
 def _worker_main(plan: TrialPlan, config: SweepConfig, index: int, threads: int) -> None:
     """A worker process: dies with the sweep (kill -9 of the sweep leaves no trial running), then `work`."""
     import ctypes
 
-    from ..errors import ImgtrainError, TrainingInterrupted
+    from ..errors import ImgtrainError
 
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    os.setpgrp()  # the terminal's Ctrl-C goes to the sweep, which passes it on once
     logging.basicConfig(level=logging.INFO, format=f"%(levelname)s: [worker {index}] %(message)s", force=True)
     import torch
 

@@ -56,12 +56,15 @@ def open_storage(config: SweepConfig, out: Path) -> Any:
     """The study's RDB storage, with heartbeats so a dead worker's trial is failed by the others."""
     optuna = optuna_module()
     url = storage_url(config, out)
-    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    local = url.startswith("sqlite")
+    engine = {"connect_args": {"timeout": 60}} if local else {"pool_pre_ping": True}
+    # One machine's sweep finds its dead workers' trials by their process ids (take_back_orphans); heartbeats are
+    # for workers on other hosts. (Measured: with heartbeats on SQLite, a resumed parallel sweep saw one of its
+    # running trials failed under it.)
+    heartbeat = {} if local else {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS}
     for attempt in range(OPEN_ATTEMPTS):
         try:
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
-            )
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine, **heartbeat)
         except ImportError as exc:
             raise MissingDependencyError(
                 f"The storage {shown_url(url)} needs a driver: {exc}.", hint="pip install 'imgtrain[sweep]'."
@@ -139,6 +142,11 @@ def counts(trial: Any) -> bool:
 def counted(study: Any) -> int:
     """How many of the study's trials count towards --trials (see `counts`)."""
     return sum(counts(trial) for trial in study.get_trials(deepcopy=False))
+
+
+def queued(study: Any) -> bool:
+    """Whether a trial waits to be run: an interrupted one's retry, which the sweep owes before it ends."""
+    return bool(study.get_trials(deepcopy=False, states=(optuna_module().trial.TrialState.WAITING,)))
 
 
 def take_back_orphans(study: Any, out: Path) -> int:
