@@ -15,14 +15,13 @@ from ..config import STUDIO_TRAIN_DEFAULTS, TrainConfig
 from ..errors import ImgtrainError, ParameterError
 from ..files import atomic_write_json
 from ..params import declared, describe
-from ..sweeps.settings import SweepConfig
+from ..sweeps.settings import SWEEP_FILE, SweepConfig
 from ..sweeps.space import DEFAULT_SPACE
 
 #: The sweep's studio parameters the box leaves out: Resume continues a stopped run, and its study lives in its folder.
 HIDDEN = ("resume", "study_name")
 #: Written in the sweep's folder once the sweep ended: a resumed run does not search again.
 DONE = "studio-sweep-done.json"
-SETTINGS = "imgtrain-sweep.json"  # sweeps.run.SWEEP_FILE: importing it loads torch
 SEARCH_HELP = (
     "the training parameters to search, comma-separated, over the default space's ranges (imgtrain sweep "
     "--print-space); the others keep their value below"
@@ -109,7 +108,7 @@ def run_sweep(model: Path, train: Path, valid: Path, out: Path, values: dict[str
     from ..sweeps.run import sweep  # here: a sweep loads torch and Optuna, the server does not
 
     space = {name: DEFAULT_SPACE[name] for name in searched(values["search"])}
-    config = sweep_config(values, resume=(out / SETTINGS).is_file())
+    config = sweep_config(values, resume=(out / SWEEP_FILE).is_file())
     result = sweep(model, train, valid, out, config, train_config(values), space, transform)
     if result.best is None:
         raise ImgtrainError(

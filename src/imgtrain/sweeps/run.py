@@ -23,14 +23,13 @@ from ..errors import OutputExistsError, ParameterError, TrainingInterrupted
 from ..files import atomic_write_json, check_output, exclusive, read_versioned_json
 from ..interrupts import Terminated, stop_on_signals
 from .report import write_report
-from .settings import SweepConfig
+from .settings import SWEEP_FILE, SweepConfig
 from .space import DEFAULT_SPACE, parse_space, read_space
 from .study import counted, open_study, optuna_module, queued, shown_url, storage_url, take_back_orphans, worker_name
 from .trial import TrialFailed, TrialPlan, TrialSurplus, objective
 
 log = logging.getLogger(__name__)
 
-SWEEP_FILE = "imgtrain-sweep.json"
 #: the time kept at the end of a budget for the last report
 REPORT_SECONDS = 10.0
 

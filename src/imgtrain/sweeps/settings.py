@@ -8,6 +8,8 @@ from ..params import check, param
 
 PRUNERS = ("median", "hyperband", "none")
 DEFAULT_STUDY = "imgtrain-sweep"
+#: the file in a sweep's folder that says what it was started with (docs/formats.md, Sweep folder)
+SWEEP_FILE = "imgtrain-sweep.json"
 
 
 def _is_storage_url(value: object) -> bool:
