@@ -74,14 +74,19 @@ def test_a_sweep_writes_its_trials_their_table_plots_and_the_best_model(sweep_in
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(sweep_inputs, tmp_path, run_cli):
+    """Every trial diverges at its first step (and two --model make architecture a dimension of the space)."""
     (tmp_path / "space.yaml").write_text("learning_rate: 1.0e+30\nepochs: 2\n")
     model, train, valid, spec, _ = sweep_inputs
+    resnet = imgtrain.Architecture("resnet", "resnet18")
+    other = imgtrain.create_model_directory(tmp_path / "other", resnet, pretrained=False)
     out = tmp_path / "sweep"
-    code, stdout, _ = run_cli(*sweep_args((model, train, valid, spec, tmp_path / "space.yaml"), out, "--trials", "2"))
+    inputs = (model, train, valid, spec, tmp_path / "space.yaml")
+    code, stdout, _ = run_cli(*sweep_args(inputs, out, "--trials", "3", "--model", other.path))
     assert code == 1 and "no trial completed" in stdout
     rows = table(out)
-    assert [r["state"] for r in rows] == ["fail", "fail"]
+    assert [r["state"] for r in rows] == ["fail", "fail", "fail"]
     assert all("TrainingDivergedError" in r["failure"] for r in rows)
+    assert {r["model"] for r in rows} <= {str(model), str(other.path)}
 
 
 @pytest.mark.parametrize(
