@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from ..errors import OutputExistsError
 from ..files import atomic_write_json, atomic_write_text, building_dir
 from ..models.model_directory import open_model_directory
 from .study import optuna_module
@@ -145,6 +146,9 @@ def _promote(best: dict[str, Any], out: Path) -> None:
     recorded = out / BEST / "imgtrain-model.json"
     if recorded.is_file() and recorded.read_bytes() == (folder / "imgtrain-model.json").read_bytes():
         return  # already this trial's
-    with building_dir(out / BEST, overwrite=True, validate=open_model_directory) as tmp:
-        shutil.rmtree(tmp)
-        shutil.copytree(folder, tmp)
+    try:
+        with building_dir(out / BEST, overwrite=True, validate=open_model_directory) as tmp:
+            shutil.rmtree(tmp)
+            shutil.copytree(folder, tmp)
+    except OutputExistsError:  # another worker is copying it now; the sweep's last report copies it once more
+        log.debug("%s is being written by another worker", out / BEST)
