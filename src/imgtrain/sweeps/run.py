@@ -154,27 +154,26 @@ def _remove_sweep(out: Path, config: SweepConfig) -> None:
 def work(plan: TrialPlan, config: SweepConfig, index: int) -> None:
     """One worker: trials one after another until the study counts --trials or the budget would be missed."""
     study = open_study(config, plan.out, plan.space, worker_name(plan.out, index))
-    run = objective(plan)
-    durations: list[float] = []
+    epoch_seconds: list[float] = []  # every epoch's wall time in this worker, its trial's start included
+    run = objective(plan, epoch_seconds)
     with stop_on_signals("stopping after this trial's current batch") as signalled:
         while counted(study) < config.trials or queued(study):
             if signalled.signum is not None:  # it came as a trial ended, or between trials
                 raise _stopped(plan.out, signal.Signals(signalled.signum))
-            if plan.deadline is not None and not _fits(plan.deadline, durations):
+            if plan.deadline is not None and not _fits(plan.deadline, epoch_seconds):
                 log.info("worker %d: the budget has no room for another trial", index)
                 break
-            started = time.time()
             try:
                 study.optimize(run, n_trials=1, catch=(TrialFailed, TrialSurplus))
             finally:  # an interrupted trial is listed too
                 write_report(study, plan.out)
-            durations.append(time.time() - started)
 
 
-def _fits(deadline: float, durations: list[float]) -> bool:
-    """Whether a trial may start: there is room for the report, and for the shortest trial so far's first part."""
+def _fits(deadline: float, epoch_seconds: list[float]) -> bool:
+    """Whether a trial may start: there is room for the report and for twice the quickest epoch so far (a trial's
+    start, one epoch and its model written)."""
     left = deadline - time.time() - REPORT_SECONDS
-    return left > 0 and (not durations or left > min(durations) / 4)
+    return left > 0 and (not epoch_seconds or left > 2 * min(epoch_seconds))
 
 
 def _run_parallel(plan: TrialPlan, config: SweepConfig) -> None:

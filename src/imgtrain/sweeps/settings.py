@@ -24,8 +24,9 @@ class SweepConfig:
     trials: int = param(8, "trials to finish (completed, pruned or failed), counted over every worker", low=1)
     budget_minutes: float | None = param(
         None,
-        "wall-clock budget of this run of the sweep: no trial starts that would not fit, and a running trial stops "
-        "after the last epoch that fits (its best epoch is kept); default: no limit",
+        "wall-clock budget of this run of the sweep: a trial starts only with room for twice the quickest epoch so "
+        "far (its start and one epoch), and a running trial stops after the last epoch that fits, its best epoch "
+        "kept; 10 s are kept for the report; default: no limit",
         low=0,
         above=True,
         metavar="M",

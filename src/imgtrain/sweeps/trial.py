@@ -52,8 +52,9 @@ def trial_folder(out: Path, number: int) -> Path:
     return out / TRIALS / str(number)
 
 
-def objective(plan: TrialPlan) -> Any:
-    """The function Optuna calls for each trial: the trial's best validation loss (lower is better)."""
+def objective(plan: TrialPlan, epoch_seconds: list[float]) -> Any:
+    """The function Optuna calls for each trial: the trial's best validation loss (lower is better). Each epoch's
+    wall time (the first's includes the trial's start) is appended to `epoch_seconds`."""
     optuna = optuna_module()
 
     def run(trial: Any) -> float:
@@ -70,7 +71,7 @@ def objective(plan: TrialPlan) -> Any:
         trial.set_user_attr("folder", str(folder.relative_to(plan.out)))
         log.info("trial %d%s: %s", trial.number, " (resumed)" if resuming else "", _shown(model, values))
         config = dataclasses.replace(plan.base, **values, resume=resuming, overwrite=not resuming)
-        stop = _Stopper(trial, plan.deadline)
+        stop = _Stopper(trial, plan.deadline, epoch_seconds)
         try:
             from ..training.loop import train
 
@@ -108,8 +109,8 @@ class _Stopper:
     """Reports each epoch's validation loss; says stop when the pruner prunes or the next epoch would miss the
     budget."""
 
-    def __init__(self, trial: Any, deadline: float | None):
-        self.trial, self.deadline = trial, deadline
+    def __init__(self, trial: Any, deadline: float | None, epoch_seconds: list[float]):
+        self.trial, self.deadline, self.epoch_seconds = trial, deadline, epoch_seconds
         self.pruned = self.out_of_time = False
         self.last = time.time()
         retry_of = trial.user_attrs.get("retry_of")
@@ -121,6 +122,7 @@ class _Stopper:
     def __call__(self, row: dict[str, Any]) -> bool:
         now = time.time()
         seconds, self.last = now - self.last, now
+        self.epoch_seconds.append(seconds)
         self.trial.report(row["val_loss"], row["epoch"])
         crash_point("sweep-trial", self.trial.number, row["epoch"])
         if self.trial.should_prune():
