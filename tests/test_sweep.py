@@ -89,6 +89,16 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(sweep_inputs, tmp_pat
     assert {r["model"] for r in rows} <= {str(model), str(other.path)}
 
 
+def test_a_trial_that_ran_all_its_epochs_is_complete_whatever_the_pruner_says(sweep_inputs, tmp_path, run_cli):
+    """One epoch each: the pruner sees each trial only at its last epoch (it once marked the worse half pruned)."""
+    (tmp_path / "space.json").write_text(json.dumps({"learning_rate": {"low": 0.001, "high": 1.0, "log": True}}))
+    model, train, valid, spec, _ = sweep_inputs
+    inputs = (model, train, valid, spec, tmp_path / "space.json")
+    code, _, stderr = run_cli(*sweep_args(inputs, tmp_path / "sweep", "--trials", "5", "--epochs", "1"))
+    assert code == 0, stderr
+    assert [r["state"] for r in table(tmp_path / "sweep")] == ["complete"] * 5
+
+
 @pytest.mark.parametrize(
     "space, message",
     [

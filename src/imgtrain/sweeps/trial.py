@@ -71,7 +71,7 @@ def objective(plan: TrialPlan, epoch_seconds: list[float]) -> Any:
         trial.set_user_attr("folder", str(folder.relative_to(plan.out)))
         log.info("trial %d%s: %s", trial.number, " (resumed)" if resuming else "", _shown(model, values))
         config = dataclasses.replace(plan.base, **values, resume=resuming, overwrite=not resuming)
-        stop = _Stopper(trial, plan.deadline, epoch_seconds)
+        stop = _Stopper(trial, plan.deadline, epoch_seconds, config.epochs)
         try:
             from ..training.loop import train
 
@@ -109,8 +109,8 @@ class _Stopper:
     """Reports each epoch's validation loss; says stop when the pruner prunes or the next epoch would miss the
     budget."""
 
-    def __init__(self, trial: Any, deadline: float | None, epoch_seconds: list[float]):
-        self.trial, self.deadline, self.epoch_seconds = trial, deadline, epoch_seconds
+    def __init__(self, trial: Any, deadline: float | None, epoch_seconds: list[float], epochs: int):
+        self.trial, self.deadline, self.epoch_seconds, self.epochs = trial, deadline, epoch_seconds, epochs
         self.pruned = self.out_of_time = False
         self.last = time.time()
         retry_of = trial.user_attrs.get("retry_of")
@@ -125,6 +125,8 @@ class _Stopper:
         self.epoch_seconds.append(seconds)
         self.trial.report(row["val_loss"], row["epoch"])
         crash_point("sweep-trial", self.trial.number, row["epoch"])
+        if row["epoch"] >= self.epochs:  # its last epoch: the trial is complete, whatever the pruner says
+            return False
         if self.trial.should_prune():
             self.pruned = True
         elif self.deadline is not None and now + EPOCH_MARGIN * seconds > self.deadline:
