@@ -120,6 +120,16 @@ def test_a_wrong_search_space_is_refused_before_any_trial(space, message, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_a_space_file_that_is_not_a_space_is_refused_with_what_to_write(tmp_path, run_cli):
+    cases = {"list.yaml": "- 1\n- 2\n", "broken.json": "{", "huge.yaml": "#" * 2_000_000, "binary.yaml": "\udcff"}
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text, errors="surrogateescape")
+        code, _, stderr = run_cli(*sweep_args(("m", "t", "v", "s", tmp_path / name), tmp_path / "out"))
+        assert code == 1 and "ParameterError" in stderr and f"{tmp_path / name}" in stderr, (name, stderr)
+    code, _, stderr = run_cli(*sweep_args(("m", "t", "v", "s", tmp_path / "missing.yaml"), tmp_path / "out"))
+    assert code == 1 and "Cannot read the search space" in stderr
+
+
 def test_print_space_writes_the_default_space_that_a_sweep_reads_back(tmp_path, run_cli):
     from imgtrain.sweeps.space import DEFAULT_SPACE, parse_space, read_space
 

@@ -32,6 +32,7 @@ DEFAULT_SPACE: dict[str, Any] = {
 }
 
 MODEL = "model"
+MAX_SPACE_BYTES = 1_000_000
 SPACE_FORMAT = "YAML or JSON: {parameter: {low: A, high: B, log: true} | [choice, ...] | value}"
 
 
@@ -100,6 +101,12 @@ def read_space(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_SPACE_BYTES:
+            raise ParameterError(
+                f"The search space {path} is {path.stat().st_size:,} bytes; a space file is at most "
+                f"{MAX_SPACE_BYTES:,}.",
+                hint="give the space file, one line per parameter.",
+            )
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ParameterError(f"Cannot read the search space {path}: {exc}.", hint="give a YAML or JSON file.") from None
