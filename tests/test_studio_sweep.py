@@ -95,6 +95,7 @@ def test_a_stopped_sweep_shows_its_trials_so_far_and_resume_finishes_it(root):  
             time.sleep(0.2)
         assert client.post(f"/api/runs/{run_id}/stop", headers=AUTH).json()["stopping"]
         run = wait_for(client, run_id, ("stopped", "finished", "failed"))
+        assert run["status"] == "stopped", run["error"]
         assert run["status"] == "stopped" and run["layout"]["nodes"]["train"]["status"] == "stopped"
         panel = client.get(f"/api/runs/{run_id}/nodes/train", headers=AUTH).json()
         assert panel["status"] == "stopped" and not panel["ended"] and panel["trials"][0]["state"] == "complete"

@@ -61,7 +61,7 @@ def stop_on_signals(stopping: str = BATCH_STOP) -> Iterator[StopRequest]:
     try:
         yield request
     finally:
-        _ACTIVE.remove(request)
+        _ACTIVE[:] = [active for active in _ACTIVE if active is not request]  # by identity: requests compare equal
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
