@@ -71,7 +71,7 @@ def objective(plan: TrialPlan, epoch_seconds: list[float]) -> Any:
         trial.set_user_attr("folder", str(folder.relative_to(plan.out)))
         log.info("trial %d%s: %s", trial.number, " (resumed)" if resuming else "", _shown(model, values))
         config = dataclasses.replace(plan.base, **values, resume=resuming, overwrite=not resuming)
-        stop = _Stopper(trial, plan.deadline, epoch_seconds, config.epochs)
+        stop = _Stopper(trial, plan.deadline, epoch_seconds, config.epochs, resuming)
         try:
             from ..training.loop import train
 
@@ -109,12 +109,12 @@ class _Stopper:
     """Reports each epoch's validation loss; says stop when the pruner prunes or the next epoch would miss the
     budget."""
 
-    def __init__(self, trial: Any, deadline: float | None, epoch_seconds: list[float], epochs: int):
+    def __init__(self, trial: Any, deadline: float | None, epoch_seconds: list[float], epochs: int, resuming: bool):
         self.trial, self.deadline, self.epoch_seconds, self.epochs = trial, deadline, epoch_seconds, epochs
         self.pruned = self.out_of_time = False
         self.last = time.time()
         retry_of = trial.user_attrs.get("retry_of")
-        if retry_of is not None:  # the interrupted trial's epochs count for the pruner, as they do for training
+        if resuming and retry_of is not None:  # the interrupted trial's epochs count for the pruner, as for training
             earlier = trial.study.get_trials(deepcopy=False)
             for step, value in next(t for t in earlier if t.number == retry_of).intermediate_values.items():
                 trial.report(value, step)
