@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputExistsError
-from ..files import atomic_write_json, atomic_write_text, building_dir
+from ..files import atomic_file, atomic_write_json, atomic_write_text, building_dir
 from ..models.model_directory import open_model_directory
 from .study import optuna_module
 
@@ -111,10 +111,9 @@ def _plots(study: Any, out: Path) -> None:
         figure = axes.figure
         figure.set_size_inches(8, 5)
         figure.tight_layout()
-        tmp = out / f".{name}.tmp.png"
-        figure.savefig(tmp, dpi=100)
+        with atomic_file(out / name, suffix=".png") as tmp:  # a name of its own: workers plot at once
+            figure.savefig(tmp, dpi=100)
         plt.close(figure)
-        tmp.replace(out / name)
 
 
 def _label(axes: Any, name: str) -> None:
