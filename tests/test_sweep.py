@@ -225,7 +225,8 @@ def test_a_signal_during_any_trial_reaches_the_sweep_around_it():
 @pytest.mark.slow
 def test_ctrl_c_reaches_every_parallel_worker_once_and_resume_finishes_their_trials(sweep_inputs, tmp_path):
     out = tmp_path / "sweep"
-    (tmp_path / "long.json").write_text(json.dumps({"learning_rate": [0.001], "epochs": 12, "patience": 12}))
+    # 150 epochs of 24 tiny images: trials of 20 s or more, so that both workers are inside theirs at once
+    (tmp_path / "long.json").write_text(json.dumps({"learning_rate": [0.001], "epochs": 150, "patience": 150}))
     inputs = (*sweep_inputs[:4], tmp_path / "long.json")
     argv = [sys.executable, "-m", "imgtrain", *sweep_args(inputs, out, "--trials", "2", "--parallel", "2")]
     process = subprocess.Popen([str(a) for a in argv], stderr=subprocess.PIPE, text=True)
