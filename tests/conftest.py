@@ -143,6 +143,16 @@ def small_training_data(tmp_path_factory):
     return root / "untrained", root / "train", root / "valid", spec
 
 
+def sweep_inputs_in(folder: Path, data, space: dict) -> tuple:
+    """(untrained model, train, valid, transform file, space file) for `imgtrain sweep`, the files in `folder`."""
+    import imgtrain
+
+    model, train, valid, spec = data
+    imgtrain.init_transform(folder / "spec.json", spec)
+    (folder / "space.json").write_text(json.dumps(space))
+    return model, train, valid, folder / "spec.json", folder / "space.json"
+
+
 @pytest.fixture(scope="session")
 def trained_model(small_training_data, tmp_path_factory):
     """A trained model directory (1 epoch on the colour classes) and the validation directory."""

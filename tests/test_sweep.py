@@ -16,17 +16,14 @@ import pytest
 from PIL import Image
 
 import imgtrain
+from conftest import sweep_inputs_in
 
 SMALL_SPACE = {"learning_rate": {"low": 0.001, "high": 0.1, "log": True}, "epochs": {"low": 2, "high": 3}}
 
 
 @pytest.fixture
 def sweep_inputs(small_training_data, tmp_path):
-    """(untrained model, train, valid, transform file, space file) for `imgtrain sweep`."""
-    model, train, valid, spec = small_training_data
-    imgtrain.init_transform(tmp_path / "spec.json", spec)
-    (tmp_path / "space.json").write_text(json.dumps(SMALL_SPACE))
-    return model, train, valid, tmp_path / "spec.json", tmp_path / "space.json"
+    return sweep_inputs_in(tmp_path, small_training_data, SMALL_SPACE)
 
 
 def sweep_args(inputs, out, *extra):

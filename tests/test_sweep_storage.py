@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-import imgtrain
+from conftest import sweep_inputs_in
 
 pytestmark = pytest.mark.slow  # two to four sweep processes, each importing torch: `make test-slow`
 
@@ -105,10 +105,7 @@ def postgres():
 
 @pytest.fixture
 def inputs(small_training_data, tmp_path):
-    model, train, valid, spec = small_training_data
-    imgtrain.init_transform(tmp_path / "spec.json", spec)
-    (tmp_path / "space.json").write_text(json.dumps(SPACE))
-    return model, train, valid, tmp_path / "spec.json", tmp_path / "space.json"
+    return sweep_inputs_in(tmp_path, small_training_data, SPACE)
 
 
 def sweep_command(inputs, out, url, trials, netns=None):

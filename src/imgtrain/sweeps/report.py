@@ -26,6 +26,9 @@ PLOTS = {
     "importance.png": "plot_param_importances",
 }
 BEST = "best"
+TABLE_JSON, TABLE_CSV, BEST_JSON = "trials.json", "trials.csv", "best.json"
+#: every file the report writes in a sweep's folder (besides best/)
+REPORT_FILES = (TABLE_JSON, TABLE_CSV, BEST_JSON, *PLOTS)
 
 
 def trial_rows(study: Any) -> list[dict[str, Any]]:
@@ -68,8 +71,8 @@ def write_report(study: Any, out: Path) -> dict[str, Any] | None:
     """Write the table, the plots and best/; return the best trial's row (None until a trial completes)."""
     rows = trial_rows(study)
     best = min((r for r in rows if r["state"] == "complete"), key=lambda r: r["val_loss"], default=None)
-    atomic_write_json(out / "trials.json", {"format": "imgtrain.sweep_trials", "format_version": 1, "trials": rows})
-    atomic_write_text(out / "trials.csv", _csv(rows))
+    atomic_write_json(out / TABLE_JSON, {"format": "imgtrain.sweep_trials", "format_version": 1, "trials": rows})
+    atomic_write_text(out / TABLE_CSV, _csv(rows))
     _plots(study, out)
     if best is not None:
         _promote(best, out)
@@ -131,7 +134,7 @@ def _promote(best: dict[str, Any], out: Path) -> None:
     here = best["host"] == socket.gethostname() and best["sweep"] == str(out.resolve())
     held_here = here and (folder / "imgtrain-model.json").is_file()
     atomic_write_json(
-        out / "best.json",
+        out / BEST_JSON,
         {
             "format": "imgtrain.sweep_best",
             "format_version": 1,

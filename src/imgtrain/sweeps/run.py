@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -22,11 +23,21 @@ from ..data.transform_file import transform_spec
 from ..errors import OutputExistsError, ParameterError, TrainingInterrupted
 from ..files import atomic_write_json, check_output, exclusive, read_versioned_json
 from ..interrupts import Terminated, stop_on_signals
-from .report import write_report
+from .report import BEST, REPORT_FILES, TABLE_JSON, write_report
 from .settings import SWEEP_FILE, SweepConfig
 from .space import DEFAULT_SPACE, parse_space, read_space
-from .study import counted, open_study, optuna_module, queued, shown_url, storage_url, take_back_orphans, worker_name
-from .trial import TrialFailed, TrialPlan, TrialSurplus, objective
+from .study import (
+    DATABASE,
+    counted,
+    open_study,
+    optuna_module,
+    queued,
+    shown_url,
+    storage_url,
+    take_back_orphans,
+    worker_name,
+)
+from .trial import TRIALS, TrialFailed, TrialPlan, TrialSurplus, objective
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +74,7 @@ def sweep(
     raw = read_space(space) if isinstance(space, str | Path) else (space or DEFAULT_SPACE)
     searched = parse_space(raw, listed, source=str(space) if isinstance(space, str | Path) else "the search space")
     spec = transform_spec(transform)
-    optuna_module()
+    optuna_module()  # a missing Optuna is said before the folder is made
     settings = {
         "format": "imgtrain.sweep",
         "format_version": 1,
@@ -96,7 +107,7 @@ def sweep(
         else:
             _run_parallel(plan, config)
         best = write_report(study, out)
-    rows = read_versioned_json(out / "trials.json", "imgtrain.sweep_trials", 1, ParameterError)["trials"]
+    rows = read_versioned_json(out / TABLE_JSON, "imgtrain.sweep_trials", 1, ParameterError)["trials"]
     return SweepResult(out, rows, best)
 
 
@@ -136,16 +147,10 @@ def _prepare(out: Path, config: SweepConfig, settings: dict[str, Any], inputs: l
 
 def _remove_sweep(out: Path, config: SweepConfig) -> None:
     """Delete what an earlier sweep wrote in `out` (its trials, report and own sqlite study), nothing else."""
-    import shutil
-
-    from .report import BEST, PLOTS
-    from .study import DATABASE
-    from .trial import TRIALS
-
     for folder in (TRIALS, BEST):
         shutil.rmtree(out / folder, ignore_errors=True)
     own_study = [] if config.storage else [DATABASE]
-    for name in (SWEEP_FILE, "trials.json", "trials.csv", "best.json", *PLOTS, *own_study):
+    for name in (SWEEP_FILE, *REPORT_FILES, *own_study):
         (out / name).unlink(missing_ok=True)
     if config.storage:  # a shared study is others' too: it stays, and this sweep's name must be new
         log.warning("--overwrite keeps the study %r in %s; its trials still count", config.study_name, config.storage)

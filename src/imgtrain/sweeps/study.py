@@ -162,7 +162,7 @@ def take_back_orphans(study: Any, out: Path) -> int:
         attrs = trial.user_attrs
         if attrs.get("host") != host or attrs.get("sweep") != folder or trial.number in retried:
             continue
-        if trial.state == states.RUNNING and not _alive(attrs.get("pid")):
+        if trial.state == states.RUNNING and not _alive(attrs.get("pid")):  # Optuna has no public call for this
             study._storage.set_trial_user_attr(trial._trial_id, "orphaned", "its worker died")
             study._storage.set_trial_state_values(trial._trial_id, states.FAIL)
         elif not (trial.state == states.FAIL and "orphaned" in attrs):
