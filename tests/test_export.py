@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 import imgtrain
-from imgtrain.models.export import export_model, preprocess
+from imgtrain.deploy.export import export_model
+from imgtrain.deploy.exported import preprocess
 
 
 def _images(valid, n=4):

@@ -16,10 +16,11 @@ from sklearn import metrics as sk
 
 import imgtrain
 from imgtrain import ParameterError
+from imgtrain.deploy.export import export_model
+from imgtrain.deploy.exported import preprocess
 from imgtrain.inference.evaluation import evaluate, summary
 from imgtrain.inference.multilabel_metrics import average_precision
 from imgtrain.inference.scoring import score_to_file
-from imgtrain.models.export import export_model, preprocess
 from imgtrain.serving.serve import ServeConfig, create_app
 
 CLASSES = ["blue", "green", "red"]
@@ -143,7 +144,7 @@ def test_the_endpoint_answers_lists_and_its_thresholds(scored, multilabel_data):
 def test_the_onnx_export_gives_each_class_its_sigmoid_and_carries_the_thresholds(scored, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     model, valid, _, _ = scored
-    out = export_model(model, tmp_path / "export")
+    out = export_model(model, tmp_path / "export").path
     meta = json.loads((out / "imgtrain-export.json").read_text())
     trained = imgtrain.open_model_directory(model)
     assert meta["output"]["task"] == "multilabel"

@@ -18,8 +18,8 @@ from safetensors.torch import save, save_file
 import imgtrain
 from conftest import make_color_classes
 from imgtrain import Architecture, ParameterError, PretrainedWeightsError
+from imgtrain.deploy.export import export_model
 from imgtrain.models import weights
-from imgtrain.models.export import export_model
 from imgtrain.serving.serve import ServeConfig, create_app
 
 #: One network per family claimed: EfficientNet, ResNet, ConvNeXt, MobileNet, ViT (three of them in make test-slow:

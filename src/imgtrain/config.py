@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .deploy.formats import BACKENDS
 from .errors import ParameterError
 from .params import is_number
 from .train_config import (  # noqa: F401 (re-exported: callers import every parameter from here)
@@ -109,9 +110,12 @@ class ServeConfig:
     decode_threads: int = 2  # images decoded at once, off the event loop; bounds decoding memory too
     min_confidence: float | None = None  # below it the answer is UNKNOWN_LABEL
     threshold: float | None = None  # a multi-label model's threshold for every class (checked as it loads)
+    backend: str = "torch"  # what computes the scores (deploy.formats.BACKENDS)
 
     def __post_init__(self) -> None:
         check_min_confidence(self.min_confidence)
+        if self.backend not in BACKENDS:
+            raise ParameterError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}.")
         if (
             self.max_upload_bytes < 1
             or self.max_pixels < 1

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from ..config import EXPLAIN_COUNT, MAX_SEED, PRECISIONS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig
+from ..deploy.formats import BACKEND_HELP, BACKENDS
 from .options import MIN_CONFIDENCE_HELP, THRESHOLD_HELP, WORKERS_HELP, Formatter, count, describe, number
 
 
@@ -86,6 +87,7 @@ def _add_score_compute_options(p: argparse.ArgumentParser) -> None:
         help="arithmetic: auto = bf16 on GPUs, and on CPUs with native bf16 where one batch measured "
         "faster than fp32; else fp32 (bf16 probabilities differ from fp32 in the 3rd-4th decimal)",
     )
+    p.add_argument("--backend", choices=BACKENDS, default="torch", help=BACKEND_HELP)
     p.add_argument(
         "--workers",
         type=count,
@@ -100,7 +102,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from ..inference.model import load_model
     from ..inference.scoring import score_to_file
 
-    model = load_model(args.model, args.device, args.precision, args.threshold, args.tta)
+    model = load_model(args.model, args.device, args.precision, args.threshold, args.tta, args.backend)
     path, rows = score_to_file(
         model,
         args.data,
@@ -260,6 +262,7 @@ def add_serve(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
         help=MIN_CONFIDENCE_HELP + "; `best_guess` keeps the top class and `unknown` says so",
     )
     add_threshold(p)
+    p.add_argument("--backend", choices=BACKENDS, default=ServeConfig.backend, help=BACKEND_HELP)
     p.set_defaults(loads_torch=True, func=cmd_serve)
 
 
@@ -273,6 +276,7 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
         decode_threads=args.decode_threads,
         min_confidence=args.min_confidence,
         threshold=args.threshold,
+        backend=args.backend,
     )
 
 

@@ -15,10 +15,13 @@ from PIL import Image
 from ..config import UNKNOWN_LABEL, check_min_confidence
 from ..data.imaging import BadImage, read_image_file, rgb_tensor, to_rgb
 from ..data.transforms import ModelInput
+from ..deploy.formats import RUNTIME_PACKAGES
+from ..deploy.runtimes import Runtime
 from ..devices import PRECISIONS, autocast_for, measure_speedup, resolve_device, resolve_precision
 from ..errors import InvalidDatasetError, ParameterError
 from ..models.model_directory import TrainedModel, open_model_directory
 from ..thresholds import check_threshold, predicted_classes
+from .backends import check_backend_for, open_backend
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ class Model:
         precision: str = "auto",
         threshold: float | None = None,
         tta: bool = False,
+        backend: str = "torch",
     ):
         self.trained, self.tta = trained, tta  # tta: average with the left-right mirror image
         self.classes = trained.classes
@@ -41,6 +45,11 @@ class Model:
         if precision not in PRECISIONS:
             raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
         self.precision = precision  # `auto` is decided on the first batch, by measuring this network on it
+        self.backend = check_backend_for(backend, self.device, precision)  # `auto` is decided on the first batch
+        if backend in RUNTIME_PACKAGES:
+            self.precision = "fp32"
+        self.runtime: Runtime | None = None
+        self._backend_open = backend == "torch"
         self.network = _inference_network(trained.network(), self.device)
         self.model_input: ModelInput = trained.model_input()
 
@@ -85,12 +94,23 @@ class Model:
                 ),
             )
         batch = batch.to(self.device, non_blocking=True)
+        if not self._backend_open:
+            self.runtime = open_backend(self.backend, self.network, batch, self._logits_of)
+            self._backend_open = True
+            self.precision = "fp32" if self.runtime else self.precision
         probabilities = self._scaled(self._logits_of(batch))
         if self.tta:
             return (probabilities + self._scaled(self._logits_of(batch.flip(3)))) / 2
         return probabilities
 
+    @property
+    def backend_name(self) -> str:
+        """What computes the scores: torch, onnxruntime or openvino (`auto` until the first batch decides)."""
+        return self.runtime.name if self.runtime else ("torch" if self._backend_open else self.backend)
+
     def _logits_of(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.runtime is not None:
+            return torch.from_numpy(self.runtime.run(batch.numpy()))
         with autocast_for(self.device, self.precision):
             return self.network(batch.contiguous(memory_format=torch.channels_last))
 
@@ -150,12 +170,17 @@ def _inference_network(net: torch.nn.Module, device: torch.device) -> torch.nn.M
 
 
 def load_model(
-    path: str | Path, device: str = "auto", precision: str = "auto", threshold: float | None = None, tta: bool = False
+    path: str | Path,
+    device: str = "auto",
+    precision: str = "auto",
+    threshold: float | None = None,
+    tta: bool = False,
+    backend: str = "torch",
 ) -> Model:
     """Open a trained model directory for prediction (validated; never unpickles anything); `threshold` replaces a
     multi-label model's thresholds by one for every class; `tta` averages each image's probabilities with its
-    left-right mirror's (test-time augmentation: twice the work)."""
-    return Model(open_model_directory(path), device, precision, threshold, tta)
+    left-right mirror's (test-time augmentation: twice the work); `backend` is what computes (inference.backends)."""
+    return Model(open_model_directory(path), device, precision, threshold, tta, backend)
 
 
 def _thresholds(trained: TrainedModel, threshold: float | None) -> tuple[float, ...] | None:

@@ -136,7 +136,7 @@ def create_app(model: str | Path | Model, config: ServeConfig | None = None):
         raise MissingDependencyError("Serving needs FastAPI.", hint="pip install 'imgtrain[serve]'.") from None
 
     config = config or ServeConfig()
-    model = model if isinstance(model, Model) else load_model(model)
+    model = model if isinstance(model, Model) else load_model(model, backend=config.backend)
     model.set_threshold(config.threshold)
     model.check_min_confidence(config.min_confidence)  # a class named "unknown" would be ambiguous
     batcher = Batcher(model, config)
@@ -220,6 +220,7 @@ def _facts(model: Model, config: ServeConfig) -> dict[str, Any]:
         "architecture": model.trained.architecture.model_name,
         "classes": list(model.classes),
         "device": str(model.device),
+        "backend": model.backend_name,
         "temperature": model.trained.temperature,
         "min_confidence": config.min_confidence,
         **(

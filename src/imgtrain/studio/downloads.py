@@ -35,7 +35,7 @@ def download_file(model: Path, scores: Path | None, what: str) -> Path:
 
 def _onnx_export(model: Path, out: Path) -> Path:
     # imported here: the export loads torch and onnx, which the server does not load to serve the page
-    from ..models.export import export_model
+    from ..deploy.export import export_model
 
     if not (out / "model.onnx").is_file():
         export_model(model, out, "onnx", overwrite=True)

@@ -1,0 +1,1 @@
+"""Deploying a trained model: export formats, INT8 quantization, the CPU runtimes, the check of an export."""

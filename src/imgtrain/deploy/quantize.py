@@ -1,0 +1,71 @@
+"""INT8 post-training quantization, calibrated on the user's images: ONNX Runtime's static quantization of the
+ONNX file (QDQ, weights per channel), and OpenVINO's through NNCF. Both keep the float32 file's inputs and outputs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MissingDependencyError
+from .check import CheckImages
+
+log = logging.getLogger(__name__)
+
+#: Ranges are merged every this many batches, so calibration memory stays that of a few batches.
+MERGE_EVERY = 4
+
+
+def quantize_onnx(float_file: Path, out: Path, images: CheckImages) -> None:
+    """`float_file` quantized to INT8 (activations uint8, weights int8 per channel) into `out`."""
+    try:
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        raise MissingDependencyError(
+            "INT8 ONNX export needs onnxruntime.", hint="pip install 'imgtrain[export]'."
+        ) from None
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = images.batches()
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {"images": batch[0]}
+
+    prepared = out.with_name("prepared.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quant_pre_process(str(float_file), str(prepared))
+        quantize_static(
+            str(prepared),
+            str(out),
+            Batches(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            extra_options={"CalibMaxIntermediateOutputs": MERGE_EVERY},
+        )
+    prepared.unlink()
+
+
+def quantize_openvino(float_model: object, images: CheckImages) -> object:
+    """An OpenVINO model (openvino.Model) quantized to INT8 by NNCF on `images`."""
+    try:
+        import nncf
+    except ImportError:
+        raise MissingDependencyError(
+            "INT8 OpenVINO export needs NNCF.", hint="pip install 'imgtrain[deploy]'."
+        ) from None
+    batches = [batch for batch, _ in images.batches()]
+    logging.getLogger("nncf").setLevel(logging.WARNING)
+    with contextlib.redirect_stdout(sys.stderr):  # its progress bar, on stderr with the others
+        return nncf.quantize(
+            float_model, nncf.Dataset(batches), subset_size=len(batches), preset=nncf.QuantizationPreset.PERFORMANCE
+        )
