@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import imgtrain
+from conftest import make_color_classes
 from imgtrain.deploy.exported import preprocess
 from imgtrain.serving.serve import ServeConfig, create_app
 
@@ -106,6 +107,19 @@ def test_int8_needs_images_and_a_format_that_takes_it(trained_model, tmp_path, r
     code, _, err = run_cli("export", model_dir, tmp_path / "b", "--int8", "--format", "torchscript", "--images", valid)
     assert code == 1 and "--int8 applies to onnx and openvino" in err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_int8_calibrates_on_many_batches_of_a_plain_folder(trained_model, tmp_path, run_cli):
+    """ONNX Runtime's calibration merged every 4 batches dropped them instead: 8 batches calibrated nothing."""
+    model_dir, _ = trained_model
+    photos = make_color_classes(tmp_path / "photos", 22)  # 66 images, 64 of them (8 batches) calibrate
+    code, out, err = run_cli(
+        "export", model_dir, tmp_path / "int8", "--int8", "--images", photos, "--calibration-images", "64"
+    )
+    assert code == 0, err
+    check = _check(tmp_path / "int8")
+    assert check["calibration_images"] == 64 and check["images"] == check["labeled_images"] == 66
+    assert f"on 66 images of {photos}" in out
 
 
 def test_a_broken_check_image_is_named_and_nothing_is_written(trained_model, tmp_path, run_cli):

@@ -144,8 +144,11 @@ def test_the_endpoint_answers_lists_and_its_thresholds(scored, multilabel_data):
 def test_the_onnx_export_gives_each_class_its_sigmoid_and_carries_the_thresholds(scored, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     model, valid, _, _ = scored
-    out = export_model(model, tmp_path / "export").path
+    out = export_model(model, tmp_path / "export", images=valid).path
     meta = json.loads((out / "imgtrain-export.json").read_text())
+    # the check compares each image's set of classes over their thresholds; no single-label accuracy
+    assert meta["check"]["label_agreement"] == 1.0 and "accuracy_export" not in meta["check"]
+    assert meta["check"]["images"] == len(imgtrain.ImageDirectory.open(valid))
     trained = imgtrain.open_model_directory(model)
     assert meta["output"]["task"] == "multilabel"
     assert meta["output"]["thresholds"] == dict(zip(CLASSES, trained.thresholds, strict=True))

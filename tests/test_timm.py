@@ -58,6 +58,11 @@ def test_a_timm_network_trains_scores_explains_exports_and_serves(name, colour_d
     assert len(rows) == 9 and all(
         abs(sum(v for k, v in r.items() if k.startswith("Scored Probabilities_")) - 1) < 1e-4 for r in rows
     )
+    fp32, openvino = (
+        imgtrain.score(imgtrain.load_model(tmp_path / "t", device="cpu", precision=p, backend=b), valid)
+        for p, b in (("fp32", "torch"), ("auto", "openvino"))
+    )
+    assert [r["Scored Labels"] for r in openvino] == [r["Scored Labels"] for r in fp32]
 
     report = imgtrain.explain(tmp_path / "t", valid, tmp_path / "x", errors=2, correct=1)
     layer = report["target_layer"]

@@ -16,8 +16,6 @@ from .check import CheckImages
 
 log = logging.getLogger(__name__)
 
-#: Ranges are merged every this many batches, so calibration memory stays that of a few batches.
-MERGE_EVERY = 4
 
 
 def quantize_onnx(float_file: Path, out: Path, images: CheckImages) -> None:
@@ -31,12 +29,22 @@ def quantize_onnx(float_file: Path, out: Path, images: CheckImages) -> None:
         ) from None
 
     class Batches(CalibrationDataReader):
+        """The calibration batches, read in strides of one: ONNX Runtime merges each batch's ranges and drops its
+        activations before the next, so calibration holds one batch's activations, not every batch's."""
+
         def __init__(self) -> None:
-            self.batches = images.batches()
+            self.batches = [batch for batch, _ in images.batches()]
+            self.set_range(0, len(self.batches))
+
+        def __len__(self) -> int:
+            return len(self.batches)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.pending = iter(self.batches[start_index:end_index])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self.batches, None)
-            return None if batch is None else {"images": batch[0]}
+            batch = next(self.pending, None)
+            return None if batch is None else {"images": batch}
 
     prepared = out.with_name("prepared.onnx")
     with warnings.catch_warnings():
@@ -50,7 +58,7 @@ def quantize_onnx(float_file: Path, out: Path, images: CheckImages) -> None:
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            extra_options={"CalibMaxIntermediateOutputs": MERGE_EVERY},
+            extra_options={"CalibStridedMinMax": 1},
         )
     prepared.unlink()
 
