@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -34,10 +36,11 @@ FP16_GPU = Capability("cuda", fast_bf16=False, repeatable_reduced=True)  # e.g. 
         (BF16_CPU, True, None, [], "fp32"),  # oneDNN bf16 is not bit-repeatable: the seed promise wins
         (BF16_CPU, False, 1.9, ["bf16"], "bf16"),  # resnet18 at 224 px on such a CPU
         (BF16_CPU, False, 0.91, ["bf16"], "fp32"),  # a model and size where bf16 measured slower: not picked
-        (BF16_GPU, True, 3.0, ["bf16"], "bf16"),
+        (BF16_GPU, True, 3.0, [], "bf16"),  # under the seed promise, not a stopwatch's choice
+        (BF16_GPU, True, 0.8, [], "bf16"),
         (BF16_GPU, False, 3.0, ["bf16"], "bf16"),
         (BF16_GPU, False, 0.8, ["bf16"], "fp32"),
-        (FP16_GPU, True, 2.5, ["fp16"], "fp16"),
+        (FP16_GPU, True, 2.5, [], "fp16"),
         (FP16_GPU, False, 1.05, ["fp16"], "fp32"),
     ],
 )
@@ -98,11 +101,21 @@ def test_fp16_gets_one_gradient_scaler_and_bf16_does_not():
     assert gradient_scaler(torch.device("cpu"), "fp32") is None
 
 
-def test_a_repeatable_gpu_run_uses_deterministic_kernels_and_puts_the_settings_back(monkeypatch):
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+def test_cublas_is_told_to_be_deterministic_before_any_cuda_work():
+    """cuBLAS reads CUBLAS_WORKSPACE_CONFIG once, at its first handle (measure_speedup's, before a run turns on
+    deterministic algorithms): setting it then was too late. Importing imgtrain sets it; a user's value is kept."""
+    code = "import os, imgtrain.devices; print(os.environ.get('CUBLAS_WORKSPACE_CONFIG'))"
+    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
+    for preset, expected in ((None, ":4096:8"), (":16:8", ":16:8")):
+        run_env = env | ({"CUBLAS_WORKSPACE_CONFIG": preset} if preset else {})
+        out = subprocess.run([sys.executable, "-c", code], env=run_env, capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == expected
+
+
+def test_a_repeatable_gpu_run_uses_deterministic_kernels_and_puts_the_settings_back():
     with determinism(torch.device("cuda"), "bf16", repeatable=True):
         assert torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.deterministic
-        assert not torch.backends.cudnn.benchmark and os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+        assert not torch.backends.cudnn.benchmark
     assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
     with determinism(torch.device("cuda"), "bf16", repeatable=False):
         assert torch.backends.cudnn.benchmark and not torch.are_deterministic_algorithms_enabled()
@@ -134,3 +147,12 @@ def test_job_position_comes_from_torchruns_environment(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     ctx = distributed.context_from_env()
     assert (ctx.rank, ctx.world_size, ctx.local_rank, ctx.enabled, ctx.is_main) == (3, 4, 1, True, False)
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_gpus_that_only_emulate_bf16_train_in_fp16(monkeypatch, capability, expected):
+    """A V100 (7.0) or T4 (7.5): torch.cuda.is_bf16_supported() says yes (emulation counts), so `auto` tried slow
+    bf16 and fell back to fp32, never trying the tensor cores' fp16."""
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert resolve_precision("auto", torch.device("cuda"), repeatable=True) == expected

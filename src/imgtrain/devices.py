@@ -27,6 +27,11 @@ from .errors import ParameterError
 
 log = logging.getLogger(__name__)
 
+# cuBLAS's condition for deterministic results, read once per process when its first handle is made: it must be in
+# the environment before any CUDA matrix product (measure_speedup's included), not only when a run turns on
+# deterministic algorithms. A user's own value is kept.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
 RESOLVED_PRECISIONS = PRECISIONS[1:]
 
 #: A reduced precision is picked only when the measured model step is at least this much faster than fp32.
@@ -74,7 +79,9 @@ class Capability:
     def of(device: torch.device) -> Capability:
         if device.type == "cuda":
             # PyTorch's deterministic algorithms cover every dtype on CUDA (or raise/warn for the few ops without)
-            return Capability("cuda", torch.cuda.is_bf16_supported(), repeatable_reduced=True)
+            # native bf16 from compute capability 8 (Ampere); torch's is_bf16_supported() also says yes where it is
+            # emulated (V100, T4), and of the current device rather than this one
+            return Capability("cuda", torch.cuda.get_device_capability(device)[0] >= 8, repeatable_reduced=True)
         # oneDNN's native bf16 training kernels gave different weights run to run (measured on AVX-512 BF16)
         return Capability(device.type, cpu_has_fast_bf16(), repeatable_reduced=False)
 
@@ -100,13 +107,14 @@ def resolve_precision(
     cap: Capability | None = None,
 ) -> str:
     """The precision `auto` stands for: the policy's candidate when `speedup(candidate)` (the real model
-    step, reduced vs fp32) is at least MIN_SPEEDUP, else fp32. Without `speedup` the candidate is taken."""
+    step, reduced vs fp32) is at least MIN_SPEEDUP, else fp32. Without `speedup`, or under `repeatable`, the
+    candidate is taken: a stopwatch near the threshold must not decide which weights a seed gives."""
     if precision != "auto":
         return precision
     candidate = candidate_precision(cap or Capability.of(device), repeatable)
     if candidate is None:
         return "fp32"
-    if speedup is None:
+    if speedup is None or repeatable:
         return candidate
     ratio = speedup(candidate)
     chosen = candidate if ratio >= MIN_SPEEDUP else "fp32"
@@ -175,7 +183,6 @@ def determinism(device: torch.device, precision: str, repeatable: bool) -> Itera
         torch.backends.mkldnn.deterministic,
     )
     if repeatable and device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's own condition for determinism
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     elif device.type == "cuda":
