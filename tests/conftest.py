@@ -53,6 +53,8 @@ TRAINING_MODULES = {
     "test_tuning",
     "test_sweep",
     "test_sweep_storage",
+    "test_gpu_bench",
+    "test_deploy",
 }
 #: Modules that drive Chromium: `make test` runs them, `make test-fast` leaves them out (a browser start each).
 BROWSER_MODULES = {"test_studio_page", "test_serve_page", "test_browser"}
