@@ -34,20 +34,24 @@ def check_backend_for(backend: str, device: torch.device, precision: str) -> str
     return backend
 
 
-def open_backend(backend: str, network: nn.Module, batch: torch.Tensor, torch_forward: Callable) -> Runtime | None:
+def open_backend(
+    backend: str, network: Callable[[], nn.Module], batch: torch.Tensor, torch_forward: Callable
+) -> Runtime | None:
     """The runtime `backend` stands for on a batch like `batch` (None: torch itself); `auto` times `torch_forward`
-    and each installed runtime on `batch` and takes the fastest, a runtime only if at least MIN_SPEEDUP faster."""
+    and each installed runtime on `batch` and takes the fastest, a runtime only if at least MIN_SPEEDUP faster.
+    `network` makes the plain network to compile (not the scorer's fx-folded one, which some networks' operators
+    do not export from)."""
     if backend == "torch":
         return None
     if backend != "auto":
-        return network_runtime(network, tuple(batch.shape), backend)
+        return network_runtime(network(), tuple(batch.shape), backend)
     if batch.device.type != "cpu":
         return None
     best, best_seconds = None, _seconds(lambda: torch_forward(batch)) / MIN_SPEEDUP
     timings = {"torch": best_seconds * MIN_SPEEDUP}
     images = batch.numpy()
     for name in (b for b in BACKENDS if b in RUNTIME_PACKAGES and installed(b)):
-        runtime = network_runtime(network, tuple(batch.shape), name)
+        runtime = network_runtime(network(), tuple(batch.shape), name)
         timings[name] = seconds = _seconds(functools.partial(runtime.run, images))
         if seconds < best_seconds:
             best, best_seconds = runtime, seconds

@@ -95,7 +95,7 @@ class Model:
             )
         batch = batch.to(self.device, non_blocking=True)
         if not self._backend_open:
-            self.runtime = open_backend(self.backend, self.network, batch, self._logits_of)
+            self.runtime = open_backend(self.backend, self.trained.network, batch, self._logits_of)
             self._backend_open = True
             self.precision = "fp32" if self.runtime else self.precision
         probabilities = self._scaled(self._logits_of(batch))
