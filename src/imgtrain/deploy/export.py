@@ -26,6 +26,8 @@ from .runtimes import Runtime, write_onnx
 
 log = logging.getLogger(__name__)
 
+NO_IMAGES = "no images named (imgtrain export --images DIR)"
+
 
 @dataclass(frozen=True)
 class ExportResult:
@@ -62,13 +64,7 @@ def export_model(
             check["calibration_images"] = len(calibration.read)
         meta = _describe(trained, fmt, height, width) | {
             "precision": "int8" if int8 else "fp16" if fmt == "coreml" else "fp32",
-            "check": check
-            or {
-                "measured": False,
-                "why": NOT_CHECKED_COREML
-                if fmt == "coreml" and found
-                else "no images named (imgtrain export --images DIR)",
-            },
+            "check": check or {"measured": False, "why": NOT_CHECKED_COREML if found else NO_IMAGES},
         }
         atomic_write_json(tmp / EXPORT_META, meta)
     log.info("exported %s as %s%s to %s", trained.path, fmt, " int8" if int8 else "", out)
