@@ -23,6 +23,7 @@ from ..data.transforms import ModelInput
 from ..errors import InvalidDatasetError
 from ..inference.folders import is_plain_folder, list_folder
 from ..models.model_directory import TrainedModel
+from ..progress import progress_bar
 from ..thresholds import predicted_classes
 from .exported import exported_model, unit_range_input
 
@@ -109,19 +110,21 @@ def agreement(
     largest = total = 0.0
     right = {"torch": 0, "export": 0}
     labeled = 0
-    for batch, labels in images.batches():
-        with torch.inference_mode():
-            expected = reference(torch.from_numpy(batch)).numpy()
-        got = exported(batch)
-        delta = np.abs(got - expected)
-        largest, total = max(largest, float(delta.max())), total + float(delta.max(axis=1).sum())
-        for want, have, label in zip(expected, got, labels, strict=True):
-            answers = _answer(trained, want), _answer(trained, have)
-            same, changed = same + (answers[0] == answers[1]), changed + (answers[0] != answers[1])
-            if label is not None:
-                labeled += 1
-                right["torch"] += answers[0] == label
-                right["export"] += answers[1] == label
+    with progress_bar(len(images.read), "check export") as bar:
+        for batch, labels in images.batches():
+            with torch.inference_mode():
+                expected = reference(torch.from_numpy(batch)).numpy()
+            got = exported(batch)
+            delta = np.abs(got - expected)
+            largest, total = max(largest, float(delta.max())), total + float(delta.max(axis=1).sum())
+            for want, have, label in zip(expected, got, labels, strict=True):
+                answers = _answer(trained, want), _answer(trained, have)
+                same, changed = same + (answers[0] == answers[1]), changed + (answers[0] != answers[1])
+                if label is not None:
+                    labeled += 1
+                    right["torch"] += answers[0] == label
+                    right["export"] += answers[1] == label
+            bar.update(len(batch))
     count = same + changed
     result: dict[str, Any] = {
         "images": count,

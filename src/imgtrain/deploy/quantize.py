@@ -17,7 +17,6 @@ from .check import CheckImages
 log = logging.getLogger(__name__)
 
 
-
 def quantize_onnx(float_file: Path, out: Path, images: CheckImages) -> None:
     """`float_file` quantized to INT8 (activations uint8, weights int8 per channel) into `out`."""
     try:
@@ -54,6 +53,7 @@ def quantize_onnx(float_file: Path, out: Path, images: CheckImages) -> None:
             str(prepared),
             str(out),
             Batches(),
+            op_types_to_quantize=sorted(_network_ops(prepared)),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
@@ -61,6 +61,14 @@ def quantize_onnx(float_file: Path, out: Path, images: CheckImages) -> None:
             extra_options={"CalibStridedMinMax": 1},
         )
     prepared.unlink()
+
+
+def _network_ops(path: Path) -> set[str]:
+    """The operations of the network itself: not the normalization, temperature and softmax around it, which stay
+    float32: probabilities in steps of 1/255 tie, and without them efficientnet_lite0 scored 14% faster here."""
+    import onnx
+
+    return {node.op_type for node in onnx.load(str(path)).graph.node} - {"Sub", "Div", "Softmax", "Sigmoid"}
 
 
 def quantize_openvino(float_model: object, images: CheckImages) -> object:
