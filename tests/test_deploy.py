@@ -87,7 +87,8 @@ def test_openvino_exports_match_pytorch_and_int8_says_by_how_much(trained_model,
     assert "FakeQuantize" in (tmp_path / "ov8" / "model.xml").read_text()
     meta = json.loads((tmp_path / "ov8" / "imgtrain-export.json").read_text())
     assert meta["precision"] == "int8" and meta["check"]["calibration_images"] == 4
-    assert meta["check"]["images"] == len(batch) and (tmp_path / "ov8" / "model.bin").is_file()
+    # 4 calibrate, the other 5 check
+    assert meta["check"]["images"] == len(batch) - 4 and (tmp_path / "ov8" / "model.bin").is_file()
 
 
 def test_coreml_export_is_written_and_says_it_cannot_be_checked_here(trained_model, tmp_path, run_cli):
@@ -121,17 +122,20 @@ def test_int8_calibrates_on_many_batches_of_a_plain_folder(trained_model, tmp_pa
     )
     assert code == 0, err
     check = _check(tmp_path / "int8")
-    assert check["calibration_images"] == 64 and check["images"] == check["labeled_images"] == 66
-    assert f"on 66 images of {photos}" in out
+    # checked on the two images calibration did not see
+    assert check["calibration_images"] == 64 and check["images"] == check["labeled_images"] == 2
+    assert check["checked_on_calibration_images"] is False
+    assert f"on 2 images of {photos}" in out
 
 
-def test_a_broken_check_image_is_named_and_nothing_is_written(trained_model, tmp_path, run_cli):
+@pytest.mark.parametrize("int8", [[], ["--int8"]])
+def test_a_broken_check_image_is_named_and_nothing_is_written(trained_model, tmp_path, run_cli, int8):
     model_dir, _ = trained_model
     folder = tmp_path / "photos" / "red"
     folder.mkdir(parents=True)
     Image.new("RGB", (16, 16), (200, 30, 30)).save(folder / "good.png")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
-    code, _, err = run_cli("export", model_dir, tmp_path / "out", "--int8", "--images", tmp_path / "photos")
+    code, _, err = run_cli("export", model_dir, tmp_path / "out", *int8, "--images", tmp_path / "photos")
     assert code == 1 and "broken.jpg" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
@@ -156,6 +160,7 @@ def test_every_backend_gives_torchs_labels(trained_model, tmp_path, run_cli):
             *(["--precision", "fp32"] if backend == "torch" else []),
         )
         assert code == 0, err
+        assert ("backend auto:" if backend == "auto" else f"scoring with {backend}") in err or backend == "torch"
         with open(out, newline="") as f:
             scores[backend] = list(csv.DictReader(f))
     for backend, rows in scores.items():
@@ -190,3 +195,23 @@ def test_serve_scores_with_the_backend_it_was_given(trained_model):
     assert prediction["label"] == expected["label"]
     for cls, p in expected["probabilities"].items():
         assert prediction["probabilities"][cls] == pytest.approx(p, abs=1e-4)
+
+
+def test_the_check_counts_nan_as_lost_and_ignores_labels_the_model_lacks(trained_model, tmp_path):
+    """max() skipped a NaN row, so an export answering NaN showed max |Δp| 0; folders named after no class of the
+    model counted as labels, so both accuracies were near 0."""
+    from imgtrain.deploy.check import agreement, check_images
+
+    model_dir, valid = trained_model
+    trained = imgtrain.open_model_directory(model_dir)
+    images = check_images(trained, valid)
+    broken = agreement(trained, images, lambda batch: np.full((len(batch), len(trained.classes)), np.nan, "float32"))
+    assert broken["non_finite_outputs"] == broken["images"] == broken["labels_changed"] == len(images.read)
+    assert broken["max_abs_probability_change"] == 1.0 and broken["accuracy_export"] == 0.0
+    json.dumps(broken, allow_nan=False)  # valid JSON
+    strangers = tmp_path / "pets"
+    for name in ("cat", "dog"):
+        (strangers / name).mkdir(parents=True)
+        Image.new("RGB", (16, 16), (200, 30, 30)).save(strangers / name / "a.png")
+    check = agreement(trained, check_images(trained, strangers), lambda batch: np.zeros((len(batch), 3), "float32"))
+    assert check["images"] == 2 and "accuracy_export" not in check

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from ..config import CATALOG_FAMILY, DEFAULT_MODEL, FAMILIES
-from ..deploy.formats import CALIBRATION_IMAGES, CHECK_IMAGES, FORMAT_HELP, FORMATS, INT8_FORMATS, NOT_CHECKED_COREML
+from ..deploy.formats import (
+    CALIBRATION_IMAGES,
+    CHECK_IMAGES,
+    FORMAT_HELP,
+    FORMATS,
+    INT8_FORMATS,
+    MAX_CALIBRATION_IMAGES,
+    NOT_CHECKED_COREML,
+)
 from .options import Formatter, number
 
 
@@ -196,10 +204,11 @@ def add_export(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPa
     )
     p.add_argument(
         "--calibration-images",
-        type=number(1, 1_000_000, int),
+        type=number(1, MAX_CALIBRATION_IMAGES, int),
         default=CALIBRATION_IMAGES,
         metavar="N",
-        help="at most this many of --images calibrate INT8 (evenly spaced over them)",
+        help="at most this many of --images calibrate INT8 (evenly spaced over them); the check then runs on the "
+        "others (on all of them when none are left, and says so)",
     )
     p.add_argument(
         "--check-images",

@@ -44,8 +44,19 @@ class CheckImages:
         """At most `limit` of them, evenly spaced (class folders and directories list classes together)."""
         if len(self.read) <= limit:
             return self
-        keep = np.linspace(0, len(self.read) - 1, limit).round().astype(int)
-        return CheckImages(self.source, [self.read[i] for i in keep], [self.labels[i] for i in keep])
+        return self._subset(np.linspace(0, len(self.read) - 1, limit).round().astype(int).tolist())
+
+    def split(self, calibration: int) -> tuple[CheckImages, CheckImages]:
+        """(up to `calibration` images to calibrate on, the others to check on), evenly spaced; with no others
+        left, every image is checked (and the check says it saw its calibration images)."""
+        if len(self.read) <= calibration:
+            return self, self
+        chosen = np.linspace(0, len(self.read) - 1, calibration).round().astype(int).tolist()
+        rest = sorted(set(range(len(self.read))) - set(chosen))
+        return self._subset(chosen), self._subset(rest)
+
+    def _subset(self, indices: list[int]) -> CheckImages:
+        return CheckImages(self.source, [self.read[i] for i in indices], [self.labels[i] for i in indices])
 
     def batches(self, size: int = BATCH) -> Iterator[tuple[np.ndarray, list[str | None]]]:
         """(float32 NCHW batch in [0, 1], labels); images of another size than the first come one at a time."""
@@ -109,18 +120,20 @@ def agreement(
     same = changed = 0
     largest = total = 0.0
     right = {"torch": 0, "export": 0}
-    labeled = 0
+    labeled = non_finite = 0
     with progress_bar(len(images.read), "check export") as bar:
         for batch, labels in images.batches():
             with torch.inference_mode():
                 expected = reference(torch.from_numpy(batch)).numpy()
             got = exported(batch)
-            delta = np.abs(got - expected)
+            finite = np.isfinite(got).all(axis=1)  # a NaN row: every probability lost (max() would skip a NaN)
+            non_finite += int((~finite).sum())
+            delta = np.where(finite[:, None], np.abs(np.nan_to_num(got) - expected), 1.0)
             largest, total = max(largest, float(delta.max())), total + float(delta.max(axis=1).sum())
-            for want, have, label in zip(expected, got, labels, strict=True):
-                answers = _answer(trained, want), _answer(trained, have)
+            for want, have, label, ok in zip(expected, got, labels, finite, strict=True):
+                answers = _answer(trained, want), _answer(trained, have) if ok else None
                 same, changed = same + (answers[0] == answers[1]), changed + (answers[0] != answers[1])
-                if label is not None:
+                if label in trained.classes:  # a folder named otherwise is no label of this model
                     labeled += 1
                     right["torch"] += answers[0] == label
                     right["export"] += answers[1] == label
@@ -133,6 +146,7 @@ def agreement(
         "labels_changed": changed,
         "max_abs_probability_change": largest,
         "mean_max_abs_probability_change": total / count,
+        "non_finite_outputs": non_finite,
     }
     if labeled and not trained.multilabel:
         result |= {
@@ -157,6 +171,8 @@ def summary(check: dict[str, Any]) -> str:
         f"on {check['images']} images of {check['source']}: labels agree {100 * check['label_agreement']:.1f}% "
         f"({check['labels_changed']} changed), max |Δp| {check['max_abs_probability_change']:.2g}"
     )
+    if check.get("non_finite_outputs"):
+        line += f", {check['non_finite_outputs']} images with NaN or infinite probabilities"
     if "accuracy_export" in check:
         line += (
             f", accuracy {100 * check['accuracy_export']:.1f}% vs PyTorch's {100 * check['accuracy_torch']:.1f}% "

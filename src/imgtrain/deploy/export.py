@@ -16,13 +16,21 @@ import numpy as np
 import torch
 
 from ..errors import MissingDependencyError, ParameterError
-from ..files import atomic_write_json, building_dir
+from ..files import atomic_write_json, building_dir, check_output
 from ..models.model_directory import TrainedModel, open_model_directory
 from .check import CheckImages, agreement, check_images
 from .exported import ExportedModel, example_size, exported_model
-from .formats import CALIBRATION_IMAGES, CHECK_IMAGES, EXPORT_META, FORMATS, INT8_FORMATS, NOT_CHECKED_COREML
+from .formats import (
+    CALIBRATION_IMAGES,
+    CHECK_IMAGES,
+    EXPORT_META,
+    FORMATS,
+    INT8_FORMATS,
+    MAX_CALIBRATION_IMAGES,
+    NOT_CHECKED_COREML,
+)
 from .quantize import quantize_onnx, quantize_openvino
-from .runtimes import Runtime, write_onnx
+from .runtimes import Runtime, check_backend, write_onnx
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +59,20 @@ def export_model(
     """Write OUT/<the format's file> and OUT/imgtrain-export.json; with `images`, check the export against the
     PyTorch model on them (INT8 also calibrates on them, and needs them)."""
     _check_options(fmt, int8, images, calibration_images, check_images_count)
+    inputs = [Path(model)] + ([Path(images)] if images else [])
+    check_output(Path(out), overwrite, inputs)
     trained = open_model_directory(model)
     found = check_images(trained, images) if images is not None else None
     net = exported_model(trained)
     height, width = example_size(trained)
-    with building_dir(Path(out), overwrite, inputs=[Path(model)] + ([Path(images)] if images else [])) as tmp:
+    with building_dir(Path(out), overwrite, inputs=inputs) as tmp:
         main = tmp / FORMATS[fmt]
-        calibration = found.sample(calibration_images) if found and int8 else None
+        calibration, checked = found.split(calibration_images) if found and int8 else (None, found)
         _WRITERS[fmt](net, torch.rand(1, 3, height, width), main, trained, calibration)
-        check = _check(fmt, main, trained, found.sample(check_images_count)) if found else None
+        check = _check(fmt, main, trained, checked.sample(check_images_count)) if checked else None
         if check is not None and calibration is not None:
             check["calibration_images"] = len(calibration.read)
+            check["checked_on_calibration_images"] = checked is calibration
         meta = _describe(trained, fmt, height, width) | {
             "precision": "int8" if int8 else "fp16" if fmt == "coreml" else "fp32",
             "check": check or {"measured": False, "why": NOT_CHECKED_COREML if found else NO_IMAGES},
@@ -84,14 +95,20 @@ def _check_options(fmt: str, int8: bool, images: object, calibration_images: int
             "INT8 quantization is calibrated on images of your own, and none were named.",
             hint="give --images VALIDDIR (an image directory or a folder of images, e.g. your validation split).",
         )
-    for name, value in (("calibration images", calibration_images), ("check images", check_count)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ParameterError(f"{name} must be a whole number of at least 1, got {value!r}.")
+    for name, value, most in (
+        ("calibration images", calibration_images, MAX_CALIBRATION_IMAGES),
+        ("check images", check_count, 10**7),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise ParameterError(f"{name} must be a whole number from 1 to {most}, got {value!r}.")
+    if images is not None and fmt != "coreml":  # the check runs the export: its runtime must be here before any work
+        check_backend({"onnx": "onnxruntime", "openvino": "openvino"}.get(fmt, "torch"))
 
 
 def _write_onnx(
     net: ExportedModel, example: torch.Tensor, path: Path, trained: TrainedModel, calibration: CheckImages | None
 ) -> None:
+    """OUT/model.onnx; with `calibration`, ONNX Runtime's INT8 of it (the float file only passes through)."""
     try:
         import onnx
     except ImportError:
@@ -117,6 +134,7 @@ def _write_onnx(
 def _write_torchscript(
     net: ExportedModel, example: torch.Tensor, path: Path, trained: TrainedModel, calibration: CheckImages | None
 ) -> None:
+    """OUT/model.pt, traced."""
     with torch.inference_mode(), warnings.catch_warnings():  # TorchScript is deprecated, still widely read
         warnings.simplefilter("ignore", FutureWarning)
         torch.jit.save(torch.jit.trace(net, example), str(path))
@@ -125,6 +143,7 @@ def _write_torchscript(
 def _write_openvino(
     net: ExportedModel, example: torch.Tensor, path: Path, trained: TrainedModel, calibration: CheckImages | None
 ) -> None:
+    """OUT/model.xml + model.bin, read from the ONNX file; with `calibration`, NNCF's INT8."""
     try:
         import openvino
     except ImportError:
@@ -143,6 +162,7 @@ def _write_openvino(
 def _write_coreml(
     net: ExportedModel, example: torch.Tensor, path: Path, trained: TrainedModel, calibration: CheckImages | None
 ) -> None:
+    """OUT/model.mlpackage: an ML program (iOS 16+), any batch of the example's height and width."""
     logging.getLogger("coremltools").setLevel(logging.ERROR)  # not its warnings that macOS's libraries are missing
     try:
         import coremltools as ct

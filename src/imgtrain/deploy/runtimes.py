@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +68,7 @@ class Runtime:
     def __init__(self, path: Path, runtime: str, threads: int | None = None):
         check_backend(runtime)
         self.name = runtime
+        self._lock = threading.Lock()
         threads = threads or torch.get_num_threads()
         self._run: Callable[[np.ndarray], np.ndarray]
         if runtime == "onnxruntime":
@@ -88,8 +90,9 @@ class Runtime:
             self._run = lambda images: request.infer([images])[0].copy()
 
     def run(self, images: np.ndarray) -> np.ndarray:
-        """The model's first output for a float32 batch."""
-        return np.asarray(self._run(np.ascontiguousarray(images, dtype=np.float32)))
+        """The model's first output for a float32 batch (one call at a time: OpenVINO's request is not shared)."""
+        with self._lock:
+            return np.asarray(self._run(np.ascontiguousarray(images, dtype=np.float32)))
 
 
 def network_runtime(net: nn.Module, shape: tuple[int, ...], runtime: str) -> Runtime:

@@ -51,7 +51,11 @@ def open_backend(
     timings = {"torch": best_seconds * MIN_SPEEDUP}
     images = batch.numpy()
     for name in (b for b in BACKENDS if b in RUNTIME_PACKAGES and installed(b)):
-        runtime = network_runtime(network(), tuple(batch.shape), name)
+        try:
+            runtime = network_runtime(network(), tuple(batch.shape), name)
+        except Exception as exc:  # an operator the exporter or the runtime lacks: auto just does not pick it
+            log.info("backend auto: %s cannot compile this network (%s)", name, str(exc).splitlines()[0][:200])
+            continue
         timings[name] = seconds = _seconds(functools.partial(runtime.run, images))
         if seconds < best_seconds:
             best, best_seconds = runtime, seconds

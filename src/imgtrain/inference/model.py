@@ -41,7 +41,8 @@ class Model:
         self.trained, self.tta = trained, tta  # tta: average with the left-right mirror image
         self.classes = trained.classes
         self.thresholds = _thresholds(trained, check_threshold(threshold))
-        self.device = resolve_device(device)
+        # the runtimes run on the CPU: on a GPU machine, `auto` means the CPU for them
+        self.device = resolve_device("cpu" if device == "auto" and backend in RUNTIME_PACKAGES else device)
         if precision not in PRECISIONS:
             raise ParameterError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")
         self.precision = precision  # `auto` is decided on the first batch, by measuring this network on it
