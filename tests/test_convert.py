@@ -308,7 +308,7 @@ def test_existing_output_is_refused_unless_overwrite(labeled_folder, tmp_path):
     with pytest.raises(OutputExistsError, match="overwrite=True"):
         imgtrain.convert(labeled_folder, out)
     assert (out / "precious.txt").read_text() == "keep me"
-    with pytest.raises(OutputExistsError, match="replaces only imgtrain outputs"):  # not someone's own folder
+    with pytest.raises(OutputExistsError, match="replaces only what imgtrain wrote"):  # not someone's own folder
         imgtrain.convert(labeled_folder, out, overwrite=True)
     assert (out / "precious.txt").read_text() == "keep me"
     (out / "precious.txt").unlink()

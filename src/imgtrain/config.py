@@ -64,6 +64,8 @@ STUDIO_TRAIN_DEFAULTS = {"print_frequency": 1}
 # --- scoring and serving
 
 SCORE_BATCH_SIZE = 32
+#: The largest scoring batch accepted: more would only hold more images in memory at once.
+MAX_SCORE_BATCH = 65536
 #: Explanations (imgtrain explain): most confident errors, and right answers, explained by default.
 EXPLAIN_COUNT = 8
 #: The label score and serve answer for an image whose top probability is below --min-confidence.

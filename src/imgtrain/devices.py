@@ -42,9 +42,23 @@ def resolve_device(name: str) -> torch.device:
     """`auto` is the GPU when there is one, else the CPU; asking for a missing GPU is an error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ParameterError(
+            f"device must be auto, cpu, cuda or cuda:N, got {str(name)[:60]!r}.",
+            hint="imgtrain runs on CPUs and CUDA GPUs (mps, xpu and the others are not supported).",
+        )
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise ParameterError(f"device {name} was asked for, but no CUDA GPU is available.", hint="use --device cpu.")
-    return torch.device(name)
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ParameterError(
+            f"device {name} was asked for, but this machine has {torch.cuda.device_count()} CUDA GPUs.",
+            hint="use cuda:0 to cuda:N-1, or --device auto.",
+        )
+    return device
 
 
 @functools.cache

@@ -234,6 +234,9 @@ def recover(out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     for building in out.parent.glob(prefix + ".building-*"):
         shutil.rmtree(building, ignore_errors=True)
+    for partial in out.parent.glob(prefix + ".*.tmp"):  # a file output's (atomic_file's) half-written copy
+        if partial.is_file() and not partial.is_symlink():
+            partial.unlink(missing_ok=True)
 
 
 def _is_occupied(path: Path) -> bool:
@@ -259,8 +262,13 @@ IMGTRAIN_MARKERS = (
 )
 
 
-def check_output(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
-    """Refuse an occupied output unless `overwrite`, and never an output that is, holds or lies in an input."""
+def check_output(
+    out: Path, overwrite: bool, inputs: Iterable[Path] = (), ours: Callable[[Path], bool] | None = None
+) -> None:
+    """Refuse an occupied output unless `overwrite`, and never an output that is, holds or lies in an input.
+
+    `overwrite` replaces only what imgtrain wrote: a folder holding one of IMGTRAIN_MARKERS, or for a file output
+    a regular file that `ours` recognizes; never a link, a device, a FIFO, or a file where a folder goes."""
     for inp in inputs:
         if within(inp, out):
             raise ParameterError(
@@ -277,12 +285,48 @@ def check_output(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> Non
             hint="choose another output path, or pass overwrite=True to replace it.",
             cli_hint="choose another output path, or pass --overwrite to replace it.",
         )
-    if overwrite and out.is_dir() and _is_occupied(out) and not any((out / m).exists() for m in IMGTRAIN_MARKERS):
+    if overwrite and _is_occupied(out):
+        _check_replaceable(out, ours)
+
+
+def _check_replaceable(out: Path, ours: Callable[[Path], bool] | None) -> None:
+    """Refuse to replace `out` unless imgtrain wrote it (see check_output)."""
+    what = None
+    if out.is_symlink():
+        what = "a symbolic link"
+    elif out.is_dir():
+        if not any((out / m).exists() for m in IMGTRAIN_MARKERS):
+            what = "a folder that holds files imgtrain did not write"
+    elif not out.is_file():
+        what = "a special file (a FIFO, a device or a socket)"
+    elif ours is None:
+        what = "a file, where imgtrain writes a folder"
+    elif not ours(out):
+        what = "a file imgtrain did not write"
+    if what:
         raise OutputExistsError(
-            f"The output {out} already exists and holds files imgtrain did not write; overwriting replaces only "
-            "imgtrain outputs.",
-            hint="choose another output path, or empty that folder yourself.",
+            f"The output {out} already exists and is {what}; overwriting replaces only what imgtrain wrote.",
+            hint="choose another output path, or remove it yourself.",
         )
+
+
+def first_bytes(path: Path, size: int = 65536) -> bytes:
+    """The first `size` bytes of a regular file (b"" when unreadable): enough to recognize what wrote it."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError:
+        return b""
+
+
+def is_imgtrain_json(path: Path, fmt: str) -> bool:
+    """Whether `path` is a JSON document of imgtrain's format `fmt` (for check_output's `ours`)."""
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read(1 << 20))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("format") == fmt
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..config import EXPLAIN_COUNT, MAX_SEED, PRECISIONS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig
+from ..config import EXPLAIN_COUNT, MAX_SCORE_BATCH, MAX_SEED, PRECISIONS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig
 from ..deploy.formats import BACKEND_HELP, BACKENDS
 from .options import MIN_CONFIDENCE_HELP, THRESHOLD_HELP, WORKERS_HELP, Formatter, count, describe, number
 
@@ -78,7 +78,13 @@ def add_threshold(p: argparse.ArgumentParser) -> None:
 
 def _add_score_compute_options(p: argparse.ArgumentParser) -> None:
     """How `score` computes: batch size, device, precision, loader workers."""
-    p.add_argument("--batch-size", type=int, default=SCORE_BATCH_SIZE, metavar="N", help="images per batch")
+    p.add_argument(
+        "--batch-size",
+        type=number(1, MAX_SCORE_BATCH, int),
+        default=SCORE_BATCH_SIZE,
+        metavar="N",
+        help="images per batch",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument(
         "--precision",

@@ -68,9 +68,9 @@ def open_url(url: str) -> tuple[Any, str]:
             if extra
             else "install the fsspec implementation of this protocol.",
         ) from None
-    except ValueError as exc:
+    except Exception as exc:  # noqa: BLE001 - any protocol's constructor (reference:// raised TypeError): named
         raise InvalidDatasetError(
-            f"{_safe(url)} is not a URL imgtrain can read ({_first_line(exc)}).",
+            f"{_safe(url)} is not a URL imgtrain can read ({type(exc).__name__}: {_first_line(exc)}).",
             hint="use s3://bucket/prefix, az://container/prefix or gs://bucket/prefix.",
         ) from None
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from ..config import TRANSFORM_FORMAT as FORMAT
 from ..config import TRANSFORM_FORMAT_VERSION as FORMAT_VERSION
 from ..config import TransformSpec, spec_problems
-from ..errors import InvalidTransformationDirectoryError, OutputExistsError, list_problems
-from ..files import atomic_write_json, read_versioned_json
+from ..errors import InvalidTransformationDirectoryError, list_problems
+from ..files import atomic_write_json, check_output, is_imgtrain_json, read_versioned_json
 
 FILE_NAME = "transform.json"
 
@@ -19,12 +19,7 @@ def init_transform(out: str | Path, spec: TransformSpec | None = None, *, overwr
     out = Path(out)
     if out.is_dir():
         out = out / FILE_NAME
-    if out.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{out} already exists.",
-            hint="choose another path, or pass overwrite=True.",
-            cli_hint="choose another path, or pass --overwrite.",
-        )
+    check_output(out, overwrite, ours=lambda path: is_imgtrain_json(path, FORMAT))
     atomic_write_json(out, spec.to_json())
     return out
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import BEST_GUESS, PROBABILITY_PREFIX, SCORED_LABELS
+from ..config import BEST_GUESS, MAX_SCORE_BATCH, PROBABILITY_PREFIX, SCORED_LABELS
 from ..data.image_directory import ImageRecord, label_list, list_problems
 from ..errors import InvalidDatasetError, ParameterError
 from ..params import is_integer
@@ -19,8 +19,8 @@ from .model import Model
 
 def checked_options(model: Model, batch_size: object, min_confidence: float | None) -> float | None:
     """min_confidence as check_min_confidence gives it for the model's classes, once batch_size is checked."""
-    if not is_integer(batch_size, 1):
-        raise ParameterError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+    if not is_integer(batch_size, 1, MAX_SCORE_BATCH):
+        raise ParameterError(f"batch_size must be an integer from 1 to {MAX_SCORE_BATCH}, got {batch_size!r}.")
     return model.check_min_confidence(min_confidence)
 
 

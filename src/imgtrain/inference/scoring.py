@@ -24,7 +24,7 @@ from ..data.imaging import BadImage
 from ..data.remote import RemoteImages, display, is_remote, list_images
 from ..data.transforms import ModelInput, output_sizes
 from ..errors import InvalidDatasetError, ParameterError
-from ..files import atomic_file, check_output
+from ..files import atomic_file, check_output, exclusive, first_bytes
 from ..parallel import default_loader_workers, scoring_loader_workers
 from .folders import FolderImages, is_plain_folder, list_folder
 from .model import Model, load_model
@@ -278,7 +278,7 @@ def _check_scores_output(out: Path, overwrite: bool, inputs: list[Path]) -> None
     """Before any work: the scores file is not an existing folder, nor is it, or does it lie in, an input."""
     if out.is_dir():
         raise ParameterError(f"{out} is a folder; the scores go to a file.", hint="give a path such as scores.csv.")
-    check_output(out, overwrite, inputs)
+    check_output(out, overwrite, inputs, ours=lambda path: b"Scored Labels" in first_bytes(path).split(b"\n")[0])
 
 
 def csv_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -317,7 +317,12 @@ def score_to_file(
     columns = score_columns(model, labeled, min_confidence, skip_invalid)
     kept = f"{out} is as it was before." if out.exists() else ""
     count = 0
-    with atomic_file(out, kept) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+    # exclusive: a second scorer of the same file is refused, and a killed one's partial file is removed
+    with (
+        exclusive(out),
+        atomic_file(out, kept, crash_at=("scores-writing",)) as tmp,
+        open(tmp, "w", newline="", encoding="utf-8") as f,
+    ):
         writer = csv.DictWriter(f, columns, extrasaction="raise") if fmt == "csv" else None
         if writer:
             writer.writeheader()

@@ -39,6 +39,8 @@ TRAINED_FORMAT = "imgtrain.trained_model"
 FORMAT_VERSION = 1
 MULTILABEL_VERSION = 2
 WEIGHTS_NAME = "model.safetensors"
+#: safetensors' own limit on its JSON header (names, dtypes, shapes, offsets of every tensor).
+MAX_HEADER_BYTES = 100_000_000
 HISTORY_NAME = "history.jsonl"
 PLOT_NAME = "training.png"
 
@@ -202,6 +204,16 @@ def _load_weights(file: Path, architecture: Architecture, num_classes: int) -> d
     """Weights from safetensors (never unpickled), checked key by key and shape by shape."""
     if not file.is_file():
         raise InvalidModelDirectoryError(f"The weights file {file} is missing.", "restore it, or train again.")
+    with torch.device("meta"):
+        expected = architecture.build(num_classes).state_dict()
+    # what these tensors take, plus room for the header: a larger file is refused before it is read into memory
+    largest = sum(t.numel() * t.element_size() for t in expected.values()) + MAX_HEADER_BYTES
+    if file.stat().st_size > largest:
+        raise InvalidModelDirectoryError(
+            f"{file} is {file.stat().st_size:,} bytes; {architecture.model_name} with {num_classes} classes needs at "
+            f"most {largest:,}, so it was not read.",
+            "restore the file written by `imgtrain train`.",
+        )
     try:
         # Read into memory rather than memory-map: a file replaced under a running process cannot crash it.
         weights = load(file.read_bytes())
@@ -210,8 +222,13 @@ def _load_weights(file: Path, architecture: Architecture, num_classes: int) -> d
             f"{file} is not a safetensors weights file ({exc}); imgtrain never loads pickles.",
             "restore the file written by `imgtrain train`.",
         ) from None
-    with torch.device("meta"):
-        expected = architecture.build(num_classes).state_dict()
+    not_finite = [name for name, t in weights.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if not_finite:
+        raise InvalidModelDirectoryError(
+            f"{file} holds NaN or infinite weights ({', '.join(not_finite[:3])}"
+            f"{', ...' if len(not_finite) > 3 else ''}): every probability it gave would be NaN.",
+            "restore the file written by `imgtrain train`, or train again.",
+        )
     details = weights_mismatch(expected, weights)
     if details:
         raise InvalidModelDirectoryError(

@@ -1,0 +1,142 @@
+"""Hostile and careless input, round three (issue 32): each class of problem a hostile or careless user found."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import imgtrain
+
+
+def _occupy(path: Path, kind: str) -> Path:
+    """Put at `path` something imgtrain did not write: a file, a FIFO, or a link to a file (the link's target
+    returned, so the test can check it too)."""
+    target = path.parent / f"{path.name}-target.txt"
+    target.write_text("the user's own\n")
+    if kind == "file":
+        path.write_text("my notes\n")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to(target)
+    return target
+
+
+def _unchanged(path: Path, kind: str, target: Path) -> bool:
+    mode = os.lstat(path).st_mode
+    if kind == "file":
+        return stat.S_ISREG(mode) and path.read_text() == "my notes\n"
+    if kind == "fifo":
+        return stat.S_ISFIFO(mode)
+    return stat.S_ISLNK(mode) and target.read_text() == "the user's own\n"
+
+
+@pytest.mark.parametrize("kind", ["file", "fifo", "symlink"])
+def test_overwrite_replaces_only_what_imgtrain_wrote(trained_model, labeled_folder, tmp_path, run_cli, kind):
+    """`--overwrite` deleted a file it did not write to make a folder, and replaced FIFOs, devices and links (as
+    root, /dev/null or /dev/stdout) by regular files."""
+    model_dir, valid = trained_model
+    commands = {
+        "folder": ("convert", labeled_folder, "{out}", "--overwrite"),
+        "transform": ("transform", "init", "{out}", "--overwrite"),
+        "scores": ("score", "--model", model_dir, "--data", valid, "--out", "{out}", "--overwrite"),
+    }
+    for name, argv in commands.items():
+        out = tmp_path / f"{name}-out"
+        target = _occupy(out, kind)
+        code, _, err = run_cli(*(str(a).format(out=out) for a in argv))
+        assert code == 1 and "replaces only what imgtrain wrote" in err, (name, err)
+        assert _unchanged(out, kind, target), name
+
+
+def test_overwrite_still_replaces_imgtrains_own_files(trained_model, tmp_path, run_cli):
+    model_dir, valid = trained_model
+    for argv in (
+        ("transform", "init", tmp_path / "t.json"),
+        ("score", "--model", model_dir, "--data", valid, "--out", tmp_path / "s.csv"),
+        ("score", "--model", model_dir, "--data", valid, "--out", tmp_path / "s.jsonl"),
+    ):
+        assert run_cli(*argv)[0] == 0
+        code, _, err = run_cli(*argv, "--overwrite")
+        assert code == 0, err
+    assert imgtrain.load_transform(tmp_path / "t.json") is not None
+
+
+def test_a_character_device_is_never_an_output(tmp_path, run_cli):
+    code, _, err = run_cli("transform", "init", "/dev/null", "--overwrite")
+    assert code == 1 and "special file" in err and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_a_killed_scores_partial_file_is_removed_by_the_next_score(trained_model, tmp_path):
+    """A killed `score` left `.scores.csv.XXXX.tmp` beside --out forever (a folder output's leftovers were removed)."""
+    model_dir, valid = trained_model
+    argv = [sys.executable, "-m", "imgtrain", "score", "--model", str(model_dir), "--data", str(valid)]
+    out = tmp_path / "scores.csv"
+    env = os.environ | {"IMGTRAIN_CRASH_AT": "scores-writing"}
+    killed = subprocess.run([*argv, "--out", str(out)], env=env, capture_output=True, text=True)
+    assert killed.returncode == -9 and len(list(tmp_path.glob(".scores.csv.*.tmp"))) == 1 and not out.exists()
+    subprocess.run([*argv, "--out", str(out)], check=True, capture_output=True)
+    assert out.is_file() and sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (("score", "--model", "M", "--data", "D", "--out", "s.csv", "--batch-size", "99999999999999999999"), "from 1"),
+        (("score", "--model", "{model}", "--data", "{valid}", "--out", "{tmp}/s.csv", "--device", "mps"), "mps"),
+        (("score", "--model", "{model}", "--data", "{valid}", "--out", "{tmp}/s.csv", "--device", "cuda:x"), "cuda:x"),
+        (("convert", "reference://", "{tmp}/out"), "not a URL imgtrain can read"),
+        (("convert", "memory://nothing/here", "{tmp}/out"), "memory://"),
+    ],
+)
+def test_ordinary_options_give_usage_or_named_errors(trained_model, tmp_path, run_cli, argv, words):
+    """`--batch-size 99999999999999999999` (islice's ValueError), `--device mps` (torch's RuntimeError) and
+    `convert reference:// OUT` (fsspec's TypeError) were internal errors."""
+    model_dir, valid = trained_model
+    code, _, err = run_cli(*(a.format(model=model_dir, valid=valid, tmp=tmp_path) for a in argv))
+    assert code in (1, 2) and words in err and "internal error" not in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def _model_copy(model_dir: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(model_dir, to, ignore=shutil.ignore_patterns("checkpoint"))
+    return to
+
+
+def test_nan_weights_are_refused_when_the_model_is_opened(trained_model, tmp_path, run_cli):
+    """A NaN weight passed the shape checks: every probability NaN, exit 0, and serve answered a bare 500."""
+    from safetensors.torch import load_file, save_file
+
+    model_dir, valid = trained_model
+    broken = _model_copy(model_dir, tmp_path / "nan-model")
+    weights = load_file(broken / "model.safetensors")
+    name = next(k for k, t in weights.items() if t.is_floating_point())
+    weights[name].view(-1)[0] = float("nan")
+    save_file(weights, broken / "model.safetensors")
+    code, _, err = run_cli("score", "--model", broken, "--data", valid, "--out", tmp_path / "s.csv")
+    assert code == 1 and "NaN or infinite weights" in err and name in err
+    with pytest.raises(imgtrain.InvalidModelDirectoryError, match="NaN or infinite"):
+        from imgtrain.serving.serve import create_app
+
+        create_app(broken)
+
+
+def test_a_huge_weights_file_is_refused_before_it_is_read(trained_model, tmp_path, run_cli):
+    """A sparse 8 GB model.safetensors was read whole: 8 GB allocated, then 'internal error: MemoryError'."""
+    import resource
+
+    model_dir, valid = trained_model
+    huge = _model_copy(model_dir, tmp_path / "huge-model")
+    with open(huge / "model.safetensors", "r+b") as f:
+        f.truncate(8 * 2**30)  # sparse: no disk used
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    code, _, err = run_cli("score", "--model", huge, "--data", valid, "--out", tmp_path / "s.csv")
+    assert code == 1 and "so it was not read" in err
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 2**20  # KiB: under 1 GiB more
