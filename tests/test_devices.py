@@ -149,7 +149,9 @@ def test_job_position_comes_from_torchruns_environment(monkeypatch):
     assert (ctx.rank, ctx.world_size, ctx.local_rank, ctx.enabled, ctx.is_main) == (3, 4, 1, True, False)
 
 
-@pytest.mark.parametrize("capability, expected", [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+@pytest.mark.parametrize(
+    "capability, expected", [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")]
+)
 def test_gpus_that_only_emulate_bf16_train_in_fp16(monkeypatch, capability, expected):
     """A V100 (7.0) or T4 (7.5): torch.cuda.is_bf16_supported() says yes (emulation counts), so `auto` tried slow
     bf16 and fell back to fp32, never trying the tensor cores' fp16."""
