@@ -140,3 +140,24 @@ def test_a_huge_weights_file_is_refused_before_it_is_read(trained_model, tmp_pat
     code, _, err = run_cli("score", "--model", huge, "--data", valid, "--out", tmp_path / "s.csv")
     assert code == 1 and "so it was not read" in err
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 2**20  # KiB: under 1 GiB more
+
+
+def test_class_names_are_drawn_literally_not_as_mathtext(tmp_path, run_cli):
+    """A class folder named `$\\foo$` (legal, accepted by convert, train and score) made evaluate die with
+    'internal error: ValueError ... Unknown symbol' while drawing its name."""
+    import csv
+
+    classes = ["$\\foo$", "cat", "dog_$x^2$"]
+    scores = tmp_path / "scores.csv"
+    with scores.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["id", "path", "source", "label", *(f"Scored Probabilities_{c}" for c in classes), "Scored Labels"]
+        )
+        for i in range(6):
+            probs = [0.1, 0.1, 0.1]
+            probs[(i + i // 3) % 3] = 0.8
+            writer.writerow([i, f"/x/{i}.png", f"{i}.png", classes[i % 3], *probs, classes[probs.index(0.8)]])
+    code, _, err = run_cli("evaluate", "--scores", scores, "--out", tmp_path / "report")
+    assert code == 0, err
+    assert (tmp_path / "report" / "confusion_matrix.png").stat().st_size > 0

@@ -10,12 +10,21 @@ import numpy as np
 from .files import atomic_file
 
 
-def plot_history(history: list[dict[str, Any]], path: Path) -> None:
-    """Loss (train, validation) and accuracy (train top-1, validation top-1/top-5) per epoch, as a PNG."""
+def pyplot() -> Any:
+    """matplotlib's pyplot, drawing off-screen (Agg) and every text literally: class names, file names and parameter
+    values are user data, and a class named `$\\foo$` was parsed as mathtext and failed the whole figure."""
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False
     from matplotlib import pyplot as plt
+
+    return plt
+
+
+def plot_history(history: list[dict[str, Any]], path: Path) -> None:
+    """Loss (train, validation) and accuracy (train top-1, validation top-1/top-5) per epoch, as a PNG."""
+    plt = pyplot()
 
     epochs = [row["epoch"] for row in history]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
@@ -48,10 +57,7 @@ def plot_confusion_matrix(
     matrix, classes: list[str], path: Path, title: str = "Confusion matrix", xlabel: str = "predicted class"
 ) -> None:
     """Counts of true (rows) against predicted (columns) classes, as a PNG heat map."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    plt = pyplot()
 
     k = len(classes)
     side = min(4 + 0.45 * k, 30)
@@ -80,10 +86,7 @@ def plot_confusion_matrix(
 
 def plot_reliability(calibration: dict, path: Path) -> None:
     """A reliability diagram: each confidence bin's accuracy against the diagonal of perfect calibration."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 5), constrained_layout=True)
     filled = [b for b in calibration["bins"] if b["images"]]
@@ -110,10 +113,7 @@ def plot_reliability(calibration: dict, path: Path) -> None:
 
 def plot_class_confusions(per_class: dict[str, dict[str, int]], path: Path) -> None:
     """Each class's 2x2 confusion (true without / with the class against given without / with), small multiples."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    plt = pyplot()
 
     cols = min(4, max(1, len(per_class)))
     rows = max(1, -(-len(per_class) // cols))
@@ -137,10 +137,7 @@ def plot_class_confusions(per_class: dict[str, dict[str, int]], path: Path) -> N
 
 def plot_precision_recall(curves: dict[str, tuple[list[float], list[float]]], path: Path) -> None:
     """One precision-recall curve per class (name -> (recall, precision)), as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
     for name, (recall, precision) in curves.items():
@@ -153,10 +150,7 @@ def plot_precision_recall(curves: dict[str, tuple[list[float], list[float]]], pa
 
 def plot_image_grid(items: list[tuple[str | None, str]], path: Path, title: str) -> None:
     """Images with captions in a grid, as a PNG; unreadable or missing images show as blanks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    plt = pyplot()
 
     from .data.imaging import BadImage, load_rgb
 

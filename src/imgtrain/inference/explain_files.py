@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from ..files import atomic_write_json, building_dir
+from ..plots import pyplot
 
 EXPLAIN_JSON = "explanations.json"
 HEATMAPS = "heatmaps.safetensors"
@@ -26,10 +27,7 @@ def overlay(image: np.ndarray, heat: np.ndarray) -> Image.Image:
 
 
 def _grid(document: dict[str, Any], overlays: list[Image.Image], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    plt = pyplot()
 
     columns = min(4, max(1, len(overlays)))
     rows = max(1, -(-len(overlays) // columns))

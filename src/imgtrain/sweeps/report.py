@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import OutputExistsError
 from ..files import atomic_file, atomic_write_json, atomic_write_text, building_dir
 from ..models.model_directory import open_model_directory
+from ..plots import pyplot
 from .study import optuna_module
 
 log = logging.getLogger(__name__)
@@ -92,10 +93,7 @@ def _csv(rows: list[dict[str, Any]]) -> str:
 def _plots(study: Any, out: Path) -> None:
     """Optuna's own matplotlib plots, where the trials so far allow each (importance needs two complete ones)."""
     optuna = optuna_module()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from optuna.visualization import matplotlib as figures
 
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]

@@ -20,6 +20,7 @@ from ..devices import resolve_device
 from ..errors import ParameterError
 from ..files import atomic_write_json, building_dir
 from ..models.architectures import open_untrained
+from ..plots import pyplot
 from .finetune import parameter_groups
 from .prechecks import labeled_directory
 from .recipe import build_optimizer
@@ -141,10 +142,7 @@ def suggest(rates: list[float], losses: list[float]) -> dict[str, Any]:
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4), constrained_layout=True)
     ax.plot(result["rates"], result["losses"], alpha=0.3, label="loss")
