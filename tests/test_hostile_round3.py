@@ -161,3 +161,26 @@ def test_class_names_are_drawn_literally_not_as_mathtext(tmp_path, run_cli):
     code, _, err = run_cli("evaluate", "--scores", scores, "--out", tmp_path / "report")
     assert code == 0, err
     assert (tmp_path / "report" / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_deeply_nested_json_lines_are_named_errors_in_every_reader(trained_model, labeled_folder, tmp_path, run_cli):
+    """serve refused JSON nested 100,000 deep, but the JSON-lines readers caught only JSONDecodeError: one such line
+    was 'internal error: RecursionError' in a manifest, an image directory's index and a scores file."""
+    import shutil
+
+    nested = "[" * 100_000 + "]" * 100_000 + "\n"
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(nested)
+    model_dir, valid = trained_model
+    directory = tmp_path / "directory"
+    shutil.copytree(valid, directory)
+    (directory / "images.jsonl").write_text(nested)
+    scores = tmp_path / "scores.jsonl"
+    scores.write_text(nested)
+    for argv in (
+        ("convert", manifest, tmp_path / "out"),
+        ("score", "--model", model_dir, "--data", directory, "--out", tmp_path / "s.csv"),
+        ("evaluate", "--scores", scores, "--out", tmp_path / "report"),
+    ):
+        code, _, err = run_cli(*argv)
+        assert code == 1 and "internal error" not in err and "Recursion" not in err, (argv[0], err)

@@ -123,6 +123,15 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.write(text)
 
 
+def parse_json(text: str | bytes) -> Any:
+    """json.loads, where JSON nested too deeply for Python's parser is a JSONDecodeError like any other malformed
+    JSON (a RecursionError crashed every reader of a file a user gives: manifests, indexes, scores)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", "", 0) from None
+
+
 def format_problem(
     data: Any, fmt: str, version: int | tuple[int, ...], kinds: dict[str, str] | None = None
 ) -> str | None:

@@ -23,7 +23,7 @@ from PIL import Image
 
 from .. import __version__
 from ..errors import InvalidDatasetError, NotLabeledDatasetError, list_problems
-from ..files import atomic_write_json, atomic_write_text, read_versioned_json
+from ..files import atomic_write_json, atomic_write_text, parse_json, read_versioned_json
 from ..params import is_integer
 from .decoding import check_indexed_size
 from .imaging import BadImage, load_rgb
@@ -284,7 +284,7 @@ def _read_index(root: Path, classes: list[str], labeled: bool, multilabel: bool)
                     continue
                 where = f"{INDEX_NAME} line {lineno}"
                 try:
-                    raw = json.loads(line)
+                    raw = parse_json(line)
                     record = ImageRecord(**raw) if isinstance(raw, dict) else None
                 except (json.JSONDecodeError, TypeError):
                     record = None

@@ -10,7 +10,7 @@ import json
 from pathlib import Path, PurePosixPath
 
 from ..errors import InvalidDatasetError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, parse_json
 from ..progress import progress_bar
 from . import remote
 from .image_directory import list_problems
@@ -29,7 +29,7 @@ def _rows(manifest: Path) -> tuple[list[dict] | None, list[str]]:
         rows: list[dict] = list(csv.DictReader(text.splitlines()))
     else:
         try:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+            rows = [parse_json(line) for line in text.splitlines() if line.strip()]
         except json.JSONDecodeError:
             return None, []
     if not all(isinstance(row, dict) for row in rows):

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from ..errors import InvalidDatasetError, MissingDependencyError
+from ..files import parse_json
 from ..progress import progress_bar
 from .archives import archive_kind
 from .image_directory import META_NAME, safe_relative_path
@@ -236,7 +237,7 @@ def _manifest_keys(manifest: Path, url: str) -> list[str]:
         paths = []
         for line in text.splitlines():
             try:
-                row = json.loads(line) if line.strip() else None
+                row = parse_json(line) if line.strip() else None
             except json.JSONDecodeError:
                 continue  # the local convert names the bad line
             paths.append(next((row[k] for k in PATH_KEYS if k in row), None) if isinstance(row, dict) else None)

@@ -15,7 +15,7 @@ import numpy as np
 from ..calibration import CALIBRATION_BINS, calibration
 from ..config import PROBABILITY_PREFIX, SCORED_LABELS
 from ..errors import InvalidDatasetError, NotLabeledDatasetError, ParameterError
-from ..files import atomic_write_json, building_dir
+from ..files import atomic_write_json, building_dir, parse_json
 from .multilabel_figures import write_multilabel_figures
 from .multilabel_metrics import (
     class_list,
@@ -44,7 +44,7 @@ def read_scores(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
     try:
         if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
             with path.open(encoding="utf-8") as f:
-                rows = [json.loads(line) for line in f if line.strip()]
+                rows = [parse_json(line) for line in f if line.strip()]
             columns = list(rows[0]) if rows else []
         else:
             with path.open(newline="", encoding="utf-8") as f:

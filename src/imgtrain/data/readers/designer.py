@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from ...errors import InvalidDatasetError
+from ...files import parse_json
 from ...params import is_integer
 from ..image_directory import list_problems, safe_relative_path
 from .listing import Candidate, Listing, check_all_or_none_labeled
@@ -88,7 +89,7 @@ def _lines(image_list: Path) -> list[tuple[int, str]]:
 def _candidate(root: Path, line: str, where: str, problems: list[str]) -> Candidate | None:
     """The image one line of the image list describes, or None with what is wrong added to `problems`."""
     try:
-        row = json.loads(line)
+        row = parse_json(line)
         name = row["image_info"]["file_name"]
     except (json.JSONDecodeError, KeyError, TypeError):
         problems.append(f"{where}: no image_info.file_name")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ...config import LABEL_SEPARATOR
 from ...errors import InvalidDatasetError
+from ...files import parse_json
 from ...params import is_integer
 from ..image_directory import list_problems
 from .listing import Candidate, Listing, check_all_or_none_labeled, printable
@@ -76,7 +77,7 @@ class JsonLinesManifestReader:
                     if not line.strip():
                         continue
                     try:
-                        row = json.loads(line)
+                        row = parse_json(line)
                     except json.JSONDecodeError as exc:
                         problems.append(f"line {lineno}: not JSON ({exc.msg})")
                         continue
