@@ -23,7 +23,8 @@ from PIL import Image
 
 from .. import __version__
 from ..errors import InvalidDatasetError, NotLabeledDatasetError, list_problems
-from ..files import atomic_write_json, atomic_write_text, parse_json, read_versioned_json
+from ..files import atomic_write_json, atomic_write_text
+from ..jsonfiles import parse_json, read_versioned_json
 from ..params import is_integer
 from .decoding import check_indexed_size
 from .imaging import BadImage, load_rgb

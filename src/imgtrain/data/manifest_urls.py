@@ -10,7 +10,8 @@ import json
 from pathlib import Path, PurePosixPath
 
 from ..errors import InvalidDatasetError
-from ..files import atomic_write_text, parse_json
+from ..files import atomic_write_text
+from ..jsonfiles import parse_json
 from ..progress import progress_bar
 from . import remote
 from .image_directory import list_problems

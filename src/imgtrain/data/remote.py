@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from ..errors import InvalidDatasetError, MissingDependencyError
-from ..files import parse_json
+from ..jsonfiles import parse_json
 from ..progress import progress_bar
 from .archives import archive_kind
 from .image_directory import META_NAME, safe_relative_path

@@ -8,7 +8,8 @@ from ..config import TRANSFORM_FORMAT as FORMAT
 from ..config import TRANSFORM_FORMAT_VERSION as FORMAT_VERSION
 from ..config import TransformSpec, spec_problems
 from ..errors import InvalidTransformationDirectoryError, list_problems
-from ..files import atomic_write_json, check_output, is_imgtrain_json, read_versioned_json
+from ..files import atomic_write_json, check_output
+from ..jsonfiles import is_imgtrain_json, read_versioned_json
 
 FILE_NAME = "transform.json"
 

@@ -15,7 +15,8 @@ import numpy as np
 from ..calibration import CALIBRATION_BINS, calibration
 from ..config import PROBABILITY_PREFIX, SCORED_LABELS
 from ..errors import InvalidDatasetError, NotLabeledDatasetError, ParameterError
-from ..files import atomic_write_json, building_dir, parse_json
+from ..files import atomic_write_json, building_dir
+from ..jsonfiles import parse_json
 from .multilabel_figures import write_multilabel_figures
 from .multilabel_metrics import (
     class_list,

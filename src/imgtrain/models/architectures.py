@@ -21,7 +21,8 @@ from torch import nn
 from .. import __version__
 from ..config import CATALOG_FAMILY, FAMILIES, OPTIONS, TIMM_FAMILY
 from ..errors import InvalidModelDirectoryError, ParameterError
-from ..files import atomic_write_json, building_dir, publish, read_versioned_json
+from ..files import atomic_write_json, building_dir, publish
+from ..jsonfiles import read_versioned_json
 from . import timm_catalog
 from . import weights as pretrained_weights
 from .catalog import InputCheck, build, catalog_names, head_keys

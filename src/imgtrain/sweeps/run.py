@@ -21,8 +21,9 @@ from typing import Any
 from ..config import TrainConfig, TransformSpec
 from ..data.transform_file import transform_spec
 from ..errors import OutputExistsError, ParameterError, TrainingInterrupted
-from ..files import atomic_write_json, check_output, exclusive, read_versioned_json
+from ..files import atomic_write_json, check_output, exclusive
 from ..interrupts import Terminated, stop_on_signals
+from ..jsonfiles import read_versioned_json
 from .report import BEST, REPORT_FILES, TABLE_JSON, write_report
 from .settings import SWEEP_FILE, SweepConfig
 from .space import DEFAULT_SPACE, parse_space, read_space

@@ -12,7 +12,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
 from ..errors import CheckpointError
-from ..files import atomic_file, format_problem
+from ..files import atomic_file
+from ..jsonfiles import format_problem
 from ..params import is_integer
 
 CHECKPOINT_DIR = "checkpoint"

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from ...errors import InvalidDatasetError
-from ...files import parse_json
+from ...jsonfiles import parse_json
 from ...params import is_integer
 from ..image_directory import list_problems, safe_relative_path
 from .listing import Candidate, Listing, check_all_or_none_labeled

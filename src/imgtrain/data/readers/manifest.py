@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ...config import LABEL_SEPARATOR
 from ...errors import InvalidDatasetError
-from ...files import parse_json
+from ...jsonfiles import parse_json
 from ...params import is_integer
 from ..image_directory import list_problems
 from .listing import Candidate, Listing, check_all_or_none_labeled, printable
