@@ -184,3 +184,32 @@ def test_deeply_nested_json_lines_are_named_errors_in_every_reader(trained_model
     ):
         code, _, err = run_cli(*argv)
         assert code == 1 and "internal error" not in err and "Recursion" not in err, (argv[0], err)
+
+
+@pytest.mark.parametrize("mode, bytes_per_pixel", [("I;16", 6), ("I", 10)])
+def test_sixteen_bit_grayscale_converts_in_its_narrow_type(mode, bytes_per_pixel):
+    """A 16-bit grayscale image was widened to int64 (24 bytes a pixel at the peak; the pixel limits assume 3): a
+    179 KB 9000x9000 PNG peaked at 2.75 GB. Same 8-bit values as before, in the narrow types: for 16 bits, PIL's
+    buffer (2 bytes a pixel), the division (2) and the 8-bit result (1); for 32 bits 4 + 4 + 1."""
+    import tracemalloc
+
+    import numpy as np
+    from PIL import Image
+
+    from imgtrain.data.imaging import to_rgb
+
+    side = 2000
+    values = np.random.default_rng(0).integers(0, 65536, (side, side), dtype=np.int64)
+    if mode == "I":
+        values[0, :4] = (-5, 70000, 65535, 0)  # 32-bit: out of 16-bit range clipped
+        image = Image.fromarray(values.astype(np.int32), "I")
+    else:
+        image = Image.fromarray(values.astype(np.uint16))
+    assert image.mode == mode
+    expected = np.clip(np.asarray(image).astype(np.int64) // 257, 0, 255).astype(np.uint8)
+    tracemalloc.start()
+    rgb = to_rgb(image)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert (np.asarray(rgb)[..., 0] == expected).all() and rgb.mode == "RGB"
+    assert peak < bytes_per_pixel * side * side  # measured before: 24 bytes a pixel, both

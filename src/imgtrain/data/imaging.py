@@ -157,8 +157,16 @@ def to_rgb(img: Image.Image) -> Image.Image:
     if mode == "RGB":
         return img
     if mode in _SIXTEEN_BIT_MODES or mode == "I":
-        wide = np.asarray(img).astype(np.int64)
-        return Image.fromarray(np.clip(wide // 257, 0, 255).astype(np.uint8), "L").convert("RGB")
+        # in the narrow types, in place: three int64 copies took 24 bytes a pixel where the limits assume 3
+        values = np.asarray(img)
+        if values.dtype.kind == "u" and values.dtype.itemsize == 2:
+            narrow = (values // 257).astype(np.uint8)
+        else:
+            wide = np.array(values, dtype=np.int32)
+            np.clip(wide, 0, 65535, out=wide)
+            wide //= 257
+            narrow = wide.astype(np.uint8)
+        return Image.fromarray(narrow, "L").convert("RGB")
     if mode == "F":
         values = np.nan_to_num(np.asarray(img, dtype=np.float64))
         return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L").convert("RGB")
