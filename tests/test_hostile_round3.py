@@ -213,3 +213,34 @@ def test_sixteen_bit_grayscale_converts_in_its_narrow_type(mode, bytes_per_pixel
     tracemalloc.stop()
     assert (np.asarray(rgb)[..., 0] == expected).all() and rgb.mode == "RGB"
     assert peak < bytes_per_pixel * side * side  # measured before: 24 bytes a pixel, both
+
+
+def test_files_describing_a_dataset_are_read_only_if_regular(trained_model, tmp_path, run_cli):
+    """A manifest that is a FIFO hung convert; a manifest, an image directory's index, a transformation file or a
+    scores file that is (a link to) /dev/zero was read as one endless line until memory ran out."""
+    import shutil
+
+    model_dir, valid = trained_model
+    fifo = tmp_path / "manifest.csv"
+    os.mkfifo(fifo)
+    done = subprocess.run(
+        [sys.executable, "-m", "imgtrain", "convert", str(fifo), str(tmp_path / "a")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1 and "not a regular file" in done.stderr, done.stderr
+    (tmp_path / "zero.jsonl").symlink_to("/dev/zero")
+    directory = tmp_path / "directory"
+    shutil.copytree(valid, directory)
+    (directory / "images.jsonl").unlink()
+    (directory / "images.jsonl").symlink_to("/dev/zero")
+    (tmp_path / "transform.json").symlink_to("/dev/zero")
+    for argv in (
+        ("convert", tmp_path / "zero.jsonl", tmp_path / "b"),
+        ("score", "--model", model_dir, "--data", directory, "--out", tmp_path / "s.csv"),
+        ("evaluate", "--scores", tmp_path / "zero.jsonl", "--out", tmp_path / "report"),
+        ("transform", "apply", tmp_path / "transform.json", valid, tmp_path / "c"),
+    ):
+        code, _, err = run_cli(*argv)
+        assert code in (1, 2) and "not a regular file" in err and "internal error" not in err, (argv[0], err)

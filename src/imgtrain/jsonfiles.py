@@ -1,13 +1,43 @@
-"""Reading JSON documents a user may hand imgtrain: one parser for JSON and JSON lines (nesting too deep is malformed
-JSON, not a RecursionError), and the versioned `format` / `format_version` check of imgtrain's own documents."""
+"""Reading the text and JSON files a user may hand imgtrain: one way to open them (regular files of a bounded size
+only: a FIFO hung, /dev/zero was read as one endless line), one parser for JSON and JSON lines (nesting too deep is
+malformed JSON, not a RecursionError), and the versioned `format` / `format_version` check of imgtrain's own
+documents."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .errors import ImgtrainError
+
+#: The largest manifest, index, list or document read (an index of ten million images is about 2 GB).
+MAX_TEXT_BYTES = 4 * 2**30
+
+
+def open_text(path: str | Path, encoding: str = "utf-8", newline: str | None = None) -> TextIO:
+    """A text file a user named, opened for reading if it is a regular file of at most MAX_TEXT_BYTES (links
+    followed); OSError otherwise, which every reader already turns into its named error."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of waiting for a writer
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a FIFO, a device or a socket is never read)", str(path))
+        if info.st_size > MAX_TEXT_BYTES:
+            raise OSError(errno.EFBIG, f"larger than {MAX_TEXT_BYTES // 2**30} GiB", str(path))
+        return open(fd, encoding=encoding, newline=newline)  # noqa: SIM115 - the caller closes it
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_text(path: str | Path, encoding: str = "utf-8") -> str:
+    """The whole of a text file a user named (open_text's rules)."""
+    with open_text(path, encoding) as f:
+        return f.read()
 
 
 def parse_json(text: str | bytes) -> Any:
@@ -49,7 +79,7 @@ def read_versioned_json(
 ) -> dict[str, Any]:
     """The JSON object in `path` if it is of format `fmt` at `version`; otherwise `error` saying what it is."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = parse_json(read_text(path))
     except FileNotFoundError:
         raise error(f"{path} does not exist.", hint) from None
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:

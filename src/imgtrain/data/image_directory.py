@@ -24,7 +24,7 @@ from PIL import Image
 from .. import __version__
 from ..errors import InvalidDatasetError, NotLabeledDatasetError, list_problems
 from ..files import atomic_write_json, atomic_write_text
-from ..jsonfiles import parse_json, read_versioned_json
+from ..jsonfiles import open_text, parse_json, read_versioned_json
 from ..params import is_integer
 from .decoding import check_indexed_size
 from .imaging import BadImage, load_rgb
@@ -275,7 +275,7 @@ def _read_index(root: Path, classes: list[str], labeled: bool, multilabel: bool)
     problems: list[str] = []
     seen_ids: set[int] = set()
     try:
-        handle = index_path.open(encoding="utf-8")
+        handle = open_text(index_path)
     except OSError as exc:
         return [], [f"{INDEX_NAME} cannot be read: {exc.strerror or exc}"]
     with handle:

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import InvalidDatasetError
 from ..files import atomic_write_text
-from ..jsonfiles import parse_json
+from ..jsonfiles import parse_json, read_text
 from ..progress import progress_bar
 from . import remote
 from .image_directory import list_problems
@@ -23,7 +23,7 @@ def _rows(manifest: Path) -> tuple[list[dict] | None, list[str]]:
     if not manifest.is_file() or not manifest.name.lower().endswith(MANIFEST_SUFFIXES):
         return None, []
     try:
-        text = manifest.read_text(encoding="utf-8-sig")
+        text = read_text(manifest, "utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return None, []  # the manifest's reader names what is wrong with it
     if manifest.suffix.lower() == CSV_SUFFIX:

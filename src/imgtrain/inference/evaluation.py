@@ -16,7 +16,7 @@ from ..calibration import CALIBRATION_BINS, calibration
 from ..config import PROBABILITY_PREFIX, SCORED_LABELS
 from ..errors import InvalidDatasetError, NotLabeledDatasetError, ParameterError
 from ..files import atomic_write_json, building_dir
-from ..jsonfiles import parse_json
+from ..jsonfiles import open_text, parse_json
 from .multilabel_figures import write_multilabel_figures
 from .multilabel_metrics import (
     class_list,
@@ -44,11 +44,11 @@ def read_scores(path: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
     path = Path(path)
     try:
         if path.suffix.lower() in (".jsonl", ".json", ".ndjson"):
-            with path.open(encoding="utf-8") as f:
+            with open_text(path) as f:
                 rows = [parse_json(line) for line in f if line.strip()]
             columns = list(rows[0]) if rows else []
         else:
-            with path.open(newline="", encoding="utf-8") as f:
+            with open_text(path, newline="") as f:
                 reader = csv.DictReader(f)
                 rows = list(reader)
                 columns = list(reader.fieldnames or [])

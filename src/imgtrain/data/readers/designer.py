@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from ...errors import InvalidDatasetError
-from ...jsonfiles import parse_json
+from ...jsonfiles import open_text, parse_json, read_text
 from ...params import is_integer
 from ..image_directory import list_problems, safe_relative_path
 from .listing import Candidate, Listing, check_all_or_none_labeled
@@ -66,7 +66,7 @@ def _image_list_name(root: Path) -> str:
                 f"{path} is {path.stat().st_size:,} bytes; a designer _meta.yaml is a few "
                 f"lines (at most {MAX_META_BYTES:,} bytes are read)."
             )
-        meta = yaml.load(path.read_text(encoding="utf-8"), Loader=NoAliasLoader)
+        meta = yaml.load(read_text(path), Loader=NoAliasLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InvalidDatasetError(f"{path} cannot be read: {str(exc)[:300]}.") from None
     if not isinstance(meta, dict) or meta.get("type") != "ImageDirectory":
@@ -80,7 +80,7 @@ def _image_list_name(root: Path) -> str:
 def _lines(image_list: Path) -> list[tuple[int, str]]:
     """The non-blank lines of the image list, with their line numbers."""
     try:
-        with image_list.open(encoding="utf-8") as f:
+        with open_text(image_list) as f:
             return [(n, line) for n, line in enumerate(f, 1) if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidDatasetError(f"{image_list} cannot be read: {exc}.") from None

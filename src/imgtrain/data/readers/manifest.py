@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ...config import LABEL_SEPARATOR
 from ...errors import InvalidDatasetError
-from ...jsonfiles import parse_json
+from ...jsonfiles import open_text, parse_json
 from ...params import is_integer
 from ..image_directory import list_problems
 from .listing import Candidate, Listing, check_all_or_none_labeled, printable
@@ -36,7 +36,7 @@ class CsvManifestReader:
         """The images the manifest lists, paths relative to its folder (kept inside it unless `allow_outside`)."""
         rows: list[tuple[int, dict]] = []
         try:
-            with self.manifest.open(newline="", encoding="utf-8-sig") as f:
+            with open_text(self.manifest, "utf-8-sig", newline="") as f:
                 reader = csv.DictReader(f)
                 fields = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
                 if "path" not in fields:
@@ -72,7 +72,7 @@ class JsonLinesManifestReader:
         rows: list[tuple[int, dict]] = []
         problems = []
         try:
-            with self.manifest.open(encoding="utf-8") as f:
+            with open_text(self.manifest) as f:
                 for lineno, line in enumerate(f, 1):
                     if not line.strip():
                         continue
