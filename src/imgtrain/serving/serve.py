@@ -216,7 +216,7 @@ def _facts(model: Model, config: ServeConfig) -> dict[str, Any]:
     """What /health says about the model and how it answers."""
     return {
         "status": "ok",
-        "model": str(model.trained.path),
+        "model": model.trained.path.name,  # the folder's name: a path would tell any caller user and folder names
         "architecture": model.trained.architecture.model_name,
         "classes": list(model.classes),
         "device": str(model.device),
