@@ -44,14 +44,14 @@ class CheckImages:
         """At most `limit` of them, evenly spaced (class folders and directories list classes together)."""
         if len(self.read) <= limit:
             return self
-        return self._subset(np.linspace(0, len(self.read) - 1, limit).round().astype(int).tolist())
+        return self._subset(_spaced(len(self.read), limit))
 
     def split(self, calibration: int) -> tuple[CheckImages, CheckImages]:
         """(up to `calibration` images to calibrate on, the others to check on), evenly spaced; with no others
         left, every image is checked (and the check says it saw its calibration images)."""
         if len(self.read) <= calibration:
             return self, self
-        chosen = np.linspace(0, len(self.read) - 1, calibration).round().astype(int).tolist()
+        chosen = _spaced(len(self.read), calibration)
         rest = sorted(set(range(len(self.read))) - set(chosen))
         return self._subset(chosen), self._subset(rest)
 
@@ -71,6 +71,11 @@ class CheckImages:
             labels.append(label)
         if pending:
             yield np.stack(pending), labels
+
+
+def _spaced(count: int, limit: int) -> list[int]:
+    """`limit` indices evenly spaced over `count` items (limit < count)."""
+    return np.linspace(0, count - 1, limit).round().astype(int).tolist()
 
 
 def check_images(trained: TrainedModel, source: str | Path) -> CheckImages:

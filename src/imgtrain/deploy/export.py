@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import MissingDependencyError, ParameterError
+from ..errors import ParameterError
 from ..files import atomic_write_json, building_dir, check_output
 from ..models.model_directory import TrainedModel, open_model_directory
 from .check import CheckImages, agreement, check_images
@@ -24,13 +24,14 @@ from .formats import (
     CALIBRATION_IMAGES,
     CHECK_IMAGES,
     EXPORT_META,
+    FORMAT_RUNTIMES,
     FORMATS,
     INT8_FORMATS,
     MAX_CALIBRATION_IMAGES,
     NOT_CHECKED_COREML,
 )
 from .quantize import quantize_onnx, quantize_openvino
-from .runtimes import Runtime, check_backend, write_onnx
+from .runtimes import Runtime, check_backend, require, write_onnx
 
 log = logging.getLogger(__name__)
 
@@ -102,19 +103,14 @@ def _check_options(fmt: str, int8: bool, images: object, calibration_images: int
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
             raise ParameterError(f"{name} must be a whole number from 1 to {most}, got {value!r}.")
     if images is not None and fmt != "coreml":  # the check runs the export: its runtime must be here before any work
-        check_backend({"onnx": "onnxruntime", "openvino": "openvino"}.get(fmt, "torch"))
+        check_backend(FORMAT_RUNTIMES.get(fmt, "torch"))
 
 
 def _write_onnx(
     net: ExportedModel, example: torch.Tensor, path: Path, trained: TrainedModel, calibration: CheckImages | None
 ) -> None:
     """OUT/model.onnx; with `calibration`, ONNX Runtime's INT8 of it (the float file only passes through)."""
-    try:
-        import onnx
-    except ImportError:
-        raise MissingDependencyError(
-            "ONNX export needs the onnx package.", hint="pip install 'imgtrain[export]' (onnx, onnxruntime)."
-        ) from None
+    onnx = require("onnx", "ONNX export", "export")
     float_file = path.with_name("float.onnx") if calibration else path
     write_onnx(net, example, float_file)
     if calibration:
@@ -144,12 +140,7 @@ def _write_openvino(
     net: ExportedModel, example: torch.Tensor, path: Path, trained: TrainedModel, calibration: CheckImages | None
 ) -> None:
     """OUT/model.xml + model.bin, read from the ONNX file; with `calibration`, NNCF's INT8."""
-    try:
-        import openvino
-    except ImportError:
-        raise MissingDependencyError(
-            "OpenVINO export needs openvino.", hint="pip install 'imgtrain[deploy]'."
-        ) from None
+    openvino = require("openvino", "OpenVINO export", "deploy")
     onnx_file = path.with_name("network.onnx")
     write_onnx(net, example, onnx_file)
     ov_model = openvino.Core().read_model(str(onnx_file))
@@ -164,12 +155,7 @@ def _write_coreml(
 ) -> None:
     """OUT/model.mlpackage: an ML program (iOS 16+), any batch of the example's height and width."""
     logging.getLogger("coremltools").setLevel(logging.ERROR)  # not its warnings that macOS's libraries are missing
-    try:
-        import coremltools as ct
-    except ImportError:
-        raise MissingDependencyError(
-            "Core ML export needs coremltools.", hint="pip install 'imgtrain[deploy]'."
-        ) from None
+    ct = require("coremltools", "Core ML export", "deploy")
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(net, example)
@@ -211,7 +197,7 @@ def _check(fmt: str, path: Path, trained: TrainedModel, images: CheckImages) -> 
 
         mlmodel = ct.models.MLModel(str(path))
         return agreement(trained, images, lambda batch: mlmodel.predict({"images": batch})["probabilities"])
-    runtime = Runtime(path, "onnxruntime" if fmt == "onnx" else "openvino")
+    runtime = Runtime(path, FORMAT_RUNTIMES[fmt])
     return agreement(trained, images, runtime.run)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 #: Each format's main file (OpenVINO's weights lie beside it in model.bin; a Core ML package is a folder).
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt", "openvino": "model.xml", "coreml": "model.mlpackage"}
 INT8_FORMATS = ("onnx", "openvino")
+#: The runtime that runs (and checks) each format here; TorchScript runs in torch, Core ML only on Apple's systems.
+FORMAT_RUNTIMES = {"onnx": "onnxruntime", "openvino": "openvino"}
 EXPORT_META = "imgtrain-export.json"
 CALIBRATION_IMAGES = 128
 #: Calibration holds its images decoded (0.6 MB each at 224 px): this many is 1.2 GB.

@@ -11,21 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingDependencyError
 from .check import CheckImages
+from .runtimes import require
 
 log = logging.getLogger(__name__)
 
 
 def quantize_onnx(float_file: Path, out: Path, images: CheckImages) -> None:
     """`float_file` quantized to INT8 (activations uint8, weights int8 per channel) into `out`."""
-    try:
-        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-    except ImportError:
-        raise MissingDependencyError(
-            "INT8 ONNX export needs onnxruntime.", hint="pip install 'imgtrain[export]'."
-        ) from None
+    require("onnxruntime", "INT8 ONNX export", "export")
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Batches(CalibrationDataReader):
         """The calibration batches, read in strides of one: ONNX Runtime merges each batch's ranges and drops its
@@ -73,12 +69,7 @@ def _network_ops(path: Path) -> set[str]:
 
 def quantize_openvino(float_model: object, images: CheckImages) -> object:
     """An OpenVINO model (openvino.Model) quantized to INT8 by NNCF on `images`."""
-    try:
-        import nncf
-    except ImportError:
-        raise MissingDependencyError(
-            "INT8 OpenVINO export needs NNCF.", hint="pip install 'imgtrain[deploy]'."
-        ) from None
+    nncf = require("nncf", "INT8 OpenVINO export", "deploy")
     batches = [batch for batch, _ in images.batches()]
     logging.getLogger("nncf").setLevel(logging.WARNING)
     with contextlib.redirect_stdout(sys.stderr):  # its progress bar, on stderr with the others

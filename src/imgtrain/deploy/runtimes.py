@@ -13,6 +13,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,6 +42,14 @@ def check_backend(backend: str) -> str:
             f"The {backend} backend needs the {package} package.", hint=f"pip install 'imgtrain[{extra}]'."
         )
     return backend
+
+
+def require(module: str, what: str, extra: str) -> Any:
+    """The optional package `module` a deploy step needs, or MissingDependencyError naming `what` and the extra."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingDependencyError(f"{what} needs {module}.", hint=f"pip install 'imgtrain[{extra}]'.") from None
 
 
 def write_onnx(
