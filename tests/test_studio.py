@@ -396,12 +396,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_studio(root, port: int):
+def _start_studio(root, port: int, env: dict | None = None):
     process = subprocess.Popen(
         [sys.executable, "-m", "imgtrain", "studio", "--root", str(root), "--port", str(port), "--token", TOKEN],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=env,
     )
     for _ in range(300):
         try:
@@ -478,12 +479,22 @@ def test_runs_wait_their_turn_and_a_queued_run_can_be_taken_off_the_queue(root):
 
 
 def test_what_a_run_writes_stays_under_the_root(tmp_path):
-    """Outputs in ROOT/imgtrain-runs, the registry and the decoded-image cache in ROOT/.imgtrain-studio; the user's
-    cache folder is not touched."""
+    """Outputs in ROOT/imgtrain-runs; the registry, the decoded-image cache, matplotlib's and torch's caches and every
+    temporary file in ROOT/.imgtrain-studio. The user's cache folder, $HOME and $TMPDIR are not touched (issue 32
+    item 17: matplotlib wrote its font cache under $HOME, torch $TMPDIR/torchinductor_USER), so a studio runs where
+    $HOME is read-only or shared."""
     root = make_class_folder(tmp_path / "root" / "large", {"a": 6, "b": 6}, size=(320, 320)).parent
     user_cache = Path(os.environ["IMGTRAIN_CACHE_DIR"])
     before = set(user_cache.rglob("*.rgb"))
-    with TestClient(create_app(root, TOKEN)) as client:
+    home, temporary = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    temporary.mkdir()
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME")
+    }
+    port = _free_port()
+    studio = _start_studio(root, port, env={**environment, "HOME": str(home), "TMPDIR": str(temporary)})
+    try:
         request = {
             "train": "large",
             "split_fraction": 0.5,
@@ -491,8 +502,15 @@ def test_what_a_run_writes_stays_under_the_root(tmp_path):
             "transform": {"size": 64, "center_crop": False, "random_horizontal_flip": False},
             "train_params": {"epochs": 1, "batch_size": 3},
         }
-        run_id = client.post("/api/runs", json=request, headers=AUTH).json()["id"]
-        assert wait_for(client, run_id, ("finished", "failed"))["status"] == "finished"
+        run_id = _api(port, "/api/runs", request)["id"]
+        deadline = time.monotonic() + 600  # as wait_for
+        while _api(port, f"/api/runs/{run_id}")["status"] in ("queued", "running") and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert _api(port, f"/api/runs/{run_id}")["status"] == "finished"
+    finally:
+        studio.send_signal(signal.SIGINT)
+        studio.wait(60)
     assert len(list((root / ".imgtrain-studio" / "decoded-cache").rglob("*.rgb"))) == 12
     assert set(user_cache.rglob("*.rgb")) == before
     assert sorted(p.name for p in root.iterdir()) == [".imgtrain-studio", "imgtrain-runs", "large"]
+    assert list(home.iterdir()) == [] and list(temporary.iterdir()) == []

@@ -7,6 +7,7 @@ import os
 
 from ..config import EXPLAIN_COUNT, MAX_SCORE_BATCH, MAX_SEED, PRECISIONS, SCORE_BATCH_SIZE, ServeConfig, TrainConfig
 from ..deploy.formats import BACKEND_HELP, BACKENDS
+from ..serving.web import ALLOWED_HOSTS_HELP
 from .options import MIN_CONFIDENCE_HELP, THRESHOLD_HELP, WORKERS_HELP, Formatter, count, describe, number
 
 
@@ -223,8 +224,7 @@ def add_serve(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPar
         "it at /; the API description at /docs.",
     )
     p.add_argument("model", metavar="MODELDIR", help="trained model directory (imgtrain train)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=number(1, 65535, int), default=8000, help="TCP port")
+    add_listening(p, 8000, "address to listen on (0.0.0.0: every interface)")
     p.add_argument(
         "--max-upload-mb",
         type=number(1e-6, 1e6),
@@ -289,8 +289,21 @@ def serve_config(args: argparse.Namespace) -> ServeConfig:
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..serving.serve import serve
 
-    serve(args.model, args.host, args.port, serve_config(args))
+    serve(args.model, args.host, args.port, serve_config(args), args.allowed_hosts)
     return 0
+
+
+def add_listening(p: argparse.ArgumentParser, port: int, host_help: str) -> None:
+    """--host, --port and --allowed-hosts, as serve and the studio take them."""
+    p.add_argument("--host", default="127.0.0.1", help=host_help)
+    p.add_argument("--port", type=number(1, 65535, int), default=port, help="TCP port")
+    p.add_argument(
+        "--allowed-hosts",
+        type=lambda text: [name for name in text.split(",") if name.strip()],
+        default=[],
+        metavar="NAMES",
+        help=ALLOWED_HOSTS_HELP,
+    )
 
 
 def add_studio(sub: argparse._SubParsersAction, common: list[argparse.ArgumentParser]) -> None:
@@ -307,13 +320,12 @@ def add_studio(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPa
         "its token.",
     )
     p.add_argument("--root", required=True, metavar="DIR", help="the folder the studio reads and writes under")
-    p.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on (another than this machine's own "
-        "only when you mean it: anyone with the token could then run jobs)",
+    add_listening(
+        p,
+        8765,
+        "address to listen on (another than this machine's own only when you mean it: anyone with the token could "
+        "then run jobs)",
     )
-    p.add_argument("--port", type=number(1, 65535, int), default=8765, help="TCP port")
     p.add_argument("--token", default=None, help="the access token (default: a new random one each start)")
     p.set_defaults(func=cmd_studio)
 
@@ -321,7 +333,7 @@ def add_studio(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPa
 def cmd_studio(args: argparse.Namespace) -> int:
     from ..studio.app import studio
 
-    studio(args.root, args.host, args.port, args.token)
+    studio(args.root, args.host, args.port, args.token, args.allowed_hosts)
     return 0
 
 

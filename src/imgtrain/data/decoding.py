@@ -2,8 +2,10 @@
 once, and kept in an on-disk cache so that later epochs read the small image instead of decoding the photo again.
 
 A cache entry is the uint8 RGB image after the resize, exactly what decoding would give again, so a run with the
-cache learns bit for bit what it learns without it. Entries are keyed by the file's identity (device, inode, size,
-modification time), the resize and Pillow's version; each holds a checksum, and one that does not match is rebuilt.
+cache learns bit for bit what it learns without it. Entries are found by the file's identity (device, inode, size,
+modification time), the resize and Pillow's version. Each holds a checksum of its pixels and the SHA-256 of its
+source's size, first and last 64 KiB (`source_digest`): an entry copied, left or crafted under another image's key is
+rebuilt, not served (docs/reliability.md says what this does and does not defend against).
 """
 
 from __future__ import annotations
@@ -33,9 +35,12 @@ from .imaging import MAX_IMAGE_PIXELS, BadImage, decode_rgb, open_reduced, read_
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "IMGTRAIN_CACHE_DIR"
-#: Entry layout: magic (with the format version), width, height, CRC-32 of the pixels, then H x W x 3 bytes.
-MAGIC = b"imgtrain-rgb\x00\x01"
-_HEADER = struct.Struct("<14sIII")
+#: Entry layout: magic (with the format version), width, height, CRC-32 of the pixels, the source's digest
+#: (`source_digest`), then H x W x 3 bytes.
+MAGIC = b"imgtrain-rgb\x00\x02"
+_HEADER = struct.Struct("<14sIII32s")
+#: How much of each end of a source file its digest reads: a cache hit reads at most twice this of the source.
+DIGEST_BLOCK = 64 * 1024
 #: Only images with at least this many times the resized image's pixels are cached: below it, decoding the file
 #: again costs about as much as reading the entry.
 MIN_CACHE_RATIO = 4
@@ -140,10 +145,11 @@ class DecodedCache:
         out_w, out_h = resized_size(size, width, height)
         return width * height >= MIN_CACHE_RATIO * out_w * out_h
 
-    def keep(self, path: Path, size: int, tensor: torch.Tensor) -> None:
-        """Store `tensor`, the file `path` decoded and resized to `size`, as its entry (convert does this)."""
+    def keep(self, path: Path, data: bytes, size: int, tensor: torch.Tensor) -> None:
+        """Store `tensor`, the file `path` (whose bytes are `data`) decoded and resized to `size`, as its entry
+        (convert does this)."""
         with contextlib.suppress(OSError):
-            self._store(self._entry(path, size), tensor)
+            self._store(self._entry(path, size), source_digest(data), tensor)
 
     def load(self, path: Path, size: int, width: int, height: int) -> torch.Tensor:
         """The image file `path` (indexed as width x height) resized to `size`: from the cache, or decoded and
@@ -151,16 +157,17 @@ class DecodedCache:
         if not self.worth_keeping(size, width, height):
             return decode_resized(read_image_file(path), size, (width, height))
         try:
-            entry = self._entry(path, size)
+            entry, digest = self._entry(path, size), _file_digest(path)
         except OSError:
             return decode_resized(read_image_file(path), size, (width, height))
-        pixels = _read_entry(entry, *resized_size(size, width, height))
+        pixels = _read_entry(entry, *resized_size(size, width, height), digest)
         if pixels is not None:
             import torch
 
             return torch.from_numpy(pixels).permute(2, 0, 1)
-        tensor = decode_resized(read_image_file(path), size, (width, height))
-        self._store(entry, tensor)
+        data = read_image_file(path)
+        tensor = decode_resized(data, size, (width, height))
+        self._store(entry, source_digest(data), tensor)
         return tensor
 
     def _entry(self, path: Path, size: int) -> Path:
@@ -169,10 +176,10 @@ class DecodedCache:
         digest = hashlib.sha256(key.encode()).hexdigest()[:32]
         return self.root / digest[:2] / f"{digest}.rgb"
 
-    def _store(self, entry: Path, tensor: torch.Tensor) -> None:
+    def _store(self, entry: Path, digest: bytes, tensor: torch.Tensor) -> None:
         """Write an entry beside its place and rename it in; a failure (disk full, read-only) only loses the entry."""
         pixels = np.ascontiguousarray(tensor.permute(1, 2, 0).numpy())
-        header = _HEADER.pack(MAGIC, pixels.shape[1], pixels.shape[0], zlib.crc32(pixels.data))
+        header = _HEADER.pack(MAGIC, pixels.shape[1], pixels.shape[0], zlib.crc32(pixels.data), digest)
         tmp = None
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
@@ -197,17 +204,34 @@ class DecodedCache:
         return count, total
 
 
-def _read_entry(entry: Path, width: int, height: int) -> np.ndarray | None:
-    """The pixels of a sound entry of this size; None when it is missing, short, of another size or damaged."""
+def source_digest(data: bytes) -> bytes:
+    """SHA-256 of a source file's size, first and last DIGEST_BLOCK bytes: what ties a cache entry to its image."""
+    tail = data[max(DIGEST_BLOCK, len(data) - DIGEST_BLOCK) :]
+    return hashlib.sha256(b"%d:" % len(data) + data[:DIGEST_BLOCK] + tail).digest()
+
+
+def _file_digest(path: Path) -> bytes:
+    """`source_digest` of the file at `path`, reading only its two ends."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(DIGEST_BLOCK)
+        f.seek(max(DIGEST_BLOCK, size - DIGEST_BLOCK))
+        tail = f.read(DIGEST_BLOCK)
+    return hashlib.sha256(b"%d:" % size + head + tail).digest()
+
+
+def _read_entry(entry: Path, width: int, height: int, digest: bytes) -> np.ndarray | None:
+    """The pixels of a sound entry of this size made from the source of `digest`; None when it is missing, short, of
+    another size or source, or damaged."""
     try:
         data = entry.read_bytes()
     except OSError:
         return None
     if len(data) != _HEADER.size + width * height * 3:
         return None
-    magic, w, h, crc = _HEADER.unpack_from(data)
+    magic, w, h, crc, source = _HEADER.unpack_from(data)
     pixels = memoryview(data)[_HEADER.size :]
-    if magic != MAGIC or (w, h) != (width, height) or zlib.crc32(pixels) != crc:
+    if magic != MAGIC or (w, h) != (width, height) or source != digest or zlib.crc32(pixels) != crc:
         return None
     return np.frombuffer(data, np.uint8, offset=_HEADER.size).reshape(height, width, 3).copy()
 

@@ -135,7 +135,7 @@ def _import_one(task: ImportTask) -> ImportOutcome:
             f.write(data)
     cache = DecodedCache(Path(task.cache_root)) if task.cache_root else None
     if cache and cache.worth_keeping(size, width, height):
-        cache.keep(Path(dest), size, resize_exact(rgb_tensor(rgb), size, (width, height)))
+        cache.keep(Path(dest), data, size, resize_exact(rgb_tensor(rgb), size, (width, height)))
     return ImportOutcome.imported(width, height, ext)
 
 

@@ -17,6 +17,7 @@ from ..config import PROBABILITY_PREFIX, SCORED_LABELS
 from ..errors import InvalidDatasetError, NotLabeledDatasetError, ParameterError
 from ..files import atomic_write_json, building_dir
 from ..jsonfiles import open_text, parse_json
+from .confusion import count_pairs, for_plot, matrix_json
 from .multilabel_figures import write_multilabel_figures
 from .multilabel_metrics import (
     class_list,
@@ -77,11 +78,9 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -
     """Multi-class metrics from true class indices (n,) and probabilities (n, k) over `classes`."""
     n, k = probs.shape
     y_pred = probs.argmax(1)
-    matrix = np.zeros((k, k), dtype=np.int64)
-    np.add.at(matrix, (y_true, y_pred), 1)
-    support = matrix.sum(1)
-    predicted = matrix.sum(0)
-    hits = np.diag(matrix)
+    support = np.bincount(y_true, minlength=k)
+    predicted = np.bincount(y_pred, minlength=k)
+    hits = np.bincount(y_true[y_true == y_pred], minlength=k)
     with np.errstate(divide="ignore", invalid="ignore"):
         precision = np.where(predicted > 0, hits / np.maximum(predicted, 1), 0.0)
         recall = np.where(support > 0, hits / np.maximum(support, 1), 0.0)
@@ -109,12 +108,7 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -
             }
             for i, c in enumerate(classes)
         },
-        "confusion_matrix": {
-            "classes": list(classes),
-            "rows_are": "true class",
-            "columns_are": "predicted class",
-            "matrix": matrix.tolist(),
-        },
+        "confusion_matrix": matrix_json(*count_pairs(y_true, y_pred, k), classes, "predicted class", "predicted"),
     }
     counts = support[present]
     metrics["imbalance_ratio"] = float(counts.max() / counts.min())
@@ -271,7 +265,8 @@ def _write_figures(
     (`kept`: the row of each scored image)."""
     from ..plots import plot_confusion_matrix, plot_image_grid, plot_reliability
 
-    plot_confusion_matrix(np.array(metrics["confusion_matrix"]["matrix"]), classes, folder / CONFUSION_PNG)
+    shown, shown_classes, which = for_plot(metrics["confusion_matrix"])
+    plot_confusion_matrix(shown, shown_classes, folder / CONFUSION_PNG, title="Confusion matrix" + which)
     plot_reliability(metrics["calibration"], folder / RELIABILITY_PNG)
     y_pred = probs.argmax(1)
     wrong = [j for j in np.argsort(-probs.max(1), kind="stable") if y_pred[j] != y_true[j]][:max_errors_shown]

@@ -20,6 +20,7 @@ from ..deploy.runtimes import Runtime
 from ..devices import PRECISIONS, autocast_for, measure_speedup, resolve_device, resolve_precision
 from ..errors import InvalidDatasetError, ParameterError
 from ..models.model_directory import TrainedModel, open_model_directory
+from ..models.tracing import NETWORK_LOCK
 from ..thresholds import check_threshold, predicted_classes
 from .backends import check_backend_for, open_backend
 
@@ -85,6 +86,10 @@ class Model:
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Probabilities (float32, on the CPU) of a batch of model inputs: the softmax at the model's temperature, or
         a multi-label model's sigmoid per class, each at its class's temperature."""
+        with NETWORK_LOCK:  # never while another thread traces a network (models.tracing)
+            return self._probabilities(batch)
+
+    def _probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         if self.precision == "auto":  # scores carry no seed promise: the fastest precision measured here
             self.precision = resolve_precision(
                 "auto",
@@ -164,7 +169,8 @@ def _inference_network(net: torch.nn.Module, device: torch.device) -> torch.nn.M
     try:
         from torch.fx.experimental.optimization import fuse
 
-        net = fuse(net)
+        with NETWORK_LOCK:
+            net = fuse(net)
     except Exception as exc:  # a network fx cannot trace keeps its BatchNorm layers
         log.debug("BatchNorm folding skipped: %s", exc)
     return net.to(memory_format=torch.channels_last)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..files import atomic_write_json
+from .confusion import for_plot
 from .multilabel_metrics import precision_recall_curve
 
 CONFUSION_JSON = "confusion_matrix.json"
@@ -55,11 +56,12 @@ def write_multilabel_figures(
         },
     )
     plot_class_confusions(per_class, folder / CLASS_CONFUSION_PNG)
+    shown, shown_classes, which = for_plot(metrics["co_occurrence"])
     plot_confusion_matrix(
-        np.array(metrics["co_occurrence"]["matrix"]),
-        classes,
+        shown,
+        shown_classes,
         folder / CO_OCCURRENCE_PNG,
-        title="Co-occurrence: true class (rows) and class given (columns)",
+        title="Co-occurrence: true class (rows) and class given (columns)" + which,
         xlabel="class given",
     )
     drawn = sorted(range(len(classes)), key=lambda k: -int(truth[:, k].sum()))[:MAX_CURVES]

@@ -16,6 +16,7 @@ import numpy as np
 from ..calibration import calibration
 from ..config import LABEL_SEPARATOR, PROBABILITY_PREFIX, SCORED_LABELS
 from ..errors import InvalidDatasetError, NotLabeledDatasetError
+from .confusion import count_pairs, matrix_json
 
 EPSILON = 1e-15
 
@@ -170,16 +171,22 @@ def compute_multilabel_metrics(
             }
             for k, c in enumerate(classes)
         },
-        "co_occurrence": {
-            "classes": list(classes),
-            "rows_are": "true class",
-            "columns_are": "given class",
-            "matrix": (truth.T.astype(np.int64) @ given.astype(np.int64)).tolist(),
-        },
+        "co_occurrence": matrix_json(*_co_occurring(truth, given), list(classes), "given class", "given"),
         "classes_per_image": {"true": float(truth.sum(1).mean()), "given": float(given.sum(1).mean())},
         "imbalance_ratio": float(counts.max() / counts.min()) if len(counts) else 1.0,
         "calibration": calibration(confidence.ravel(), ((probs >= 0.5) == truth).ravel()),
     }
+
+
+def _co_occurring(truth: np.ndarray, given: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (true class, given class) pairs of every image, counted as confusion.count_pairs counts them: cells only
+    where images are, whatever the number of classes."""
+    pairs = [
+        np.stack(np.meshgrid(np.flatnonzero(t), np.flatnonzero(g), indexing="ij"), -1).reshape(-1, 2)
+        for t, g in zip(truth, given, strict=True)
+    ]
+    both = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+    return count_pairs(both[:, 0], both[:, 1], truth.shape[1])
 
 
 def multilabel_summary(metrics: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import logging
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ from ..data.imaging import BadImage, ImageTooLarge
 from ..errors import MissingDependencyError, ParameterError
 from ..inference.model import Model, load_model
 from ..params import is_integer
+from . import web
+from .web import HostCheck, run_server
 from .webpage import PAGE
 
 log = logging.getLogger(__name__)
@@ -315,14 +318,20 @@ async def _multipart_images(body: bytes, content_type: str) -> list[tuple[str, b
     return images
 
 
-def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, config: ServeConfig | None = None) -> None:
-    """Run the endpoint until interrupted."""
+def serve(
+    model: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    config: ServeConfig | None = None,
+    allowed_hosts: Iterable[str] = (),
+) -> None:
+    """Run the endpoint until interrupted, answering only requests addressed to this machine or `allowed_hosts`."""
     if not is_integer(port, 1, 65535):
         raise ParameterError(f"port must be from 1 to 65535, got {port!r}.")
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - only whether it is installed
     except ImportError:
         raise MissingDependencyError("Serving needs uvicorn.", hint="pip install 'imgtrain[serve]'.") from None
     app = create_app(model, config)
     log.info("serving %s on http://%s:%d (web page at /, API at /docs)", model, host, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    run_server(HostCheck(app, web.allowed_hosts(host, allowed_hosts)), host, port)

@@ -8,25 +8,28 @@ run's checks), results, downloads, events, browse, predict.
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import MissingDependencyError, ParameterError
+from ..serving import web
+from ..serving.web import HostCheck, run_server
 from .access import COOKIE, NO_TOKEN_PAGE, TOKEN_FILE, BodyLimit, is_valid, studio_token, token_of
 from .browse import list_sources
 from .downloads import download_file, output_file
-from .events import follow
+from .events import StreamCount, follow
 from .graph import TRAINING_MODULES, modules, run_graph
 from .parameters import default_parameters
 from .pipeline import MODEL_META
 from .predict import top_classes
 from .registry import STATE_DIR, Registry
 from .results import node_output, run_details, run_layout, run_summary
-from .runner import BadRequest, Refused, check_request, inside_root
+from .runner import BadRequest, Refused, check_request, inside_root, keep_under_root
 from .supervisor import ACTIVE, RESUMABLE, Manager
 
 try:  # the [serve] extra: without it, create_app() and studio() say what to install
-    import uvicorn
+    import uvicorn  # noqa: F401 - only whether it is installed
     from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
@@ -142,6 +145,7 @@ def _error_answers(app: "FastAPI") -> None:
 def _run_routes(manager: Manager) -> "APIRouter":
     """Runs: check a request, submit, list, read, stop, resume, follow a run's events."""
     router, root = APIRouter(prefix="/api", tags=["runs"]), manager.root
+    streams = StreamCount()
 
     @router.post("/check")
     async def check(request: RunRequest) -> dict[str, Any]:
@@ -155,11 +159,11 @@ def _run_routes(manager: Manager) -> "APIRouter":
 
     @router.get("/runs")
     async def runs() -> list[dict[str, Any]]:
-        return [run_summary(root, run) for run in manager.registry.all()]
+        return await asyncio.to_thread(lambda: [run_summary(root, run) for run in manager.registry.all()])
 
     @router.get("/runs/{run_id}")
     async def run(run_id: int) -> dict[str, Any]:
-        return run_details(root, _existing_run(manager, run_id))
+        return await asyncio.to_thread(lambda: run_details(root, _existing_run(manager, run_id)))
 
     @router.post("/runs/{run_id}/stop")
     async def stop(run_id: int) -> dict[str, Any]:
@@ -180,8 +184,11 @@ def _run_routes(manager: Manager) -> "APIRouter":
 
     @router.get("/runs/{run_id}/events")
     async def events(run_id: int, request: Request) -> StreamingResponse:
-        _existing_run(manager, run_id)
-        stream = follow(manager.run_folder(run_id), request, lambda: _summary_once_ended(manager, run_id))
+        await asyncio.to_thread(_existing_run, manager, run_id)
+        client = request.client.host if request.client else ""
+        streams.check(run_id, client)
+        slot = streams.held(run_id, client)
+        stream = follow(manager.run_folder(run_id), request, lambda: _summary_once_ended(manager, run_id), slot)
         return StreamingResponse(stream, media_type="text/event-stream")
 
     return router
@@ -228,7 +235,7 @@ def _studio_routes(manager: Manager) -> "APIRouter":
 
     @router.get("/health")
     async def health() -> dict[str, Any]:
-        runs = manager.registry.all()
+        runs = await asyncio.to_thread(manager.registry.all)
         return {
             "status": "ok",
             "root": str(manager.root),
@@ -293,8 +300,15 @@ def _require_serve_extra() -> None:
         raise MissingDependencyError("The studio needs FastAPI and uvicorn.", hint="pip install 'imgtrain[serve]'.")
 
 
-def studio(root: str | Path, host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> None:
-    """Serve the studio until Ctrl-C; prints the URL to open (with its token), as Jupyter does."""
+def studio(
+    root: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+    allowed_hosts: Iterable[str] = (),
+) -> None:
+    """Serve the studio until Ctrl-C, answering only requests addressed to this machine or `allowed_hosts`; prints
+    the URL to open (with its token), as Jupyter does."""
     _require_serve_extra()
     root = Path(root)
     if not root.is_dir():
@@ -307,6 +321,7 @@ def studio(root: str | Path, host: str = "127.0.0.1", port: int = 8765, token: s
             root,
         )
     token = studio_token(root.resolve(), token)
+    keep_under_root(root.resolve() / STATE_DIR)  # the server's caches, and its workers' (they inherit them)
     app = create_app(root, token)
     print(f"imgtrain studio: http://{host}:{port}/?token={token}", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    run_server(HostCheck(app, web.allowed_hosts(host, allowed_hosts)), host, port)

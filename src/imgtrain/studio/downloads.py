@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import threading
 import zipfile
 from pathlib import Path
 
 from ..files import atomic_file
-from .runner import BadRequest
+from .runner import BadRequest, usable_path
 
 DOWNLOADS = ("model", "onnx", "scores")
+_making = threading.Lock()  # concurrent first downloads make the file once; the others wait for it
 
 
 def output_file(folder: Path, name: str) -> Path:
     """A file of a run's outputs (plots, metrics, scores); nothing outside the run's folder."""
-    path = (folder / name).resolve()
-    if not path.is_relative_to(folder.resolve()) or not path.is_file():
-        raise BadRequest(404, f"the run has no file {name!r}.")
+    try:
+        path = (folder / usable_path(name, "file")).resolve()
+        found = path.is_relative_to(folder.resolve()) and path.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
+        raise BadRequest(404, f"the run has no file {name!r:.200}.")
     return path
 
 
@@ -28,9 +34,10 @@ def download_file(model: Path, scores: Path | None, what: str) -> Path:
         if scores is None:
             raise BadRequest(409, "the model has scored no images yet.")
         return scores
-    if what == "onnx":
-        return _onnx_export(model, model.parent / f"{model.name}-export")
-    return _zipped_model(model, model.parent / f"{model.name}-downloads" / "model.zip")
+    with _making:
+        if what == "onnx":
+            return _onnx_export(model, model.parent / f"{model.name}-export")
+        return _zipped_model(model, model.parent / f"{model.name}-downloads" / "model.zip")
 
 
 def _onnx_export(model: Path, out: Path) -> Path:

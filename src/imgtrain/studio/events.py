@@ -3,18 +3,60 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .runner import EVENTS
+from .runner import EVENTS, BadRequest
 
 if TYPE_CHECKING:
     from starlette.requests import Request
 
 #: How often a followed run's events file is read again.
 POLL_SECONDS = 0.3
+#: Streams open at once: per run, per client address, and in all (each polls off the event loop).
+MAX_STREAMS_PER_RUN, MAX_STREAMS_PER_CLIENT, MAX_STREAMS = 8, 16, 64
+
+
+class StreamCount:
+    """The event streams open now, by run and by client: a stream past a bound is refused (429) before it starts."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_run: Counter[int] = Counter()
+        self.by_client: Counter[str] = Counter()
+
+    def check(self, run_id: int, client: str) -> None:
+        """BadRequest 429 when one more stream of `run_id` from `client` would pass a bound."""
+        with self.lock:
+            full = (
+                self.by_run[run_id] >= MAX_STREAMS_PER_RUN
+                or self.by_client[client] >= MAX_STREAMS_PER_CLIENT
+                or self.by_run.total() >= MAX_STREAMS
+            )
+        if full:
+            raise BadRequest(
+                429,
+                f"too many event streams open (at most {MAX_STREAMS_PER_RUN} per run, {MAX_STREAMS_PER_CLIENT} per "
+                f"client, {MAX_STREAMS} in all): close another tab following this run, or poll /api/runs/{run_id}.",
+            )
+
+    @contextlib.contextmanager
+    def held(self, run_id: int, client: str) -> Iterator[None]:
+        """Count one stream of `run_id` from `client` while the block runs."""
+        with self.lock:
+            self.by_run[run_id] += 1
+            self.by_client[client] += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.by_run -= Counter({run_id: 1})
+                self.by_client -= Counter({client: 1})
 
 
 def read_events(folder: Path) -> list[dict[str, Any]]:
@@ -32,23 +74,35 @@ def read_events(folder: Path) -> list[dict[str, Any]]:
     return events
 
 
-async def follow(folder: Path, request: Request, ended: Callable[[], dict[str, Any] | None]) -> AsyncIterator[str]:
+async def follow(
+    folder: Path,
+    request: Request,
+    ended: Callable[[], dict[str, Any] | None],
+    slot: contextlib.AbstractContextManager[None],
+) -> AsyncIterator[str]:
     """Server-sent events: every event of the run from the start, then new ones as they come, then its end (the
-    summary `ended()` gives once the run is over) while the client (`request`) stays connected."""
+    summary `ended()` gives once the run is over) while the client (`request`) stays connected; `slot` is held
+    meanwhile (StreamCount.held). Files and the registry are read off the event loop."""
     path, offset = folder / EVENTS, 0
-    while not await request.is_disconnected():
-        try:
-            with open(path, encoding="utf-8") as f:
-                f.seek(offset)
-                chunk = f.read()
-        except OSError:
-            chunk = ""
-        complete = chunk[: chunk.rfind("\n") + 1]
-        offset += len(complete.encode("utf-8"))
-        for line in complete.splitlines():
-            yield f"data: {line}\n\n"
-        summary = ended()
-        if summary is not None and not complete:
-            yield f"event: end\ndata: {json.dumps(summary)}\n\n"
-            return
-        await asyncio.sleep(POLL_SECONDS)
+    with slot:
+        while not await request.is_disconnected():
+            complete, summary = await asyncio.to_thread(_poll, path, offset, ended)
+            offset += len(complete.encode("utf-8"))
+            for line in complete.splitlines():
+                yield f"data: {line}\n\n"
+            if summary is not None and not complete:
+                yield f"event: end\ndata: {json.dumps(summary)}\n\n"
+                return
+            await asyncio.sleep(POLL_SECONDS)
+
+
+def _poll(path: Path, offset: int, ended: Callable[[], dict[str, Any] | None]) -> tuple[str, dict[str, Any] | None]:
+    """The whole lines written past `offset`, and the run's summary when nothing new came and it has ended."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            f.seek(offset)
+            chunk = f.read()
+    except OSError:
+        chunk = ""
+    complete = chunk[: chunk.rfind("\n") + 1]
+    return complete, (ended() if not complete else None)

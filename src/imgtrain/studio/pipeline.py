@@ -2,12 +2,16 @@
 the node's id, its state in the run's layout (layout.json) for the page to read.
 
 A node whose output exists is done (a resumed run starts where it stopped; training continues from its
-checkpoint). A node that fails marks those that read it skipped; the others still run, so one of two compared
-models failing leaves the other's results.
+checkpoint), but only when steps.json says that output was started for the same module, parameters and inputs: an
+output from another run (a registry deleted while the run folders were kept) is refused, never shown as this run's.
+A node that fails marks those that read it skipped; the others still run, so one of two compared models failing
+leaves the other's results.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,12 +21,14 @@ import imgtrain
 
 from ..config import STUDIO_TRAIN_DEFAULTS, TrainConfig, TransformSpec
 from ..data.image_directory import META_NAME
-from ..errors import ImgtrainError, TrainingInterrupted
+from ..errors import ImgtrainError, OutputExistsError, TrainingInterrupted
 from ..files import atomic_write_json
 from .graph import MODEL_MODULES, MODULES, resolve
 from .sweep import run_sweep, sweep_ended
 
 LAYOUT = "layout.json"
+STEPS = "steps.json"  # node id -> the fingerprint of what its output was started for
+STEPS_FORMAT, STEPS_VERSION = "imgtrain-studio-steps", 1
 MODEL_META = "imgtrain-model.json"  # models.architectures.MODEL_META: importing it loads torch
 NODE_STATUSES = ("queued", "running", "done", "failed", "skipped", "stopped")
 
@@ -82,6 +88,7 @@ class Pipeline:
         self.layout = initial_layout(root, folder, graph)
         self.paths = {n["id"]: output_paths(folder, n, root) for n in graph["nodes"]}
         self.current: str | None = None
+        self.steps = _read_steps(folder / STEPS)
         #: The first node's failure, as the run's error: {"name": the library error's class, "message"}.
         self.failure: dict[str, str] | None = None
 
@@ -134,9 +141,34 @@ class Pipeline:
         atomic_write_json(self.folder / LAYOUT, self.layout)
         self.on_step(node_id, status, error or "")
 
+    def fingerprint(self, node_id: str) -> str:
+        """A digest of what node_id's output depends on: its module, parameters and, recursively, its inputs."""
+        node = self.nodes[node_id]
+        inputs = {}
+        for port, ref in sorted(node["inputs"].items()):
+            found = resolve(ref, self.nodes) if ref is not None else None
+            inputs[port] = [self.fingerprint(found[0]), found[1]] if found else None
+        described = {"module": node["module"], "params": node["params"], "inputs": inputs}
+        return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _claim(self, node: dict[str, Any]) -> None:
+        """Record that node's output is being written for this request, or refuse an output written for another."""
+        own, fingerprint = self.folder / node["id"], self.fingerprint(node["id"])
+        if self.steps.get(node["id"]) == fingerprint:
+            return
+        if own.exists() or own.is_symlink():
+            raise OutputExistsError(
+                f"{own} holds the output of another run (other data or parameters, or a run folder kept when the "
+                "studio's registry was deleted); it is left as it is. Move it away, or start a new run."
+            )
+        self.steps[node["id"]] = fingerprint
+        steps = {"format": STEPS_FORMAT, "format_version": STEPS_VERSION, "steps": self.steps}
+        atomic_write_json(self.folder / STEPS, steps)
+
     def _run_node(self, node: dict[str, Any]) -> None:
-        """The library call of one node, unless its output is there already."""
+        """The library call of one node, unless its output was written whole for this same request."""
         module, params, outputs = node["module"], node["params"], self.paths[node["id"]]
+        self._claim(node)
         if all(_complete(p) for p in outputs.values()) and (module != "sweep" or sweep_ended(outputs["model"].parent)):
             return
         if module == "convert":
@@ -178,3 +210,13 @@ class Pipeline:
         imgtrain.train(
             self._input(node, "model"), self._input(node, "train"), self._input(node, "valid"), out, config, spec
         )
+
+
+def _read_steps(path: Path) -> dict[str, str]:
+    """The fingerprints a run folder's steps.json records ({} for a new folder, or one that is not a steps file)."""
+    try:
+        found = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    steps = found.get("steps") if isinstance(found, dict) and found.get("format") == STEPS_FORMAT else None
+    return {k: v for k, v in steps.items() if isinstance(v, str)} if isinstance(steps, dict) else {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
     request TEXT NOT NULL,
     error TEXT
 )"""
+
+
+_FOLDER = re.compile(r"run-(\d{1,18})")
 
 
 def run_folder_name(run_id: int) -> str:
@@ -50,16 +54,28 @@ class Registry:
         return db
 
     def add(self, request: dict[str, Any]) -> int:
-        """A new queued run of `request`; its id."""
+        """A new queued run of `request`; its id, past every run folder already under the root, so a registry
+        that was deleted (or a root copied without it) never hands a new run an old run's folder."""
         with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # one id at a time across the server's threads
+            newest = db.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0]
             cursor = db.execute(
-                "INSERT INTO runs (created, status, request) VALUES (?, 'queued', ?)",
-                (time.time(), json.dumps(request)),
+                "INSERT INTO runs (id, created, status, request) VALUES (?, ?, 'queued', ?)",
+                (max(newest, self._newest_folder()) + 1, time.time(), json.dumps(request)),
             )
             assert cursor.lastrowid is not None  # set by every INSERT
             return cursor.lastrowid
 
+    def _newest_folder(self) -> int:
+        """The highest N of the RUNS_DIR/run-N folders under the root (0 when none)."""
+        runs = self.path.parent.parent / RUNS_DIR
+        numbers = (_FOLDER.fullmatch(entry.name) for entry in (runs.iterdir() if runs.is_dir() else ()))
+        return max((int(found[1]) for found in numbers if found), default=0)
+
     def get(self, run_id: int) -> dict[str, Any] | None:
+        """Run `run_id`, or None (ids are SQLite's 64-bit integers: a larger number names no run)."""
+        if not 0 < run_id < 2**63:
+            return None
         with self._connect() as db:
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         return _as_dict(row) if row else None

@@ -37,15 +37,42 @@ class BadRequest(Exception):
 
 
 def inside_root(root: Path, relative: Any, what: str) -> Path:
-    """`relative` resolved inside `root` (links followed), or BadRequest: 400 not a relative path, 403 outside."""
+    """`relative` resolved inside `root` (links followed), or BadRequest: 400 not a relative path (or not one the
+    system can look up: a NUL byte, a name too long), 403 outside, 404 missing."""
     if not isinstance(relative, str) or not relative or Path(relative).is_absolute():
-        raise BadRequest(400, f"{what} must be a path relative to the studio's root, got {relative!r}.")
-    path = (root / relative).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise BadRequest(403, f"{what} {relative!r} leads outside the studio's root.")
-    if not path.exists():
-        raise BadRequest(404, f"{what} {relative!r} does not exist under the studio's root.")
+        raise BadRequest(400, f"{what} must be a path relative to the studio's root, got {relative!r:.200}.")
+    try:
+        path = (root / usable_path(relative, what)).resolve()
+        inside, found = path.is_relative_to(root.resolve()), path.exists()
+    except (OSError, ValueError) as exc:  # ENAMETOOLONG, ELOOP, ...
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise BadRequest(400, f"{what} {relative!r:.200} cannot be looked up: {why}.") from None
+    if not inside:
+        raise BadRequest(403, f"{what} {relative!r:.200} leads outside the studio's root.")
+    if not found:
+        raise BadRequest(404, f"{what} {relative!r:.200} does not exist under the studio's root.")
     return path
+
+
+#: The longest path the studio looks up, and the longest name in it (bytes, as Linux counts them).
+MAX_PATH_BYTES, MAX_NAME_BYTES = 4096, 255
+
+
+def usable_path(relative: str, what: str) -> str:
+    """`relative` when the system can look it up; BadRequest 400 for a NUL byte, a name or path too long, or text
+    that is not UTF-8 (lone surrogates)."""
+    try:
+        encoded = relative.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(400, f"{what} {relative!r:.200} is not valid text.") from None
+    too_long = len(encoded) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in encoded.split(b"/"))
+    if b"\x00" in encoded or too_long:
+        raise BadRequest(
+            400,
+            f"{what} {relative!r:.200} is not a usable path: it holds a NUL byte, or a name over {MAX_NAME_BYTES} "
+            f"bytes, or is over {MAX_PATH_BYTES} bytes.",
+        )
+    return relative
 
 
 def check_request(root: Path, body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -128,7 +155,7 @@ def work(root: str, folder: str, request: dict[str, Any], server_alive: Any) -> 
     """Run one graph in this worker process; the outcome goes to FOLDER/result.json, the story to events.jsonl."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    os.environ[CACHE_ENV] = str(Path(root) / STATE_DIR / "decoded-cache")  # what the studio writes stays under the root
+    keep_under_root(Path(root) / STATE_DIR)
     os.environ.setdefault(PROGRESS_ENV, "0")  # every tenth of convert and score reaches the page (10 events a step)
     logger = logging.getLogger("imgtrain")
     logger.setLevel(logging.INFO)
@@ -149,6 +176,26 @@ def work(root: str, folder: str, request: dict[str, Any], server_alive: Any) -> 
         logger.exception("the run failed")
         result = {"status": "failed", "error": {"name": type(exc).__name__, "message": str(exc)}}
     atomic_write_json(out / RESULT, result)
+
+
+#: Where the libraries a run uses keep their caches, under the studio's STATE_DIR: imgtrain's decoded images,
+#: matplotlib's font cache and config (else in ~/.matplotlib or ~/.cache), torch's compiled kernels (else
+#: $TMPDIR/torchinductor_USER) and Triton's. $TMPDIR is left as it is: multiprocessing's sockets live there, and a
+#: socket's path may not pass 107 bytes; what goes there is removed when the process ends.
+UNDER_ROOT = {
+    CACHE_ENV: "decoded-cache",
+    "MPLCONFIGDIR": "matplotlib",
+    "TORCHINDUCTOR_CACHE_DIR": "torchinductor",
+    "TRITON_CACHE_DIR": "triton",
+}
+
+
+def keep_under_root(state: Path) -> None:
+    """Point the caches of this process under the studio's own folder, so that a studio writes nothing outside its
+    root that outlives it (pretrained weights aside) and runs where $HOME is read-only or shared."""
+    for variable, name in UNDER_ROOT.items():
+        (state / name).mkdir(parents=True, exist_ok=True)
+        os.environ[variable] = str(state / name)
 
 
 def _stop_when_orphaned(server_alive: Any) -> None:

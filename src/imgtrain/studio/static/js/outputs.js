@@ -200,6 +200,7 @@ function classConfusions(perClass, coOccurrence) {
 
 function confusion(c, columns = "predicted") {
   if (!c?.classes?.length) return el("p", { class: "muted" }, "No confusion matrix.");
+  if (!c.matrix) return topConfusions(c, columns);
   const most = Math.max(1, ...c.matrix.flat());
   return el("div", { class: "scroll-table" },
     el("table", { class: "confusion", "aria-label": `${columns === "predicted" ? "Confusion matrix" : "Co-occurrence"}: rows are the true class, columns the ${columns} class` },
@@ -211,6 +212,16 @@ function confusion(c, columns = "predicted") {
           style: { "--heat": (count / most).toFixed(3) },
           title: `${c.classes[i]} → ${c.classes[j]}: ${count}`,
         }, String(count))))))));
+}
+
+/** Past 100 classes the matrix is too large for a table: the most frequent confusions, by name. */
+function topConfusions(c, columns) {
+  const top = c.top_confusions || [];
+  return el("div", {},
+    el("p", {}, `${c.classes.length} classes: too many for a table. The most frequent confusions (confusion_matrix.json holds every non-zero cell):`),
+    top.length
+      ? table(["true class", `${columns} class`, "images"], top.map((t) => [t.true, t[columns], t.count]))
+      : el("p", { class: "muted" }, "None: every image was right."));
 }
 
 function errors(list, runId) {
