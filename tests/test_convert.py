@@ -79,7 +79,7 @@ def test_files_without_image_extension_are_ignored_and_reported(labeled_folder, 
     d = imgtrain.convert(labeled_folder, tmp_path / "out")
     assert len(d) == 10
     report = json.loads((tmp_path / "out" / "convert-report.json").read_text())
-    assert report["ignored_non_images"] == ["cat/notes.txt"]
+    assert report["ignored_non_images"] == ["cat/.DS_Store (hidden file: not read)", "cat/notes.txt"]
 
 
 def _make_bad_files(folder: Path) -> None:

@@ -581,3 +581,71 @@ def test_event_streams_are_bounded_per_run_and_per_client(real_server, tmp_path)
     while (again := stream(runs[0]))[1] != 200 and time.monotonic() < deadline:
         time.sleep(0.3)
     assert again[1] == 200
+
+
+def test_convert_lists_hidden_entries_reads_a_bom_manifest_and_warns_of_look_alike_classes(tmp_path, run_cli):
+    """Issue 32, also seen: hidden class folders and files (.NET/) were dropped without a line in
+    convert-report.json; a JSON-lines manifest with a byte-order mark was refused while a CSV one was read; "Cat" and
+    "cat", or "é" composed and decomposed, became look-alike classes without a word."""
+    import json
+    import unicodedata
+
+    from conftest import make_class_folder
+
+    cafe_nfc, cafe_nfd = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
+    src = make_class_folder(tmp_path / "src", {"Cat": 2, "cat": 2, cafe_nfc: 2, cafe_nfd: 2, ".NET": 2})
+    (src / "cat" / ".DS_Store").write_bytes(b"\0")
+    code, _, err = run_cli("convert", str(src), str(tmp_path / "out"))
+    assert code == 0, err
+    report = json.loads((tmp_path / "out" / "convert-report.json").read_text())
+    assert ".NET/ (hidden folder: not read)" in report["ignored_non_images"]
+    assert "cat/.DS_Store (hidden file: not read)" in report["ignored_non_images"]
+    assert sorted(map(sorted, report["look_alike_classes"])) == sorted([["Cat", "cat"], sorted([cafe_nfc, cafe_nfd])])
+    assert "differ only in letter case or Unicode form" in err
+
+    manifest = tmp_path / "list.jsonl"
+    manifest.write_bytes(b"\xef\xbb\xbf" + b'{"path": "src/cat/img0.png", "label": "cat"}\n')
+    code, _, err = run_cli("convert", str(manifest), str(tmp_path / "from-manifest"))
+    assert code == 0, err
+
+
+def test_symlinked_images_in_an_image_directory_are_never_followed(trained_model, tmp_path, run_cli):
+    """Issue 32, also seen: a link planted in an image directory was followed by training, scoring and the grids,
+    although the studio's /files refuses links. Scoring gives it an error row naming why."""
+    import csv
+    import shutil
+
+    _, valid = trained_model
+    planted = shutil.copytree(valid, tmp_path / "valid")
+    victim = next(p for p in planted.rglob("*.png"))
+    secret = tmp_path / "secret.png"
+    victim.replace(secret)
+    victim.symlink_to(secret)
+    code, _, err = run_cli("score", "--model", trained_model[0], "--data", planted, "--out", tmp_path / "s.csv")
+    assert code == 1 and "symbolic link, which is never followed" in err and victim.name in err, err
+    out = tmp_path / "s.csv"
+    code, _, err = run_cli("score", "--model", trained_model[0], "--data", planted, "--out", out, "--skip-invalid")
+    linked = [r for r in csv.DictReader(out.open()) if r.get("error")]
+    assert code == 0 and len(linked) == 1 and "symbolic link" in linked[0]["error"], (code, err, linked)
+
+
+def test_the_studio_token_can_come_from_the_environment(tmp_path, monkeypatch):
+    """Issue 32, also seen: --token on the command line is visible in `ps`; $IMGTRAIN_STUDIO_TOKEN is not."""
+    from imgtrain.studio.access import TOKEN_ENV, studio_token
+
+    monkeypatch.setenv(TOKEN_ENV, "from-the-environment")
+    assert studio_token(tmp_path) == "from-the-environment"
+    assert studio_token(tmp_path, "given") == "given"
+
+
+def test_concurrent_first_downloads_make_the_onnx_export_once(trained_model, tmp_path):
+    """Issue 32, also seen: two first requests for a model's ONNX export at once answered 500 (OutputExistsError):
+    both found no export and both began writing it. The second now waits for the first's file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imgtrain.studio.downloads import download_file
+
+    model = _model_copy(trained_model[0], tmp_path / "model")
+    with ThreadPoolExecutor(3) as pool:
+        paths = list(pool.map(lambda _: download_file(model, None, "onnx"), range(3)))
+    assert len(set(paths)) == 1 and paths[0].is_file()

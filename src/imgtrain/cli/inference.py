@@ -326,7 +326,12 @@ def add_studio(sub: argparse._SubParsersAction, common: list[argparse.ArgumentPa
         "address to listen on (another than this machine's own only when you mean it: anyone with the token could "
         "then run jobs)",
     )
-    p.add_argument("--token", default=None, help="the access token (default: a new random one each start)")
+    p.add_argument(
+        "--token",
+        default=None,
+        help="the access token; better in $IMGTRAIN_STUDIO_TOKEN, since any user of this machine sees an option in "
+        "`ps` (default: the one kept in ROOT/.imgtrain-studio/token, made owner-only on the first start)",
+    )
     p.set_defaults(func=cmd_studio)
 
 

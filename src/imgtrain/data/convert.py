@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import shutil
 import time
+import unicodedata
 from pathlib import Path
 
 from ..errors import InvalidDatasetError
@@ -75,16 +76,9 @@ def convert(
             len(imported.records),
             bad + imported.undecodable,
             listing.ignored,
+            look_alike_classes(classes),
         )
-    _log_outcome(
-        out,
-        len(imported.records),
-        classes,
-        len(bad),
-        listing.ignored,
-        len(imported.undecodable),
-        time.perf_counter() - started,
-    )
+    _log_outcome(out, imported, classes, len(bad), listing.ignored, time.perf_counter() - started)
     report_usage(DecodedCache(default_cache_dir()) if cache else None)
     return ImageDirectory.open(out)
 
@@ -106,14 +100,23 @@ def _check_usable(src: Path, listing: Listing, imported: ImportResult, bad: list
 
 
 def _log_outcome(
-    out: Path, images: int, classes: list[str], bad: int, ignored: tuple[str, ...], undecodable: int, seconds: float
+    out: Path, imported: ImportResult, classes: list[str], bad: int, ignored: tuple[str, ...], seconds: float
 ) -> None:
     """What convert wrote, and what it left out and where that is listed."""
+    images, undecodable = len(imported.records), len(imported.undecodable)
     if bad:
         log.warning("skipped %d invalid images; see %s", bad, out / REPORT_NAME)
     if ignored:
         log.warning(
-            "ignored %d files (no image extension, or symbolic links), e.g. %s", len(ignored), list(ignored[:3])
+            "ignored %d files (no image extension, symbolic links, hidden files and folders), e.g. %s",
+            len(ignored),
+            list(ignored[:3]),
+        )
+    for names in look_alike_classes(classes):
+        log.warning(
+            "the classes %s differ only in letter case or Unicode form (NFC/NFD): they are separate classes; "
+            "rename the folders (or labels) to one spelling if they are one class",
+            " and ".join(repr(n) for n in names),
         )
     if undecodable:
         log.warning(
@@ -156,8 +159,25 @@ def _sources_by_url(listing: Listing, image_urls: dict[str, str]) -> Listing:
     )
 
 
-def _write_report(path: Path, source: str, images: int, left_out: list[LeftOut], ignored: tuple[str, ...]) -> None:
-    """OUT/convert-report.json: the source, how many images were written, and every file left out and why."""
+def look_alike_classes(classes: list[str]) -> list[list[str]]:
+    """Groups of class names a person reads as one: equal once in one Unicode form (NFC) and case-folded ("Cat" and
+    "cat", "é" composed and decomposed)."""
+    groups: dict[str, list[str]] = {}
+    for name in classes:
+        groups.setdefault(unicodedata.normalize("NFC", name).casefold(), []).append(name)
+    return [names for names in groups.values() if len(names) > 1]
+
+
+def _write_report(
+    path: Path,
+    source: str,
+    images: int,
+    left_out: list[LeftOut],
+    ignored: tuple[str, ...],
+    look_alike: list[list[str]],
+) -> None:
+    """OUT/convert-report.json: the source, how many images were written, every file left out and why, and the
+    class names that differ only in case or Unicode form."""
     atomic_write_json(
         path,
         {
@@ -167,5 +187,6 @@ def _write_report(path: Path, source: str, images: int, left_out: list[LeftOut],
             "images": images,
             "skipped": [{"source": b.source, "reason": b.reason} for b in left_out],
             "ignored_non_images": list(ignored),
+            "look_alike_classes": look_alike,
         },
     )

@@ -30,7 +30,16 @@ if TYPE_CHECKING:  # torch is imported where a tensor is made: convert keeps sma
     import torch
     from torchvision.transforms import v2
 
-from .imaging import MAX_IMAGE_PIXELS, BadImage, decode_rgb, open_reduced, read_image_file, rgb_tensor, to_rgb
+from .imaging import (
+    MAX_IMAGE_PIXELS,
+    BadImage,
+    decode_rgb,
+    open_reduced,
+    read_image_file,
+    refuse_link,
+    rgb_tensor,
+    to_rgb,
+)
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +247,9 @@ def _read_entry(entry: Path, width: int, height: int, digest: bytes) -> np.ndarr
 
 def load_for_model(path: Path, width: int, height: int, size: int | None, cache: DecodedCache | None) -> torch.Tensor:
     """An image file of an image directory as the uint8 CHW tensor a transformation continues from: resized to
-    `size` when the transformation starts with a resize (through `cache` when given), else at full size."""
+    `size` when the transformation starts with a resize (through `cache` when given), else at full size; a symbolic
+    link is refused (imaging.refuse_link)."""
+    refuse_link(path)
     if size is None:
         return decode_full(read_image_file(path), (width, height))
     if cache is None:

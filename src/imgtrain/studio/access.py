@@ -14,6 +14,7 @@ from .registry import STATE_DIR
 
 COOKIE = "imgtrain_studio"
 TOKEN_FILE = "token"
+TOKEN_ENV = "IMGTRAIN_STUDIO_TOKEN"
 MAX_REQUEST_BYTES = 1 << 20
 MAX_UPLOAD_BYTES = 20 << 20
 UPLOAD_PATHS = ("/predict",)
@@ -26,8 +27,10 @@ printed when it started (it ends in <code>?token=…</code>); after that this br
 
 
 def studio_token(root: Path, given: str | None = None) -> str:
-    """The studio's token: `given`, else the one kept under the root, else a new one kept there (owner-only)."""
+    """The studio's token: `given`, else $IMGTRAIN_STUDIO_TOKEN (which `ps` does not show, unlike an option), else
+    the one kept under the root, else a new one kept there (owner-only)."""
     path = root / STATE_DIR / TOKEN_FILE
+    given = given or os.environ.get(TOKEN_ENV, "").strip()
     if given:
         return given
     try:

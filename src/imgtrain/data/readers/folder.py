@@ -37,9 +37,13 @@ def read_folder(root: Path, src: Path, names_from: Path | None = None) -> Listin
             f for f in filenames if (here / f).is_symlink()
         )
         ignored.extend(f"{rel_dir / name} (symbolic link: not followed)" for name in links)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX" and d not in links)
+        skipped = sorted(d for d in dirnames if d not in links and (d.startswith(".") or d == "__MACOSX"))
+        ignored.extend(f"{rel_dir / name}/ (hidden folder: not read)" for name in skipped)
+        dirnames[:] = sorted(d for d in dirnames if d not in skipped and d not in links)
         for fname in sorted(filenames):
             path = here / fname
+            if fname.startswith(".") and fname not in links:
+                ignored.append(f"{rel_dir / fname} (hidden file: not read)")
             if fname.startswith(".") or fname in links or not path.is_file():
                 continue
             shown = str(src / path.relative_to(names_from)) if names_from else str(path.relative_to(root))

@@ -72,7 +72,7 @@ class JsonLinesManifestReader:
         rows: list[tuple[int, dict]] = []
         problems = []
         try:
-            with open_text(self.manifest) as f:
+            with open_text(self.manifest, "utf-8-sig") as f:  # a byte-order mark is read past, as in a CSV
                 for lineno, line in enumerate(f, 1):
                     if not line.strip():
                         continue
