@@ -11,9 +11,11 @@ rebuilt, not served (docs/reliability.md says what this does and does not defend
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
+import stat
 import struct
 import tempfile
 import zlib
@@ -36,7 +38,6 @@ from .imaging import (
     decode_rgb,
     open_reduced,
     read_image_file,
-    refuse_link,
     rgb_tensor,
     to_rgb,
 )
@@ -220,9 +221,14 @@ def source_digest(data: bytes) -> bytes:
 
 
 def _file_digest(path: Path) -> bytes:
-    """`source_digest` of the file at `path`, reading only its two ends."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+    """`source_digest` of the file at `path`, reading only its two ends; OSError for anything but a regular file (a
+    FIFO is opened without waiting for a writer, and never read)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        size = info.st_size
         head = f.read(DIGEST_BLOCK)
         f.seek(max(DIGEST_BLOCK, size - DIGEST_BLOCK))
         tail = f.read(DIGEST_BLOCK)
@@ -247,9 +253,7 @@ def _read_entry(entry: Path, width: int, height: int, digest: bytes) -> np.ndarr
 
 def load_for_model(path: Path, width: int, height: int, size: int | None, cache: DecodedCache | None) -> torch.Tensor:
     """An image file of an image directory as the uint8 CHW tensor a transformation continues from: resized to
-    `size` when the transformation starts with a resize (through `cache` when given), else at full size; a symbolic
-    link is refused (imaging.refuse_link)."""
-    refuse_link(path)
+    `size` when the transformation starts with a resize (through `cache` when given), else at full size."""
     if size is None:
         return decode_full(read_image_file(path), (width, height))
     if cache is None:

@@ -207,16 +207,8 @@ def read_image_file(path: str | Path) -> bytes:
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """Read an image file as upright 8-bit RGB (see `to_rgb`); a symbolic link is not followed (refuse_link)."""
-    refuse_link(path)
+    """Read an image file as upright 8-bit RGB (see `to_rgb`)."""
     return decode_rgb(read_image_file(path))
-
-
-def refuse_link(path: str | Path) -> None:
-    """BadImage when `path` is a symbolic link: an image directory holds only the files convert wrote, so a link in
-    it was put there since (and may lead anywhere); the studio's file routes refuse links too."""
-    if os.path.islink(path):
-        raise BadImage("a symbolic link, which is never followed: run imgtrain convert again")
 
 
 def rgb_tensor(img: Image.Image) -> torch.Tensor:

@@ -24,11 +24,16 @@ def count_pairs(rows: np.ndarray, columns: np.ndarray, k: int) -> tuple[np.ndarr
 
 
 def matrix_json(
-    cells: np.ndarray, counts: np.ndarray, classes: list[str], columns_are: str, column: str
+    cells: np.ndarray,
+    counts: np.ndarray,
+    classes: list[str],
+    columns_are: str,
+    column: str,
+    confused: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """`classes`, what rows and columns are, `matrix` (k <= DENSE_MAX_CLASSES) or `cells` ([row, column, count],
-    non-zero only), and `top_confusions`: the TOP_CONFUSIONS largest off-diagonal cells, each {"true", `column`,
-    "count"}."""
+    non-zero only), and `top_confusions`: the TOP_CONFUSIONS largest off-diagonal cells (of `confused` when given),
+    each {"true", `column`, "count"}."""
     k = len(classes)
     found: dict[str, Any] = {"classes": list(classes), "rows_are": "true class", "columns_are": columns_are}
     if k <= DENSE_MAX_CLASSES:
@@ -37,11 +42,12 @@ def matrix_json(
         found["matrix"] = dense.tolist()
     else:
         found["cells"] = [[int(i), int(j), int(c)] for (i, j), c in zip(cells, counts, strict=True)]
-    off = cells[:, 0] != cells[:, 1]
-    ranked = np.argsort(-counts[off], kind="stable")[:TOP_CONFUSIONS]
+    wrong, wrong_counts = confused if confused is not None else (cells, counts)
+    off = wrong[:, 0] != wrong[:, 1]
+    ranked = np.argsort(-wrong_counts[off], kind="stable")[:TOP_CONFUSIONS]
     found["top_confusions"] = [
         {"true": classes[i], column: classes[j], "count": int(c)}
-        for (i, j), c in zip(cells[off][ranked], counts[off][ranked], strict=True)
+        for (i, j), c in zip(wrong[off][ranked], wrong_counts[off][ranked], strict=True)
     ]
     return found
 

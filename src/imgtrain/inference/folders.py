@@ -41,7 +41,10 @@ def list_folder(path: str | Path) -> FolderImages:
     found, ignored = folder_images(root)
     if ignored:
         log.warning(
-            "ignored %d files of %s (no image extension, or symbolic links), e.g. %s", len(ignored), root, ignored[:3]
+            "ignored %d files of %s (no image extension, symbolic links, hidden files), e.g. %s",
+            len(ignored),
+            root,
+            ignored[:3],
         )
     return FolderImages(
         root,

@@ -16,7 +16,7 @@ import numpy as np
 from ..calibration import calibration
 from ..config import LABEL_SEPARATOR, PROBABILITY_PREFIX, SCORED_LABELS
 from ..errors import InvalidDatasetError, NotLabeledDatasetError
-from .confusion import count_pairs, matrix_json
+from .confusion import DENSE_MAX_CLASSES, count_pairs, matrix_json
 
 EPSILON = 1e-15
 
@@ -171,22 +171,35 @@ def compute_multilabel_metrics(
             }
             for k, c in enumerate(classes)
         },
-        "co_occurrence": matrix_json(*_co_occurring(truth, given), list(classes), "given class", "given"),
+        "co_occurrence": _co_occurrence(truth, given, list(classes)),
         "classes_per_image": {"true": float(truth.sum(1).mean()), "given": float(given.sum(1).mean())},
         "imbalance_ratio": float(counts.max() / counts.min()) if len(counts) else 1.0,
         "calibration": calibration(confidence.ravel(), ((probs >= 0.5) == truth).ravel()),
     }
 
 
-def _co_occurring(truth: np.ndarray, given: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The (true class, given class) pairs of every image, counted as confusion.count_pairs counts them: cells only
-    where images are, whatever the number of classes."""
+def _pairs(truth: np.ndarray, given: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How many images have true class i and were given class j, as the non-zero (i, j) cells and their counts: a
+    matrix product up to DENSE_MAX_CLASSES classes; past it, image by image, so that the cells follow the images."""
+    k = truth.shape[1]
+    if k <= DENSE_MAX_CLASSES:
+        dense = (truth.T.astype(np.float64) @ given.astype(np.float64)).astype(np.int64)  # exact below 2**53
+        cells = np.argwhere(dense > 0)
+        return cells, dense[cells[:, 0], cells[:, 1]]
     pairs = [
         np.stack(np.meshgrid(np.flatnonzero(t), np.flatnonzero(g), indexing="ij"), -1).reshape(-1, 2)
         for t, g in zip(truth, given, strict=True)
     ]
     both = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
-    return count_pairs(both[:, 0], both[:, 1], truth.shape[1])
+    return count_pairs(both[:, 0], both[:, 1], k)
+
+
+def _co_occurrence(truth: np.ndarray, given: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """The co-occurrence of true and given classes (confusion.matrix_json); its top confusions are the classes given
+    that the image does not have."""
+    return matrix_json(
+        *_pairs(truth, given), classes, "given class", "given", confused=_pairs(truth, given & ~truth.astype(bool))
+    )
 
 
 def multilabel_summary(metrics: dict[str, Any]) -> str:

@@ -44,7 +44,7 @@ def host_allowed(header: str, allowed: Iterable[str]) -> bool:
         pass
     if name in LOOPBACK_NAMES or name.endswith(".localhost"):
         return True
-    for pattern in (p.strip().lower().rstrip(".") for p in allowed):
+    for pattern in (_host_name(p) or "" for p in allowed):  # "gpu-box:8000" means gpu-box
         if pattern == "*" or pattern == name or (pattern.startswith("*.") and name.endswith(pattern[1:])):
             return True
     return False
@@ -111,16 +111,20 @@ def _is_address(host: str) -> bool:
 
 
 def connection_limit() -> int:
-    """How many connections uvicorn keeps open at once: the descriptor limit (raised to its hard limit where the
-    system allows) less SPARE_DESCRIPTORS; beyond it new connections are answered 503."""
+    """uvicorn's bound on connections and requests at once: the descriptor limit (raised to its hard limit where the
+    system allows) less SPARE_DESCRIPTORS; past it requests are answered 503 (connections are still accepted, and
+    those that send nothing are closed at the head deadline)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard != resource.RLIM_INFINITY else 65536
-    if soft != resource.RLIM_INFINITY and soft < wanted:
+    for raised in (min(wanted, 1 << 20), 10240):  # 10240: macOS's OPEN_MAX, where the hard limit is unlimited
+        if soft == resource.RLIM_INFINITY or soft >= raised:
+            break
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, 1 << 20), hard))
-            soft = min(wanted, 1 << 20)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+            break
         except (ValueError, OSError):
-            pass
+            continue
     limit = 1 << 20 if soft == resource.RLIM_INFINITY else soft
     return max(16, limit - SPARE_DESCRIPTORS)
 
@@ -159,6 +163,11 @@ def _with_head_deadline() -> type[asyncio.Protocol]:
         def _arm(self) -> None:
             self._seen_cycle = self.cycle
             self._deadline = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._check)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._deadline.cancel()  # the next head has the whole deadline from this answer
+            self._arm()
 
         def _check(self) -> None:
             started = self.cycle is not self._seen_cycle  # a new request head arrived

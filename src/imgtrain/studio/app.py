@@ -8,6 +8,7 @@ run's checks), results, downloads, events, browse, predict.
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -185,10 +186,9 @@ def _run_routes(manager: Manager) -> "APIRouter":
     @router.get("/runs/{run_id}/events")
     async def events(run_id: int, request: Request) -> StreamingResponse:
         await asyncio.to_thread(_existing_run, manager, run_id)
-        client = request.client.host if request.client else ""
-        streams.check(run_id, client)
-        slot = streams.held(run_id, client)
-        stream = follow(manager.run_folder(run_id), request, lambda: _summary_once_ended(manager, run_id), slot)
+        release = streams.take(run_id, request.client.host if request.client else "")  # 429 past a bound
+        stream = follow(manager.run_folder(run_id), request, lambda: _summary_once_ended(manager, run_id), release)
+        weakref.finalize(stream, release)  # a stream never started (its client gone at once) is uncounted too
         return StreamingResponse(stream, media_type="text/event-stream")
 
     return router

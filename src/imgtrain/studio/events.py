@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,33 +29,33 @@ class StreamCount:
         self.by_run: Counter[int] = Counter()
         self.by_client: Counter[str] = Counter()
 
-    def check(self, run_id: int, client: str) -> None:
-        """BadRequest 429 when one more stream of `run_id` from `client` would pass a bound."""
+    def take(self, run_id: int, client: str) -> Callable[[], None]:
+        """Count one more stream of `run_id` from `client`, and what uncounts it (once, however often called);
+        BadRequest 429, counting nothing, when that would pass a bound."""
         with self.lock:
-            full = (
+            if (
                 self.by_run[run_id] >= MAX_STREAMS_PER_RUN
                 or self.by_client[client] >= MAX_STREAMS_PER_CLIENT
                 or self.by_run.total() >= MAX_STREAMS
-            )
-        if full:
-            raise BadRequest(
-                429,
-                f"too many event streams open (at most {MAX_STREAMS_PER_RUN} per run, {MAX_STREAMS_PER_CLIENT} per "
-                f"client, {MAX_STREAMS} in all): close another tab following this run, or poll /api/runs/{run_id}.",
-            )
-
-    @contextlib.contextmanager
-    def held(self, run_id: int, client: str) -> Iterator[None]:
-        """Count one stream of `run_id` from `client` while the block runs."""
-        with self.lock:
+            ):
+                raise BadRequest(
+                    429,
+                    f"too many event streams open (at most {MAX_STREAMS_PER_RUN} per run, {MAX_STREAMS_PER_CLIENT} "
+                    f"per client, {MAX_STREAMS} in all): close another tab following this run, or poll "
+                    f"/api/runs/{run_id}.",
+                )
             self.by_run[run_id] += 1
             self.by_client[client] += 1
-        try:
-            yield
-        finally:
+        released = threading.Event()
+
+        def release() -> None:
             with self.lock:
-                self.by_run -= Counter({run_id: 1})
-                self.by_client -= Counter({client: 1})
+                if not released.is_set():
+                    released.set()
+                    self.by_run -= Counter({run_id: 1})
+                    self.by_client -= Counter({client: 1})
+
+        return release
 
 
 def read_events(folder: Path) -> list[dict[str, Any]]:
@@ -78,13 +77,13 @@ async def follow(
     folder: Path,
     request: Request,
     ended: Callable[[], dict[str, Any] | None],
-    slot: contextlib.AbstractContextManager[None],
+    release: Callable[[], None],
 ) -> AsyncIterator[str]:
     """Server-sent events: every event of the run from the start, then new ones as they come, then its end (the
-    summary `ended()` gives once the run is over) while the client (`request`) stays connected; `slot` is held
-    meanwhile (StreamCount.held). Files and the registry are read off the event loop."""
+    summary `ended()` gives once the run is over) while the client (`request`) stays connected, then `release()`
+    (StreamCount.take). Files and the registry are read off the event loop."""
     path, offset = folder / EVENTS, 0
-    with slot:
+    try:
         while not await request.is_disconnected():
             complete, summary = await asyncio.to_thread(_poll, path, offset, ended)
             offset += len(complete.encode("utf-8"))
@@ -94,6 +93,8 @@ async def follow(
                 yield f"event: end\ndata: {json.dumps(summary)}\n\n"
                 return
             await asyncio.sleep(POLL_SECONDS)
+    finally:
+        release()
 
 
 def _poll(path: Path, offset: int, ended: Callable[[], dict[str, Any] | None]) -> tuple[str, dict[str, Any] | None]:

@@ -89,6 +89,9 @@ class Pipeline:
         self.paths = {n["id"]: output_paths(folder, n, root) for n in graph["nodes"]}
         self.current: str | None = None
         self.steps = _read_steps(folder / STEPS)
+        #: A run folder from before steps.json (an earlier imgtrain): its outputs are its own run's, as new ids never
+        #: reuse a folder; each is recorded as it is met.
+        self.unrecorded = not (folder / STEPS).exists()
         #: The first node's failure, as the run's error: {"name": the library error's class, "message"}.
         self.failure: dict[str, str] | None = None
 
@@ -156,7 +159,7 @@ class Pipeline:
         own, fingerprint = self.folder / node["id"], self.fingerprint(node["id"])
         if self.steps.get(node["id"]) == fingerprint:
             return
-        if own.exists() or own.is_symlink():
+        if (own.exists() or own.is_symlink()) and not self.unrecorded:
             raise OutputExistsError(
                 f"{own} holds the output of another run (other data or parameters, or a run folder kept when the "
                 "studio's registry was deleted); it is left as it is. Move it away, or start a new run."

@@ -40,11 +40,14 @@ def loaded(model_dir: Path) -> Model:
     from ..inference.model import load_model
     from ..models.architectures import MODEL_META
 
-    meta = os.stat(model_dir / MODEL_META)
+    try:
+        meta = os.stat(model_dir / MODEL_META)
+    except OSError:
+        raise BadRequest(409, f"the model {model_dir.name} is not there any more.") from None
     key = (str(model_dir.resolve()), meta.st_ino, meta.st_mtime_ns)
     with _loading:
-        if key not in _kept:
-            _kept[key] = load_model(model_dir)
+        if key not in _kept:  # on the CPU: one image at a time, and a GPU is left to the runs
+            _kept[key] = load_model(model_dir, device="cpu")
             while len(_kept) > KEPT_MODELS:
                 _kept.popitem(last=False)
         _kept.move_to_end(key)
