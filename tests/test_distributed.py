@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import subprocess
@@ -87,8 +88,12 @@ def test_two_cpu_workers_train_a_multilabel_model_with_its_thresholds(multilabel
     model = imgtrain.open_model_directory(tmp_path / "dist")
     assert model.meta["training"]["world_size"] == 2 and model.multilabel and len(model.thresholds) == 3
     history = model.meta["history"]
-    # each worker's binary cross-entropy, averaged: falls as one process's does (tests/test_multilabel_training.py)
-    assert history[1]["train_loss"] < history[0]["train_loss"] and all(0 <= r["val_top1"] <= 1 for r in history)
+    # Each worker's binary cross-entropy, averaged, stays finite and within 4x chance (4 ln 2 = 2.77): a diverged run
+    # is far past it. It need not fall within 2 epochs at this learning rate (x2 for two workers): measured 1.22 ->
+    # 1.49 on AVX2 in fp32 (and 1.22, 1.99, 1.23, 1.09, 0.42 over 5 epochs), falling where bf16 autocast runs.
+    losses = [r["train_loss"] for r in history]
+    assert all(math.isfinite(v) and v < 4 * math.log(2) for v in losses), losses
+    assert all(0 <= r["val_top1"] <= 1 for r in history)
     scores = imgtrain.score(tmp_path / "dist", multilabel_data[2], progress=False)
     assert all(isinstance(r["Scored Labels"], list) for r in scores)
 
