@@ -22,6 +22,7 @@ from torchvision.transforms import v2
 from ..config import RANDOM_STEPS, TransformSpec, check_seed
 from ..errors import InvalidDatasetError, ParameterError
 from ..files import building_dir
+from ..models.tracing import module_calls
 from ..parallel import process_map
 from .decoding import (
     DecodedCache,
@@ -247,7 +248,8 @@ class ModelInput:
         )
 
     def _finish(self, image: torch.Tensor) -> torch.Tensor:
-        x = self.transform(image)
+        with module_calls():  # the transforms are modules: never while another thread traces (models.tracing)
+            x = self.transform(image)
         problem = self.input_problem and self.input_problem(x.shape[-1], x.shape[-2])
         if problem:
             raise ImageTooSmall(problem)

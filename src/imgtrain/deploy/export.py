@@ -18,7 +18,7 @@ import torch
 from ..errors import ParameterError
 from ..files import atomic_write_json, building_dir, check_output
 from ..models.model_directory import TrainedModel, open_model_directory
-from ..models.tracing import NETWORK_LOCK
+from ..models.tracing import module_calls
 from .check import CheckImages, agreement, check_images
 from .exported import ExportedModel, example_size, exported_model
 from .formats import (
@@ -67,7 +67,7 @@ def export_model(
     found = check_images(trained, images) if images is not None else None
     net = exported_model(trained)
     height, width = example_size(trained)
-    with NETWORK_LOCK, building_dir(Path(out), overwrite, inputs=inputs) as tmp:  # tracing: models.tracing
+    with module_calls(), building_dir(Path(out), overwrite, inputs=inputs) as tmp:  # models.tracing
         main = tmp / FORMATS[fmt]
         calibration, checked = found.split(calibration_images) if found and int8 else (None, found)
         _WRITERS[fmt](net, torch.rand(1, 3, height, width), main, trained, calibration)

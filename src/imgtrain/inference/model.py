@@ -20,7 +20,7 @@ from ..deploy.runtimes import Runtime
 from ..devices import PRECISIONS, autocast_for, measure_speedup, resolve_device, resolve_precision
 from ..errors import InvalidDatasetError, ParameterError
 from ..models.model_directory import TrainedModel, open_model_directory
-from ..models.tracing import NETWORK_LOCK
+from ..models.tracing import module_calls, tracing
 from ..thresholds import check_threshold, predicted_classes
 from .backends import check_backend_for, open_backend
 
@@ -86,7 +86,7 @@ class Model:
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Probabilities (float32, on the CPU) of a batch of model inputs: the softmax at the model's temperature, or
         a multi-label model's sigmoid per class, each at its class's temperature."""
-        with NETWORK_LOCK:  # never while another thread traces a network (models.tracing)
+        with module_calls():  # never while another thread traces a network (models.tracing)
             return self._probabilities(batch)
 
     def _probabilities(self, batch: torch.Tensor) -> torch.Tensor:
@@ -169,7 +169,7 @@ def _inference_network(net: torch.nn.Module, device: torch.device) -> torch.nn.M
     try:
         from torch.fx.experimental.optimization import fuse
 
-        with NETWORK_LOCK:
+        with tracing():
             net = fuse(net)
     except Exception as exc:  # a network fx cannot trace keeps its BatchNorm layers
         log.debug("BatchNorm folding skipped: %s", exc)
