@@ -663,3 +663,24 @@ def test_multilabel_top_confusions_name_only_classes_given_wrongly():
     assert [0, 1, 3] in co["cells"] and [0, 7, 1] in co["cells"]
     top = sorted((t["true"], t["given"], t["count"]) for t in co["top_confusions"])
     assert top == [("c0", "c7", 1), ("c1", "c7", 1)]
+
+
+@pytest.mark.trains
+def test_a_network_that_cannot_be_built_on_the_meta_device_trains_and_scores(tmp_path, run_cli):
+    """Issue 33's report, caused by item 8's size check (the weights file against what the network needs): that
+    check built the network on the meta device, and RegNet computes its widths with tensors it then reads, so every
+    regnet ended training in "internal error: NotImplementedError: Cannot copy out of meta tensor"."""
+    from conftest import make_class_folder
+
+    make_class_folder(tmp_path / "src", {"a": 4, "b": 4}, size=(32, 32))
+    steps = [
+        ("convert", tmp_path / "src", tmp_path / "images"),
+        ("model", tmp_path / "untrained", "--model-name", "regnet_y_400mf", "--no-pretrained"),
+        ("transform", "init", tmp_path / "t32", "--size", "32", "--no-center-crop"),
+        ("train", "--model", tmp_path / "untrained", "--train", tmp_path / "images", "--valid", tmp_path / "images")
+        + ("--out", tmp_path / "model", "--transform", tmp_path / "t32", "--epochs", "1", "--batch-size", "4"),
+        ("score", "--model", tmp_path / "model", "--data", tmp_path / "images", "--out", tmp_path / "scores.csv"),
+    ]
+    for argv in steps:
+        code, _, err = run_cli(*argv)
+        assert code == 0 and "internal error" not in err, (argv[0], err)

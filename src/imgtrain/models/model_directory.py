@@ -200,12 +200,21 @@ def _triple(value: Any, name: str) -> tuple[float, ...]:
     return tuple(float(v) for v in value)
 
 
+def _shapes(architecture: Architecture, num_classes: int) -> dict[str, torch.Tensor]:
+    """The network's state dict on the meta device (shapes only, no memory, no random draws)."""
+    try:
+        with torch.device("meta"):
+            return architecture.build(num_classes).state_dict()
+    except NotImplementedError:  # RegNet reads widths it computes with tensors: build it, then keep only the shapes
+        with torch.random.fork_rng(devices=[]):
+            return architecture.build(num_classes).to("meta").state_dict()
+
+
 def _load_weights(file: Path, architecture: Architecture, num_classes: int) -> dict[str, torch.Tensor]:
     """Weights from safetensors (never unpickled), checked key by key and shape by shape."""
     if not file.is_file():
         raise InvalidModelDirectoryError(f"The weights file {file} is missing.", "restore it, or train again.")
-    with torch.device("meta"):
-        expected = architecture.build(num_classes).state_dict()
+    expected = _shapes(architecture, num_classes)
     # what these tensors take, plus room for the header: a larger file is refused before it is read into memory
     largest = sum(t.numel() * t.element_size() for t in expected.values()) + MAX_HEADER_BYTES
     if file.stat().st_size > largest:
