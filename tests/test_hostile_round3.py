@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import imgtrain
+from conftest import free_port
 
 
 def _occupy(path: Path, kind: str) -> Path:
@@ -320,14 +321,6 @@ def test_evaluate_writes_what_grows_with_images_not_with_classes_squared(tmp_pat
     assert metrics["confusion_matrix"] == confusion and metrics["images"] == 20
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def real_server(monkeypatch):
     """Start an ASGI app behind serve's and the studio's own uvicorn setup (serving.web) on 127.0.0.1, in a thread;
@@ -343,7 +336,7 @@ def real_server(monkeypatch):
     servers = []
 
     def start(app, host: str = "127.0.0.1", allowed=()) -> int:
-        port = _free_port()
+        port = free_port()
         server = uvicorn.Server(web.server_config(web.HostCheck(app, web.allowed_hosts(host, allowed)), host, port))
         threading.Thread(target=server.run, daemon=True).start()
         deadline = time.monotonic() + 30

@@ -216,8 +216,7 @@ class DecodedCache:
 
 def source_digest(data: bytes) -> bytes:
     """SHA-256 of a source file's size, first and last DIGEST_BLOCK bytes: what ties a cache entry to its image."""
-    tail = data[max(DIGEST_BLOCK, len(data) - DIGEST_BLOCK) :]
-    return hashlib.sha256(b"%d:" % len(data) + data[:DIGEST_BLOCK] + tail).digest()
+    return _digest(len(data), data[:DIGEST_BLOCK], data[max(DIGEST_BLOCK, len(data) - DIGEST_BLOCK) :])
 
 
 def _file_digest(path: Path) -> bytes:
@@ -232,6 +231,10 @@ def _file_digest(path: Path) -> bytes:
         head = f.read(DIGEST_BLOCK)
         f.seek(max(DIGEST_BLOCK, size - DIGEST_BLOCK))
         tail = f.read(DIGEST_BLOCK)
+    return _digest(size, head, tail)
+
+
+def _digest(size: int, head: bytes, tail: bytes) -> bytes:
     return hashlib.sha256(b"%d:" % size + head + tail).digest()
 
 

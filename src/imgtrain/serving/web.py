@@ -37,11 +37,8 @@ def host_allowed(header: str, allowed: Iterable[str]) -> bool:
     name = _host_name(header)
     if name is None:
         return False
-    try:
-        ipaddress.ip_address(name)
+    if _is_address(name):
         return True
-    except ValueError:
-        pass
     if name in LOOPBACK_NAMES or name.endswith(".localhost"):
         return True
     for pattern in (_host_name(p) or "" for p in allowed):  # "gpu-box:8000" means gpu-box
